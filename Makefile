@@ -1,0 +1,50 @@
+# logcanary — `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+CARGO ?= cargo
+
+##@ The two commands
+
+run: setup build-release ## Set everything up and start the whole stack (Ctrl-C stops it)
+	PROFILE=release bash scripts/run-stack.sh
+
+test: setup ## Set everything up and run every test (real Postgres, RabbitMQ and model)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) build --workspace --bins
+	@if command -v cargo-nextest >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+##@ Pieces
+
+setup: ## Install packages, start Postgres + RabbitMQ, create the database, fetch the model (idempotent)
+	bash scripts/setup.sh
+	$(MAKE) --no-print-directory migrate
+
+migrate: ## Apply database migrations (under an advisory lock)
+	$(CARGO) run --quiet -p logcanary-ingest-api --bin ingest-api -- migrate
+
+build-release:
+	$(CARGO) build --release --workspace --bins
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+openapi: ## Regenerate proto/openapi.json from the code
+	$(CARGO) run --quiet -p logcanary-ingest-api --bin ingest-api -- openapi > proto/openapi.json
+
+bench: setup build-release ## Load the running stack and its parts; prints figures (see BENCHMARKS.md)
+	bash scripts/bench.sh
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} \
+		/^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
+		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+.PHONY: run test setup migrate build-release lint fmt openapi bench help

@@ -1,0 +1,96 @@
+//! Configuration shared by every binary.
+//!
+//! Each binary parses its settings with `clap`, where every flag is also an environment
+//! variable (12-factor). The variable names are the contract in ARCHITECTURE.md; clap
+//! names the variable in its error, so a bad value fails fast at start-up with a message
+//! like `invalid value 'x' for '--admin-addr <LOGCANARY_ADMIN_ADDR>'`.
+
+use std::net::SocketAddr;
+
+/// Connection settings every process needs.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServiceArgs {
+    /// Postgres connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/logcanary"
+    )]
+    pub database_url: String,
+
+    /// RabbitMQ connection URL.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+
+    /// Prefix for every exchange and queue name; empty in production. Lets tests and
+    /// several stacks share one broker without seeing each other's messages.
+    #[arg(long, env = "LOGCANARY_AMQP_PREFIX", default_value = "")]
+    pub amqp_prefix: String,
+
+    /// Maximum number of pooled database connections.
+    #[arg(long, env = "LOGCANARY_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_pool_size: u32,
+
+    /// Log format: `pretty` or `json`; by default `pretty` on a terminal, `json` otherwise.
+    #[arg(long, env = "LOGCANARY_LOG_FORMAT")]
+    pub log_format: Option<crate::telemetry::LogFormat>,
+}
+
+/// Parses a listen address; a bare `:port` means every interface (`0.0.0.0:port`).
+pub fn parse_listen_addr(raw: &str) -> Result<SocketAddr, String> {
+    let full = if raw.starts_with(':') {
+        format!("0.0.0.0{raw}")
+    } else {
+        raw.to_owned()
+    };
+    full.parse()
+        .map_err(|e| format!("expected HOST:PORT or :PORT, got {raw:?} ({e})"))
+}
+
+/// Reads a URL-ish secret for logging without leaking the password.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_port_listens_everywhere() {
+        assert_eq!(
+            parse_listen_addr(":9100").unwrap(),
+            "0.0.0.0:9100".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:0").unwrap(),
+            "127.0.0.1:0".parse().unwrap()
+        );
+        assert!(parse_listen_addr("nonsense").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/x"),
+            "postgres://postgres@127.0.0.1/x"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! Postgres storage for logcanary: the diesel schema, models and every query the
+//! services run, behind async functions.
+//!
+//! Diesel is synchronous, so every call checks a connection out of an r2d2 pool and runs
+//! the whole unit of work (often one transaction) inside `spawn_blocking`: the async
+//! runtime never blocks on the database. This crate knows nothing about HTTP, the broker
+//! or scoring.
+
+pub mod api_keys;
+pub mod dashboard;
+pub mod entries;
+pub mod migrate;
+pub mod models;
+pub mod schema;
+pub mod tasks;
+pub mod templates;
+
+use std::time::Duration;
+
+use diesel::{
+    pg::PgConnection,
+    r2d2::{ConnectionManager, Pool, PooledConnection},
+};
+
+pub use migrate::migrate;
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had from the pool (database down or pool exhausted).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("database task panicked or was cancelled")]
+    Join,
+}
+
+impl DbError {
+    /// True for failures that may succeed on a later attempt (connection lost, pool
+    /// exhausted, serialization failure, deadlock).
+    pub fn is_transient(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            DbError::Unavailable(_) | DbError::Join => true,
+            DbError::Query(Error::DatabaseError(kind, _)) => matches!(
+                kind,
+                DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection
+            ),
+            DbError::Query(Error::BrokenTransactionManager) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Conn = PooledConnection<ConnectionManager<PgConnection>>;
+
+/// A cheap-to-clone handle on the connection pool.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<ConnectionManager<PgConnection>>,
+}
+
+impl Db {
+    /// Builds the pool without waiting for the database: connections are opened on
+    /// demand, so a service can start (and report not-ready) while Postgres is down.
+    pub fn connect_lazy(url: &str, max_size: u32) -> Result<Self, DbError> {
+        let manager = ConnectionManager::<PgConnection>::new(url);
+        let pool = Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(5))
+            .test_on_check_out(false)
+            .build_unchecked(manager);
+        Ok(Self { pool })
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|_| DbError::Join)?
+    }
+
+    /// Readiness: can we get a connection and run a trivial query?
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.run(|conn| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("SELECT 1").execute(conn)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Pool gauges for metrics: (connections open, idle).
+    pub fn pool_state(&self) -> (u32, u32) {
+        let s = self.pool.state();
+        (s.connections, s.idle_connections)
+    }
+}
+
+/// The database clock as a nullable timestamptz, for `started_at = now()` and the like,
+/// so that every timestamp of a task comes from one clock.
+pub(crate) fn db_now(
+) -> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>> {
+    diesel::dsl::sql("now()")
+}

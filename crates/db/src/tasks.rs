@@ -1,0 +1,160 @@
+//! Task records: the Celery-like state machine PENDING -> STARTED (-> RETRY) -> SUCCESS | FAILURE,
+//! and the outbox columns that say whether the broker has the message.
+
+use diesel::{pg::PgConnection, prelude::*};
+use uuid::Uuid;
+
+use crate::{
+    models::{status, NewTask, Task},
+    schema::tasks,
+    DbError,
+};
+
+pub fn insert(conn: &mut PgConnection, new_tasks: &[NewTask]) -> Result<(), DbError> {
+    diesel::insert_into(tasks::table)
+        .values(new_tasks)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Task>, DbError> {
+    Ok(tasks::table
+        .find(id)
+        .select(Task::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Records that the broker confirmed these tasks' messages.
+pub fn mark_published(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), DbError> {
+    diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
+        .set((
+            tasks::published_at.eq(crate::db_now()),
+            tasks::publish_error.eq(None::<String>),
+            tasks::publish_attempts.eq(tasks::publish_attempts + 1),
+            tasks::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records that publishing failed; the task stays PENDING with `published_at` NULL for
+/// the scheduler's relay to re-publish.
+pub fn mark_publish_failed(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    error: &str,
+) -> Result<(), DbError> {
+    diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
+        .set((
+            tasks::publish_error.eq(Some(error)),
+            tasks::publish_attempts.eq(tasks::publish_attempts + 1),
+            tasks::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// What a worker should do with a delivered task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartDecision {
+    /// The task is now STARTED (attempt counted); do the work.
+    Run(Task),
+    /// Already SUCCESS or FAILURE: a redelivery; ack without working.
+    AlreadyFinished(String),
+    /// No such task row (e.g. its database was reset): poison.
+    Unknown,
+}
+
+impl PartialEq for Task {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+impl Eq for Task {}
+
+/// Marks a task STARTED unless it already finished.
+pub fn start(conn: &mut PgConnection, id: Uuid) -> Result<StartDecision, DbError> {
+    conn.transaction(|conn| {
+        let Some(task) = tasks::table
+            .find(id)
+            .select(Task::as_select())
+            .for_update()
+            .first(conn)
+            .optional()?
+        else {
+            return Ok(StartDecision::Unknown);
+        };
+        if task.status == status::SUCCESS || task.status == status::FAILURE {
+            return Ok(StartDecision::AlreadyFinished(task.status));
+        }
+        let task = diesel::update(tasks::table.find(id))
+            .set((
+                tasks::status.eq(status::STARTED),
+                tasks::attempts.eq(tasks::attempts + 1),
+                tasks::started_at.eq(crate::db_now()),
+                // A message that reached a worker was published, whatever the API recorded.
+                tasks::published_at.eq(diesel::dsl::sql::<
+                    diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+                >("COALESCE(published_at, now())")),
+                tasks::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(Task::as_returning())
+            .get_result(conn)?;
+        Ok(StartDecision::Run(task))
+    })
+}
+
+/// Marks a task RETRY with the error that caused it (the broker holds the retry).
+pub fn mark_retry(conn: &mut PgConnection, id: Uuid, error: &str) -> Result<(), DbError> {
+    diesel::update(
+        tasks::table
+            .find(id)
+            .filter(tasks::status.ne_all([status::SUCCESS, status::FAILURE])),
+    )
+    .set((
+        tasks::status.eq(status::RETRY),
+        tasks::error.eq(Some(error)),
+        tasks::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Marks a task FAILURE with its error, unless it already succeeded.
+pub fn mark_failed(conn: &mut PgConnection, id: Uuid, error: &str) -> Result<(), DbError> {
+    diesel::update(
+        tasks::table
+            .find(id)
+            .filter(tasks::status.ne(status::SUCCESS)),
+    )
+    .set((
+        tasks::status.eq(status::FAILURE),
+        tasks::error.eq(Some(error)),
+        tasks::finished_at.eq(crate::db_now()),
+        tasks::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Marks a task SUCCESS with a result (for tasks that write nothing else).
+pub fn mark_success(
+    conn: &mut PgConnection,
+    id: Uuid,
+    result: &serde_json::Value,
+) -> Result<(), DbError> {
+    diesel::update(tasks::table.find(id))
+        .set((
+            tasks::status.eq(status::SUCCESS),
+            tasks::result.eq(Some(result)),
+            tasks::finished_at.eq(crate::db_now()),
+            tasks::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn count(conn: &mut PgConnection) -> Result<i64, DbError> {
+    Ok(tasks::table.count().get_result(conn)?)
+}

@@ -1,0 +1,17 @@
+//! The logcanary detector: decides whether a log line is anomalous and says why.
+//!
+//! It masks variable parts of messages ([`masking`]), mines templates online
+//! ([`drain`]), embeds template text with a BERT sentence model through ONNX Runtime
+//! ([`embedder`]), and combines semantic novelty, template rarity, severity and operator
+//! feedback into a score ([`scorer`]). [`eval`] measures template mining against labelled
+//! samples.
+//!
+//! This crate has no network or database code: callers feed it lines and persist the state
+//! it exports (templates, embeddings, feedback). The only files it reads are the model,
+//! tokenizer and ONNX Runtime library it is pointed at, and evaluation samples.
+
+pub mod drain;
+pub mod embedder;
+pub mod eval;
+pub mod masking;
+pub mod scorer;

@@ -1,0 +1,81 @@
+//! Settings of the ingest API: flags that are also environment variables.
+
+use std::{net::SocketAddr, time::Duration};
+
+use common::config::{parse_listen_addr, ServiceArgs};
+
+#[derive(clap::Parser, Clone, Debug)]
+#[command(
+    name = "ingest-api",
+    version,
+    about = "logcanary ingest API: signed log entries in, analysis tasks out."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply database migrations (under an advisory lock) and create log partitions, then exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Settings {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// Address of the public API.
+    #[arg(long, env = "LOGCANARY_HTTP_ADDR", default_value = "0.0.0.0:8000", value_parser = parse_listen_addr)]
+    pub http_addr: SocketAddr,
+
+    /// Address of the admin server (/livez, /readyz, /metrics).
+    #[arg(long, env = "LOGCANARY_ADMIN_ADDR", default_value = ":9100", value_parser = parse_listen_addr)]
+    pub admin_addr: SocketAddr,
+
+    /// HMAC secrets as `id:secret,id2:secret2`. Unset: the development key
+    /// `default:dev-secret`, refused when LOGCANARY_ENV=production.
+    #[arg(long, env = "LOGCANARY_HMAC_KEYS", value_parser = crate::auth::parse_keys, hide_env_values = true)]
+    pub hmac_keys: Option<crate::auth::HmacKeys>,
+
+    /// Accept the old clients' plain body signature (no replay protection).
+    #[arg(long, env = "LOGCANARY_HMAC_LEGACY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub hmac_legacy: bool,
+
+    /// Accepted clock difference for timestamped signatures, in seconds.
+    #[arg(long, env = "LOGCANARY_HMAC_TOLERANCE_SECS", default_value_t = 300)]
+    pub hmac_tolerance_secs: u64,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "LOGCANARY_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// If set, reads (GET) need `Authorization: Bearer <token>`.
+    #[arg(long, env = "LOGCANARY_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "LOGCANARY_HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
+
+    /// Concurrent committers of the write path.
+    #[arg(long, env = "LOGCANARY_INGEST_COMMITTERS", default_value_t = 4)]
+    pub committers: usize,
+
+    /// `production` refuses development defaults such as the dev HMAC key.
+    #[arg(long, env = "LOGCANARY_ENV", default_value = "development")]
+    pub environment: String,
+}
+
+impl Settings {
+    pub fn hmac_tolerance(&self) -> Duration {
+        Duration::from_secs(self.hmac_tolerance_secs)
+    }
+}

@@ -1,0 +1,78 @@
+//! API errors and their JSON bodies, in the shape Django REST framework clients expect:
+//! `{"detail": "..."}` or per-field `{"field": ["message", ...]}`.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use serde_json::{json, Map, Value};
+
+/// Per-field validation messages; nested lists (batch entries) are JSON values too.
+pub type FieldErrors = Map<String, Value>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// One field, one message.
+    pub fn field(name: &str, message: impl Into<String>) -> Self {
+        let mut errors = Map::new();
+        errors.insert(name.to_owned(), json!([message.into()]));
+        ApiError::Validation(errors)
+    }
+}
+
+impl From<db::DbError> for ApiError {
+    fn from(e: db::DbError) -> Self {
+        if e.is_transient() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = match self {
+            ApiError::Validation(fields) => Value::Object(fields.clone()),
+            ApiError::Internal(detail) => {
+                // The cause goes to the log (with the request id), not to the client.
+                tracing::error!(error = %detail, "Request failed with an internal error.");
+                json!({"detail": "Internal server error."})
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "Request failed: a dependency is unavailable.");
+                json!({"detail": "Service temporarily unavailable, retry later."})
+            }
+            other => json!({"detail": other.to_string()}),
+        };
+        HttpResponse::build(self.status_code()).json(body)
+    }
+}

@@ -1,0 +1,275 @@
+//! The durable write path: store entries and task rows, then publish the tasks.
+//!
+//! Requests are not written one by one. Each request hands its [`Submission`] to a small
+//! pool of committers over a channel; a committer takes every submission waiting at that
+//! moment, writes them all in one transaction, publishes all their messages with one
+//! round of publisher confirms, records which were published, and only then answers each
+//! request. Under light load a batch is a single request (no added latency); under heavy
+//! load batches grow by themselves, which is what lets one Postgres and one RabbitMQ on a
+//! small machine accept thousands of signed requests per second.
+//!
+//! Nothing accepted is lost: the reply is sent after the commit. If the broker is down the
+//! tasks stay PENDING with `published_at` NULL and a `publish_error`, and the scheduler's
+//! relay publishes them later.
+
+use std::{sync::Arc, time::Instant};
+
+use contracts::v1;
+use db::models::{NewLogEntry, NewTask};
+use tokio::sync::{mpsc, oneshot, Mutex};
+use uuid::Uuid;
+
+use crate::errors::ApiError;
+
+/// A message to publish once the rows are committed.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    Analyze(v1::AnalyzeLogEntry),
+    Batch(v1::BatchAnalyzeLogs),
+    Patterns(v1::DetectAnomalyPatterns),
+    RealTime(v1::AnalyzeRealTimeStream),
+}
+
+impl Outgoing {
+    fn task_id(&self) -> &str {
+        match self {
+            Outgoing::Analyze(m) => &m.task_id,
+            Outgoing::Batch(m) => &m.task_id,
+            Outgoing::Patterns(m) => &m.task_id,
+            Outgoing::RealTime(m) => &m.task_id,
+        }
+    }
+}
+
+/// One request's writes.
+#[derive(Debug)]
+pub struct Submission {
+    pub tasks: Vec<NewTask>,
+    pub entries: Vec<NewLogEntry>,
+    /// The task of each entry, same length as `entries`.
+    pub entry_task: Vec<Uuid>,
+    /// Filled in once the entry ids are known (they are assigned by the insert).
+    pub messages: MessagesFor,
+}
+
+/// How to build the messages once entry ids exist.
+#[derive(Debug)]
+pub enum MessagesFor {
+    /// One `analyze_log_entry` per entry (task ids from `entry_task`).
+    EachEntry,
+    /// One `batch_analyze_logs` over all entries.
+    Batch { task_id: Uuid },
+    /// Ready-made messages (tasks without new entries).
+    Ready(Vec<Outgoing>),
+}
+
+/// What the request gets back.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub entry_ids: Vec<i64>,
+    pub published: bool,
+}
+
+type Reply = oneshot::Sender<Result<Committed, ApiError>>;
+
+/// Handle used by request handlers; cheap to clone.
+#[derive(Clone)]
+pub struct Ingestor {
+    tx: mpsc::Sender<(Submission, Reply)>,
+}
+
+/// Most entries written in one transaction; keeps a transaction short and its statement
+/// parameters bounded.
+const MAX_ENTRIES_PER_COMMIT: usize = 20_000;
+
+impl Ingestor {
+    /// Starts `committers` committer tasks.
+    pub fn start(db: db::Db, publisher: Arc<dyn Publish>, committers: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<(Submission, Reply)>(4096);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..committers.max(1) {
+            let rx = rx.clone();
+            let db = db.clone();
+            let publisher = publisher.clone();
+            tokio::spawn(async move { committer(rx, db, publisher).await });
+        }
+        Self { tx }
+    }
+
+    /// Stores and publishes; returns after the commit (and the publish attempt).
+    pub async fn submit(&self, submission: Submission) -> Result<Committed, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((submission, reply))
+            .await
+            .map_err(|_| ApiError::Unavailable("the ingest pipeline is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| ApiError::Internal("the ingest committer stopped".into()))?
+    }
+}
+
+/// Publishing, as the committer needs it (implemented by the AMQP publisher).
+#[async_trait::async_trait]
+pub trait Publish: Send + Sync + 'static {
+    async fn publish(&self, messages: &[Outgoing]) -> Result<(), String>;
+}
+
+#[async_trait::async_trait]
+impl Publish for mq::Publisher {
+    async fn publish(&self, messages: &[Outgoing]) -> Result<(), String> {
+        let mut analyze = Vec::new();
+        let mut batch = Vec::new();
+        let mut patterns = Vec::new();
+        let mut realtime = Vec::new();
+        for m in messages {
+            match m {
+                Outgoing::Analyze(m) => analyze.push(m.clone()),
+                Outgoing::Batch(m) => batch.push(m.clone()),
+                Outgoing::Patterns(m) => patterns.push(m.clone()),
+                Outgoing::RealTime(m) => realtime.push(m.clone()),
+            }
+        }
+        let (a, b, p, r) = tokio::join!(
+            self.publish_many(&analyze),
+            self.publish_many(&batch),
+            self.publish_many(&patterns),
+            self.publish_many(&realtime),
+        );
+        a.and(b).and(p).and(r).map_err(|e| e.to_string())
+    }
+}
+
+async fn committer(
+    rx: Arc<Mutex<mpsc::Receiver<(Submission, Reply)>>>,
+    db: db::Db,
+    publisher: Arc<dyn Publish>,
+) {
+    loop {
+        let mut group = Vec::new();
+        {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut entries = first.0.entries.len();
+            group.push(first);
+            while entries < MAX_ENTRIES_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(next) => {
+                        entries += next.0.entries.len();
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        commit_group(&db, publisher.as_ref(), group).await;
+    }
+}
+
+async fn commit_group(db: &db::Db, publisher: &dyn Publish, group: Vec<(Submission, Reply)>) {
+    let started = Instant::now();
+    let (submissions, replies): (Vec<Submission>, Vec<Reply>) = group.into_iter().unzip();
+    let requests = submissions.len();
+
+    let mut all_tasks = Vec::new();
+    let mut all_entries = Vec::new();
+    let mut all_entry_task = Vec::new();
+    let mut sizes = Vec::with_capacity(requests);
+    let mut message_plans = Vec::with_capacity(requests);
+    for s in submissions {
+        sizes.push(s.entries.len());
+        all_tasks.extend(s.tasks);
+        all_entry_task.extend(s.entry_task.iter().copied());
+        message_plans.push((s.messages, s.entry_task));
+        all_entries.extend(s.entries);
+    }
+    let entry_count = all_entries.len();
+    let stored = db
+        .run(move |conn| {
+            db::entries::insert_with_tasks(conn, &all_tasks, &all_entries, &all_entry_task)
+        })
+        .await;
+    let ids = match stored {
+        Ok(ids) => ids,
+        Err(error) => {
+            let error = ApiError::from(error);
+            for reply in replies {
+                let _ = reply.send(Err(clone_error(&error)));
+            }
+            return;
+        }
+    };
+    metrics::counter!("logcanary_entries_ingested_total").increment(entry_count as u64);
+
+    // Split ids back per request and build the messages.
+    let mut per_request_ids = Vec::with_capacity(requests);
+    let mut messages = Vec::new();
+    let mut offset = 0;
+    for (size, (plan, entry_task)) in sizes.into_iter().zip(message_plans) {
+        let ids = ids[offset..offset + size].to_vec();
+        offset += size;
+        match plan {
+            MessagesFor::EachEntry => {
+                for (id, task) in ids.iter().zip(entry_task) {
+                    messages.push(Outgoing::Analyze(v1::AnalyzeLogEntry {
+                        task_id: task.to_string(),
+                        log_entry_id: *id,
+                    }));
+                }
+            }
+            MessagesFor::Batch { task_id } => {
+                messages.push(Outgoing::Batch(v1::BatchAnalyzeLogs {
+                    task_id: task_id.to_string(),
+                    log_entry_ids: ids.clone(),
+                }))
+            }
+            MessagesFor::Ready(ready) => messages.extend(ready),
+        }
+        per_request_ids.push(ids);
+    }
+
+    let task_ids: Vec<Uuid> = messages
+        .iter()
+        .filter_map(|m| Uuid::parse_str(m.task_id()).ok())
+        .collect();
+    let published = match publisher.publish(&messages).await {
+        Ok(()) => {
+            let ids = task_ids.clone();
+            if let Err(error) = db.run(move |c| db::tasks::mark_published(c, &ids)).await {
+                // The messages are on the broker; the relay may publish them again, which
+                // workers tolerate (idempotent per task id).
+                tracing::warn!(%error, "Published, but could not record it.");
+            }
+            true
+        }
+        Err(error) => {
+            metrics::counter!("logcanary_publish_failures_total").increment(1);
+            tracing::warn!(%error, tasks = task_ids.len(), "Broker unavailable; tasks stay PENDING for the relay.");
+            let ids = task_ids.clone();
+            let message = error.clone();
+            if let Err(error) = db
+                .run(move |c| db::tasks::mark_publish_failed(c, &ids, &message))
+                .await
+            {
+                tracing::warn!(%error, "Could not record the failed publish; the relay will still see the task unpublished.");
+            }
+            false
+        }
+    };
+    metrics::histogram!("logcanary_ingest_commit_size").record(requests as f64);
+    metrics::histogram!("logcanary_ingest_commit_seconds").record(started.elapsed().as_secs_f64());
+    for (reply, entry_ids) in replies.into_iter().zip(per_request_ids) {
+        let _ = reply.send(Ok(Committed {
+            entry_ids,
+            published,
+        }));
+    }
+}
+
+fn clone_error(e: &ApiError) -> ApiError {
+    match e {
+        ApiError::Unavailable(s) => ApiError::Unavailable(s.clone()),
+        ApiError::Internal(s) => ApiError::Internal(s.clone()),
+        other => ApiError::Internal(other.to_string()),
+    }
+}

@@ -1,0 +1,15 @@
+//! The ingest API: verifies signed log entries, stores them with their analysis tasks
+//! in one transaction, publishes the tasks to RabbitMQ, and serves results, the dashboard
+//! JSON, task status and the OpenAPI document.
+//!
+//! It links neither ONNX Runtime nor the detector: scoring happens in the workers.
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod errors;
+pub mod ingest;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod validation;

@@ -1,0 +1,269 @@
+//! Building and running the ingest API: used by `main` and, on port 0, by the tests.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix_web::{
+    dev::{Server, Service},
+    http::header::{HeaderName, HeaderValue},
+    web, App, HttpResponse, HttpServer,
+};
+use anyhow::Context;
+use common::admin::{AdminServer, ReadinessFn};
+use serde_json::json;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{
+    auth::Verifier,
+    config::Settings,
+    ingest::{Ingestor, Outgoing, Publish},
+    routes,
+};
+
+/// Shared by every request.
+pub struct AppState {
+    pub db: db::Db,
+    pub ingestor: Ingestor,
+    pub verifier: Verifier,
+    pub max_body_bytes: usize,
+    pub read_token: Option<String>,
+}
+
+pub struct Application {
+    port: u16,
+    admin_port: u16,
+    server: Server,
+    admin: AdminServer,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+impl Application {
+    /// Binds both ports (0 picks free ones) and prepares the server; does not need the
+    /// database or the broker to be up (readiness reports them).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let keys = match settings.hmac_keys.clone() {
+            Some(keys) => keys.0,
+            None if settings.environment == "production" => {
+                anyhow::bail!("LOGCANARY_HMAC_KEYS must be set when LOGCANARY_ENV=production")
+            }
+            None => {
+                tracing::warn!(
+                    "LOGCANARY_HMAC_KEYS is not set; using the development key default:dev-secret."
+                );
+                vec![("default".to_owned(), "dev-secret".to_owned())]
+            }
+        };
+        let db = db::Db::connect_lazy(
+            &settings.service.database_url,
+            settings.service.db_pool_size,
+        )
+        .context("creating the database pool (DATABASE_URL)")?;
+        let publisher = Arc::new(LazyPublisher::new(
+            settings.service.amqp_url.clone(),
+            mq::Topology::new(settings.service.amqp_prefix.clone()),
+        ));
+        let ingestor = Ingestor::start(db.clone(), publisher.clone(), settings.committers);
+        let verifier = Verifier::new(
+            keys,
+            db.clone(),
+            settings.hmac_legacy,
+            settings.hmac_tolerance(),
+        );
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            ingestor,
+            verifier,
+            max_body_bytes: settings.max_body_bytes,
+            read_token: settings.read_token.clone(),
+        });
+
+        let readiness_db = db.clone();
+        let readiness_pub = publisher.clone();
+        let readiness: ReadinessFn = Arc::new(move || {
+            let db = readiness_db.clone();
+            let publisher = readiness_pub.clone();
+            Box::pin(async move {
+                let database = db.ping().await.map_err(|e| e.to_string());
+                let (open, idle) = db.pool_state();
+                metrics::gauge!("logcanary_db_pool_connections").set(open as f64);
+                metrics::gauge!("logcanary_db_pool_idle_connections").set(idle as f64);
+                metrics::gauge!("logcanary_amqp_connected").set(
+                    if publisher.is_connected().await {
+                        1.0
+                    } else {
+                        0.0
+                    },
+                );
+                // The broker is not required: entries are accepted and relayed later.
+                vec![("database", database)]
+            })
+        });
+        let admin = AdminServer::start(settings.admin_addr, readiness).with_context(|| {
+            format!(
+                "binding the admin address {} (LOGCANARY_ADMIN_ADDR)",
+                settings.admin_addr
+            )
+        })?;
+
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap_fn(|req, srv| {
+                    let request_id = req
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .filter(|v| !v.is_empty() && v.len() <= 128)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                    let method = req.method().to_string();
+                    let span = tracing::info_span!("http", %request_id, %method, %route);
+                    let started = Instant::now();
+                    let fut = srv.call(req);
+                    async move {
+                        let mut res = fut.await?;
+                        let status = res.status();
+                        if let Ok(v) = HeaderValue::from_str(&request_id) {
+                            res.headers_mut().insert(REQUEST_ID, v);
+                        }
+                        let elapsed = started.elapsed().as_secs_f64();
+                        let labels = [
+                            ("route", route.clone()),
+                            ("method", method.clone()),
+                            ("status", status.as_u16().to_string()),
+                        ];
+                        metrics::counter!("logcanary_http_requests_total", &labels).increment(1);
+                        metrics::histogram!(
+                            "logcanary_http_request_duration_seconds",
+                            &labels[..2]
+                        )
+                        .record(elapsed);
+                        if status.is_server_error() {
+                            tracing::error!(status = status.as_u16(), elapsed, "Request failed.");
+                        } else if status.is_client_error() {
+                            tracing::info!(status = status.as_u16(), elapsed, "Request rejected.");
+                        } else {
+                            tracing::debug!(status = status.as_u16(), elapsed, "Request served.");
+                        }
+                        Ok(res)
+                    }
+                    .instrument(span)
+                })
+                .configure(routes::configure)
+                .default_service(web::to(|| async {
+                    HttpResponse::NotFound().json(json!({"detail": "Not found."}))
+                }))
+        })
+        .disable_signals()
+        .shutdown_timeout(25);
+        if let Some(workers) = settings.http_workers {
+            server = server.workers(workers);
+        }
+        let server = server.bind(settings.http_addr).with_context(|| {
+            format!(
+                "binding the API address {} (LOGCANARY_HTTP_ADDR)",
+                settings.http_addr
+            )
+        })?;
+        let port = server
+            .addrs()
+            .first()
+            .map(|a| a.port())
+            .context("the API server bound no address")?;
+        Ok(Self {
+            port,
+            admin_port: admin.addr.port(),
+            server: server.run(),
+            admin,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// Serves until `shutdown` fires, then stops accepting, finishes open requests
+    /// (their commits included) and returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        shutdown.cancelled().await;
+        handle.stop(true).await;
+        let _ = server.await;
+        self.admin.stop().await;
+        Ok(())
+    }
+}
+
+/// The AMQP publisher, connected on first use and re-created after a failure, so the API
+/// starts and keeps accepting entries while the broker is down.
+pub struct LazyPublisher {
+    url: String,
+    topology: mq::Topology,
+    state: Mutex<(Option<mq::Publisher>, Option<Instant>)>,
+}
+
+/// After a failed connect, fail fast for this long instead of making every request wait
+/// for a connect timeout.
+const RECONNECT_BACKOFF: Duration = Duration::from_secs(2);
+
+impl LazyPublisher {
+    pub fn new(url: String, topology: mq::Topology) -> Self {
+        Self {
+            url,
+            topology,
+            state: Mutex::new((None, None)),
+        }
+    }
+
+    async fn publisher(&self) -> Result<mq::Publisher, String> {
+        let mut state = self.state.lock().await;
+        if let Some(p) = &state.0 {
+            if p.is_connected() {
+                return Ok(p.clone());
+            }
+        }
+        if let Some(failed_at) = state.1 {
+            if failed_at.elapsed() < RECONNECT_BACKOFF {
+                return Err("broker unreachable (recent connection attempt failed)".into());
+            }
+        }
+        match mq::Publisher::connect(&self.url, self.topology.clone(), "ingest-api").await {
+            Ok(p) => {
+                *state = (Some(p.clone()), None);
+                Ok(p)
+            }
+            Err(e) => {
+                *state = (None, Some(Instant::now()));
+                Err(format!("cannot connect to the broker: {e}"))
+            }
+        }
+    }
+
+    pub async fn is_connected(&self) -> bool {
+        self.state
+            .lock()
+            .await
+            .0
+            .as_ref()
+            .is_some_and(|p| p.is_connected())
+    }
+}
+
+#[async_trait::async_trait]
+impl Publish for LazyPublisher {
+    async fn publish(&self, messages: &[Outgoing]) -> Result<(), String> {
+        let publisher = self.publisher().await?;
+        Publish::publish(&publisher, messages).await
+    }
+}

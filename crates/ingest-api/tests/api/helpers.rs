@@ -1,0 +1,152 @@
+use std::time::Duration;
+
+use clap::Parser;
+use logcanary_ingest_api::{config::Cli, startup::Application};
+use serde_json::Value;
+use test_support::{TestDb, TEST_KEY_ID, TEST_SECRET};
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub address: String,
+    pub admin: String,
+    pub db: TestDb,
+    pub prefix: String,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+pub struct Options {
+    pub amqp_url: String,
+    pub legacy: bool,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            amqp_url: test_support::amqp_url(),
+            legacy: true,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let db = TestDb::new().await;
+    let prefix = test_support::queue_prefix();
+    let cli = Cli::try_parse_from([
+        "ingest-api".to_owned(),
+        format!("--database-url={}", db.url),
+        format!("--amqp-url={}", options.amqp_url),
+        format!("--amqp-prefix={prefix}"),
+        "--http-addr=127.0.0.1:0".into(),
+        "--admin-addr=127.0.0.1:0".into(),
+        format!("--hmac-keys={TEST_KEY_ID}:{TEST_SECRET},old:old-secret"),
+        format!("--hmac-legacy={}", options.legacy),
+        format!("--max-body-bytes={}", options.max_body_bytes),
+        "--http-workers=2".into(),
+        "--db-pool-size=4".into(),
+    ])
+    .expect("test settings parse");
+    let app = Application::build(cli.settings)
+        .await
+        .expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let admin = format!("http://127.0.0.1:{}", app.admin_port());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        address,
+        admin,
+        db,
+        prefix,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client"),
+        shutdown,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestApp {
+    /// POSTs a raw body with the given signature header (None: unsigned).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: &[u8],
+        signature: Option<String>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .header("Content-Type", "application/json")
+            .body(body.to_vec());
+        if let Some(sig) = signature {
+            req = req.header("X-HMAC-Signature", sig);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// POSTs JSON signed with the test key (legacy form).
+    pub async fn post_signed(&self, path: &str, body: &Value) -> reqwest::Response {
+        let bytes = serde_json::to_vec(body).expect("json");
+        let sig = test_support::legacy_signature(&bytes);
+        self.post_raw(path, &bytes, Some(sig)).await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Rows stored: (log_entries, tasks).
+    pub async fn counts(&self) -> (i64, i64) {
+        (
+            self.db.count("SELECT count(*) FROM log_entries").await,
+            self.db.count("SELECT count(*) FROM tasks").await,
+        )
+    }
+
+    /// Messages waiting in one of this test's queues.
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let conn = mq::connect(&test_support::amqp_url(), "test")
+            .await
+            .expect("broker");
+        let channel = conn.create_channel().await.expect("channel");
+        let topology = mq::Topology::new(self.prefix.clone());
+        topology
+            .declare(&channel)
+            .await
+            .expect("declaring the test topology");
+        let depth = mq::queue_depth(&channel, &topology.queue(queue))
+            .await
+            .expect("queue depth");
+        let _ = conn.close(200, "bye".into()).await;
+        depth
+    }
+
+    pub async fn cleanup(self) {
+        test_support::delete_queues(&self.prefix).await;
+    }
+}
+
+pub fn entry(severity: &str, message: &str) -> Value {
+    serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+        "severity": severity,
+        "message": message,
+    })
+}

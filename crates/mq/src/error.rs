@@ -1,0 +1,47 @@
+use std::time::Duration;
+
+/// Everything that can go wrong talking to the broker.
+///
+/// All variants except [`MqError::UnknownTask`] and [`MqError::InvalidConfig`] are
+/// transient from the caller's point of view: the same call may succeed later.
+#[derive(Debug, thiserror::Error)]
+pub enum MqError {
+    /// The broker or the client library reported an error during `op`.
+    #[error("AMQP {op} failed: {source}")]
+    Amqp {
+        op: &'static str,
+        #[source]
+        source: lapin::Error,
+    },
+    /// `op` did not finish within `after`.
+    #[error("AMQP {op} timed out after {after:?}")]
+    Timeout { op: &'static str, after: Duration },
+    /// The broker negatively acknowledged a publish: it did not take the message.
+    #[error("broker nacked {task_name} {task_id}")]
+    Nacked { task_name: String, task_id: String },
+    /// A mandatory publish reached no queue (the topology is missing or wrong).
+    #[error("unroutable: exchange {exchange:?} routing key {routing_key:?}: {reply_text}")]
+    Unroutable {
+        exchange: String,
+        routing_key: String,
+        reply_text: String,
+    },
+    /// The broker answered a confirmed publish without a confirm.
+    #[error("publisher confirms are not enabled on the channel")]
+    ConfirmsNotEnabled,
+    /// The broker cancelled the consumer of this queue (deleted, or a node went away).
+    #[error("consumer of queue {0:?} was cancelled by the broker")]
+    ConsumerCancelled(String),
+    /// No queue is routed for this task name.
+    #[error("no queue routes task {0:?}")]
+    UnknownTask(String),
+    /// The configuration cannot work (for example zero concurrency).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+}
+
+impl MqError {
+    pub(crate) fn amqp(op: &'static str) -> impl FnOnce(lapin::Error) -> MqError {
+        move |source| MqError::Amqp { op, source }
+    }
+}

@@ -1,0 +1,240 @@
+//! Test helpers (dev-only): a fresh database per test, per-test broker names, signing,
+//! and spawning the real binaries on free ports.
+//!
+//! Everything talks to the real Postgres and RabbitMQ of the machine
+//! (`TEST_DATABASE_URL` / `AMQP_URL` override the local defaults).
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+
+/// Server URL (no database) used to create per-test databases.
+pub fn postgres_server_url() -> String {
+    std::env::var("TEST_DATABASE_SERVER")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A migrated database of its own, dropped when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub db: db::Db,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let name = format!("logcanary_test_{}", uuid::Uuid::new_v4().simple());
+        let server = postgres_server_url();
+        let url = format!("{server}/{name}");
+        let (n, s, u) = (name.clone(), server.clone(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut admin = PgConnection::establish(&format!("{s}/postgres"))
+                .expect("connecting to the test Postgres server (TEST_DATABASE_SERVER)");
+            diesel::sql_query(format!("CREATE DATABASE \"{n}\""))
+                .execute(&mut admin)
+                .expect("creating a test database");
+            db::migrate(&u).expect("migrating the test database");
+        })
+        .await
+        .expect("creating the test database");
+        let db = db::Db::connect_lazy(&url, 8).expect("pool for the test database");
+        Self { name, url, db }
+    }
+
+    /// Runs a scalar SQL count, e.g. `count("SELECT count(*) FROM tasks")`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let sql = sql.to_owned();
+        self.db
+            .run(move |c| {
+                #[derive(diesel::QueryableByName)]
+                struct N {
+                    #[diesel(sql_type = diesel::sql_types::BigInt)]
+                    n: i64,
+                }
+                let rows: Vec<N> =
+                    diesel::sql_query(format!("SELECT ({sql})::bigint AS n")).load(c)?;
+                Ok(rows.first().map_or(0, |r| r.n))
+            })
+            .await
+            .expect("count query")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let server = postgres_server_url();
+        // Best effort: a leftover test database is harmless.
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut admin) = PgConnection::establish(&format!("{server}/postgres")) {
+                let _ =
+                    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut admin);
+            }
+        })
+        .join();
+    }
+}
+
+/// A broker name prefix of its own (`t<uuid>.`), so tests never see each other's queues.
+pub fn queue_prefix() -> String {
+    format!("t{}.", uuid::Uuid::new_v4().simple())
+}
+
+/// Deletes every queue and exchange of a test prefix.
+pub async fn delete_queues(prefix: &str) {
+    let topology = mq::Topology::new(prefix);
+    if let Ok(conn) = mq::connect(&amqp_url(), "test-cleanup").await {
+        if let Ok(channel) = conn.create_channel().await {
+            let _ = topology.delete(&channel).await;
+        }
+        let _ = conn.close(200, "bye".into()).await;
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+pub const TEST_KEY_ID: &str = "test";
+pub const TEST_SECRET: &str = "test-secret";
+
+/// Headers for a legacy (plain hex) signature.
+pub fn legacy_signature(body: &[u8]) -> String {
+    common::signing::sign_legacy(TEST_SECRET.as_bytes(), body)
+}
+
+/// A fresh timestamped signature.
+pub fn timestamped_signature(body: &[u8]) -> String {
+    common::signing::sign_timestamped(TEST_SECRET.as_bytes(), chrono::Utc::now().timestamp(), body)
+}
+
+/// Where cargo put this workspace's binaries (next to the test executable's `deps/`).
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executables live in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --bins`, which `make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A real binary running as a child process; SIGTERM + wait on drop.
+pub struct Spawned {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Spawned {
+    /// Starts `name` with `env`, and waits until `http://127.0.0.1:{admin_port}/livez` answers.
+    pub async fn start(name: &str, args: &[&str], env: &[(&str, String)], admin_port: u16) -> Self {
+        let mut cmd = Command::new(bin_path(name));
+        cmd.args(args)
+            .env("LOGCANARY_LOG_FORMAT", "json")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        let spawned = Self {
+            child,
+            name: name.to_owned(),
+        };
+        wait_http_ok(
+            &format!("http://127.0.0.1:{admin_port}/livez"),
+            Duration::from_secs(30),
+        )
+        .await;
+        spawned
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().expect("waiting for a killed child");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `url` until it answers 2xx.
+pub async fn wait_http_ok(url: &str, timeout: Duration) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

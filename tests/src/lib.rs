@@ -1,0 +1,1 @@
+//! End-to-end tests across the real binaries live in tests/*.rs.
