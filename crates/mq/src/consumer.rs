@@ -257,8 +257,12 @@ impl ConsumerConfig {
 ///
 /// Declares the topology on every (re)connect. When the connection drops or the broker
 /// cancels the consumer, logs at warn and reconnects with exponential backoff
-/// (0.5 s to 30 s) until shutdown: a broker outage never ends the runner. Messages of a
-/// batch whose connection died are redelivered by the broker; handlers must be idempotent.
+/// (0.5 s to 30 s) until shutdown: a broker outage never ends the runner. Before
+/// reconnecting it waits for the batches in flight to return from the handler; their
+/// messages cannot be acked on the dead channel, so the broker redelivers them and
+/// handlers must be idempotent.
+///
+/// The future borrows `url`; to spawn it, move an owned URL into an `async move` block.
 ///
 /// # Errors
 ///
