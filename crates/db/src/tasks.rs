@@ -59,7 +59,7 @@ pub fn mark_publish_failed(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartDecision {
     /// The task is now STARTED (attempt counted); do the work.
-    Run(Task),
+    Run(Box<Task>),
     /// Already SUCCESS or FAILURE: a redelivery; ack without working.
     AlreadyFinished(String),
     /// No such task row (e.g. its database was reset): poison.
@@ -101,7 +101,7 @@ pub fn start(conn: &mut PgConnection, id: Uuid) -> Result<StartDecision, DbError
             ))
             .returning(Task::as_returning())
             .get_result(conn)?;
-        Ok(StartDecision::Run(task))
+        Ok(StartDecision::Run(Box::new(task)))
     })
 }
 

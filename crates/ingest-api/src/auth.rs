@@ -20,6 +20,9 @@ use crate::errors::ApiError;
 
 pub const SIGNATURE_HEADER: &str = "X-HMAC-Signature";
 pub const KEY_ID_HEADER: &str = "X-HMAC-Key-Id";
+/// (key id, secret) pairs.
+type Keys = Vec<(String, Vec<u8>)>;
+
 const DB_KEYS_REFRESH: Duration = Duration::from_secs(15);
 const MIN_DB_KEYS_REFRESH: Duration = Duration::from_secs(1);
 
@@ -53,7 +56,7 @@ pub struct Verifier {
 struct Inner {
     config_keys: Vec<(String, Vec<u8>)>,
     db: db::Db,
-    db_keys: Mutex<(Option<Instant>, Vec<(String, Vec<u8>)>)>,
+    db_keys: Mutex<(Option<Instant>, Keys)>,
     legacy_allowed: bool,
     tolerance: Duration,
     seen: Mutex<ReplayCache>,
@@ -205,7 +208,7 @@ impl Verifier {
         };
         let db_keys = match cached {
             Some(k) => k,
-            None => match self.inner.db.run(|c| db::api_keys::active(c)).await {
+            None => match self.inner.db.run(db::api_keys::active).await {
                 Ok(rows) => {
                     let fresh: Vec<(String, Vec<u8>)> = rows
                         .into_iter()
