@@ -55,6 +55,10 @@ impl Stack {
         let mut worker_args = common;
         worker_args.push(("LOGCANARY_RETRY_BASE_MS", "100".to_owned()));
         worker_args.push(("LOGCANARY_RETRY_MAX_MS", "400".to_owned()));
+        // A short warm-up so a handful of lines is enough to flag something, and templates
+        // and labels pulled before every batch so feedback applies to the next line.
+        worker_args.push(("LOGCANARY_WARMUP_LINES", "3".to_owned()));
+        worker_args.push(("LOGCANARY_TEMPLATE_REFRESH_MS", "0".to_owned()));
         for (k, v) in worker_env {
             worker_args.retain(|(key, _)| key != k);
             worker_args.push((k, (*v).to_owned()));

@@ -15,44 +15,79 @@ pub struct Settings {
     pub service: ServiceArgs,
 
     /// Address of the admin server (/livez, /readyz, /metrics).
-    #[arg(long, env = "LOGCANARY_ADMIN_ADDR", default_value = ":9101", value_parser = parse_listen_addr)]
+    #[arg(long, env = "LOGCANARY_ADMIN_ADDR", value_name = "LOGCANARY_ADMIN_ADDR", default_value = ":9101", value_parser = parse_listen_addr)]
     pub admin_addr: SocketAddr,
 
     /// Queues to consume, comma-separated (like Celery's -Q).
-    #[arg(short = 'Q', long, env = "LOGCANARY_QUEUES", value_delimiter = ',', default_value = "analysis,batch_processing", value_parser = parse_queue)]
+    #[arg(short = 'Q', long, env = "LOGCANARY_QUEUES", value_name = "LOGCANARY_QUEUES", value_delimiter = ',', default_value = "analysis,batch_processing", value_parser = parse_queue)]
     pub queues: Vec<String>,
 
     /// Batches processed at the same time.
-    #[arg(short = 'c', long, env = "LOGCANARY_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(short = 'c', long, env = "LOGCANARY_CONCURRENCY", value_name = "LOGCANARY_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,
 
     /// Unacknowledged messages the broker may hand this worker.
-    #[arg(long, env = "LOGCANARY_PREFETCH", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "LOGCANARY_PREFETCH", value_name = "LOGCANARY_PREFETCH", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
 
     /// Most deliveries scored together in one micro-batch.
-    #[arg(long, env = "LOGCANARY_BATCH_MAX", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, env = "LOGCANARY_BATCH_MAX", value_name = "LOGCANARY_BATCH_MAX", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_max: u32,
 
     /// How long to wait for a micro-batch to fill, in milliseconds.
-    #[arg(long, env = "LOGCANARY_BATCH_WAIT_MS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "LOGCANARY_BATCH_WAIT_MS",
+        value_name = "LOGCANARY_BATCH_WAIT_MS",
+        default_value_t = 10
+    )]
     pub batch_wait_ms: u64,
 
     /// Attempts before a failing task is dead-lettered and marked FAILURE.
-    #[arg(long, env = "LOGCANARY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, env = "LOGCANARY_MAX_ATTEMPTS", value_name = "LOGCANARY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
 
     /// First retry delay in milliseconds; doubles per attempt.
-    #[arg(long, env = "LOGCANARY_RETRY_BASE_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "LOGCANARY_RETRY_BASE_MS",
+        value_name = "LOGCANARY_RETRY_BASE_MS",
+        default_value_t = 1000
+    )]
     pub retry_base_ms: u64,
 
     /// Longest retry delay in milliseconds.
-    #[arg(long, env = "LOGCANARY_RETRY_MAX_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "LOGCANARY_RETRY_MAX_MS",
+        value_name = "LOGCANARY_RETRY_MAX_MS",
+        default_value_t = 60_000
+    )]
     pub retry_max_ms: u64,
 
-    /// Score at or above which an entry is flagged anomalous (0..=1).
-    #[arg(long, env = "LOGCANARY_ANOMALY_THRESHOLD", default_value_t = 0.7, value_parser = parse_unit)]
-    pub anomaly_threshold: f64,
+    /// Score at or above which an entry is flagged anomalous (0..=1); the detector's
+    /// default when unset.
+    #[arg(long, env = "LOGCANARY_ANOMALY_THRESHOLD", value_name = "LOGCANARY_ANOMALY_THRESHOLD", value_parser = parse_unit)]
+    pub anomaly_threshold: Option<f64>,
+
+    /// Lines the detector learns from before it flags anything (shared by all replicas:
+    /// lines counted in the `templates` table count); the detector's default when unset.
+    #[arg(
+        long,
+        env = "LOGCANARY_WARMUP_LINES",
+        value_name = "LOGCANARY_WARMUP_LINES"
+    )]
+    pub warmup_lines: Option<u64>,
+
+    /// How stale this replica's copy of the shared templates and labels may get before a
+    /// batch pulls the changes, in milliseconds (0: before every batch).
+    #[arg(
+        long,
+        env = "LOGCANARY_TEMPLATE_REFRESH_MS",
+        value_name = "LOGCANARY_TEMPLATE_REFRESH_MS",
+        default_value_t = 5000
+    )]
+    pub template_refresh_ms: u64,
 }
 
 fn parse_queue(raw: &str) -> Result<String, String> {
@@ -79,6 +114,18 @@ fn parse_unit(raw: &str) -> Result<f64, String> {
 }
 
 impl Settings {
+    /// The detector's configuration: its defaults with this worker's overrides.
+    pub fn scorer_config(&self) -> detector::scorer::ScorerConfig {
+        let defaults = detector::scorer::ScorerConfig::default();
+        detector::scorer::ScorerConfig {
+            threshold: self
+                .anomaly_threshold
+                .map_or(defaults.threshold, |t| t as f32),
+            warmup_lines: self.warmup_lines.unwrap_or(defaults.warmup_lines),
+            ..defaults
+        }
+    }
+
     pub fn consumer_config(&self) -> mq::ConsumerConfig {
         mq::ConsumerConfig {
             queues: self.queues.clone(),

@@ -1,20 +1,46 @@
 //! What the worker does with each delivery: the analysis tasks, end to end.
+//!
+//! A micro-batch goes through three steps, and the model never runs inside a database
+//! transaction:
+//!
+//! 1. a short read: the tasks' states (finished tasks are redeliveries: acked, not
+//!    scored) and the entries that still need a score;
+//! 2. scoring with the detector on the blocking pool, after pulling the templates and
+//!    labels other replicas stored since the last pull (at most every refresh interval);
+//! 3. one transaction that re-checks each task (`STARTED` unless it finished meanwhile),
+//!    locks the entries still unscored, adds their templates to the shared counts, writes
+//!    the scores, queues critical alerts and marks the tasks SUCCESS. Only entries written
+//!    here are counted, so a redelivery or a race between replicas counts nothing twice.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
 
+use chrono::{DateTime, Utc};
 use contracts::{tasks, v1, TaskMessage};
 use db::{
     models::{status, EntryScore, LogEntry, NewTask},
     tasks::StartDecision,
+    templates::TemplateDelta,
     DbError,
 };
+use detector::scorer::Score;
 use diesel::Connection;
 use mq::{Delivery, Outcome};
 use prost::Message;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::scoring::{self, Prior, ScoringConfig};
+use crate::shared::{log_line, SharedEmbedder, SharedScorer, TouchedTemplate};
+
+/// How far back each pull of changed templates reaches before the previous one, so rows
+/// stamped by transactions that were still committing are not missed.
+const REFRESH_OVERLAP: Duration = Duration::from_secs(30);
+
+/// The scorer of this replica, shared by all in-flight batches.
+pub type SharedDetector = Arc<Mutex<SharedScorer<SharedEmbedder>>>;
 
 /// The analysis worker's handler; shared by all in-flight batches.
 pub struct AnalysisHandler {
@@ -22,7 +48,39 @@ pub struct AnalysisHandler {
     pub publisher: Arc<tokio::sync::Mutex<Option<mq::Publisher>>>,
     pub amqp_url: String,
     pub topology: mq::Topology,
-    pub scoring: ScoringConfig,
+    pub detector: SharedDetector,
+    /// Longest time between two pulls of the shared templates.
+    pub refresh_every: Duration,
+    pub refresh: Mutex<RefreshState>,
+}
+
+/// Where the last pull of shared templates stopped.
+#[derive(Debug, Default)]
+pub struct RefreshState {
+    since: Option<DateTime<Utc>>,
+    last: Option<Instant>,
+}
+
+/// Why a batch could not be analysed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyseError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("scoring failed: {0}")]
+    Score(String),
+    #[error("merging the shared templates failed: {0}")]
+    Merge(String),
+}
+
+impl AnalyseError {
+    /// Database errors say for themselves; the model and the merge are retried (a stuck
+    /// inference thread or a bad row should not lose the message at once).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AnalyseError::Db(e) => e.is_transient(),
+            AnalyseError::Score(_) | AnalyseError::Merge(_) => true,
+        }
+    }
 }
 
 /// A task of this batch that needs scoring.
@@ -31,6 +89,13 @@ struct Job {
     task_id: Uuid,
     task_name: &'static str,
     entry_ids: Vec<i64>,
+}
+
+type JobResult = (usize, Outcome, Vec<v1::SendCriticalAnomalyAlert>);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while scoring leaves a scorer that is still usable: at worst a count is off.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl AnalysisHandler {
@@ -98,6 +163,148 @@ impl AnalysisHandler {
             tracing::warn!(%error, "Could not record the alert publish outcome.");
         }
     }
+
+    /// Pulls the templates and labels stored since the last pull into the scorer, unless
+    /// the last pull is more recent than the refresh interval (`force` pulls anyway). The
+    /// first pull loads the whole table.
+    pub async fn refresh_templates(&self, force: bool) -> Result<(), AnalyseError> {
+        let since = {
+            let state = lock(&self.refresh);
+            let fresh = state.last.is_some_and(|t| t.elapsed() < self.refresh_every);
+            if fresh && !force {
+                return Ok(());
+            }
+            state.since
+        };
+        let (rows, read_at) = self
+            .db
+            .run(move |c| db::templates::changed_since(c, since))
+            .await?;
+        if !rows.is_empty() {
+            let detector = self.detector.clone();
+            let (rows, missing) = tokio::task::spawn_blocking(move || {
+                let missing = lock(&detector).missing_embeddings(&rows);
+                (rows, missing)
+            })
+            .await
+            .map_err(|_| AnalyseError::Merge("the merge task panicked".into()))?;
+            let embeddings: HashMap<String, Vec<f32>> = self
+                .db
+                .run(move |c| db::templates::embeddings(c, &missing))
+                .await?
+                .into_iter()
+                .collect();
+            let detector = self.detector.clone();
+            let templates = tokio::task::spawn_blocking(move || {
+                let mut d = lock(&detector);
+                d.apply(&rows, embeddings).map(|()| d.templates())
+            })
+            .await
+            .map_err(|_| AnalyseError::Merge("the merge task panicked".into()))?
+            .map_err(|e| AnalyseError::Merge(e.to_string()))?;
+            metrics::gauge!("logcanary_templates_known").set(templates as f64);
+        }
+        let mut state = lock(&self.refresh);
+        let next = read_at - REFRESH_OVERLAP;
+        state.since = Some(state.since.map_or(next, |s| s.max(next)));
+        state.last = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Analyses the decoded jobs of one batch; see the module docs for the steps.
+    async fn analyse(&self, jobs: Vec<Job>) -> Result<Vec<JobResult>, AnalyseError> {
+        let task_ids: Vec<Uuid> = jobs.iter().map(|j| j.task_id).collect();
+        let mut all_ids: Vec<i64> = jobs
+            .iter()
+            .flat_map(|j| j.entry_ids.iter().copied())
+            .collect();
+        all_ids.sort_unstable();
+        all_ids.dedup();
+        let (statuses, entries) = self
+            .db
+            .run(move |c| {
+                Ok((
+                    db::tasks::statuses(c, &task_ids)?,
+                    db::entries::by_ids(c, &all_ids)?,
+                ))
+            })
+            .await?;
+        let statuses: HashMap<Uuid, String> = statuses.into_iter().collect();
+
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut runnable = Vec::new();
+        for job in jobs {
+            match statuses.get(&job.task_id).map(String::as_str) {
+                Some(state @ (status::SUCCESS | status::FAILURE)) => {
+                    tracing::info!(task_id = %job.task_id, state, "Redelivered task already finished; acknowledging.");
+                    results.push((job.index, Outcome::Done, Vec::new()));
+                }
+                None => results.push((
+                    job.index,
+                    Outcome::Fail(format!(
+                        "task {} has no record in the database",
+                        job.task_id
+                    )),
+                    Vec::new(),
+                )),
+                Some(_) => runnable.push(job),
+            }
+        }
+        if runnable.is_empty() {
+            return Ok(results);
+        }
+
+        let wanted: HashSet<i64> = runnable
+            .iter()
+            .flat_map(|j| j.entry_ids.iter().copied())
+            .collect();
+        let mut to_score: Vec<LogEntry> = entries
+            .into_iter()
+            .filter(|e| e.analyzed_at.is_none() && wanted.contains(&e.id))
+            .collect();
+        // The detector expects lines in time order.
+        to_score.sort_by_key(|e| (e.logged_at, e.id));
+
+        self.refresh_templates(false).await?;
+        let mut scored: HashMap<i64, (LogEntry, Score)> = HashMap::new();
+        let mut templates: HashMap<String, TouchedTemplate> = HashMap::new();
+        if !to_score.is_empty() {
+            let lines: Vec<_> = to_score
+                .iter()
+                .map(|e| log_line(e.logged_at, &e.severity, &e.message, e.source.as_deref()))
+                .collect();
+            let detector = self.detector.clone();
+            let started = Instant::now();
+            let batch = tokio::task::spawn_blocking(move || lock(&detector).score(&lines))
+                .await
+                .map_err(|_| AnalyseError::Score("the scoring task panicked".into()))?
+                .map_err(|e| AnalyseError::Score(e.to_string()))?;
+            metrics::histogram!("logcanary_scoring_seconds")
+                .record(started.elapsed().as_secs_f64());
+            templates = batch
+                .templates
+                .into_iter()
+                .map(|(id, t)| (id.0, t))
+                .collect();
+            scored = to_score
+                .into_iter()
+                .zip(batch.scores)
+                .map(|(e, s)| (e.id, (e, s)))
+                .collect();
+        }
+
+        let (written, stored_keys) = self
+            .db
+            .run(move |c| c.transaction(|c| write(c, runnable, &scored, &templates)))
+            .await?;
+        if !stored_keys.is_empty() {
+            let detector = self.detector.clone();
+            // Off the runtime: a batch being scored may hold the lock for a while.
+            let _ = tokio::task::spawn_blocking(move || lock(&detector).stored(stored_keys)).await;
+        }
+        results.extend(written);
+        Ok(results)
+    }
 }
 
 #[async_trait::async_trait]
@@ -117,9 +324,7 @@ impl mq::Handler for AnalysisHandler {
             }
         }
         if !jobs.is_empty() {
-            let scoring = self.scoring;
-            let result = self.db.run(move |conn| analyse(conn, jobs, &scoring)).await;
-            match result {
+            match self.analyse(jobs).await {
                 Ok(done) => {
                     let mut alerts = Vec::new();
                     for (index, outcome, job_alerts) in done {
@@ -172,109 +377,191 @@ impl mq::Handler for AnalysisHandler {
         metrics::counter!("logcanary_tasks_total", "task" => delivery.task_name.clone(), "outcome" => "failure").increment(1);
     }
 }
+/// True for an anomaly the notifier must hear about at once.
+fn is_critical(severity: &str, score: &EntryScore) -> bool {
+    score.is_anomaly && matches!(severity, "ERROR" | "CRITICAL")
+}
 
-type JobResult = (usize, Outcome, Vec<v1::SendCriticalAnomalyAlert>);
-
-/// Scores every job of a batch and commits all of it in one transaction: template counts,
-/// scores, task states and the alert tasks. A failure rolls everything back, so a retry
-/// starts from a clean slate and counts nothing twice.
-fn analyse(
+/// The writing transaction of a batch (step 3 of the module docs). Returns the jobs'
+/// outcomes and the keys of templates whose embedding is now stored.
+fn write(
     conn: &mut diesel::PgConnection,
-    jobs: Vec<Job>,
-    config: &ScoringConfig,
-) -> Result<Vec<JobResult>, DbError> {
-    conn.transaction(|conn| {
-        let mut results = Vec::with_capacity(jobs.len());
-        let mut runnable = Vec::new();
-        for job in jobs {
-            match db::tasks::start(conn, job.task_id)? {
-                StartDecision::Run(_) => runnable.push(job),
-                StartDecision::AlreadyFinished(state) => {
-                    tracing::info!(task_id = %job.task_id, state, "Redelivered task already finished; acknowledging.");
-                    results.push((job.index, Outcome::Done, Vec::new()));
-                }
-                StartDecision::Unknown => results.push((
-                    job.index,
-                    Outcome::Fail(format!("task {} has no record in the database", job.task_id)),
-                    Vec::new(),
+    mut jobs: Vec<Job>,
+    scored: &HashMap<i64, (LogEntry, Score)>,
+    templates: &HashMap<String, TouchedTemplate>,
+) -> Result<(Vec<JobResult>, Vec<String>), DbError> {
+    let mut results = Vec::with_capacity(jobs.len());
+    // One lock order on task rows for every worker.
+    jobs.sort_by_key(|j| j.task_id);
+    let mut started = Vec::new();
+    for job in jobs {
+        match db::tasks::start(conn, job.task_id)? {
+            StartDecision::Run(_) => started.push(job),
+            StartDecision::AlreadyFinished(state) => {
+                tracing::info!(task_id = %job.task_id, state, "Task finished while this batch was scored; acknowledging.");
+                results.push((job.index, Outcome::Done, Vec::new()));
+            }
+            StartDecision::Unknown => results.push((
+                job.index,
+                Outcome::Fail(format!(
+                    "task {} has no record in the database",
+                    job.task_id
                 )),
-            }
+                Vec::new(),
+            )),
         }
-        if runnable.is_empty() {
-            return Ok(results);
-        }
-        let all_ids: Vec<i64> = runnable.iter().flat_map(|j| j.entry_ids.iter().copied()).collect();
-        let entries = scoring::in_time_order(db::entries::by_ids(conn, &all_ids)?);
-        let mut masked = scoring::mask_batch(&entries);
-        // A fixed lock order on template rows keeps concurrent workers from deadlocking.
-        masked.observations.sort_by(|a, b| a.key.cmp(&b.key));
-        let priors: HashMap<String, Prior> = db::templates::observe(conn, &masked.observations)?
-            .into_iter()
-            .map(|o| (o.key, Prior { id: o.id, seen_before: o.seen_before }))
-            .collect();
-        let scores = scoring::score(&entries, &masked.keys, &priors, config);
-        let by_id: HashMap<i64, (&LogEntry, &EntryScore)> = entries
-            .iter()
-            .zip(&scores)
-            .map(|(e, s)| (e.id, (e, s)))
-            .collect();
+    }
+    if started.is_empty() {
+        return Ok((results, Vec::new()));
+    }
+    let mut ids: Vec<i64> = started
+        .iter()
+        .flat_map(|j| j.entry_ids.iter().copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let locked = db::entries::lock_unanalysed(conn, &ids)?;
+    let unscored: HashSet<i64> = locked
+        .iter()
+        .copied()
+        .filter(|id| !scored.contains_key(id))
+        .collect();
+    let writable: Vec<i64> = locked
+        .into_iter()
+        .filter(|id| scored.contains_key(id))
+        .collect();
 
-        for job in runnable {
-            let mut job_scores = Vec::new();
-            let mut missing = Vec::new();
-            let mut alerts = Vec::new();
-            let mut alert_tasks = Vec::new();
-            for id in &job.entry_ids {
-                match by_id.get(id) {
-                    Some((entry, score)) => {
-                        job_scores.push((*score).clone());
-                        if scoring::is_critical(&entry.severity, score) {
-                            let alert_id = Uuid::new_v4();
-                            alert_tasks.push(NewTask {
-                                id: alert_id,
-                                task_name: tasks::SEND_CRITICAL_ANOMALY_ALERT.into(),
-                                queue: contracts::queues::NOTIFICATIONS.into(),
-                                args: json!({"log_entry_id": id, "anomaly_score": score.anomaly_score, "summary": score.summary}),
-                            });
-                            alerts.push(v1::SendCriticalAnomalyAlert {
-                                task_id: alert_id.to_string(),
-                                log_entry_id: *id,
-                                anomaly_score: score.anomaly_score,
-                                summary: score.summary.clone(),
-                            });
-                        }
-                    }
-                    None => missing.push(*id),
-                }
+    // Count each written entry once in its template; BTreeMap: rows upserted in key order.
+    let mut deltas: BTreeMap<&str, TemplateDelta> = BTreeMap::new();
+    for id in &writable {
+        let (entry, score) = &scored[id];
+        let key = score.template_id.0.as_str();
+        let delta = deltas.entry(key).or_insert_with(|| {
+            let touched = templates.get(key);
+            TemplateDelta {
+                key: key.to_owned(),
+                template: touched.map_or_else(|| score.template.clone(), |t| t.text.clone()),
+                count: 0,
+                first_seen: entry.logged_at,
+                last_seen: entry.logged_at,
+                embedding: touched.and_then(|t| t.embedding.clone()),
             }
-            if job.task_name == tasks::ANALYZE_LOG_ENTRY && job_scores.is_empty() {
-                // Roll back nothing else: record the failure in this task alone.
-                results.push((
-                    job.index,
-                    Outcome::Fail(format!("log entry {} does not exist", job.entry_ids.first().copied().unwrap_or_default())),
-                    Vec::new(),
-                ));
-                continue;
-            }
-            let anomalies = job_scores.iter().filter(|s| s.is_anomaly).count();
-            let result = if job.task_name == tasks::ANALYZE_LOG_ENTRY {
-                let s = &job_scores[0];
-                json!({"log_entry_id": s.id, "anomaly_score": s.anomaly_score, "is_anomaly": s.is_anomaly,
-                       "summary": s.summary, "template_id": s.template_id, "alerts_queued": alerts.len()})
-            } else {
-                json!({"processed": job_scores.len(), "anomalies": anomalies, "missing_log_entry_ids": missing,
-                       "alerts_queued": alerts.len()})
+        });
+        delta.count += 1;
+        delta.first_seen = delta.first_seen.min(entry.logged_at);
+        delta.last_seen = delta.last_seen.max(entry.logged_at);
+    }
+    let deltas: Vec<TemplateDelta> = deltas.into_values().collect();
+    let row_ids: HashMap<String, i64> = db::templates::upsert(conn, &deltas)?.into_iter().collect();
+    let new_scores: HashMap<i64, EntryScore> = writable
+        .iter()
+        .map(|id| {
+            let (_, s) = &scored[id];
+            let score = EntryScore {
+                id: *id,
+                anomaly_score: (f64::from(s.score) * 1000.0).round() / 1000.0,
+                is_anomaly: s.is_anomaly,
+                summary: s.summary.clone(),
+                template_id: row_ids.get(&s.template_id.0).copied(),
             };
-            db::entries::write_scores(conn, &job_scores)?;
-            if !alert_tasks.is_empty() {
-                db::tasks::insert(conn, &alert_tasks)?;
-            }
-            db::tasks::mark_success(conn, job.task_id, &result)?;
-            metrics::counter!("logcanary_tasks_total", "task" => job.task_name, "outcome" => status::SUCCESS).increment(1);
-            metrics::counter!("logcanary_entries_scored_total").increment(job_scores.len() as u64);
-            metrics::counter!("logcanary_anomalies_flagged_total").increment(anomalies as u64);
-            results.push((job.index, Outcome::Done, alerts));
+            (*id, score)
+        })
+        .collect();
+    let mut to_write: Vec<EntryScore> = new_scores.values().cloned().collect();
+    to_write.sort_by_key(|s| s.id);
+    db::entries::write_scores(conn, &to_write)?;
+    // Entries scored before this batch (by another task or replica) keep their score.
+    let earlier: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !new_scores.contains_key(id))
+        .collect();
+    let earlier: HashMap<i64, LogEntry> = db::entries::by_ids(conn, &earlier)?
+        .into_iter()
+        .filter(|e| e.analyzed_at.is_some())
+        .map(|e| (e.id, e))
+        .collect();
+
+    let mut alerted = HashSet::new();
+    for job in started {
+        if job.entry_ids.iter().any(|id| unscored.contains(id)) {
+            // Not seen by the first read (cannot happen with entries stored before their
+            // task is published); score them on the next attempt.
+            results.push((
+                job.index,
+                Outcome::Retry("entries of this task appeared after scoring; retrying".into()),
+                Vec::new(),
+            ));
+            continue;
         }
-        Ok(results)
-    })
+        let mut job_scores = Vec::new();
+        let mut missing = Vec::new();
+        let mut alerts = Vec::new();
+        let mut alert_tasks = Vec::new();
+        for id in &job.entry_ids {
+            if let Some(score) = new_scores.get(id) {
+                job_scores.push(score.clone());
+                let severity = &scored[id].0.severity;
+                if is_critical(severity, score) && alerted.insert(*id) {
+                    let alert_id = Uuid::new_v4();
+                    alert_tasks.push(NewTask {
+                        id: alert_id,
+                        task_name: tasks::SEND_CRITICAL_ANOMALY_ALERT.into(),
+                        queue: contracts::queues::NOTIFICATIONS.into(),
+                        args: json!({"log_entry_id": id, "anomaly_score": score.anomaly_score, "summary": score.summary}),
+                    });
+                    alerts.push(v1::SendCriticalAnomalyAlert {
+                        task_id: alert_id.to_string(),
+                        log_entry_id: *id,
+                        anomaly_score: score.anomaly_score,
+                        summary: score.summary.clone(),
+                    });
+                }
+            } else if let Some(e) = earlier.get(id) {
+                job_scores.push(EntryScore {
+                    id: e.id,
+                    anomaly_score: e.anomaly_score.unwrap_or_default(),
+                    is_anomaly: e.is_anomaly.unwrap_or_default(),
+                    summary: e.summary.clone().unwrap_or_default(),
+                    template_id: e.template_id,
+                });
+            } else {
+                missing.push(*id);
+            }
+        }
+        if job.task_name == tasks::ANALYZE_LOG_ENTRY && job_scores.is_empty() {
+            results.push((
+                job.index,
+                Outcome::Fail(format!(
+                    "log entry {} does not exist",
+                    job.entry_ids.first().copied().unwrap_or_default()
+                )),
+                Vec::new(),
+            ));
+            continue;
+        }
+        let anomalies = job_scores.iter().filter(|s| s.is_anomaly).count();
+        let result = if job.task_name == tasks::ANALYZE_LOG_ENTRY {
+            let s = &job_scores[0];
+            json!({"log_entry_id": s.id, "anomaly_score": s.anomaly_score, "is_anomaly": s.is_anomaly,
+                   "summary": s.summary, "template_id": s.template_id, "alerts_queued": alerts.len()})
+        } else {
+            json!({"processed": job_scores.len(), "anomalies": anomalies, "missing_log_entry_ids": missing,
+                   "alerts_queued": alerts.len()})
+        };
+        if !alert_tasks.is_empty() {
+            db::tasks::insert(conn, &alert_tasks)?;
+        }
+        db::tasks::mark_success(conn, job.task_id, &result)?;
+        metrics::counter!("logcanary_tasks_total", "task" => job.task_name, "outcome" => status::SUCCESS).increment(1);
+        metrics::counter!("logcanary_entries_scored_total").increment(job_scores.len() as u64);
+        metrics::counter!("logcanary_anomalies_flagged_total").increment(anomalies as u64);
+        results.push((job.index, Outcome::Done, alerts));
+    }
+    let stored = deltas
+        .into_iter()
+        .filter(|d| d.embedding.is_some())
+        .map(|d| d.key)
+        .collect();
+    Ok((results, stored))
 }

@@ -1,20 +1,33 @@
-//! The analysis worker: consumes `analysis` and `batch_processing`, scores log entries,
-//! stores scores, summaries and task results, and queues critical-anomaly alerts.
+//! The analysis worker: consumes `analysis` and `batch_processing`, scores log entries
+//! with the detector (BERT sentence model through ONNX Runtime, template mining, operator
+//! feedback), stores scores, summaries and task results, and queues critical-anomaly
+//! alerts.
 //!
-//! All state it needs is in Postgres (template counts included), so any number of
-//! replicas can consume the same queues.
+//! What another replica needs (templates, counts, embeddings, labels) is in Postgres and
+//! pulled periodically ([`shared`]), so any number of replicas can consume the same queues.
 
 pub mod config;
 pub mod handler;
-pub mod scoring;
+pub mod shared;
 
-use std::sync::Arc;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context;
 use common::admin::{AdminServer, ReadinessFn};
+use detector::embedder::{Embedder, EmbedderConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Settings, handler::AnalysisHandler, scoring::ScoringConfig};
+use crate::{
+    config::Settings,
+    handler::AnalysisHandler,
+    shared::{SharedEmbedder, SharedScorer},
+};
+
+/// Longest a readiness probe waits for the model to embed a word.
+const MODEL_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the worker until `shutdown` fires; then drains in-flight batches and returns.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -23,22 +36,60 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         settings.service.db_pool_size,
     )
     .context("creating the database pool (DATABASE_URL)")?;
+    let embedder_config = EmbedderConfig::from_env();
+    let model_dir = embedder_config.model_dir.clone();
+    let embedder = tokio::task::spawn_blocking(move || Embedder::start(embedder_config))
+        .await
+        .context("loading the detector model")?
+        .with_context(|| {
+            format!(
+                "loading the detector model from {} (LOGCANARY_MODEL_DIR, ORT_DYLIB_PATH; `make setup` installs them)",
+                model_dir.display()
+            )
+        })?;
+    let embedder = Arc::new(embedder);
+    tracing::info!(model_dir = %model_dir.display(), dim = embedder.dim(), "Detector model loaded.");
+
     let topology = mq::Topology::new(settings.service.amqp_prefix.clone());
     let handler = Arc::new(AnalysisHandler {
         db: db.clone(),
         publisher: Arc::new(tokio::sync::Mutex::new(None)),
         amqp_url: settings.service.amqp_url.clone(),
         topology: topology.clone(),
-        scoring: ScoringConfig {
-            threshold: settings.anomaly_threshold,
-            ..ScoringConfig::default()
-        },
+        detector: Arc::new(Mutex::new(SharedScorer::new(
+            settings.scorer_config(),
+            SharedEmbedder(embedder.clone()),
+        ))),
+        refresh_every: Duration::from_millis(settings.template_refresh_ms),
+        refresh: Mutex::default(),
     });
+    // Start from what the other replicas learned. If Postgres is down, the first batch
+    // loads it instead (and retries until it can).
+    if let Err(error) = handler.refresh_templates(true).await {
+        tracing::warn!(%error, "Could not load the shared templates yet; the first batch will.");
+    }
 
+    let consumer = settings.consumer_config();
     let readiness_db = db.clone();
+    let broker = consumer.connected.clone();
     let readiness: ReadinessFn = Arc::new(move || {
         let db = readiness_db.clone();
-        Box::pin(async move { vec![("database", db.ping().await.map_err(|e| e.to_string()))] })
+        let broker = broker.load(std::sync::atomic::Ordering::Relaxed);
+        let embedder = embedder.clone();
+        Box::pin(async move {
+            vec![
+                ("database", db.ping().await.map_err(|e| e.to_string())),
+                (
+                    "broker",
+                    if broker {
+                        Ok(())
+                    } else {
+                        Err("not consuming".to_owned())
+                    },
+                ),
+                ("model", model_probe(&embedder).await),
+            ]
+        })
     });
     let admin = AdminServer::start(settings.admin_addr, readiness).with_context(|| {
         format!(
@@ -51,7 +102,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let result = mq::run_consumer(
         &settings.service.amqp_url,
         topology,
-        settings.consumer_config(),
+        consumer,
         handler,
         shutdown,
     )
@@ -60,4 +111,21 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     result.context("consuming tasks")?;
     tracing::info!("Analysis worker stopped cleanly.");
     Ok(())
+}
+
+/// The inference thread answers: one short text embedded within [`MODEL_PROBE_TIMEOUT`].
+async fn model_probe(embedder: &Embedder) -> Result<(), String> {
+    match tokio::time::timeout(
+        MODEL_PROBE_TIMEOUT,
+        embedder.embed(vec!["ready".to_owned()]),
+    )
+    .await
+    {
+        Ok(Ok(v)) if v.len() == 1 => Ok(()),
+        Ok(Ok(_)) => Err("the model returned no embedding".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "the model did not answer within {MODEL_PROBE_TIMEOUT:?}"
+        )),
+    }
 }

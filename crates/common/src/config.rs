@@ -14,6 +14,7 @@ pub struct ServiceArgs {
     #[arg(
         long,
         env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/logcanary"
     )]
     pub database_url: String,
@@ -22,21 +23,31 @@ pub struct ServiceArgs {
     #[arg(
         long,
         env = "AMQP_URL",
+        value_name = "AMQP_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
 
     /// Prefix for every exchange and queue name; empty in production. Lets tests and
     /// several stacks share one broker without seeing each other's messages.
-    #[arg(long, env = "LOGCANARY_AMQP_PREFIX", default_value = "")]
+    #[arg(
+        long,
+        env = "LOGCANARY_AMQP_PREFIX",
+        value_name = "LOGCANARY_AMQP_PREFIX",
+        default_value = ""
+    )]
     pub amqp_prefix: String,
 
     /// Maximum number of pooled database connections.
-    #[arg(long, env = "LOGCANARY_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, env = "LOGCANARY_DB_POOL_SIZE", value_name = "LOGCANARY_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: u32,
 
     /// Log format: `pretty` or `json`; by default `pretty` on a terminal, `json` otherwise.
-    #[arg(long, env = "LOGCANARY_LOG_FORMAT")]
+    #[arg(
+        long,
+        env = "LOGCANARY_LOG_FORMAT",
+        value_name = "LOGCANARY_LOG_FORMAT"
+    )]
     pub log_format: Option<crate::telemetry::LogFormat>,
 }
 

@@ -89,6 +89,20 @@ pub fn by_ids(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<LogEntry>, DbE
         .load(conn)?)
 }
 
+/// Locks the entries of `ids` that have no score yet and returns their ids, in id order
+/// (a fixed lock order, so concurrent workers cannot deadlock). Inside a transaction, a
+/// second worker on the same entries waits here and then sees them analysed: an entry is
+/// scored and counted once.
+pub fn lock_unanalysed(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<i64>, DbError> {
+    Ok(log_entries::table
+        .filter(log_entries::id.eq_any(ids))
+        .filter(log_entries::analyzed_at.is_null())
+        .order(log_entries::id.asc())
+        .select(log_entries::id)
+        .for_update()
+        .load(conn)?)
+}
+
 /// Which of `ids` exist.
 pub fn existing_ids(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<i64>, DbError> {
     Ok(log_entries::table

@@ -49,6 +49,7 @@ diesel::table! {
         embedding -> Nullable<Array<Float4>>,
         label -> Nullable<Text>,
         labelled_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
     }
 }
 

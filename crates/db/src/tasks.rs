@@ -25,6 +25,15 @@ pub fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Task>, DbError> {
         .optional()?)
 }
 
+/// Current status of each of `ids` that exists (no lock: a hint, re-checked by
+/// [`start`] in the writing transaction).
+pub fn statuses(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, DbError> {
+    Ok(tasks::table
+        .filter(tasks::id.eq_any(ids))
+        .select((tasks::id, tasks::status))
+        .load(conn)?)
+}
+
 /// Records that the broker confirmed these tasks' messages.
 pub fn mark_published(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), DbError> {
     diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))

@@ -4,7 +4,8 @@
 //! ([`drain`]), embeds template text with a BERT sentence model through ONNX Runtime
 //! ([`embedder`]), and combines semantic novelty, template rarity, severity and operator
 //! feedback into a score ([`scorer`]). [`eval`] measures template mining against labelled
-//! samples.
+//! samples; [`replay`] replays labelled log files through the scorer (the `logcanary-eval`
+//! binary) and counts precision, recall and F1.
 //!
 //! This crate has no network or database code: callers feed it lines and persist the state
 //! it exports (templates, embeddings, feedback). The only files it reads are the model,
@@ -14,4 +15,5 @@ pub mod drain;
 pub mod embedder;
 pub mod eval;
 pub mod masking;
+pub mod replay;
 pub mod scorer;

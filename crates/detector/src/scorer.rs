@@ -124,7 +124,16 @@ pub struct ScorerConfig {
     /// at `label_pull_from + label_pull_span`.
     pub label_pull_from: f32,
     pub label_pull_span: f32,
+    /// Once a template has alerted, its lines keep alerting for this many milliseconds
+    /// after the first alert (one incident, one burst), unless an operator labels the
+    /// template. 0 turns this off.
+    #[serde(default = "default_alert_hold_ms")]
+    pub alert_hold_ms: i64,
     pub miner: MinerConfig,
+}
+
+fn default_alert_hold_ms() -> i64 {
+    ScorerConfig::default().alert_hold_ms
 }
 
 impl Default for ScorerConfig {
@@ -140,6 +149,7 @@ impl Default for ScorerConfig {
             novelty_span: 0.6,
             label_pull_from: 0.5,
             label_pull_span: 0.25,
+            alert_hold_ms: 60 * 1000,
             miner: MinerConfig::default(),
         }
     }
@@ -178,6 +188,23 @@ struct TemplateStats {
     count: u64,
     first_seen_ms: i64,
     last_seen_ms: i64,
+    /// Timestamp of the template's last alert while its incident is open.
+    #[serde(default)]
+    alerting_since_ms: Option<i64>,
+}
+
+/// Per-template cache of the nearest neighbours, so a repeated template costs no vector
+/// work: `scanned` templates of `seen_order` have been compared so far.
+#[derive(Debug, Clone, Default)]
+struct Neighbours {
+    scanned: usize,
+    epoch: u64,
+    /// Nearest template (index into `seen_order`) not labelled anomalous.
+    closest: Option<(usize, f32)>,
+    labels_epoch: u64,
+    labelled_seen: usize,
+    /// Nearest labelled template and its label.
+    labelled: Option<(usize, f32, Label)>,
 }
 
 /// Everything the scorer learned, for persistence (serde). Embeddings are included so a
@@ -203,6 +230,18 @@ pub struct Scorer<E> {
     lines_seen: u64,
     first_line_ms: Option<i64>,
     model_calls: u64,
+    texts_embedded: u64,
+    lines_needing_model: u64,
+    /// Templates that have been scored at least once, in order of first score: the
+    /// candidates for "nearest known template".
+    seen_order: Vec<TemplateId>,
+    seen_index: HashMap<TemplateId, usize>,
+    neighbours: HashMap<TemplateId, Neighbours>,
+    /// Bumped when a template becomes a candidate again (its anomaly label removed):
+    /// every neighbour cache must rescan.
+    closest_epoch: u64,
+    /// Bumped on every label change: nearest-labelled caches must recompute.
+    labels_epoch: u64,
 }
 
 impl<E: TextEmbedder> Scorer<E> {
@@ -218,6 +257,13 @@ impl<E: TextEmbedder> Scorer<E> {
             lines_seen: 0,
             first_line_ms: None,
             model_calls: 0,
+            texts_embedded: 0,
+            lines_needing_model: 0,
+            seen_order: Vec::new(),
+            seen_index: HashMap::new(),
+            neighbours: HashMap::new(),
+            closest_epoch: 0,
+            labels_epoch: 0,
         }
     }
 
@@ -228,6 +274,18 @@ impl<E: TextEmbedder> Scorer<E> {
         state: ScorerState,
     ) -> Result<Self, ScoreError> {
         let miner = TemplateMiner::import(state.miner)?;
+        let mut seen_order: Vec<TemplateId> = state
+            .stats
+            .iter()
+            .filter(|(_, s)| s.count > 0)
+            .map(|(id, _)| id.clone())
+            .collect();
+        seen_order.sort();
+        let seen_index = seen_order
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
         Ok(Self {
             config,
             embedder,
@@ -238,6 +296,13 @@ impl<E: TextEmbedder> Scorer<E> {
             lines_seen: state.lines_seen,
             first_line_ms: state.first_line_ms,
             model_calls: 0,
+            texts_embedded: 0,
+            lines_needing_model: 0,
+            seen_order,
+            seen_index,
+            neighbours: HashMap::new(),
+            closest_epoch: 0,
+            labels_epoch: 0,
         })
     }
 
@@ -254,17 +319,44 @@ impl<E: TextEmbedder> Scorer<E> {
 
     /// Record an operator's label on a template; later scores use it.
     pub fn set_label(&mut self, template: &TemplateId, label: Label) {
-        self.labels.insert(template.clone(), label);
+        let old = self.labels.insert(template.clone(), label);
+        self.label_changed(old, Some(label));
     }
 
     pub fn clear_label(&mut self, template: &TemplateId) {
-        self.labels.remove(template);
+        let old = self.labels.remove(template);
+        self.label_changed(old, None);
+    }
+
+    fn label_changed(&mut self, old: Option<Label>, new: Option<Label>) {
+        if old != new {
+            self.labels_epoch += 1;
+        }
+        if old == Some(Label::Anomaly) && new != Some(Label::Anomaly) {
+            self.closest_epoch += 1;
+        }
     }
 
     /// How many times the model was asked for embeddings (one call per batch of new
     /// templates): the cache's effect, visible.
     pub fn model_calls(&self) -> u64 {
         self.model_calls
+    }
+
+    /// Give back the embedder (the scorer's learned state is dropped; export it first).
+    pub fn into_embedder(self) -> E {
+        self.embedder
+    }
+
+    /// Template texts sent to the model since this scorer was built.
+    pub fn texts_embedded(&self) -> u64 {
+        self.texts_embedded
+    }
+
+    /// Lines whose template had no cached embedding when their batch arrived (they waited
+    /// for the model) since this scorer was built.
+    pub fn lines_needing_model(&self) -> u64 {
+        self.lines_needing_model
     }
 
     pub fn templates(&self) -> usize {
@@ -299,6 +391,11 @@ impl<E: TextEmbedder> Scorer<E> {
             let want = texts.len();
             let vectors = self.embedder.embed_texts(texts)?;
             self.model_calls += 1;
+            self.texts_embedded += want as u64;
+            self.lines_needing_model += mined
+                .iter()
+                .filter(|m| missing.iter().any(|(id, _)| *id == m.template_id))
+                .count() as u64;
             if vectors.len() != want {
                 return Err(ScoreError::EmbedCount {
                     got: vectors.len(),
@@ -328,29 +425,11 @@ impl<E: TextEmbedder> Scorer<E> {
 
         // Nearest known template that is not labelled anomalous, and the nearest labelled
         // one (either label), both excluding this template.
-        let own = self.embeddings.get(&id);
-        let mut closest: Option<(&TemplateId, f32)> = None;
-        let mut closest_labelled: Option<(&TemplateId, f32, Label)> = None;
-        if let Some(own) = own {
-            for (other, stats) in &self.stats {
-                if *other == id || stats.count == 0 {
-                    continue;
-                }
-                let Some(v) = self.embeddings.get(other) else {
-                    continue;
-                };
-                let sim = cosine(own, v);
-                let label = self.labels.get(other).copied();
-                if label != Some(Label::Anomaly) && closest.is_none_or(|(_, s)| sim > s) {
-                    closest = Some((other, sim));
-                }
-                if let Some(label) = label {
-                    if closest_labelled.is_none_or(|(_, s, _)| sim > s) {
-                        closest_labelled = Some((other, sim, label));
-                    }
-                }
-            }
-        }
+        let (closest, closest_labelled) = self.neighbours(&id);
+        let closest = closest.map(|(i, sim)| (&self.seen_order[i], sim));
+        let closest_labelled =
+            closest_labelled.map(|(i, sim, label)| (&self.seen_order[i], sim, label));
+        let cfg = &self.config;
         let nearest_sim = closest.map_or(0.0, |(_, s)| s);
         let novelty = ((cfg.similar_at - nearest_sim) / cfg.novelty_span).clamp(0.0, 1.0);
         // 1 on first sight, 0.59 on the second, 0.3 by the tenth.
@@ -392,7 +471,17 @@ impl<E: TextEmbedder> Scorer<E> {
                 }
             }
         }
-        let score = score.clamp(0.0, 1.0);
+        let mut score = score.clamp(0.0, 1.0);
+        // An open incident: the template alerted and keeps recurring. It stays alerting
+        // until an operator labels it (normal silences it above, anomaly keeps it up).
+        let held_since = self.stats.get(&id).and_then(|s| {
+            let since = s.alerting_since_ms?;
+            let recent = line.timestamp_ms.saturating_sub(since) <= cfg.alert_hold_ms;
+            (recent && own_label.is_none()).then_some(since)
+        });
+        if held_since.is_some() && !warming_up {
+            score = score.max(cfg.threshold);
+        }
         let is_anomaly = !warming_up && score >= cfg.threshold;
 
         // Words.
@@ -426,18 +515,35 @@ impl<E: TextEmbedder> Scorer<E> {
         if let Some(note) = feedback_note {
             parts.push(note);
         }
+        if let Some(since) = held_since {
+            parts.push(format!(
+                "still recurring since its first alert {} ago",
+                human_duration(line.timestamp_ms.saturating_sub(since))
+            ));
+        }
         if warming_up {
             parts.push("still learning what normal looks like (warm-up), not alerting".into());
         }
         let summary = parts.join("; ");
 
+        if seen_before == 0 {
+            self.seen_index.insert(id.clone(), self.seen_order.len());
+            self.seen_order.push(id.clone());
+        }
         let stats = self.stats.entry(id.clone()).or_insert(TemplateStats {
             count: 0,
             first_seen_ms: line.timestamp_ms,
             last_seen_ms: line.timestamp_ms,
+            alerting_since_ms: None,
         });
         stats.count += 1;
         stats.last_seen_ms = stats.last_seen_ms.max(line.timestamp_ms);
+        if is_anomaly && own_label.is_none() && held_since.is_none() {
+            // A fresh alert opens a new hold window.
+            stats.alerting_since_ms = Some(line.timestamp_ms);
+        } else if !is_anomaly {
+            stats.alerting_since_ms = None;
+        }
 
         Score {
             score,
@@ -452,11 +558,83 @@ impl<E: TextEmbedder> Scorer<E> {
         }
     }
 
+    /// Nearest candidate not labelled anomalous, and nearest labelled candidate, for `id`
+    /// (indices into `seen_order`). Incremental: only templates seen since the last call
+    /// for `id` are compared, unless labels invalidated the cache.
+    #[allow(clippy::type_complexity)]
+    fn neighbours(
+        &mut self,
+        id: &TemplateId,
+    ) -> (Option<(usize, f32)>, Option<(usize, f32, Label)>) {
+        let Some(own) = self.embeddings.get(id) else {
+            return (None, None);
+        };
+        let mut cache = self.neighbours.remove(id).unwrap_or_default();
+        let closest_now_anomalous = cache
+            .closest
+            .is_some_and(|(i, _)| self.labels.get(&self.seen_order[i]) == Some(&Label::Anomaly));
+        if cache.epoch != self.closest_epoch || closest_now_anomalous {
+            cache.scanned = 0;
+            cache.closest = None;
+            cache.epoch = self.closest_epoch;
+        }
+        for (i, other) in self.seen_order.iter().enumerate().skip(cache.scanned) {
+            if other == id || self.labels.get(other) == Some(&Label::Anomaly) {
+                continue;
+            }
+            let Some(v) = self.embeddings.get(other) else {
+                continue;
+            };
+            let sim = dot(own, v);
+            if cache.closest.is_none_or(|(_, s)| sim > s) {
+                cache.closest = Some((i, sim));
+            }
+        }
+        cache.scanned = self.seen_order.len();
+        // Labelled templates are few: recompute over them whenever labels or the set of
+        // candidates changed.
+        if cache.labels_epoch != self.labels_epoch || cache.labelled_seen != self.seen_order.len() {
+            cache.labelled = None;
+            cache.labels_epoch = self.labels_epoch;
+            cache.labelled_seen = self.seen_order.len();
+            for (other, &label) in &self.labels {
+                if other == id {
+                    continue;
+                }
+                let (Some(&i), Some(v)) = (self.seen_index.get(other), self.embeddings.get(other))
+                else {
+                    continue;
+                };
+                let sim = dot(own, v);
+                if cache.labelled.is_none_or(|(_, s, _)| sim > s) {
+                    cache.labelled = Some((i, sim, label));
+                }
+            }
+        }
+        let out = (cache.closest, cache.labelled);
+        self.neighbours.insert(id.clone(), cache);
+        out
+    }
+
     fn template_text(&self, id: &TemplateId) -> String {
         self.miner
             .template(id)
             .map(|t| t.join(" "))
             .unwrap_or_else(|| id.to_string())
+    }
+}
+
+/// Cosine of two embeddings; they are unit length (L2-normalised by the embedder), so the
+/// dot product. Falls back to the full cosine for anything else.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return 0.0;
+    }
+    let d: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    if d.abs() <= 1.0 + 1e-3 {
+        d
+    } else {
+        cosine(a, b)
     }
 }
 

@@ -33,44 +33,68 @@ pub struct Settings {
     pub service: ServiceArgs,
 
     /// Address of the public API.
-    #[arg(long, env = "LOGCANARY_HTTP_ADDR", default_value = "0.0.0.0:8000", value_parser = parse_listen_addr)]
+    #[arg(long, env = "LOGCANARY_HTTP_ADDR", value_name = "LOGCANARY_HTTP_ADDR", default_value = "0.0.0.0:8000", value_parser = parse_listen_addr)]
     pub http_addr: SocketAddr,
 
     /// Address of the admin server (/livez, /readyz, /metrics).
-    #[arg(long, env = "LOGCANARY_ADMIN_ADDR", default_value = ":9100", value_parser = parse_listen_addr)]
+    #[arg(long, env = "LOGCANARY_ADMIN_ADDR", value_name = "LOGCANARY_ADMIN_ADDR", default_value = ":9100", value_parser = parse_listen_addr)]
     pub admin_addr: SocketAddr,
 
     /// HMAC secrets as `id:secret,id2:secret2`. Unset: the development key
     /// `default:dev-secret`, refused when LOGCANARY_ENV=production.
-    #[arg(long, env = "LOGCANARY_HMAC_KEYS", value_parser = crate::auth::parse_keys, hide_env_values = true)]
+    #[arg(long, env = "LOGCANARY_HMAC_KEYS", value_name = "LOGCANARY_HMAC_KEYS", value_parser = crate::auth::parse_keys, hide_env_values = true)]
     pub hmac_keys: Option<crate::auth::HmacKeys>,
 
     /// Accept the old clients' plain body signature (no replay protection).
-    #[arg(long, env = "LOGCANARY_HMAC_LEGACY", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "LOGCANARY_HMAC_LEGACY", value_name = "LOGCANARY_HMAC_LEGACY", default_value_t = true, action = clap::ArgAction::Set)]
     pub hmac_legacy: bool,
 
     /// Accepted clock difference for timestamped signatures, in seconds.
-    #[arg(long, env = "LOGCANARY_HMAC_TOLERANCE_SECS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "LOGCANARY_HMAC_TOLERANCE_SECS",
+        value_name = "LOGCANARY_HMAC_TOLERANCE_SECS",
+        default_value_t = 300
+    )]
     pub hmac_tolerance_secs: u64,
 
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "LOGCANARY_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, env = "LOGCANARY_MAX_BODY_BYTES", value_name = "LOGCANARY_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
     /// If set, reads (GET) need `Authorization: Bearer <token>`.
-    #[arg(long, env = "LOGCANARY_READ_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LOGCANARY_READ_TOKEN",
+        value_name = "LOGCANARY_READ_TOKEN",
+        hide_env_values = true
+    )]
     pub read_token: Option<String>,
 
     /// HTTP worker threads (default: one per core).
-    #[arg(long, env = "LOGCANARY_HTTP_WORKERS")]
+    #[arg(
+        long,
+        env = "LOGCANARY_HTTP_WORKERS",
+        value_name = "LOGCANARY_HTTP_WORKERS"
+    )]
     pub http_workers: Option<usize>,
 
     /// Concurrent committers of the write path.
-    #[arg(long, env = "LOGCANARY_INGEST_COMMITTERS", default_value_t = 4)]
+    #[arg(
+        long,
+        env = "LOGCANARY_INGEST_COMMITTERS",
+        value_name = "LOGCANARY_INGEST_COMMITTERS",
+        default_value_t = 4
+    )]
     pub committers: usize,
 
     /// `production` refuses development defaults such as the dev HMAC key.
-    #[arg(long, env = "LOGCANARY_ENV", default_value = "development")]
+    #[arg(
+        long,
+        env = "LOGCANARY_ENV",
+        value_name = "LOGCANARY_ENV",
+        default_value = "development"
+    )]
     pub environment: String,
 }
 

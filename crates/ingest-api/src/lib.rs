@@ -12,4 +12,5 @@ pub mod ingest;
 pub mod openapi;
 pub mod routes;
 pub mod startup;
+pub mod templates;
 pub mod validation;

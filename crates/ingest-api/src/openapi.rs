@@ -6,7 +6,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::routes;
+use crate::{routes, templates};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,8 @@ use crate::routes;
         routes::real_time_analysis,
         routes::dashboard,
         routes::task_status,
+        templates::feedback,
+        templates::list_templates,
     ),
     modifiers(&HmacScheme)
 )]

@@ -30,17 +30,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/api/real-time-analysis/").route(web::post().to(real_time_analysis)))
     .service(resource("/api/dashboard/").route(web::get().to(dashboard)))
     .service(resource("/api/task-status/{task_id}/").route(web::get().to(task_status)))
-    .service(resource("/api/openapi.json").route(web::get().to(openapi)));
+    .service(resource("/api/openapi.json").route(web::get().to(openapi)))
+    .configure(crate::templates::configure);
 }
 
-fn resource(path: &str) -> actix_web::Resource {
+pub(crate) fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(|req: HttpRequest| async move {
         HttpResponse::MethodNotAllowed()
             .json(json!({"detail": format!("Method \"{}\" not allowed.", req.method())}))
     }))
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 

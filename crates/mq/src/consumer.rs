@@ -197,6 +197,8 @@ pub struct ConsumerConfig {
     pub connection_name: String,
     /// Upper bound on each retry or dead-letter publish (confirm included).
     pub publish_timeout: Duration,
+    /// True while the runner holds a consuming connection; read it for readiness probes.
+    pub connected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for ConsumerConfig {
@@ -212,6 +214,7 @@ impl Default for ConsumerConfig {
             retry_max_delay: Duration::from_secs(60),
             connection_name: "logcanary-consumer".to_owned(),
             publish_timeout: Duration::from_secs(5),
+            connected: Arc::default(),
         }
     }
 }
@@ -341,6 +344,7 @@ async fn session<H: Handler>(
         mut deliveries,
     } = opened;
     info!(queues = ?config.queues, prefetch = config.prefetch, "Consuming.");
+    set_connected(config, true);
 
     let shared = Arc::new(Shared {
         handler: Arc::clone(handler),
@@ -350,6 +354,7 @@ async fn session<H: Handler>(
     });
     let mut in_flight = JoinSet::new();
     let result = consume(&shared, &mut deliveries, &mut in_flight, shutdown).await;
+    set_connected(config, false);
 
     if result.is_ok() {
         // Stop new deliveries first; those already prefetched but not batched stay unacked
@@ -381,6 +386,13 @@ async fn session<H: Handler>(
         info!(queues = ?config.queues, "Consumer stopped.");
     }
     result
+}
+
+fn set_connected(config: &ConsumerConfig, connected: bool) {
+    config
+        .connected
+        .store(connected, std::sync::atomic::Ordering::Relaxed);
+    metrics::gauge!("logcanary_amqp_connected").set(if connected { 1.0 } else { 0.0 });
 }
 
 async fn open_session(

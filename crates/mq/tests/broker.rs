@@ -103,6 +103,7 @@ fn config(queue: &str) -> ConsumerConfig {
         retry_max_delay: Duration::from_millis(200),
         connection_name: "mq-tests-consumer".to_owned(),
         publish_timeout: Duration::from_secs(5),
+        ..ConsumerConfig::default()
     }
 }
 

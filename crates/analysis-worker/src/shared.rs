@@ -1,0 +1,502 @@
+//! The detector's scorer, kept in step with the other replicas through the `templates`
+//! table.
+//!
+//! Each replica owns a [`Scorer`] (template miner, embedding cache, labels, counts). What
+//! another replica needs lives in Postgres: after each batch the worker adds its counts and
+//! new templates (with their embeddings) to `templates`, and before scoring, at most every
+//! refresh interval, it pulls the rows changed since its last pull ([`SharedScorer::apply`])
+//! — templates mined elsewhere, higher counts, more general text, operators' labels — so
+//! every replica routes lines to the same template ids and honours the same feedback.
+//!
+//! All methods block (the model runs inside [`SharedScorer::score`]); the handler calls
+//! them on the blocking pool.
+//!
+//! The detector exports its state with serde ([`ScorerState`]); the per-template counts and
+//! the warm-up counter are not public fields, so [`SharedScorer::apply`] sets them through
+//! the serialised form (`stats.<id>.count`, `first_seen_ms`, `last_seen_ms`, `lines_seen`,
+//! `first_line_ms`). The unit tests below fail if that form changes.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use chrono::{DateTime, Utc};
+use db::templates::TemplateRow;
+use detector::{
+    drain::{TemplateId, TemplateRecord, WILDCARD},
+    embedder::{EmbedError, Embedder},
+    scorer::{Label, LogLine, Score, ScoreError, Scorer, ScorerConfig, ScorerState, TextEmbedder},
+};
+use serde_json::{json, Value};
+
+/// The embedder shared by successive scorers (a scorer rebuilt from a merged state reuses
+/// the running model).
+#[derive(Clone)]
+pub struct SharedEmbedder(pub Arc<Embedder>);
+
+impl TextEmbedder for SharedEmbedder {
+    fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.0.embed_blocking(texts)
+    }
+}
+
+/// What this replica knows about one template.
+#[derive(Debug, Clone, Default)]
+struct Known {
+    /// Lines counted by the local scorer (its own and those pulled from the table).
+    count: u64,
+    /// Current text in the local miner.
+    text: String,
+    label: Option<Label>,
+    /// The table has this template's embedding.
+    embedding_stored: bool,
+    /// Embedding waiting to be stored (taken from the scorer once).
+    pending_embedding: Option<Vec<f32>>,
+}
+
+/// The result of scoring a batch: one score per line, in input order, and the templates
+/// the batch touched, with their text and, for templates the table lacks, the embedding.
+#[derive(Debug)]
+pub struct ScoredBatch {
+    pub scores: Vec<Score>,
+    pub templates: HashMap<TemplateId, TouchedTemplate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TouchedTemplate {
+    pub text: String,
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// Errors from merging the table's templates into the scorer.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("scorer state does not have the expected shape: {0}")]
+    Shape(String),
+    #[error(transparent)]
+    Score(#[from] ScoreError),
+}
+
+/// A scorer plus the bookkeeping that keeps it in step with the `templates` table.
+pub struct SharedScorer<E> {
+    config: ScorerConfig,
+    embedder: E,
+    scorer: Scorer<E>,
+    known: HashMap<TemplateId, Known>,
+}
+
+impl<E: TextEmbedder + Clone> SharedScorer<E> {
+    pub fn new(config: ScorerConfig, embedder: E) -> Self {
+        let scorer = Scorer::new(config.clone(), embedder.clone());
+        Self {
+            config,
+            embedder,
+            scorer,
+            known: HashMap::new(),
+        }
+    }
+
+    /// Templates known to this replica.
+    pub fn templates(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Keys among `rows` whose embedding this replica lacks (to fetch before [`apply`]).
+    ///
+    /// [`apply`]: SharedScorer::apply
+    pub fn missing_embeddings(&self, rows: &[TemplateRow]) -> Vec<String> {
+        rows.iter()
+            .filter(|r| !self.known.contains_key(&TemplateId(r.template_key.clone())))
+            .map(|r| r.template_key.clone())
+            .collect()
+    }
+
+    /// Merges rows of the table into the scorer: new templates (with `embeddings`), counts
+    /// that grew elsewhere, text generalised elsewhere, labels. The scorer is rebuilt from
+    /// a merged state only when templates, counts or text changed; labels apply in place.
+    pub fn apply(
+        &mut self,
+        rows: &[TemplateRow],
+        mut embeddings: HashMap<String, Vec<f32>>,
+    ) -> Result<(), MergeError> {
+        let mut rebuild = Vec::new();
+        // Keys new to this replica whose embedding the table holds.
+        let stored: HashSet<String> = rows
+            .iter()
+            .filter(|r| embeddings.contains_key(&r.template_key))
+            .map(|r| r.template_key.clone())
+            .collect();
+        for row in rows {
+            let id = TemplateId(row.template_key.clone());
+            match self.known.get(&id) {
+                None => rebuild.push(row),
+                Some(k) => {
+                    if row.count.max(0) as u64 > k.count
+                        || merge_text(&k.text, &row.template) != k.text
+                    {
+                        rebuild.push(row);
+                    }
+                }
+            }
+        }
+        if !rebuild.is_empty() {
+            self.rebuild(&rebuild, &mut embeddings)?;
+        }
+        for row in rows {
+            let id = TemplateId(row.template_key.clone());
+            let label = row.label.as_deref().and_then(parse_label);
+            let known = self.known.entry(id.clone()).or_default();
+            if stored.contains(&row.template_key) {
+                known.embedding_stored = true;
+            }
+            if known.label != label {
+                known.label = label;
+                match label {
+                    Some(l) => self.scorer.set_label(&id, l),
+                    None => self.scorer.clear_label(&id),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rebuild(
+        &mut self,
+        rows: &[&TemplateRow],
+        embeddings: &mut HashMap<String, Vec<f32>>,
+    ) -> Result<(), MergeError> {
+        let mut state = self.scorer.export();
+        let mut index: HashMap<TemplateId, usize> = state
+            .miner
+            .templates
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
+        for row in rows {
+            let id = TemplateId(row.template_key.clone());
+            let db_count = row.count.max(0) as u64;
+            let (text, count) = match index.get(&id) {
+                Some(&i) => {
+                    let record = &mut state.miner.templates[i];
+                    record.template = merge_text(&record.template, &row.template);
+                    record.count = record.count.max(db_count);
+                    (record.template.clone(), record.count)
+                }
+                None => {
+                    index.insert(id.clone(), state.miner.templates.len());
+                    state.miner.templates.push(TemplateRecord {
+                        id: id.clone(),
+                        template: row.template.clone(),
+                        first_seen: row.template.clone(),
+                        count: db_count,
+                    });
+                    (row.template.clone(), db_count)
+                }
+            };
+            if let Some(v) = embeddings.remove(&row.template_key) {
+                state.embeddings.entry(id.clone()).or_insert(v);
+            }
+            let known = self.known.entry(id).or_default();
+            known.text = text;
+            known.count = count;
+        }
+        let lines: u64 = state.miner.templates.iter().map(|r| r.count).sum();
+        let first_ms = rows.iter().map(|r| r.first_seen.timestamp_millis()).min();
+
+        let mut value =
+            serde_json::to_value(&state).map_err(|e| MergeError::Shape(e.to_string()))?;
+        let stats = value
+            .get_mut("stats")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| MergeError::Shape("no `stats` map".into()))?;
+        for row in rows {
+            let count = self.known[&TemplateId(row.template_key.clone())].count;
+            let (first, last) = (
+                row.first_seen.timestamp_millis(),
+                row.last_seen.timestamp_millis(),
+            );
+            let entry = stats.entry(row.template_key.clone()).or_insert_with(|| {
+                json!({"count": 0, "first_seen_ms": first, "last_seen_ms": last, "alerting_since_ms": null})
+            });
+            let entry = entry
+                .as_object_mut()
+                .ok_or_else(|| MergeError::Shape("a `stats` entry is not an object".into()))?;
+            let field = |entry: &serde_json::Map<String, Value>, name: &str| {
+                entry.get(name).and_then(Value::as_i64).ok_or_else(|| {
+                    MergeError::Shape(format!("`stats` entries have no integer `{name}`"))
+                })
+            };
+            let old_first = field(entry, "first_seen_ms")?;
+            let old_last = field(entry, "last_seen_ms")?;
+            field(entry, "count")?;
+            entry.insert("count".into(), json!(count));
+            entry.insert("first_seen_ms".into(), json!(old_first.min(first)));
+            entry.insert("last_seen_ms".into(), json!(old_last.max(last)));
+        }
+        let object = value
+            .as_object_mut()
+            .ok_or_else(|| MergeError::Shape("the state is not an object".into()))?;
+        let seen = object
+            .get("lines_seen")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| MergeError::Shape("no integer `lines_seen`".into()))?;
+        object.insert("lines_seen".into(), json!(seen.max(lines)));
+        if !object.contains_key("first_line_ms") {
+            return Err(MergeError::Shape("no `first_line_ms`".into()));
+        }
+        let first_line = object.get("first_line_ms").and_then(Value::as_i64);
+        let merged_first = match (first_line, first_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        object.insert("first_line_ms".into(), json!(merged_first));
+        let state: ScorerState =
+            serde_json::from_value(value).map_err(|e| MergeError::Shape(e.to_string()))?;
+        self.scorer = Scorer::from_state(self.config.clone(), self.embedder.clone(), state)?;
+        Ok(())
+    }
+
+    /// Scores lines (in time order). Blocks while new templates are embedded.
+    pub fn score(&mut self, lines: &[LogLine]) -> Result<ScoredBatch, ScoreError> {
+        let scores = self.scorer.score_batch(lines)?;
+        let mut touched: HashMap<TemplateId, TouchedTemplate> = HashMap::new();
+        let mut need_embedding = HashSet::new();
+        for s in &scores {
+            let known = self.known.entry(s.template_id.clone()).or_default();
+            known.count += 1;
+            known.text = s.template.clone();
+            if !known.embedding_stored && known.pending_embedding.is_none() {
+                need_embedding.insert(s.template_id.clone());
+            }
+        }
+        if !need_embedding.is_empty() {
+            // Only batches with templates new to the table pay for this copy.
+            let mut state = self.scorer.export();
+            for id in need_embedding {
+                if let (Some(v), Some(k)) = (state.embeddings.remove(&id), self.known.get_mut(&id))
+                {
+                    k.pending_embedding = Some(v);
+                }
+            }
+        }
+        for s in &scores {
+            let known = &self.known[&s.template_id];
+            touched.insert(
+                s.template_id.clone(),
+                TouchedTemplate {
+                    text: known.text.clone(),
+                    embedding: if known.embedding_stored {
+                        None
+                    } else {
+                        known.pending_embedding.clone()
+                    },
+                },
+            );
+        }
+        Ok(ScoredBatch {
+            scores,
+            templates: touched,
+        })
+    }
+
+    /// Records that these templates' rows (with their embeddings) are committed.
+    pub fn stored(&mut self, keys: impl IntoIterator<Item = String>) {
+        for key in keys {
+            if let Some(k) = self.known.get_mut(&TemplateId(key)) {
+                k.embedding_stored = true;
+                k.pending_embedding = None;
+            }
+        }
+    }
+}
+
+fn parse_label(text: &str) -> Option<Label> {
+    match text {
+        "normal" => Some(Label::Normal),
+        "anomaly" => Some(Label::Anomaly),
+        _ => None,
+    }
+}
+
+/// Two texts of one template, merged: positions where they disagree become wildcards, so
+/// replicas that generalised a template differently converge on the more general text.
+/// Texts of different lengths cannot be aligned; the local one is kept.
+pub fn merge_text(local: &str, other: &str) -> String {
+    let a: Vec<&str> = local.split_whitespace().collect();
+    let b: Vec<&str> = other.split_whitespace().collect();
+    if a.len() != b.len() || a == b {
+        return local.to_owned();
+    }
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| if x == y { *x } else { WILDCARD })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A line of the `log_entries` table as the detector sees it.
+pub fn log_line(
+    logged_at: DateTime<Utc>,
+    severity: &str,
+    message: &str,
+    source: Option<&str>,
+) -> LogLine {
+    LogLine {
+        timestamp_ms: logged_at.timestamp_millis(),
+        severity: detector::scorer::Severity::parse(severity),
+        message: message.to_owned(),
+        source: source.map(str::to_owned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use detector::scorer::Severity;
+
+    /// Bag-of-words vectors: texts sharing words are close. No model needed.
+    #[derive(Clone)]
+    struct Words;
+
+    impl TextEmbedder for Words {
+        fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0f32; 64];
+                    for w in t.split_whitespace() {
+                        let h = w
+                            .bytes()
+                            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+                        v[(h % 64) as usize] += 1.0;
+                    }
+                    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                    v.iter().map(|x| x / n).collect()
+                })
+                .collect())
+        }
+    }
+
+    fn config() -> ScorerConfig {
+        ScorerConfig {
+            warmup_lines: 3,
+            ..ScorerConfig::default()
+        }
+    }
+
+    fn line(t: i64, sev: Severity, msg: &str) -> LogLine {
+        LogLine {
+            timestamp_ms: t,
+            severity: sev,
+            message: msg.into(),
+            source: None,
+        }
+    }
+
+    fn row(id: i64, key: &str, text: &str, count: i64, label: Option<&str>) -> TemplateRow {
+        let t = DateTime::from_timestamp_millis(1_000).expect("a valid time");
+        TemplateRow {
+            id,
+            template_key: key.into(),
+            template: text.into(),
+            count,
+            first_seen: t,
+            last_seen: t,
+            label: label.map(str::to_owned),
+            labelled_at: None,
+            updated_at: t,
+        }
+    }
+
+    #[test]
+    fn a_replica_loaded_from_the_table_knows_the_templates_counts_and_labels() {
+        // Replica A scores lines and "stores" its templates.
+        let mut a = SharedScorer::new(config(), Words);
+        let batch: Vec<LogLine> = (0..5)
+            .map(|i| {
+                line(
+                    i * 1000,
+                    Severity::Info,
+                    &format!("request {i} served in {i} ms"),
+                )
+            })
+            .collect();
+        let out = a.score(&batch).expect("scores");
+        assert_eq!(out.templates.len(), 1, "one template for five lines");
+        let (id, touched) = out.templates.iter().next().expect("a template");
+        assert!(
+            touched.embedding.is_some(),
+            "a new template carries its embedding"
+        );
+        let embedding = touched.embedding.clone().expect("embedding");
+
+        // Replica B starts from the table: it must route the same line to the same id
+        // without calling the model, count it as known, and apply the label.
+        let mut b = SharedScorer::new(config(), Words);
+        let rows = vec![row(1, &id.0, &touched.text, 5, Some("normal"))];
+        assert_eq!(b.missing_embeddings(&rows), vec![id.0.clone()]);
+        b.apply(&rows, HashMap::from([(id.0.clone(), embedding)]))
+            .expect("merges");
+        let again = b
+            .score(&[line(9000, Severity::Error, "request 9 served in 9 ms")])
+            .expect("scores");
+        let s = &again.scores[0];
+        assert_eq!(&s.template_id, id);
+        assert!(s.summary.contains("seen 5 times"), "{}", s.summary);
+        assert!(s.summary.contains("marked normal"), "{}", s.summary);
+        assert!(!s.warming_up, "the table's lines count towards the warm-up");
+        assert!(
+            again.templates[id].embedding.is_none(),
+            "the table already has the embedding"
+        );
+    }
+
+    #[test]
+    fn counts_from_other_replicas_and_more_general_text_are_merged() {
+        let mut a = SharedScorer::new(config(), Words);
+        let out = a
+            .score(&[line(
+                0,
+                Severity::Info,
+                "session opened for user alice from web by sshd",
+            )])
+            .expect("scores");
+        let id = out.scores[0].template_id.clone();
+        a.stored([id.0.clone()]);
+        let rows = vec![row(
+            1,
+            &id.0,
+            "session opened for user <*> from <*> by sshd",
+            40,
+            None,
+        )];
+        assert!(a.missing_embeddings(&rows).is_empty());
+        a.apply(&rows, HashMap::new()).expect("merges");
+        let s = a
+            .score(&[line(
+                1000,
+                Severity::Info,
+                "session opened for user bob from app by sshd",
+            )])
+            .expect("scores");
+        assert_eq!(s.scores[0].template_id, id);
+        assert!(
+            s.scores[0].summary.contains("seen 40 times"),
+            "{}",
+            s.scores[0].summary
+        );
+        assert_eq!(
+            s.templates[&id].text,
+            "session opened for user <*> from <*> by sshd"
+        );
+    }
+
+    #[test]
+    fn texts_merge_position_by_position() {
+        assert_eq!(merge_text("a b c", "a x c"), "a <*> c");
+        assert_eq!(merge_text("a <*> c", "a b c"), "a <*> c");
+        assert_eq!(merge_text("a b", "a b c"), "a b");
+    }
+}

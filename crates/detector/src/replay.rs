@@ -1,0 +1,584 @@
+//! The anomaly eval: replay a labelled JSONL file through the scorer and count.
+//!
+//! Input lines are JSON objects `{"timestamp", "severity", "message", "source"?, "label"}`
+//! with `label` `"normal"` or `"anomaly"`; `timestamp` is an RFC 3339 string or a number of
+//! milliseconds since the Unix epoch. Lines are replayed in timestamp order (ties keep file
+//! order) through [`Scorer::score_batch`], with the scorer's defaults (a fresh install).
+//!
+//! Labels never reach the detector except through the simulated operator: with a feedback
+//! budget of `n`, whenever the detector flags a line whose template has no feedback yet and
+//! budget remains, the line's true label is given to [`Scorer::set_label`] (the call the
+//! HTTP feedback endpoint makes) after the batch that flagged it, as an operator would
+//! answer an alert.
+//!
+//! Two baselines run through the same reading and arithmetic: [`Baseline::Severity`] flags
+//! ERROR and above; [`Baseline::NewTemplate`] flags the first occurrence of every template
+//! the miner creates once the same warm-up as the scorer's is over.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::drain::{TemplateChange, TemplateMiner};
+use crate::scorer::{Label, LogLine, ScoreError, Scorer, ScorerConfig, Severity, TextEmbedder};
+
+/// One labelled input line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledRecord {
+    pub line: LogLine,
+    pub label: Label,
+}
+
+#[derive(Deserialize)]
+struct RawRecord {
+    timestamp: serde_json::Value,
+    #[serde(default)]
+    severity: Option<String>,
+    message: String,
+    #[serde(default)]
+    source: Option<String>,
+    label: String,
+}
+
+/// Errors from reading or replaying a labelled file.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("line {line}: {reason}")]
+    Format { line: usize, reason: String },
+    #[error(transparent)]
+    Score(#[from] ScoreError),
+}
+
+/// Parse JSONL text (blank lines skipped) into records, in file order.
+pub fn parse_jsonl(text: &str) -> Result<Vec<LabelledRecord>, ReplayError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        let format = |reason: String| ReplayError::Format {
+            line: line_no,
+            reason,
+        };
+        let rec: RawRecord = serde_json::from_str(raw).map_err(|e| format(e.to_string()))?;
+        let timestamp_ms = match &rec.timestamp {
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_f64().map(|f| f as i64))
+                .ok_or_else(|| format(format!("bad timestamp {n}")))?,
+            serde_json::Value::String(s) => {
+                parse_rfc3339_ms(s).ok_or_else(|| format(format!("bad timestamp {s:?}")))?
+            }
+            other => return Err(format(format!("bad timestamp {other}"))),
+        };
+        let label = match rec.label.to_ascii_lowercase().as_str() {
+            "normal" => Label::Normal,
+            "anomaly" | "anomalous" => Label::Anomaly,
+            other => {
+                return Err(format(format!(
+                    "label must be normal|anomaly, got {other:?}"
+                )))
+            }
+        };
+        out.push(LabelledRecord {
+            line: LogLine {
+                timestamp_ms,
+                severity: rec
+                    .severity
+                    .as_deref()
+                    .map_or(Severity::Info, Severity::parse),
+                message: rec.message,
+                source: rec.source,
+            },
+            label,
+        });
+    }
+    Ok(out)
+}
+
+/// Read and parse a JSONL file, then sort it by timestamp (stable).
+pub fn read_jsonl(path: &Path) -> Result<Vec<LabelledRecord>, ReplayError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReplayError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut records = parse_jsonl(&text)?;
+    records.sort_by_key(|r| r.line.timestamp_ms);
+    Ok(records)
+}
+
+/// `YYYY-MM-DD[T ]HH:MM:SS[.fff][Z|±HH:MM]` (no offset means UTC) to Unix milliseconds.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(range)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0i64;
+    if let Some(frac) = rest.strip_prefix(['.', ',']) {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let padded: String = frac[..digits]
+            .chars()
+            .chain("000".chars())
+            .take(3)
+            .collect();
+        millis = padded.parse().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_min = match rest {
+        "" | "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let digits: String = rest[1..].chars().filter(|c| *c != ':').collect();
+            if digits.len() != 4 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            sign * (digits[..2].parse::<i64>().ok()? * 60 + digits[2..].parse::<i64>().ok()?)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_min * 60;
+    Some(secs * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Precision, recall and F1 from counts. Each is 0 when its denominator is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Counts {
+    pub lines: u64,
+    pub anomalies: u64,
+    pub flagged: u64,
+    pub true_positives: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, truth: Label, flagged: bool) {
+        self.lines += 1;
+        let anomaly = truth == Label::Anomaly;
+        self.anomalies += u64::from(anomaly);
+        self.flagged += u64::from(flagged);
+        self.true_positives += u64::from(anomaly && flagged);
+    }
+
+    pub fn precision(&self) -> f64 {
+        ratio(self.true_positives, self.flagged)
+    }
+
+    pub fn recall(&self) -> f64 {
+        ratio(self.true_positives, self.anomalies)
+    }
+
+    pub fn f1(&self) -> f64 {
+        let (p, r) = (self.precision(), self.recall());
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// The eval's result; [`Report::to_json`] is the line `make eval` prints last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub counts: Counts,
+    pub feedback_used: u64,
+    pub lines_per_second: f64,
+    /// Lines whose template needed the model (first sightings); for diagnostics.
+    pub model_calls: u64,
+    pub templates: usize,
+}
+
+impl Report {
+    pub fn to_json(&self) -> serde_json::Value {
+        let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+        serde_json::json!({
+            "lines": self.counts.lines,
+            "anomalies": self.counts.anomalies,
+            "flagged": self.counts.flagged,
+            "precision": round(self.counts.precision()),
+            "recall": round(self.counts.recall()),
+            "f1": round(self.counts.f1()),
+            "feedback_used": self.feedback_used,
+            "lines_per_second": self.lines_per_second.round(),
+        })
+    }
+}
+
+/// A comparison detector that needs no model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    /// Flag every line at ERROR or above.
+    Severity,
+    /// Flag the first line of every template created after the warm-up.
+    NewTemplate,
+}
+
+impl std::str::FromStr for Baseline {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "severity" => Ok(Self::Severity),
+            "new-template" | "new_template" => Ok(Self::NewTemplate),
+            other => Err(format!(
+                "unknown baseline {other:?} (severity|new-template)"
+            )),
+        }
+    }
+}
+
+/// How to replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayOptions {
+    /// Most answers the simulated operator gives.
+    pub feedback: u64,
+    /// Lines per `score_batch` call (what a worker takes off the queue at once).
+    pub batch: usize,
+    /// Print every line's verdict to stderr (diagnostics).
+    pub trace: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        Self {
+            feedback: 0,
+            batch: 64,
+            trace: false,
+        }
+    }
+}
+
+/// Replay `records` (already in timestamp order) through `scorer`, playing the operator.
+pub fn replay<E: TextEmbedder>(
+    scorer: &mut Scorer<E>,
+    records: &[LabelledRecord],
+    options: &ReplayOptions,
+) -> Result<Report, ReplayError> {
+    let started = Instant::now();
+    let mut counts = Counts::default();
+    let mut answered = HashSet::new();
+    let mut feedback_used = 0u64;
+    for chunk in records.chunks(options.batch.max(1)) {
+        let lines: Vec<LogLine> = chunk.iter().map(|r| r.line.clone()).collect();
+        let scores = scorer.score_batch(&lines)?;
+        for (record, score) in chunk.iter().zip(&scores) {
+            counts.add(record.label, score.is_anomaly);
+            if options.trace {
+                eprintln!(
+                    "{} {} {:.3} nov={:.2} rar={:.2} sev={} {:?} | {}",
+                    match record.label {
+                        Label::Anomaly => "A",
+                        Label::Normal => "n",
+                    },
+                    if score.is_anomaly { "FLAG" } else { "    " },
+                    score.score,
+                    score.novelty,
+                    score.rarity,
+                    record.line.severity.as_str(),
+                    score.template,
+                    score.closest.as_ref().map_or("", |c| c.0.as_str()),
+                );
+            }
+        }
+        // The operator answers the alerts of this batch, oldest first.
+        for (record, score) in chunk.iter().zip(scores) {
+            if feedback_used >= options.feedback {
+                break;
+            }
+            if score.is_anomaly && !answered.contains(&score.template_id) {
+                scorer.set_label(&score.template_id, record.label);
+                answered.insert(score.template_id);
+                feedback_used += 1;
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    Ok(Report {
+        counts,
+        feedback_used,
+        lines_per_second: records.len() as f64 / elapsed,
+        model_calls: scorer.model_calls(),
+        templates: scorer.templates(),
+    })
+}
+
+/// Run a baseline over `records` with the defaults of `config` (its warm-up and miner).
+pub fn replay_baseline(
+    baseline: Baseline,
+    config: &ScorerConfig,
+    records: &[LabelledRecord],
+) -> Report {
+    let started = Instant::now();
+    let mut counts = Counts::default();
+    let mut miner = TemplateMiner::new(config.miner.clone());
+    for (i, record) in records.iter().enumerate() {
+        let flagged = match baseline {
+            Baseline::Severity => record.line.severity >= Severity::Error,
+            Baseline::NewTemplate => {
+                let mined = miner.mine(&record.line.message);
+                mined.change == TemplateChange::Created && i as u64 >= config.warmup_lines
+            }
+        };
+        counts.add(record.label, flagged);
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    Report {
+        counts,
+        feedback_used: 0,
+        lines_per_second: records.len() as f64 / elapsed,
+        model_calls: 0,
+        templates: miner.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedder::{normalise, EmbedError};
+
+    /// Deterministic bag-of-words embedder: each word hashes to one of 64 dimensions.
+    struct WordHash;
+
+    impl TextEmbedder for WordHash {
+        fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0f32; 64];
+                    for w in t.split_whitespace() {
+                        let h = w
+                            .bytes()
+                            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                        v[(h % 64) as usize] += 1.0;
+                    }
+                    normalise(&mut v);
+                    v
+                })
+                .collect())
+        }
+    }
+
+    fn record(t: i64, severity: &str, message: &str, label: Label) -> LabelledRecord {
+        LabelledRecord {
+            line: LogLine {
+                timestamp_ms: t,
+                severity: Severity::parse(severity),
+                message: message.into(),
+                source: None,
+            },
+            label,
+        }
+    }
+
+    #[test]
+    fn precision_recall_f1_by_hand() {
+        // 10 lines, 4 anomalies; 5 flagged of which 3 are anomalies.
+        let mut c = Counts::default();
+        let truth = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0];
+        let flags = [1, 1, 1, 0, 1, 1, 0, 0, 0, 0];
+        for (t, f) in truth.iter().zip(flags) {
+            let label = if *t == 1 {
+                Label::Anomaly
+            } else {
+                Label::Normal
+            };
+            c.add(label, f == 1);
+        }
+        assert_eq!(
+            (c.lines, c.anomalies, c.flagged, c.true_positives),
+            (10, 4, 5, 3)
+        );
+        assert!((c.precision() - 0.6).abs() < 1e-12);
+        assert!((c.recall() - 0.75).abs() < 1e-12);
+        // 2PR/(P+R) = 0.9/1.35.
+        assert!((c.f1() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(Counts::default().f1(), 0.0);
+        assert_eq!(Counts::default().precision(), 0.0);
+    }
+
+    #[test]
+    fn jsonl_parses_and_sorts_by_timestamp() {
+        let text = concat!(
+            r#"{"timestamp":"2024-01-01T00:00:02Z","severity":"ERROR","message":"b","label":"anomaly"}"#,
+            "\n\n",
+            r#"{"timestamp":1704067201000,"severity":"info","message":"a","source":"x","label":"normal"}"#,
+            "\n"
+        );
+        let mut recs = parse_jsonl(text).unwrap();
+        recs.sort_by_key(|r| r.line.timestamp_ms);
+        assert_eq!(recs[0].line.message, "a");
+        assert_eq!(recs[0].line.timestamp_ms, 1_704_067_201_000);
+        assert_eq!(recs[1].line.timestamp_ms, 1_704_067_202_000);
+        assert_eq!(recs[1].line.severity, Severity::Error);
+        assert_eq!(recs[1].label, Label::Anomaly);
+        assert!(parse_jsonl(r#"{"timestamp":1,"message":"x","label":"maybe"}"#).is_err());
+    }
+
+    #[test]
+    fn rfc3339_timestamps() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ms("2024-02-29T12:30:45.5+01:00"),
+            Some(1_709_206_245_500)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2024-02-29 11:30:45.500"),
+            Some(1_709_206_245_500)
+        );
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn baselines_count_through_the_same_arithmetic() {
+        let config = ScorerConfig {
+            warmup_lines: 2,
+            ..ScorerConfig::default()
+        };
+        let recs = vec![
+            record(1, "INFO", "worker 1 started", Label::Normal),
+            record(2, "ERROR", "disk full on sda", Label::Normal),
+            record(3, "INFO", "worker 2 started", Label::Normal),
+            record(4, "INFO", "kernel panic now", Label::Anomaly),
+            record(5, "ERROR", "kernel panic now", Label::Anomaly),
+        ];
+        let sev = replay_baseline(Baseline::Severity, &config, &recs);
+        assert_eq!((sev.counts.flagged, sev.counts.true_positives), (2, 1));
+        let new = replay_baseline(Baseline::NewTemplate, &config, &recs);
+        // "disk full" is new but inside the warm-up; "kernel panic" is new after it.
+        assert_eq!((new.counts.flagged, new.counts.true_positives), (1, 1));
+        assert!((new.counts.recall() - 0.5).abs() < 1e-12);
+    }
+
+    fn stream() -> Vec<LabelledRecord> {
+        let mut recs = Vec::new();
+        let routine = [
+            "session opened for user alice",
+            "session closed for user alice",
+            "GET /api/health 200",
+            "cache refresh finished in 12 ms",
+        ];
+        let mut t = 0;
+        for round in 0..40 {
+            for m in routine {
+                t += 1000;
+                recs.push(record(
+                    t,
+                    "INFO",
+                    &m.replace("alice", &format!("user{round}")),
+                    Label::Normal,
+                ));
+            }
+        }
+        // Five distinct alarming messages, each twice, and a few new benign ones.
+        for (i, m) in [
+            "kernel panic not syncing fatal exception",
+            "disk failure detected on array controller",
+            "out of memory killer invoked on worker",
+            "segmentation fault in storage daemon thread",
+            "corrupted journal replay aborted mount",
+        ]
+        .iter()
+        .enumerate()
+        {
+            for _ in 0..2 {
+                t += 1000;
+                recs.push(record(t, "ERROR", m, Label::Anomaly));
+            }
+            t += 1000;
+            recs.push(record(
+                t,
+                "ERROR",
+                &format!("minor retry {i} scheduled by planner"),
+                Label::Normal,
+            ));
+        }
+        recs
+    }
+
+    #[test]
+    fn feedback_budget_is_respected_and_answers_once_per_template() {
+        let recs = stream();
+        let config = ScorerConfig {
+            warmup_lines: 50,
+            ..ScorerConfig::default()
+        };
+        let mut free = Scorer::new(config.clone(), WordHash);
+        let none = replay(&mut free, &recs, &ReplayOptions::default()).unwrap();
+        assert_eq!(none.feedback_used, 0);
+        assert_eq!(none.counts.lines, recs.len() as u64);
+        assert_eq!(none.counts.anomalies, 10);
+        assert!(none.counts.flagged >= 3, "{none:?}");
+
+        for budget in [1, 2, 3] {
+            let mut s = Scorer::new(config.clone(), WordHash);
+            let opts = ReplayOptions {
+                feedback: budget,
+                batch: 1,
+                trace: false,
+            };
+            let r = replay(&mut s, &recs, &opts).unwrap();
+            assert_eq!(r.feedback_used, budget, "{r:?}");
+            assert_eq!(s.export().labels.len() as u64, budget);
+        }
+        // A huge budget is only used on flagged templates, once each.
+        let mut s = Scorer::new(config, WordHash);
+        let opts = ReplayOptions {
+            feedback: 10_000,
+            batch: 1,
+            trace: false,
+        };
+        let r = replay(&mut s, &recs, &opts).unwrap();
+        assert!(r.feedback_used <= r.counts.flagged, "{r:?}");
+        assert_eq!(s.export().labels.len() as u64, r.feedback_used);
+    }
+}
