@@ -70,6 +70,9 @@ pub enum AnalyseError {
     Score(String),
     #[error("merging the shared templates failed: {0}")]
     Merge(String),
+    /// The shared templates could not be read (database down, schema not migrated).
+    #[error("loading the shared templates failed: {0}")]
+    Sync(DbError),
 }
 
 impl AnalyseError {
@@ -78,7 +81,8 @@ impl AnalyseError {
     pub fn is_transient(&self) -> bool {
         match self {
             AnalyseError::Db(e) => e.is_transient(),
-            AnalyseError::Score(_) | AnalyseError::Merge(_) => true,
+            // A replica that cannot sync must not score alone, nor drop the message.
+            AnalyseError::Score(_) | AnalyseError::Merge(_) | AnalyseError::Sync(_) => true,
         }
     }
 }
@@ -179,7 +183,8 @@ impl AnalysisHandler {
         let (rows, read_at) = self
             .db
             .run(move |c| db::templates::changed_since(c, since))
-            .await?;
+            .await
+            .map_err(AnalyseError::Sync)?;
         if !rows.is_empty() {
             let detector = self.detector.clone();
             let (rows, missing) = tokio::task::spawn_blocking(move || {
@@ -191,7 +196,8 @@ impl AnalysisHandler {
             let embeddings: HashMap<String, Vec<f32>> = self
                 .db
                 .run(move |c| db::templates::embeddings(c, &missing))
-                .await?
+                .await
+                .map_err(AnalyseError::Sync)?
                 .into_iter()
                 .collect();
             let detector = self.detector.clone();
@@ -209,6 +215,15 @@ impl AnalysisHandler {
         state.since = Some(state.since.map_or(next, |s| s.max(next)));
         state.last = Some(Instant::now());
         Ok(())
+    }
+
+    /// Readiness: the shared templates have been loaded at least once.
+    pub fn templates_loaded(&self) -> Result<(), String> {
+        if lock(&self.refresh).last.is_some() {
+            Ok(())
+        } else {
+            Err("shared templates not loaded yet".into())
+        }
     }
 
     /// Analyses the decoded jobs of one batch; see the module docs for the steps.

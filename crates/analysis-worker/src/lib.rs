@@ -26,6 +26,9 @@ use crate::{
     shared::{SharedEmbedder, SharedScorer},
 };
 
+/// Pause between attempts to load the shared templates at start-up.
+const TEMPLATE_LOAD_RETRY: Duration = Duration::from_secs(2);
+
 /// Longest a readiness probe waits for the model to embed a word.
 const MODEL_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -63,19 +66,37 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         refresh_every: Duration::from_millis(settings.template_refresh_ms),
         refresh: Mutex::default(),
     });
-    // Start from what the other replicas learned. If Postgres is down, the first batch
-    // loads it instead (and retries until it can).
+    // Start from what the other replicas learned. If Postgres is down (or not migrated),
+    // keep trying in the background: readiness says so meanwhile, and batches retry.
     if let Err(error) = handler.refresh_templates(true).await {
-        tracing::warn!(%error, "Could not load the shared templates yet; the first batch will.");
+        tracing::warn!(%error, "Could not load the shared templates yet; retrying.");
+        let (loader, stop) = (handler.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(TEMPLATE_LOAD_RETRY) => {}
+                }
+                match loader.refresh_templates(true).await {
+                    Ok(()) => {
+                        tracing::info!("Shared templates loaded.");
+                        return;
+                    }
+                    Err(error) => tracing::debug!(%error, "Shared templates still unavailable."),
+                }
+            }
+        });
     }
 
     let consumer = settings.consumer_config();
     let readiness_db = db.clone();
+    let readiness_handler = handler.clone();
     let broker = consumer.connected.clone();
     let readiness: ReadinessFn = Arc::new(move || {
         let db = readiness_db.clone();
         let broker = broker.load(std::sync::atomic::Ordering::Relaxed);
         let embedder = embedder.clone();
+        let templates = readiness_handler.templates_loaded();
         Box::pin(async move {
             vec![
                 ("database", db.ping().await.map_err(|e| e.to_string())),
@@ -88,6 +109,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                     },
                 ),
                 ("model", model_probe(&embedder).await),
+                ("templates", templates),
             ]
         })
     });

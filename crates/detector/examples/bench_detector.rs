@@ -231,9 +231,17 @@ fn embedding_throughput(
         })
         .collect();
     let environment = shared_environment(&config.ort_dylib)?;
+    // Same session options as the embedder's (threads, arena), so the ratio measures the
+    // embedder's own overhead: tokenizing, channel, padding, pooling.
     let mut session = ort::session::Session::builder(&environment)
         .map_err(|e| e.to_string())?
         .with_intra_threads(config.intra_threads.max(1))
+        .map_err(|e| e.to_string())?
+        .with_memory_pattern(config.memory_arena)
+        .map_err(|e| e.to_string())?
+        .with_execution_providers([ort::ep::CPU::default()
+            .with_arena_allocator(config.memory_arena)
+            .build()])
         .map_err(|e| e.to_string())?
         .commit_from_file(config.model_path())
         .map_err(|e| e.to_string())?;

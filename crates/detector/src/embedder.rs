@@ -282,10 +282,13 @@ impl Worker {
                 b.with_intra_threads(config.intra_threads.max(1))
                     .map_err(|e| e.to_string())
             })
-            .and_then(|b| b.with_memory_pattern(true).map_err(|e| e.to_string()))
+            .and_then(|b| {
+                b.with_memory_pattern(config.memory_arena)
+                    .map_err(|e| e.to_string())
+            })
             .and_then(|b| {
                 b.with_execution_providers([ort::ep::CPU::default()
-                    .with_arena_allocator(false)
+                    .with_arena_allocator(config.memory_arena)
                     .build()])
                     .map_err(|e| e.to_string())
             })

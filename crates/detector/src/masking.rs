@@ -92,9 +92,11 @@ static RULES: Lazy<Vec<Rule>> = Lazy::new(|| {
         rule_if(r"\b[0-9a-fA-F]{6,}\b", "<HEX>", |m| {
             m.bytes().any(|b| b.is_ascii_digit()) && m.bytes().any(|b| b.is_ascii_alphabetic())
         }),
-        // Numbers with optional sign, decimals and a short unit (10ms, 5.2GB, 97%).
+        // Numbers with optional comparator or sign, decimals and a unit (10ms, 5.2GB, 97%,
+        // "<1 sec", "3 seconds"): a duration is one value whether it is written "00:01" or
+        // "<1 sec", so a spelled-out time unit goes with its number.
         rule(
-            r"(?:\b|[+\-])\d+(?:[.,]\d+)*(?:[a-zA-Z]{1,3}\b|%)?",
+            r"(?:[<>~]=?)?(?:\b|[+\-])\d+(?:[.,]\d+)*(?:[a-zA-Z]{1,3}\b|%)?(?:\s+(?:secs?|seconds?|msecs?|millis|milliseconds?|mins?|minutes?|hours?|hrs?)\b)?",
             "<NUM>",
         ),
     ]
@@ -245,7 +247,9 @@ mod tests {
     #[test]
     fn numbers_become_num() {
         assert_eq!(mask("slot 10 of 42"), "slot <NUM> of <NUM>");
-        assert_eq!(mask("took 3.5 seconds"), "took <NUM> seconds");
+        assert_eq!(mask("took 3.5 seconds"), "took <NUM>");
+        assert_eq!(mask("lifetime <1 sec"), "lifetime <NUM>");
+        assert_eq!(mask("lifetime 00:01"), "lifetime <NUM>");
         assert_eq!(mask("offset -12 bytes"), "offset <NUM> bytes");
         assert_eq!(mask("took 250ms"), "took <NUM>");
         assert_eq!(mask("disk at 97% full"), "disk at <NUM> full");

@@ -2,17 +2,25 @@
 //!
 //! Requests are not written one by one. Each request hands its [`Submission`] to a small
 //! pool of committers over a channel; a committer takes every submission waiting at that
-//! moment, writes them all in one transaction, publishes all their messages with one
-//! round of publisher confirms, records which were published, and only then answers each
-//! request. Under light load a batch is a single request (no added latency); under heavy
-//! load batches grow by themselves, which is what lets one Postgres and one RabbitMQ on a
-//! small machine accept thousands of signed requests per second.
+//! moment, writes them all in one transaction and answers each request as soon as that
+//! transaction commits. Under light load a group is a single request (no added latency);
+//! under heavy load groups grow by themselves, which is what lets one Postgres on a small
+//! machine accept thousands of signed requests per second.
 //!
-//! Nothing accepted is lost: the reply is sent after the commit. If the broker is down the
-//! tasks stay PENDING with `published_at` NULL and a `publish_error`, and the scheduler's
-//! relay publishes them later.
+//! The committed group's messages then go to the publish stage (a transactional outbox):
+//! publishers take every group waiting, publish all messages with one round of publisher
+//! confirms and record the outcome on the task rows. The reply does not wait for the
+//! broker: durability comes from the commit, and a task whose publish failed (or never
+//! happened because the process died) stays PENDING with `published_at` NULL, which is
+//! what the scheduler's relay re-publishes. Nothing accepted is lost.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use contracts::v1;
 use db::models::{NewLogEntry, NewTask};
@@ -63,11 +71,10 @@ pub enum MessagesFor {
     Ready(Vec<Outgoing>),
 }
 
-/// What the request gets back.
+/// What the request gets back: the ids of its entries, in input order.
 #[derive(Debug, Clone)]
 pub struct Committed {
     pub entry_ids: Vec<i64>,
-    pub published: bool,
 }
 
 type Reply = oneshot::Sender<Result<Committed, ApiError>>;
@@ -76,6 +83,13 @@ type Reply = oneshot::Sender<Result<Committed, ApiError>>;
 #[derive(Clone)]
 pub struct Ingestor {
     tx: mpsc::Sender<(Submission, Reply)>,
+    /// Committed groups whose messages are not yet published (or recorded as failed).
+    unpublished: Arc<AtomicUsize>,
+}
+
+/// Messages of one committed group, on their way to the broker.
+struct PublishJob {
+    messages: Vec<Outgoing>,
 }
 
 /// Most entries written in one transaction; keeps a transaction short and its statement
@@ -83,17 +97,43 @@ pub struct Ingestor {
 const MAX_ENTRIES_PER_COMMIT: usize = 20_000;
 
 impl Ingestor {
-    /// Starts `committers` committer tasks.
+    /// Starts `committers` committer tasks and as many publishers.
     pub fn start(db: db::Db, publisher: Arc<dyn Publish>, committers: usize) -> Self {
         let (tx, rx) = mpsc::channel::<(Submission, Reply)>(4096);
+        // Bounded: when the broker is slow, committers wait here, and requests wait for
+        // committers, instead of memory filling with unpublished messages.
+        let (publish_tx, publish_rx) = mpsc::channel::<PublishJob>(256);
         let rx = Arc::new(Mutex::new(rx));
+        let publish_rx = Arc::new(Mutex::new(publish_rx));
+        let unpublished = Arc::new(AtomicUsize::new(0));
         for _ in 0..committers.max(1) {
-            let rx = rx.clone();
-            let db = db.clone();
-            let publisher = publisher.clone();
-            tokio::spawn(async move { committer(rx, db, publisher).await });
+            tokio::spawn(committer(
+                rx.clone(),
+                db.clone(),
+                publish_tx.clone(),
+                unpublished.clone(),
+            ));
+            tokio::spawn(publish_stage(
+                publish_rx.clone(),
+                db.clone(),
+                publisher.clone(),
+                unpublished.clone(),
+            ));
         }
-        Self { tx }
+        Self { tx, unpublished }
+    }
+
+    /// Waits (up to `timeout`) until every committed group has been through the publish
+    /// stage; called on shutdown so a clean stop leaves nothing for the relay.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.unpublished.load(Ordering::Acquire) > 0 {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Stores and publishes; returns after the commit (and the publish attempt).
@@ -143,7 +183,8 @@ impl Publish for mq::Publisher {
 async fn committer(
     rx: Arc<Mutex<mpsc::Receiver<(Submission, Reply)>>>,
     db: db::Db,
-    publisher: Arc<dyn Publish>,
+    publish: mpsc::Sender<PublishJob>,
+    unpublished: Arc<AtomicUsize>,
 ) {
     loop {
         let mut group = Vec::new();
@@ -162,11 +203,17 @@ async fn committer(
                 }
             }
         }
-        commit_group(&db, publisher.as_ref(), group).await;
+        if let Some(job) = commit_group(&db, group).await {
+            unpublished.fetch_add(1, Ordering::AcqRel);
+            if publish.send(job).await.is_err() {
+                unpublished.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
     }
 }
 
-async fn commit_group(db: &db::Db, publisher: &dyn Publish, group: Vec<(Submission, Reply)>) {
+/// Commits a group and answers its requests; returns the messages to publish.
+async fn commit_group(db: &db::Db, group: Vec<(Submission, Reply)>) -> Option<PublishJob> {
     let started = Instant::now();
     let (submissions, replies): (Vec<Submission>, Vec<Reply>) = group.into_iter().unzip();
     let requests = submissions.len();
@@ -196,7 +243,7 @@ async fn commit_group(db: &db::Db, publisher: &dyn Publish, group: Vec<(Submissi
             for reply in replies {
                 let _ = reply.send(Err(clone_error(&error)));
             }
-            return;
+            return None;
         }
     };
     metrics::counter!("logcanary_entries_ingested_total").increment(entry_count as u64);
@@ -228,42 +275,74 @@ async fn commit_group(db: &db::Db, publisher: &dyn Publish, group: Vec<(Submissi
         per_request_ids.push(ids);
     }
 
+    metrics::histogram!("logcanary_ingest_commit_size").record(requests as f64);
+    metrics::histogram!("logcanary_ingest_commit_seconds").record(started.elapsed().as_secs_f64());
+    for (reply, entry_ids) in replies.into_iter().zip(per_request_ids) {
+        let _ = reply.send(Ok(Committed { entry_ids }));
+    }
+    Some(PublishJob { messages })
+}
+
+/// Publishes committed groups: takes every job waiting, one round of confirms for all,
+/// then records the outcome on the task rows.
+async fn publish_stage(
+    rx: Arc<Mutex<mpsc::Receiver<PublishJob>>>,
+    db: db::Db,
+    publisher: Arc<dyn Publish>,
+    unpublished: Arc<AtomicUsize>,
+) {
+    loop {
+        let mut jobs = 0;
+        let mut messages = Vec::new();
+        {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            jobs += 1;
+            messages.extend(first.messages);
+            while messages.len() < MAX_ENTRIES_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(next) => {
+                        jobs += 1;
+                        messages.extend(next.messages);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        publish_and_record(&db, publisher.as_ref(), messages).await;
+        unpublished.fetch_sub(jobs, Ordering::AcqRel);
+    }
+}
+
+async fn publish_and_record(db: &db::Db, publisher: &dyn Publish, messages: Vec<Outgoing>) {
+    let started = Instant::now();
     let task_ids: Vec<Uuid> = messages
         .iter()
         .filter_map(|m| Uuid::parse_str(m.task_id()).ok())
         .collect();
-    let published = match publisher.publish(&messages).await {
+    match publisher.publish(&messages).await {
         Ok(()) => {
-            let ids = task_ids.clone();
-            if let Err(error) = db.run(move |c| db::tasks::mark_published(c, &ids)).await {
+            if let Err(error) = db
+                .run(move |c| db::tasks::mark_published(c, &task_ids))
+                .await
+            {
                 // The messages are on the broker; the relay may publish them again, which
                 // workers tolerate (idempotent per task id).
                 tracing::warn!(%error, "Published, but could not record it.");
             }
-            true
         }
         Err(error) => {
             metrics::counter!("logcanary_publish_failures_total").increment(1);
             tracing::warn!(%error, tasks = task_ids.len(), "Broker unavailable; tasks stay PENDING for the relay.");
-            let ids = task_ids.clone();
-            let message = error.clone();
             if let Err(error) = db
-                .run(move |c| db::tasks::mark_publish_failed(c, &ids, &message))
+                .run(move |c| db::tasks::mark_publish_failed(c, &task_ids, &error))
                 .await
             {
                 tracing::warn!(%error, "Could not record the failed publish; the relay will still see the task unpublished.");
             }
-            false
         }
-    };
-    metrics::histogram!("logcanary_ingest_commit_size").record(requests as f64);
-    metrics::histogram!("logcanary_ingest_commit_seconds").record(started.elapsed().as_secs_f64());
-    for (reply, entry_ids) in replies.into_iter().zip(per_request_ids) {
-        let _ = reply.send(Ok(Committed {
-            entry_ids,
-            published,
-        }));
     }
+    metrics::histogram!("logcanary_publish_seconds").record(started.elapsed().as_secs_f64());
 }
 
 fn clone_error(e: &ApiError) -> ApiError {

@@ -38,6 +38,7 @@ pub struct Application {
     admin_port: u16,
     server: Server,
     admin: AdminServer,
+    ingestor: Ingestor,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -68,6 +69,7 @@ impl Application {
             mq::Topology::new(settings.service.amqp_prefix.clone()),
         ));
         let ingestor = Ingestor::start(db.clone(), publisher.clone(), settings.committers);
+        let drain = ingestor.clone();
         let verifier = Verifier::new(
             keys,
             db.clone(),
@@ -181,6 +183,7 @@ impl Application {
             admin_port: admin.addr.port(),
             server: server.run(),
             admin,
+            ingestor: drain,
         })
     }
 
@@ -200,6 +203,13 @@ impl Application {
         shutdown.cancelled().await;
         handle.stop(true).await;
         let _ = server.await;
+        // Committed entries whose tasks are still on their way to the broker: publish them
+        // now rather than leave them to the relay.
+        if !self.ingestor.drain(Duration::from_secs(10)).await {
+            tracing::warn!(
+                "Some committed tasks were not published before exit; the relay will publish them."
+            );
+        }
         self.admin.stop().await;
         Ok(())
     }

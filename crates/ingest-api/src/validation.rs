@@ -283,6 +283,21 @@ pub fn log_entry_ids(value: &Value) -> Result<Vec<i64>, ApiError> {
     Ok(ids)
 }
 
+/// The `label` of a feedback body: `normal` or `anomaly`.
+pub fn feedback_label(value: &Value) -> Result<&'static str, ApiError> {
+    let obj = expect_object(value)?;
+    let message = match obj.get("label") {
+        None => "This field is required.".to_owned(),
+        Some(Value::Null) => "This field may not be null.".to_owned(),
+        Some(Value::String(s)) => match db::templates::LABELS.iter().find(|l| **l == s.as_str()) {
+            Some(label) => return Ok(label),
+            None => format!("\"{s}\" is not a valid choice."),
+        },
+        Some(other) => format!("\"{other}\" is not a valid choice."),
+    };
+    Err(ApiError::field("label", message))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,19 +361,4 @@ mod tests {
         assert!(log_entry_ids(&json!({"log_entry_ids": ["a"]})).is_err());
         assert!(log_entry_ids(&json!({"log_entry_ids": [0]})).is_err());
     }
-}
-
-/// The `label` of a feedback body: `normal` or `anomaly`.
-pub fn feedback_label(value: &Value) -> Result<&'static str, ApiError> {
-    let obj = expect_object(value)?;
-    let message = match obj.get("label") {
-        None => "This field is required.".to_owned(),
-        Some(Value::Null) => "This field may not be null.".to_owned(),
-        Some(Value::String(s)) => match db::templates::LABELS.iter().find(|l| **l == s.as_str()) {
-            Some(label) => return Ok(label),
-            None => format!("\"{s}\" is not a valid choice."),
-        },
-        Some(other) => format!("\"{other}\" is not a valid choice."),
-    };
-    Err(ApiError::field("label", message))
 }

@@ -138,6 +138,16 @@ impl TestApp {
         depth
     }
 
+    /// Waits until a queue holds `n` messages: publishing happens just after the reply.
+    pub async fn wait_queue_depth(&self, queue: &str, n: u32) {
+        test_support::eventually(
+            &format!("{n} message(s) in {queue}"),
+            Duration::from_secs(10),
+            || async { (self.queue_depth(queue).await == n).then_some(()) },
+        )
+        .await;
+    }
+
     pub async fn cleanup(self) {
         test_support::delete_queues(&self.prefix).await;
     }

@@ -32,6 +32,8 @@ async fn the_document_lists_every_endpoint() {
         "/api/real-time-analysis/",
         "/api/dashboard/",
         "/api/task-status/{task_id}/",
+        "/api/logs/{id}/feedback/",
+        "/api/templates/",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),

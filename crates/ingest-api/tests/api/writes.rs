@@ -18,7 +18,7 @@ async fn a_signed_entry_is_stored_queued_and_answered_201() {
     assert_eq!(out["status"], "processing");
     let task_id = out["analysis_task_id"].as_str().unwrap();
     assert_eq!(app.counts().await, (1, 1));
-    assert_eq!(app.queue_depth("analysis").await, 1);
+    app.wait_queue_depth("analysis", 1).await;
 
     let task: Value = app
         .get(&format!("/api/task-status/{task_id}/"))
@@ -66,7 +66,7 @@ async fn a_batch_is_stored_with_one_task() {
     assert!(out["message"].as_str().unwrap().contains("250"));
     assert!(out["task_id"].as_str().is_some());
     assert_eq!(app.counts().await, (250, 1));
-    assert_eq!(app.queue_depth("batch_processing").await, 1);
+    app.wait_queue_depth("batch_processing", 1).await;
     // The first entry's id belongs to the first entry sent.
     let first: Value = app
         .get(&format!("/api/logs/{}/", ids[0]))
@@ -91,7 +91,7 @@ async fn pattern_and_real_time_tasks_are_queued() {
         "Pattern analysis started for 24 hour window"
     );
     assert_eq!(out["time_window_hours"], 24);
-    assert_eq!(app.queue_depth("analysis").await, 1);
+    app.wait_queue_depth("analysis", 1).await;
 
     let created: Value = app
         .post_signed("/api/logs/", &entry("INFO", "hello"))
@@ -107,7 +107,7 @@ async fn pattern_and_real_time_tasks_are_queued() {
     let out: Value = resp.json().await.unwrap();
     assert_eq!(out["log_entry_ids"], json!([id]));
     assert!(out["task_id"].as_str().is_some());
-    assert_eq!(app.queue_depth("real_time").await, 1);
+    app.wait_queue_depth("real_time", 1).await;
 
     let before = app.counts().await;
     let resp = app
@@ -121,7 +121,7 @@ async fn pattern_and_real_time_tasks_are_queued() {
     let msg = err["log_entry_ids"][0].as_str().unwrap();
     assert!(msg.contains("999999") && msg.contains("888888"), "{msg}");
     assert_eq!(app.counts().await, before);
-    assert_eq!(app.queue_depth("real_time").await, 1);
+    app.wait_queue_depth("real_time", 1).await;
     app.cleanup().await;
 }
 
@@ -218,7 +218,7 @@ async fn bad_writes_are_rejected_and_store_nothing() {
     );
     assert_eq!(app_big.counts().await, (0, 0));
 
-    assert_eq!(app.queue_depth("analysis").await, 0);
+    app.wait_queue_depth("analysis", 0).await;
     app.cleanup().await;
     app_big.cleanup().await;
 }
@@ -265,14 +265,16 @@ async fn entries_are_kept_when_the_broker_is_down() {
     let out: Value = resp.json().await.unwrap();
     assert_eq!(app.counts().await, (1, 1));
     let task_id = out["analysis_task_id"].as_str().unwrap();
-    let unpublished = app
-        .db
-        .count(&format!(
-            "SELECT count(*) FROM tasks WHERE id = '{task_id}' AND status = 'PENDING' \
-             AND published_at IS NULL AND publish_error IS NOT NULL AND publish_attempts = 1"
-        ))
-        .await;
-    assert_eq!(unpublished, 1, "the task is recorded as not published");
+    let sql = format!(
+        "SELECT count(*) FROM tasks WHERE id = '{task_id}' AND status = 'PENDING' \
+         AND published_at IS NULL AND publish_error IS NOT NULL AND publish_attempts = 1"
+    );
+    test_support::eventually(
+        "the task recorded as not published",
+        std::time::Duration::from_secs(10),
+        || async { (app.db.count(&sql).await == 1).then_some(()) },
+    )
+    .await;
     // Readiness does not depend on the broker: the API keeps accepting.
     let ready = app
         .client
