@@ -39,12 +39,22 @@ fmt: ## Format the code
 openapi: ## Regenerate proto/openapi.json from the code
 	$(CARGO) run --quiet -p logcanary-ingest-api --bin ingest-api -- openapi > proto/openapi.json
 
-bench: setup build-release ## Load the running stack and its parts; prints figures (see BENCHMARKS.md)
+bench: setup build-release ## Load the stack and its parts, then the detector; prints figures (see BENCHMARKS.md)
 	bash scripts/bench.sh
+	bash scripts/bench-detector.sh
+
+eval: setup ## Replay a labelled JSONL file through the detector: make eval INPUT=file.jsonl [FEEDBACK=n]
+	bash scripts/eval.sh $(INPUT) $(FEEDBACK)
+
+eval-data: ## Build labelled sets from ../shared/data/loghub into .cache/eval/
+	python3 scripts/make-labelled-sets.py
+
+bench-detector: ## Detector benchmarks only (embedding ratio, lines/s, memory)
+	bash scripts/bench-detector.sh
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} \
 		/^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
 		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
-.PHONY: run test setup migrate build-release lint fmt openapi bench help
+.PHONY: run test setup migrate build-release lint fmt openapi bench eval eval-data bench-detector help
