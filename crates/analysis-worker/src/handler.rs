@@ -328,6 +328,16 @@ impl mq::Handler for AnalysisHandler {
         let mut outcomes: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
         let mut jobs = Vec::new();
         for (index, delivery) in batch.iter().enumerate() {
+            let scoring = matches!(
+                delivery.task_name.as_str(),
+                tasks::ANALYZE_LOG_ENTRY | tasks::BATCH_ANALYZE_LOGS
+            );
+            if !scoring {
+                if let Some(outcome) = crate::tasks::run(self, delivery).await {
+                    outcomes[index] = Some(outcome);
+                    continue;
+                }
+            }
             match Self::decode(delivery) {
                 Ok((task_id, task_name, entry_ids)) => jobs.push(Job {
                     index,

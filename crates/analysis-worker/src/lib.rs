@@ -9,6 +9,7 @@
 pub mod config;
 pub mod handler;
 pub mod shared;
+pub mod tasks;
 
 use std::{
     sync::{Arc, Mutex},
