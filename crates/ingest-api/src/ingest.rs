@@ -60,6 +60,30 @@ pub struct Submission {
     pub messages: MessagesFor,
 }
 
+impl Submission {
+    /// One task over `entries` (possibly none): the usual shape of a request.
+    pub fn one_task(task: NewTask, entries: Vec<NewLogEntry>, messages: MessagesFor) -> Self {
+        Self {
+            entry_task: vec![task.id; entries.len()],
+            tasks: vec![task],
+            entries,
+            messages,
+        }
+    }
+}
+
+/// A task row for `task_name`, routed to its queue.
+pub fn new_task(id: Uuid, task_name: &'static str, args: serde_json::Value) -> NewTask {
+    NewTask {
+        id,
+        task_name: task_name.into(),
+        queue: contracts::tasks::queue_for(task_name)
+            .unwrap_or(contracts::queues::ANALYSIS)
+            .into(),
+        args,
+    }
+}
+
 /// How to build the messages once entry ids exist.
 #[derive(Debug)]
 pub enum MessagesFor {

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, SecondsFormat, Utc};
 use contracts::{tasks, v1};
-use db::models::{LogEntry, NewTask};
+use db::models::LogEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::{
     body::{check_read_access, signed_json},
     errors::ApiError,
-    ingest::{MessagesFor, Outgoing, Submission},
+    ingest::{new_task, MessagesFor, Outgoing, Submission},
     startup::AppState,
     validation,
 };
@@ -106,17 +106,11 @@ pub async fn create_log(
     };
     let committed = state
         .ingestor
-        .submit(Submission {
-            tasks: vec![NewTask {
-                id: task_id,
-                task_name: tasks::ANALYZE_LOG_ENTRY.into(),
-                queue: queue_of(tasks::ANALYZE_LOG_ENTRY),
-                args: json!({}),
-            }],
-            entries: vec![entry.into()],
-            entry_task: vec![task_id],
-            messages: MessagesFor::EachEntry,
-        })
+        .submit(Submission::one_task(
+            new_task(task_id, tasks::ANALYZE_LOG_ENTRY, json!({})),
+            vec![entry.into()],
+            MessagesFor::EachEntry,
+        ))
         .await?;
     let id = committed
         .entry_ids
@@ -124,10 +118,6 @@ pub async fn create_log(
         .copied()
         .ok_or_else(|| ApiError::Internal("insert returned no id".into()))?;
     Ok(HttpResponse::Created().json(LogEntryCreated { id, ..created }))
-}
-
-fn queue_of(task_name: &str) -> String {
-    tasks::queue_for(task_name).unwrap_or("analysis").to_owned()
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -161,17 +151,11 @@ pub async fn batch_analysis(
     let count = entries.len();
     let committed = state
         .ingestor
-        .submit(Submission {
-            tasks: vec![NewTask {
-                id: task_id,
-                task_name: tasks::BATCH_ANALYZE_LOGS.into(),
-                queue: queue_of(tasks::BATCH_ANALYZE_LOGS),
-                args: json!({"count": count}),
-            }],
-            entry_task: vec![task_id; count],
-            entries: entries.into_iter().map(Into::into).collect(),
-            messages: MessagesFor::Batch { task_id },
-        })
+        .submit(Submission::one_task(
+            new_task(task_id, tasks::BATCH_ANALYZE_LOGS, json!({"count": count})),
+            entries.into_iter().map(Into::into).collect(),
+            MessagesFor::Batch { task_id },
+        ))
         .await?;
     Ok(HttpResponse::Accepted().json(BatchAccepted {
         message: format!("Batch analysis started for {count} log entries"),
@@ -209,20 +193,14 @@ pub async fn pattern_analysis(
     let task_id = Uuid::new_v4();
     state
         .ingestor
-        .submit(Submission {
-            tasks: vec![NewTask {
-                id: task_id,
-                task_name: tasks::DETECT_ANOMALY_PATTERNS.into(),
-                queue: queue_of(tasks::DETECT_ANOMALY_PATTERNS),
-                args: json!([hours]),
-            }],
-            entries: vec![],
-            entry_task: vec![],
-            messages: MessagesFor::Ready(vec![Outgoing::Patterns(v1::DetectAnomalyPatterns {
+        .submit(Submission::one_task(
+            new_task(task_id, tasks::DETECT_ANOMALY_PATTERNS, json!([hours])),
+            vec![],
+            MessagesFor::Ready(vec![Outgoing::Patterns(v1::DetectAnomalyPatterns {
                 task_id: task_id.to_string(),
                 time_window_hours: hours,
             })]),
-        })
+        ))
         .await?;
     Ok(HttpResponse::Accepted().json(PatternAnalysisAccepted {
         message: format!("Pattern analysis started for {hours} hour window"),
@@ -277,20 +255,18 @@ pub async fn real_time_analysis(
     let task_id = Uuid::new_v4();
     state
         .ingestor
-        .submit(Submission {
-            tasks: vec![NewTask {
-                id: task_id,
-                task_name: tasks::ANALYZE_REAL_TIME_STREAM.into(),
-                queue: queue_of(tasks::ANALYZE_REAL_TIME_STREAM),
-                args: json!({"log_entry_ids": ids}),
-            }],
-            entries: vec![],
-            entry_task: vec![],
-            messages: MessagesFor::Ready(vec![Outgoing::RealTime(v1::AnalyzeRealTimeStream {
+        .submit(Submission::one_task(
+            new_task(
+                task_id,
+                tasks::ANALYZE_REAL_TIME_STREAM,
+                json!({"log_entry_ids": ids}),
+            ),
+            vec![],
+            MessagesFor::Ready(vec![Outgoing::RealTime(v1::AnalyzeRealTimeStream {
                 task_id: task_id.to_string(),
                 log_entry_ids: ids.clone(),
             })]),
-        })
+        ))
         .await?;
     Ok(HttpResponse::Accepted().json(RealTimeAccepted {
         message: format!("Real-time analysis started for {} log entries", ids.len()),
