@@ -6,11 +6,16 @@
 //! runtime never blocks on the database. This crate knows nothing about HTTP, the broker
 //! or scoring.
 
+pub mod alerts;
 pub mod api_keys;
 pub mod dashboard;
 pub mod entries;
 pub mod migrate;
 pub mod models;
+pub mod patterns;
+pub mod periodic;
+pub mod relay;
+pub mod retention;
 pub mod schema;
 pub mod tasks;
 pub mod templates;
@@ -111,9 +116,10 @@ impl Db {
     }
 }
 
-/// The database clock as a nullable timestamptz, for `started_at = now()` and the like,
+/// The database clock (the real time, not the transaction start) as a nullable
+/// timestamptz, for `started_at`, `finished_at` and the like,
 /// so that every timestamp of a task comes from one clock.
 pub(crate) fn db_now(
 ) -> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>> {
-    diesel::dsl::sql("now()")
+    diesel::dsl::sql("clock_timestamp()")
 }

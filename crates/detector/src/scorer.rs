@@ -488,7 +488,9 @@ impl<E: TextEmbedder> Scorer<E> {
         let mut parts = Vec::new();
         if seen_before == 0 {
             let span = human_duration(line.timestamp_ms.saturating_sub(first_line_ms));
-            if novelty >= 0.5 {
+            if closest.is_none() {
+                parts.push("First message pattern seen".to_string());
+            } else if novelty >= 0.5 {
                 parts.push(format!(
                     "New message pattern, unlike anything seen in {span}"
                 ));
