@@ -16,6 +16,8 @@ pub struct TestApp {
 }
 
 pub struct Options {
+    /// Point the app at another database (e.g. a closed port) instead of the test's own.
+    pub database_url: Option<String>,
     pub amqp_url: String,
     pub legacy: bool,
     pub max_body_bytes: usize,
@@ -24,6 +26,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
+            database_url: None,
             amqp_url: test_support::amqp_url(),
             legacy: true,
             max_body_bytes: 1024 * 1024,
@@ -40,7 +43,13 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let prefix = test_support::queue_prefix();
     let cli = Cli::try_parse_from([
         "ingest-api".to_owned(),
-        format!("--database-url={}", db.url),
+        format!(
+            "--database-url={}",
+            options
+                .database_url
+                .clone()
+                .unwrap_or_else(|| db.url.clone())
+        ),
         format!("--amqp-url={}", options.amqp_url),
         format!("--amqp-prefix={prefix}"),
         "--http-addr=127.0.0.1:0".into(),

@@ -284,3 +284,34 @@ async fn entries_are_kept_when_the_broker_is_down() {
         .unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+/// With the database down, writes fail with a JSON 503 (the client should retry) and the
+/// service reports not ready; nothing is published.
+#[tokio::test]
+async fn database_outage_is_a_json_503() {
+    let app = spawn_app_with(Options {
+        database_url: Some("postgres://postgres@127.0.0.1:1/nowhere".into()),
+        ..Options::default()
+    })
+    .await;
+    let resp = app
+        .post_signed("/api/logs/", &entry("ERROR", "disk full"))
+        .await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("retry"), "{body}");
+    let resp = app.get("/api/dashboard/").await;
+    assert_eq!(resp.status(), 503);
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert!(ready["checks"]["database"].is_string());
+    app.wait_queue_depth("analysis", 0).await;
+    app.cleanup().await;
+}
