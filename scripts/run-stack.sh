@@ -21,8 +21,13 @@ stop() {
 }
 trap stop INT TERM
 
-LOGCANARY_ADMIN_ADDR=127.0.0.1:9101 "$BIN/analysis-worker" & pids+=($!)
+LOGCANARY_ADMIN_ADDR=127.0.0.1:9101 LOGCANARY_QUEUES=${LOGCANARY_QUEUES:-analysis,batch_processing,maintenance} \
+  "$BIN/analysis-worker" & pids+=($!)
+LOGCANARY_ADMIN_ADDR=127.0.0.1:9104 "$BIN/scheduler" & pids+=($!)
+LOGCANARY_ADMIN_ADDR=127.0.0.1:9102 "$BIN/realtime-worker" & pids+=($!)
 LOGCANARY_ADMIN_ADDR=127.0.0.1:9100 "$BIN/ingest-api" & pids+=($!)
+# Alerts: set LOGCANARY_SMTP_URL + LOGCANARY_ALERT_EMAILS and/or LOGCANARY_WEBHOOK_URLS first.
+LOGCANARY_ADMIN_ADDR=127.0.0.1:9103 "$BIN/notifier" & pids+=($!)
 
 for _ in $(seq 1 100); do
   curl -fsS http://127.0.0.1:9100/readyz >/dev/null 2>&1 && break
@@ -33,13 +38,20 @@ cat <<MSG
 
 logcanary is running:
   API         http://127.0.0.1:8000/api/   (OpenAPI: /api/openapi.json)
-  admin       ingest-api :9100, analysis-worker :9101 (/livez /readyz /metrics)
+  admin       ingest-api :9100, analysis-worker :9101, notifier :9103, scheduler :9104 (/livez /readyz /metrics)
+  alerts      email $([ -n "${LOGCANARY_SMTP_URL:-}" ] && echo on || echo 'off (set LOGCANARY_SMTP_URL)'), webhooks $([ -n "${LOGCANARY_WEBHOOK_URLS:-}" ] && echo on || echo 'off (set LOGCANARY_WEBHOOK_URLS)'); GET /api/alerts/
   HMAC key    LOGCANARY_HMAC_KEYS=$LOGCANARY_HMAC_KEYS
 
 Try it (another terminal):
   body='{"timestamp":"'\$(date -u +%FT%TZ)'","severity":"ERROR","message":"Database connection failed after 3 retries"}'
   sig=\$(printf '%s' "\$body" | openssl dgst -sha256 -hmac dev-secret | sed 's/^.* //')
   curl -s -X POST http://127.0.0.1:8000/api/logs/ -H 'Content-Type: application/json' -H "X-HMAC-Signature: \$sig" -d "\$body"
+
+Periodic tasks (the scheduler fires them; the worker runs them):
+  curl -s http://127.0.0.1:8000/api/periodic-tasks/
+  body='{"name":"clean-up every minute","task":"logs.tasks.cleanup_old_results","interval":{"every":1,"period":"minutes"}}'
+  sig=\$(printf '%s' "\$body" | openssl dgst -sha256 -hmac dev-secret | sed 's/^.* //')
+  curl -s -X POST http://127.0.0.1:8000/api/periodic-tasks/ -H 'Content-Type: application/json' -H "X-HMAC-Signature: \$sig" -d "\$body"
 
 Ctrl-C stops everything.
 MSG

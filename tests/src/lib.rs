@@ -88,6 +88,56 @@ impl Stack {
         self.worker_admin_port = port;
     }
 
+    /// Starts a realtime-worker process with the workers' settings plus `env`; returns it
+    /// and its admin port.
+    pub async fn spawn_realtime_worker(&self, env: &[(&'static str, &str)]) -> (Spawned, u16) {
+        let port = free_port();
+        let mut vars = self.worker_args.clone();
+        for (k, v) in env {
+            vars.retain(|(key, _)| key != k);
+            vars.push((k, (*v).to_owned()));
+        }
+        vars.push(("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{port}")));
+        (
+            Spawned::start("realtime-worker", &[], &vars, port).await,
+            port,
+        )
+    }
+
+    /// Starts a `notifier` process on this stack's database and broker names; `env` adds
+    /// its settings (SMTP, webhooks, timings). The caller owns (and stops) the process.
+    pub async fn start_notifier(&self, env: &[(&'static str, String)]) -> Spawned {
+        let port = free_port();
+        let mut all = vec![
+            ("DATABASE_URL", self.db.url.clone()),
+            ("AMQP_URL", test_support::amqp_url()),
+            ("LOGCANARY_AMQP_PREFIX", self.prefix.clone()),
+            ("LOGCANARY_DB_POOL_SIZE", "4".to_owned()),
+            ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{port}")),
+        ];
+        all.extend(env.iter().cloned());
+        Spawned::start("notifier", &[], &all, port).await
+    }
+
+    /// Spawns a scheduler on this stack's database and broker names; returns it with its
+    /// admin port. `env` adds or overrides settings (e.g. a short tick).
+    pub async fn spawn_scheduler(&self, env: &[(&'static str, &str)]) -> (Spawned, u16) {
+        let port = free_port();
+        let mut vars = vec![
+            ("DATABASE_URL", self.db.url.clone()),
+            ("AMQP_URL", test_support::amqp_url()),
+            ("LOGCANARY_AMQP_PREFIX", self.prefix.clone()),
+            ("LOGCANARY_DB_POOL_SIZE", "4".to_owned()),
+            ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{port}")),
+            ("LOGCANARY_SCHEDULER_TICK_MS", "100".to_owned()),
+        ];
+        for (k, v) in env {
+            vars.retain(|(key, _)| key != k);
+            vars.push((k, (*v).to_owned()));
+        }
+        (Spawned::start("scheduler", &[], &vars, port).await, port)
+    }
+
     pub async fn post_signed(&self, path: &str, body: &Value) -> (u16, Value) {
         let bytes = serde_json::to_vec(body).expect("json");
         let resp = self

@@ -14,6 +14,9 @@ pub struct Settings {
     #[command(flatten)]
     pub service: ServiceArgs,
 
+    #[command(flatten)]
+    pub patterns: crate::patterns::PatternSettings,
+
     /// Address of the admin server (/livez, /readyz, /metrics).
     #[arg(long, env = "LOGCANARY_ADMIN_ADDR", value_name = "LOGCANARY_ADMIN_ADDR", default_value = ":9101", value_parser = parse_listen_addr)]
     pub admin_addr: SocketAddr,
@@ -92,9 +95,10 @@ pub struct Settings {
 
 fn parse_queue(raw: &str) -> Result<String, String> {
     let q = raw.trim();
-    const HANDLED: [&str; 2] = [
+    const HANDLED: [&str; 3] = [
         contracts::queues::ANALYSIS,
         contracts::queues::BATCH_PROCESSING,
+        contracts::queues::MAINTENANCE,
     ];
     if HANDLED.contains(&q) {
         Ok(q.to_owned())

@@ -52,6 +52,8 @@ pub struct AnalysisHandler {
     /// Longest time between two pulls of the shared templates.
     pub refresh_every: Duration,
     pub refresh: Mutex<RefreshState>,
+    /// Thresholds of `detect_anomaly_patterns`.
+    pub patterns: crate::patterns::PatternSettings,
 }
 
 /// Where the last pull of shared templates stopped.

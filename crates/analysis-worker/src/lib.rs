@@ -8,6 +8,8 @@
 
 pub mod config;
 pub mod handler;
+pub mod patterns;
+pub mod retention;
 pub mod shared;
 pub mod tasks;
 
@@ -33,13 +35,40 @@ const TEMPLATE_LOAD_RETRY: Duration = Duration::from_secs(2);
 /// Longest a readiness probe waits for the model to embed a word.
 const MODEL_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs the worker until `shutdown` fires; then drains in-flight batches and returns.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let db = db::Db::connect_lazy(
-        &settings.service.database_url,
-        settings.service.db_pool_size,
-    )
-    .context("creating the database pool (DATABASE_URL)")?;
+/// What a scoring worker starts with: the database pool, the model on its inference
+/// thread and the handler that scores with the shared templates. The real-time worker
+/// starts the same way ([`start_scoring`]), so both score alike.
+pub struct Scoring {
+    pub db: db::Db,
+    pub handler: Arc<AnalysisHandler>,
+    embedder: Arc<Embedder>,
+}
+
+/// What [`start_scoring`] needs from a worker's settings.
+pub struct ScoringSetup {
+    pub service: common::config::ServiceArgs,
+    pub scorer: detector::scorer::ScorerConfig,
+    pub template_refresh: Duration,
+    pub patterns: patterns::PatternSettings,
+}
+
+/// Loads the model (failing with a message naming `LOGCANARY_MODEL_DIR` when it cannot),
+/// builds the handler and loads the shared templates; if Postgres is not ready the
+/// templates keep loading in the background until `shutdown` (readiness says so).
+///
+/// # Errors
+///
+/// Invalid pattern thresholds, an unusable database URL, or a model that does not load.
+pub async fn start_scoring(
+    setup: ScoringSetup,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Scoring> {
+    setup
+        .patterns
+        .config()
+        .map_err(|e| anyhow::anyhow!("LOGCANARY_PATTERN_*: {e}"))?;
+    let db = db::Db::connect_lazy(&setup.service.database_url, setup.service.db_pool_size)
+        .context("creating the database pool (DATABASE_URL)")?;
     let embedder_config = EmbedderConfig::from_env();
     let model_dir = embedder_config.model_dir.clone();
     let embedder = tokio::task::spawn_blocking(move || Embedder::start(embedder_config))
@@ -54,18 +83,19 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let embedder = Arc::new(embedder);
     tracing::info!(model_dir = %model_dir.display(), dim = embedder.dim(), "Detector model loaded.");
 
-    let topology = mq::Topology::new(settings.service.amqp_prefix.clone());
+    let topology = mq::Topology::new(setup.service.amqp_prefix.clone());
     let handler = Arc::new(AnalysisHandler {
         db: db.clone(),
         publisher: Arc::new(tokio::sync::Mutex::new(None)),
-        amqp_url: settings.service.amqp_url.clone(),
-        topology: topology.clone(),
+        amqp_url: setup.service.amqp_url.clone(),
+        topology,
         detector: Arc::new(Mutex::new(SharedScorer::new(
-            settings.scorer_config(),
+            setup.scorer,
             SharedEmbedder(embedder.clone()),
         ))),
-        refresh_every: Duration::from_millis(settings.template_refresh_ms),
+        refresh_every: setup.template_refresh,
         refresh: Mutex::default(),
+        patterns: setup.patterns,
     });
     // Start from what the other replicas learned. If Postgres is down (or not migrated),
     // keep trying in the background: readiness says so meanwhile, and batches retry.
@@ -88,32 +118,59 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             }
         });
     }
+    Ok(Scoring {
+        db,
+        handler,
+        embedder,
+    })
+}
 
-    let consumer = settings.consumer_config();
-    let readiness_db = db.clone();
-    let readiness_handler = handler.clone();
-    let broker = consumer.connected.clone();
-    let readiness: ReadinessFn = Arc::new(move || {
-        let db = readiness_db.clone();
-        let broker = broker.load(std::sync::atomic::Ordering::Relaxed);
-        let embedder = embedder.clone();
-        let templates = readiness_handler.templates_loaded();
-        Box::pin(async move {
-            vec![
-                ("database", db.ping().await.map_err(|e| e.to_string())),
-                (
-                    "broker",
-                    if broker {
-                        Ok(())
-                    } else {
-                        Err("not consuming".to_owned())
-                    },
-                ),
-                ("model", model_probe(&embedder).await),
-                ("templates", templates),
-            ]
+impl Scoring {
+    /// Readiness of a scoring worker: database, broker (`broker` is the consumer's
+    /// connected flag), model and shared templates.
+    pub fn readiness(&self, broker: Arc<std::sync::atomic::AtomicBool>) -> ReadinessFn {
+        let readiness_db = self.db.clone();
+        let readiness_handler = self.handler.clone();
+        let embedder = self.embedder.clone();
+        Arc::new(move || {
+            let db = readiness_db.clone();
+            let broker = broker.load(std::sync::atomic::Ordering::Relaxed);
+            let embedder = embedder.clone();
+            let templates = readiness_handler.templates_loaded();
+            Box::pin(async move {
+                vec![
+                    ("database", db.ping().await.map_err(|e| e.to_string())),
+                    (
+                        "broker",
+                        if broker {
+                            Ok(())
+                        } else {
+                            Err("not consuming".to_owned())
+                        },
+                    ),
+                    ("model", model_probe(&embedder).await),
+                    ("templates", templates),
+                ]
+            })
         })
-    });
+    }
+}
+
+/// Runs the worker until `shutdown` fires; then drains in-flight batches and returns.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let scoring = start_scoring(
+        ScoringSetup {
+            service: settings.service.clone(),
+            scorer: settings.scorer_config(),
+            template_refresh: Duration::from_millis(settings.template_refresh_ms),
+            patterns: settings.patterns.clone(),
+        },
+        &shutdown,
+    )
+    .await?;
+    let topology = mq::Topology::new(settings.service.amqp_prefix.clone());
+    let consumer = settings.consumer_config();
+    let readiness = scoring.readiness(consumer.connected.clone());
     let admin = AdminServer::start(settings.admin_addr, readiness).with_context(|| {
         format!(
             "binding the admin address {} (LOGCANARY_ADMIN_ADDR)",
@@ -126,7 +183,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         &settings.service.amqp_url,
         topology,
         consumer,
-        handler,
+        scoring.handler,
         shutdown,
     )
     .await;

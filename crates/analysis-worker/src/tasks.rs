@@ -15,6 +15,8 @@ pub async fn run(handler: &AnalysisHandler, delivery: &Delivery) -> Option<Outco
     let _ = handler;
     match delivery.task_name.as_str() {
         tasks::ANALYZE_LOG_ENTRY | tasks::BATCH_ANALYZE_LOGS => None,
+        tasks::DETECT_ANOMALY_PATTERNS => Some(crate::patterns::run(handler, delivery).await),
+        tasks::CLEANUP_OLD_RESULTS => Some(crate::retention::run(handler, delivery).await),
         _ => None,
     }
 }

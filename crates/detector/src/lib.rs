@@ -15,5 +15,6 @@ pub mod drain;
 pub mod embedder;
 pub mod eval;
 pub mod masking;
+pub mod patterns;
 pub mod replay;
 pub mod scorer;

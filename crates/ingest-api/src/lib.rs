@@ -4,12 +4,15 @@
 //!
 //! It links neither ONNX Runtime nor the detector: scoring happens in the workers.
 
+pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod errors;
 pub mod ingest;
 pub mod openapi;
+pub mod patterns;
+pub mod periodic;
 pub mod routes;
 pub mod startup;
 pub mod templates;

@@ -6,7 +6,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::{routes, templates};
+use crate::{patterns, routes, templates};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,13 @@ use crate::{routes, templates};
         routes::task_status,
         templates::feedback,
         templates::list_templates,
+        crate::alerts::list_alerts,
+        crate::periodic::list_periodic_tasks,
+        crate::periodic::create_periodic_task,
+        crate::periodic::get_periodic_task,
+        crate::periodic::update_periodic_task,
+        crate::periodic::delete_periodic_task,
+        patterns::list_patterns,
     ),
     modifiers(&HmacScheme)
 )]

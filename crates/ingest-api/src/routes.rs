@@ -31,7 +31,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/api/dashboard/").route(web::get().to(dashboard)))
     .service(resource("/api/task-status/{task_id}/").route(web::get().to(task_status)))
     .service(resource("/api/openapi.json").route(web::get().to(openapi)))
-    .configure(crate::templates::configure);
+    .configure(crate::templates::configure)
+    .configure(crate::alerts::configure)
+    .configure(crate::periodic::configure)
+    .configure(crate::patterns::configure);
 }
 
 pub(crate) fn resource(path: &str) -> actix_web::Resource {

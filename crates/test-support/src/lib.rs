@@ -4,6 +4,9 @@
 //! Everything talks to the real Postgres and RabbitMQ of the machine
 //! (`TEST_DATABASE_URL` / `AMQP_URL` override the local defaults).
 
+pub mod smtp;
+pub mod webhook;
+
 use std::{
     net::TcpListener,
     path::PathBuf,

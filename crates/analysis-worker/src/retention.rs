@@ -1,0 +1,96 @@
+//! `logcanary.tasks.cleanup_old_results` (queue `maintenance`): deletes finished task
+//! rows, old log entries (anomalous ones kept longer), pattern detections and alerts past
+//! their ages, in short batches, drops emptied daily partitions and creates the ones
+//! ahead; the counts go into the task result.
+//!
+//! The ages are the defaults of [`db::retention::RetentionPolicy`], overridden by the
+//! task's args (`{"entry_days": 14, ...}`), which the periodic task that fires it carries:
+//! operators change retention through `PATCH /api/periodic-tasks/{id}/`.
+
+use chrono::Utc;
+use contracts::{v1, TaskMessage};
+use db::{retention::RetentionPolicy, tasks::StartDecision};
+use mq::{Delivery, Outcome};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::handler::AnalysisHandler;
+
+/// Runs one clean-up delivery.
+pub async fn run(handler: &AnalysisHandler, delivery: &Delivery) -> Outcome {
+    let msg = match v1::CleanupOldResults::decode_body(&delivery.body) {
+        Ok(msg) => msg,
+        Err(e) => return Outcome::Fail(e.to_string()),
+    };
+    let Ok(task_id) = Uuid::parse_str(msg.task_id()) else {
+        return Outcome::Fail(format!("task id {:?} is not a UUID", msg.task_id));
+    };
+    let started = std::time::Instant::now();
+    let result = handler
+        .db
+        .run(move |c| {
+            let task = match db::tasks::start(c, task_id)? {
+                StartDecision::Run(task) => task,
+                StartDecision::AlreadyFinished(_) => return Ok(Ok(None)),
+                StartDecision::Unknown => {
+                    return Ok(Err(format!("task {task_id} has no record in the database")))
+                }
+            };
+            let policy = match RetentionPolicy::from_args(&task.args) {
+                Ok(policy) => policy,
+                Err((key, message)) => {
+                    return Ok(Err(format!("bad retention args: {key}: {message}")))
+                }
+            };
+            let report = db::retention::run(c, Utc::now(), &policy)?;
+            let result = json!({
+                "tasks_deleted": report.tasks_deleted,
+                "entries_deleted": report.entries_deleted,
+                "anomalies_deleted": report.anomalies_deleted,
+                "detections_deleted": report.detections_deleted,
+                "alerts_deleted": report.alerts_deleted,
+                "partitions_dropped": report.partitions_dropped,
+                "policy_days": {
+                    "task_days": policy.tasks.num_days(),
+                    "entry_days": policy.entries.num_days(),
+                    "anomaly_days": policy.anomalies.num_days(),
+                    "detection_days": policy.detections.num_days(),
+                    "alert_days": policy.alerts.num_days(),
+                },
+            });
+            db::tasks::mark_success(c, task_id, &result)?;
+            Ok(Ok(Some(report)))
+        })
+        .await;
+    match result {
+        Ok(Ok(Some(report))) => {
+            tracing::info!(
+                %task_id,
+                tasks = report.tasks_deleted,
+                entries = report.entries_deleted,
+                anomalies = report.anomalies_deleted,
+                detections = report.detections_deleted,
+                alerts = report.alerts_deleted,
+                partitions = report.partitions_dropped,
+                seconds = started.elapsed().as_secs_f64(),
+                "Old results cleaned up."
+            );
+            for (kind, n) in [
+                ("tasks", report.tasks_deleted),
+                ("entries", report.entries_deleted),
+                ("anomalies", report.anomalies_deleted),
+                ("detections", report.detections_deleted),
+                ("alerts", report.alerts_deleted),
+            ] {
+                metrics::counter!("logcanary_retention_deleted_total", "kind" => kind)
+                    .increment(n as u64);
+            }
+            Outcome::Done
+        }
+        Ok(Ok(None)) => Outcome::Done,
+        Ok(Err(permanent)) => Outcome::Fail(permanent),
+        // Deleted batches stay deleted; a retry continues where this one stopped.
+        Err(e) if e.is_transient() => Outcome::Retry(e.to_string()),
+        Err(e) => Outcome::Fail(e.to_string()),
+    }
+}

@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS alerts_status_idx;
+DROP INDEX IF EXISTS alerts_task_channel_idx;

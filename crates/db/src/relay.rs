@@ -1,0 +1,232 @@
+//! The outbox relay's queries: tasks whose message never reached the broker (or reached
+//! it and was never taken), claimed for re-publishing, and tasks given up on.
+//!
+//! A task qualifies when it is PENDING, older than a grace period (the API's own publish
+//! stage may still be about to publish a just-committed task), its last publish attempt
+//! is older than a retry spacing, and either it was never published or it was published
+//! longer ago than a timeout without any worker starting it. Claiming stamps
+//! `updated_at`, a lease: a second relay skips the claimed rows (`SKIP LOCKED` while the
+//! claim commits, the spacing after it). Workers are idempotent per task id, so a message
+//! published twice is processed once.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::{pg::PgConnection, prelude::*};
+use uuid::Uuid;
+
+use crate::{
+    models::{status, Task},
+    schema::{log_entries, tasks},
+    DbError,
+};
+
+/// Task names whose arguments are their log entries (`log_entries.analysis_task_id`).
+const ENTRY_TASKS: [&str; 2] = [
+    "logs.tasks.analyze_log_entry",
+    "logs.tasks.batch_analyze_logs",
+];
+
+/// When a task is due for (re-)publishing.
+#[derive(Debug, Clone)]
+pub struct RelayPolicy {
+    /// Tasks younger than this are left to the process that created them.
+    pub grace: Duration,
+    /// A published task not started after this long is published again.
+    pub stuck_after: Duration,
+    /// Least time between two publish attempts of one task.
+    pub retry_every: Duration,
+    /// Publish attempts (the first one included) before the task is failed.
+    pub max_attempts: i32,
+    /// Most tasks claimed at once.
+    pub batch: i64,
+}
+
+impl Default for RelayPolicy {
+    fn default() -> Self {
+        Self {
+            grace: Duration::seconds(10),
+            stuck_after: Duration::minutes(10),
+            retry_every: Duration::seconds(10),
+            max_attempts: 10,
+            batch: 500,
+        }
+    }
+}
+
+/// A claimed task, with its log entries for the tasks whose message lists them.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub task: Task,
+    /// Ids of the entries whose `analysis_task_id` is this task, ascending; empty for
+    /// other tasks.
+    pub entry_ids: Vec<i64>,
+}
+
+type Condition =
+    Box<dyn BoxableExpression<tasks::table, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>>;
+
+fn eligible(now: DateTime<Utc>, policy: &RelayPolicy) -> Condition {
+    Box::new(
+        tasks::status
+            .eq(status::PENDING)
+            .and(tasks::created_at.lt(now - policy.grace))
+            .and(tasks::updated_at.lt(now - policy.retry_every))
+            .and(
+                tasks::published_at
+                    .is_null()
+                    .or(tasks::published_at.lt(now - policy.stuck_after))
+                    .assume_not_null(),
+            ),
+    )
+}
+
+/// Claims up to `policy.batch` tasks to publish (oldest first) and loads their entries.
+/// The caller publishes them and records the outcome with
+/// [`crate::tasks::mark_published`] / [`crate::tasks::mark_publish_failed`].
+pub fn claim(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    policy: &RelayPolicy,
+) -> Result<Vec<Claimed>, DbError> {
+    conn.transaction(|conn| {
+        let claimed: Vec<Task> = tasks::table
+            .filter(eligible(now, policy))
+            .filter(tasks::publish_attempts.lt(policy.max_attempts))
+            .order(tasks::created_at.asc())
+            .limit(policy.batch)
+            .select(Task::as_select())
+            .for_update()
+            .skip_locked()
+            .load(conn)?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = claimed.iter().map(|t| t.id).collect();
+        diesel::update(tasks::table.filter(tasks::id.eq_any(&ids)))
+            .set(tasks::updated_at.eq(now))
+            .execute(conn)?;
+        let with_entries: Vec<Uuid> = claimed
+            .iter()
+            .filter(|t| ENTRY_TASKS.contains(&t.task_name.as_str()))
+            .map(|t| t.id)
+            .collect();
+        let mut entries: HashMap<Uuid, Vec<i64>> = HashMap::new();
+        if !with_entries.is_empty() {
+            let rows: Vec<(Option<Uuid>, i64)> = log_entries::table
+                .filter(log_entries::analysis_task_id.eq_any(&with_entries))
+                .order(log_entries::id.asc())
+                .select((log_entries::analysis_task_id, log_entries::id))
+                .load(conn)?;
+            for (task, id) in rows {
+                if let Some(task) = task {
+                    entries.entry(task).or_default().push(id);
+                }
+            }
+        }
+        Ok(claimed
+            .into_iter()
+            .map(|task| Claimed {
+                entry_ids: entries.remove(&task.id).unwrap_or_default(),
+                task,
+            })
+            .collect())
+    })
+}
+
+/// Marks FAILURE every task that would be due for publishing but has used up its
+/// attempts; returns their ids. The error says why, so task status tells the client.
+pub fn give_up(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    policy: &RelayPolicy,
+) -> Result<Vec<Uuid>, DbError> {
+    let ids: Vec<Uuid> = tasks::table
+        .filter(eligible(now, policy))
+        .filter(tasks::publish_attempts.ge(policy.max_attempts))
+        .select(tasks::id)
+        .limit(policy.batch)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let error = format!(
+        "not delivered to a worker after {} publish attempts; the stored entries are kept",
+        policy.max_attempts
+    );
+    Ok(diesel::update(
+        tasks::table
+            .filter(tasks::id.eq_any(&ids))
+            .filter(tasks::status.eq(status::PENDING)),
+    )
+    .set((
+        tasks::status.eq(status::FAILURE),
+        tasks::error.eq(Some(error)),
+        tasks::finished_at.eq(Some(now)),
+        tasks::updated_at.eq(now),
+    ))
+    .returning(tasks::id)
+    .get_results(conn)?)
+}
+
+/// Marks one task FAILURE because its message cannot be rebuilt (entries deleted, args
+/// unreadable): publishing it again would never help.
+pub fn fail_unbuildable(conn: &mut PgConnection, id: Uuid, error: &str) -> Result<(), DbError> {
+    diesel::update(
+        tasks::table
+            .find(id)
+            .filter(tasks::status.eq(status::PENDING)),
+    )
+    .set((
+        tasks::status.eq(status::FAILURE),
+        tasks::error.eq(Some(error)),
+        tasks::finished_at.eq(crate::db_now()),
+        tasks::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Tasks still waiting for the relay (PENDING and never published), for a gauge.
+pub fn backlog(conn: &mut PgConnection) -> Result<i64, DbError> {
+    Ok(tasks::table
+        .filter(tasks::status.eq(status::PENDING))
+        .filter(tasks::published_at.is_null())
+        .count()
+        .get_result(conn)?)
+}
+
+/// Records that the broker confirmed these tasks' messages at `now` (the relay's clock,
+/// which also spaces its attempts).
+pub fn record_published(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
+        .set((
+            tasks::published_at.eq(Some(now)),
+            tasks::publish_error.eq(None::<String>),
+            tasks::publish_attempts.eq(tasks::publish_attempts + 1),
+            tasks::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records a failed publish attempt at `now`; the task stays PENDING for a later pass.
+pub fn record_failed(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
+        .set((
+            tasks::publish_error.eq(Some(error)),
+            tasks::publish_attempts.eq(tasks::publish_attempts + 1),
+            tasks::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! `GET /api/patterns/`: the patterns found by the periodic analysis
+//! (`logs.tasks.detect_anomaly_patterns`) and the real-time worker, newest first.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::DateTime;
+use db::patterns::{PatternDetection, PatternFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    body::check_read_access,
+    errors::ApiError,
+    routes::{resource, rfc3339, ErrorBody},
+    startup::AppState,
+};
+
+/// The kinds of pattern, as stored.
+const KINDS: [&str; 4] = [
+    "anomaly_cluster",
+    "error_spike",
+    "low_activity",
+    "severity_shift",
+];
+
+/// Registers the pattern routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/patterns/").route(web::get().to(list_patterns)));
+}
+
+/// One detected pattern.
+#[derive(Serialize, ToSchema)]
+pub struct PatternOut {
+    id: i64,
+    /// `anomaly_cluster`, `error_spike`, `low_activity` or `severity_shift`.
+    kind: String,
+    /// The source the pattern concerns; empty for every source (clusters) or entries
+    /// without one.
+    source: String,
+    /// `WARNING` or `CRITICAL`.
+    severity: String,
+    window_start: String,
+    window_end: String,
+    /// The numbers that justify the detection, with a `summary` in words.
+    #[schema(value_type = Object)]
+    details: serde_json::Value,
+    /// Entries involved (capped).
+    log_entry_ids: Vec<i64>,
+    /// The analysis task that found it; null for the real-time worker's.
+    task_id: Option<String>,
+    detected_at: String,
+}
+
+impl From<PatternDetection> for PatternOut {
+    fn from(p: PatternDetection) -> Self {
+        Self {
+            id: p.id,
+            kind: p.kind,
+            source: p.source,
+            severity: p.severity,
+            window_start: rfc3339(p.window_start),
+            window_end: rfc3339(p.window_end),
+            details: p.details,
+            log_entry_ids: p.log_entry_ids,
+            task_id: p.task_id.map(|t| t.to_string()),
+            detected_at: rfc3339(p.detected_at),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PatternsQuery {
+    /// `anomaly_cluster`, `error_spike`, `low_activity` or `severity_shift`.
+    kind: Option<String>,
+    /// Exact source.
+    source: Option<String>,
+    /// `WARNING` or `CRITICAL`.
+    severity: Option<String>,
+    /// RFC 3339; detections made at or after.
+    since: Option<String>,
+    /// Page size, 1 to 1 000 (default 100).
+    limit: Option<String>,
+    /// The `next` value of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PatternPage {
+    results: Vec<PatternOut>,
+    /// Cursor of the next page, or null on the last one.
+    next: Option<String>,
+}
+
+/// Detected patterns, newest first, with filters and keyset pagination.
+#[utoipa::path(get, path = "/api/patterns/", params(PatternsQuery),
+    responses((status = 200, body = PatternPage), (status = 400, body = ErrorBody)))]
+pub async fn list_patterns(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_read_access(&req, &state)?;
+    let query = web::Query::<PatternsQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("Invalid query string: {e}")))?
+        .into_inner();
+    let mut errors = crate::errors::FieldErrors::new();
+    let kind = query.kind.filter(|s| !s.is_empty());
+    if let Some(k) = &kind {
+        if !KINDS.contains(&k.as_str()) {
+            errors.insert(
+                "kind".into(),
+                json!([format!(
+                    "Select a valid choice. {k} is not one of the available choices."
+                )]),
+            );
+        }
+    }
+    let severity = query.severity.filter(|s| !s.is_empty());
+    if let Some(s) = &severity {
+        if !["WARNING", "CRITICAL"].contains(&s.as_str()) {
+            errors.insert(
+                "severity".into(),
+                json!([format!(
+                    "Select a valid choice. {s} is not one of the available choices."
+                )]),
+            );
+        }
+    }
+    let since = match query.since.as_deref() {
+        None | Some("") => None,
+        Some(raw) => match DateTime::parse_from_rfc3339(raw) {
+            Ok(t) => Some(t.to_utc()),
+            Err(_) => {
+                errors.insert(
+                    "since".into(),
+                    json!(["Enter a valid date/time (RFC 3339)."]),
+                );
+                None
+            }
+        },
+    };
+    let limit = match query.limit.as_deref() {
+        None | Some("") => 100,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                errors.insert(
+                    "limit".into(),
+                    json!(["Ensure this value is an integer from 1 to 1000."]),
+                );
+                100
+            }
+        },
+    };
+    let before_id = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(id) if id > 0 => Some(id),
+            _ => {
+                errors.insert("cursor".into(), json!(["Invalid cursor."]));
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let filter = PatternFilter {
+        kind,
+        source: query.source,
+        severity,
+        since,
+        before_id,
+        limit,
+    };
+    let rows = state
+        .db
+        .run(move |c| db::patterns::list(c, &filter))
+        .await?;
+    let next = if rows.len() as i64 == limit {
+        rows.last().map(|p| p.id.to_string())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(PatternPage {
+        results: rows.into_iter().map(Into::into).collect(),
+        next,
+    }))
+}

@@ -1,0 +1,354 @@
+//! Settings of the notifier: flags that are also environment variables.
+//!
+//! The channel settings are read as text and checked by [`Settings::channels`], so a bad
+//! value stops the binary at start-up with a message naming the variable.
+
+use std::{net::SocketAddr, time::Duration};
+
+use common::config::{parse_listen_addr, ServiceArgs};
+use lettre::message::Mailbox;
+use url::Url;
+
+#[derive(clap::Parser, Clone, Debug)]
+#[command(
+    name = "notifier",
+    version,
+    about = "logcanary notifier: delivers critical-anomaly and pattern alerts by email (SMTP) and webhooks, with dedup, cooldown and grouping."
+)]
+pub struct Settings {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// Address of the admin server (/livez, /readyz, /metrics).
+    #[arg(long, env = "LOGCANARY_ADMIN_ADDR", value_name = "LOGCANARY_ADMIN_ADDR", default_value = ":9103", value_parser = parse_listen_addr)]
+    pub admin_addr: SocketAddr,
+
+    /// Queues to consume (like Celery's -Q); the notifier handles `notifications` only.
+    #[arg(short = 'Q', long, env = "LOGCANARY_QUEUES", value_name = "LOGCANARY_QUEUES", value_delimiter = ',', default_value = "notifications", value_parser = parse_queue)]
+    pub queues: Vec<String>,
+
+    /// Alert groups delivered at the same time.
+    #[arg(short = 'c', long, env = "LOGCANARY_CONCURRENCY", value_name = "LOGCANARY_CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
+
+    /// Unacknowledged messages the broker may hand this notifier (at least the batch size,
+    /// or a group cannot fill up).
+    #[arg(long, env = "LOGCANARY_PREFETCH", value_name = "LOGCANARY_PREFETCH", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    pub prefetch: u16,
+
+    /// Most alerts grouped into one message.
+    #[arg(long, env = "LOGCANARY_BATCH_MAX", value_name = "LOGCANARY_BATCH_MAX", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_max: u32,
+
+    /// Grouping window in milliseconds: alerts arriving within this time of the first one
+    /// go out as one message per channel.
+    #[arg(
+        long,
+        env = "LOGCANARY_ALERT_GROUP_WINDOW_MS",
+        value_name = "LOGCANARY_ALERT_GROUP_WINDOW_MS",
+        default_value_t = 2000
+    )]
+    pub group_window_ms: u64,
+
+    /// Cooldown in seconds: the same alert (kind + template, or pattern kind + source) on
+    /// the same channel within this time is recorded as suppressed, not sent again.
+    #[arg(
+        long,
+        env = "LOGCANARY_ALERT_COOLDOWN_SECS",
+        value_name = "LOGCANARY_ALERT_COOLDOWN_SECS",
+        default_value_t = 900
+    )]
+    pub cooldown_secs: u64,
+
+    /// SMTP server: `smtp://host:port` (plain), `smtp://host:port?tls=required` (STARTTLS),
+    /// `smtps://user:pass@host:port` (TLS). Unset: no email.
+    #[arg(long, env = "LOGCANARY_SMTP_URL", value_name = "LOGCANARY_SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// Alert email recipients, comma-separated (`ops@example.com,Jo <jo@example.com>`).
+    #[arg(
+        long,
+        env = "LOGCANARY_ALERT_EMAILS",
+        value_name = "LOGCANARY_ALERT_EMAILS"
+    )]
+    pub alert_emails: Option<String>,
+
+    /// Sender of alert emails.
+    #[arg(
+        long,
+        env = "LOGCANARY_ALERT_FROM",
+        value_name = "LOGCANARY_ALERT_FROM",
+        default_value = "logcanary <logcanary@localhost>"
+    )]
+    pub alert_from: String,
+
+    /// Webhook URLs, comma-separated (Slack incoming webhooks or any JSON receiver).
+    #[arg(
+        long,
+        env = "LOGCANARY_WEBHOOK_URLS",
+        value_name = "LOGCANARY_WEBHOOK_URLS"
+    )]
+    pub webhook_urls: Option<String>,
+
+    /// Secret for the webhooks' `X-HMAC-Signature: t=..,v1=..` header. Unset: unsigned.
+    #[arg(
+        long,
+        env = "LOGCANARY_WEBHOOK_SECRET",
+        value_name = "LOGCANARY_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+
+    /// Base URL of the dashboard, for the links in alerts.
+    #[arg(
+        long,
+        env = "LOGCANARY_DASHBOARD_URL",
+        value_name = "LOGCANARY_DASHBOARD_URL",
+        default_value = "http://127.0.0.1:8000/"
+    )]
+    pub dashboard_url: String,
+
+    /// Delivery attempts per message and channel (5xx, timeouts, SMTP 4xx are retried;
+    /// HTTP 4xx and SMTP 5xx are not) before the alert is failed and dead-lettered.
+    #[arg(long, env = "LOGCANARY_DELIVERY_ATTEMPTS", value_name = "LOGCANARY_DELIVERY_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub delivery_attempts: u32,
+
+    /// Pause before the second delivery attempt, in milliseconds; doubles per attempt.
+    #[arg(
+        long,
+        env = "LOGCANARY_DELIVERY_BACKOFF_MS",
+        value_name = "LOGCANARY_DELIVERY_BACKOFF_MS",
+        default_value_t = 1000
+    )]
+    pub delivery_backoff_ms: u64,
+
+    /// Longest pause between delivery attempts, in milliseconds.
+    #[arg(
+        long,
+        env = "LOGCANARY_DELIVERY_BACKOFF_MAX_MS",
+        value_name = "LOGCANARY_DELIVERY_BACKOFF_MAX_MS",
+        default_value_t = 30_000
+    )]
+    pub delivery_backoff_max_ms: u64,
+
+    /// Time limit of one delivery attempt (HTTP request or SMTP command), in milliseconds.
+    #[arg(long, env = "LOGCANARY_DELIVERY_TIMEOUT_MS", value_name = "LOGCANARY_DELIVERY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub delivery_timeout_ms: u64,
+
+    /// Attempts of a task that fails before delivery (database down) before it is
+    /// dead-lettered.
+    #[arg(long, env = "LOGCANARY_MAX_ATTEMPTS", value_name = "LOGCANARY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+
+    /// First retry delay of such a task in milliseconds; doubles per attempt.
+    #[arg(
+        long,
+        env = "LOGCANARY_RETRY_BASE_MS",
+        value_name = "LOGCANARY_RETRY_BASE_MS",
+        default_value_t = 1000
+    )]
+    pub retry_base_ms: u64,
+
+    /// Longest retry delay of such a task in milliseconds.
+    #[arg(
+        long,
+        env = "LOGCANARY_RETRY_MAX_MS",
+        value_name = "LOGCANARY_RETRY_MAX_MS",
+        default_value_t = 60_000
+    )]
+    pub retry_max_ms: u64,
+}
+
+fn parse_queue(raw: &str) -> Result<String, String> {
+    let q = raw.trim();
+    if q == contracts::queues::NOTIFICATIONS {
+        Ok(q.to_owned())
+    } else {
+        Err(format!(
+            "notifier consumes {}; got {q:?}",
+            contracts::queues::NOTIFICATIONS
+        ))
+    }
+}
+
+/// The delivery channels, checked.
+#[derive(Clone, Debug, Default)]
+pub struct ChannelSettings {
+    pub smtp_url: Option<String>,
+    pub recipients: Vec<Mailbox>,
+    pub from: Option<Mailbox>,
+    pub webhooks: Vec<Url>,
+    pub webhook_secret: Option<String>,
+    pub dashboard_url: Option<Url>,
+}
+
+fn list(raw: Option<&str>) -> Vec<&str> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+impl Settings {
+    /// Checks the channel settings; the error names the variable at fault.
+    pub fn channels(&self) -> Result<ChannelSettings, String> {
+        let smtp_url = self
+            .smtp_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        let recipients = list(self.alert_emails.as_deref())
+            .into_iter()
+            .map(|r| {
+                r.parse::<Mailbox>().map_err(|e| {
+                    format!("LOGCANARY_ALERT_EMAILS: {r:?} is not an email address ({e})")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(url) = &smtp_url {
+            if let Err(e) = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url) {
+                return Err(format!(
+                    "LOGCANARY_SMTP_URL: {} is not a usable SMTP URL ({e}); expected smtp://host:port, smtp://host:port?tls=required or smtps://user:pass@host:port",
+                    common::config::redact_url(url)
+                ));
+            }
+            if recipients.is_empty() {
+                return Err(
+                    "LOGCANARY_ALERT_EMAILS is empty but LOGCANARY_SMTP_URL is set: name at least one recipient, or unset LOGCANARY_SMTP_URL".into(),
+                );
+            }
+        } else if !recipients.is_empty() {
+            return Err(
+                "LOGCANARY_ALERT_EMAILS is set but LOGCANARY_SMTP_URL is not: emails need an SMTP server".into(),
+            );
+        }
+        let from = self.alert_from.parse::<Mailbox>().map_err(|e| {
+            format!(
+                "LOGCANARY_ALERT_FROM: {:?} is not an email address ({e})",
+                self.alert_from
+            )
+        })?;
+        let webhooks = list(self.webhook_urls.as_deref())
+            .into_iter()
+            .map(|raw| match Url::parse(raw) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
+                _ => Err(format!(
+                    "LOGCANARY_WEBHOOK_URLS: {:?} is not an http(s) URL",
+                    redact_path(raw)
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut dashboard_url = Url::parse(self.dashboard_url.trim()).map_err(|e| {
+            format!(
+                "LOGCANARY_DASHBOARD_URL: {:?} is not a URL ({e})",
+                self.dashboard_url
+            )
+        })?;
+        if !dashboard_url.path().ends_with('/') {
+            let path = format!("{}/", dashboard_url.path());
+            dashboard_url.set_path(&path);
+        }
+        Ok(ChannelSettings {
+            smtp_url,
+            recipients,
+            from: Some(from),
+            webhooks,
+            webhook_secret: self.webhook_secret.clone().filter(|s| !s.trim().is_empty()),
+            dashboard_url: Some(dashboard_url),
+        })
+    }
+
+    pub fn consumer_config(&self) -> mq::ConsumerConfig {
+        mq::ConsumerConfig {
+            queues: self.queues.clone(),
+            prefetch: self.prefetch,
+            concurrency: self.concurrency as usize,
+            batch_max: self.batch_max as usize,
+            batch_wait: Duration::from_millis(self.group_window_ms),
+            max_attempts: self.max_attempts,
+            retry_base_delay: Duration::from_millis(self.retry_base_ms),
+            retry_max_delay: Duration::from_millis(self.retry_max_ms),
+            connection_name: "notifier".into(),
+            ..mq::ConsumerConfig::default()
+        }
+    }
+
+    pub fn delivery_policy(&self) -> crate::deliver::RetryPolicy {
+        crate::deliver::RetryPolicy {
+            attempts: self.delivery_attempts,
+            backoff: Duration::from_millis(self.delivery_backoff_ms),
+            backoff_max: Duration::from_millis(self.delivery_backoff_max_ms),
+        }
+    }
+}
+
+/// A webhook URL for messages: scheme and host only (Slack puts its secret in the path).
+pub fn redact_path(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or_default()),
+        Err(_) => "<unparsable>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut all = vec!["notifier"];
+        all.extend_from_slice(args);
+        Settings::try_parse_from(all).expect("valid flags")
+    }
+
+    #[test]
+    fn channels_are_checked_naming_the_variable() {
+        let ok = settings(&[
+            "--smtp-url",
+            "smtp://127.0.0.1:2525",
+            "--alert-emails",
+            "ops@example.com, Jo <jo@example.com>",
+            "--webhook-urls",
+            "https://hooks.example.com/services/T/B/secret",
+            "--dashboard-url",
+            "https://canary.example.com/app",
+        ])
+        .channels()
+        .unwrap();
+        assert_eq!(ok.recipients.len(), 2);
+        assert_eq!(ok.webhooks.len(), 1);
+        assert_eq!(
+            ok.dashboard_url.unwrap().as_str(),
+            "https://canary.example.com/app/"
+        );
+
+        let err = settings(&["--alert-emails", "ops@example.com"])
+            .channels()
+            .unwrap_err();
+        assert!(err.contains("LOGCANARY_SMTP_URL"), "{err}");
+        let err = settings(&["--smtp-url", "smtp://h:25", "--alert-emails", "nope"])
+            .channels()
+            .unwrap_err();
+        assert!(err.contains("LOGCANARY_ALERT_EMAILS"), "{err}");
+        let err = settings(&["--smtp-url", "ftp://h:25", "--alert-emails", "a@b.c"])
+            .channels()
+            .unwrap_err();
+        assert!(err.contains("LOGCANARY_SMTP_URL"), "{err}");
+        let err = settings(&["--webhook-urls", "ftp://x/secret"])
+            .channels()
+            .unwrap_err();
+        assert!(err.contains("LOGCANARY_WEBHOOK_URLS"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        // Nothing configured is valid: alerts are recorded, not delivered.
+        let none = settings(&[]).channels().unwrap();
+        assert!(none.smtp_url.is_none() && none.webhooks.is_empty());
+    }
+
+    #[test]
+    fn only_the_notifications_queue() {
+        assert!(Settings::try_parse_from(["notifier", "-Q", "analysis"]).is_err());
+        assert_eq!(settings(&[]).queues, vec!["notifications"]);
+    }
+}

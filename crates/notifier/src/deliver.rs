@@ -1,0 +1,268 @@
+//! The delivery channels: email over SMTP (`lettre`) and signed JSON webhooks
+//! (`reqwest`). One [`Channel::send`] is one attempt; it says whether a failure is worth
+//! another attempt ([`Failure::transient`]): HTTP 5xx, 408, 425, 429, timeouts, connection
+//! errors and SMTP 4xx are; other HTTP 4xx and SMTP 5xx are not.
+
+use std::time::Duration;
+
+use lettre::{
+    message::{Mailbox, MultiPart},
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::render::Rendered;
+
+/// Why one attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// Another attempt may succeed.
+    pub transient: bool,
+    /// What went wrong, without secrets (no webhook path, no SMTP password).
+    pub message: String,
+}
+
+/// How often and how patiently a message is re-sent on a transient failure.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry).
+    pub attempts: u32,
+    /// Pause after the first failed attempt; doubles per attempt.
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+}
+
+impl RetryPolicy {
+    /// Pause after failed attempt number `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 2u32
+            .checked_pow(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.backoff
+            .checked_mul(factor)
+            .unwrap_or(self.backoff_max)
+            .min(self.backoff_max)
+    }
+}
+
+/// A place alerts are sent to.
+#[async_trait::async_trait]
+pub trait Channel: Send + Sync + 'static {
+    /// The `alerts.channel` value: `email`, or `webhook:<host>#<hash of the URL>`.
+    fn name(&self) -> &str;
+    /// `email` or `webhook`: a bounded metrics label.
+    fn kind(&self) -> &'static str;
+    /// One attempt. `delivery_id` is the same for every attempt of one message, so a
+    /// receiver can drop repeats.
+    async fn send(&self, message: &Rendered, delivery_id: &str) -> Result<(), Failure>;
+}
+
+/// Email to a fixed list of recipients, one SMTP transaction per message.
+pub struct Email {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+}
+
+impl Email {
+    /// Builds the transport from `smtp_url` (see [`AsyncSmtpTransport::from_url`]); no
+    /// connection is made until the first message.
+    ///
+    /// # Errors
+    ///
+    /// The URL is not an SMTP URL lettre can use.
+    pub fn new(
+        smtp_url: &str,
+        from: Mailbox,
+        to: Vec<Mailbox>,
+        timeout: Duration,
+    ) -> Result<Self, lettre::transport::smtp::Error> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)?
+            .timeout(Some(timeout))
+            .build();
+        Ok(Self {
+            transport,
+            from,
+            to,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Channel for Email {
+    fn name(&self) -> &str {
+        "email"
+    }
+
+    fn kind(&self) -> &'static str {
+        "email"
+    }
+
+    async fn send(&self, message: &Rendered, delivery_id: &str) -> Result<(), Failure> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(message.subject.clone())
+            .message_id(Some(format!(
+                "<{delivery_id}@{}>",
+                self.from.email.domain()
+            )));
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        let email = builder
+            .multipart(MultiPart::alternative_plain_html(
+                message.text.clone(),
+                message.html.clone(),
+            ))
+            .map_err(|e| Failure {
+                transient: false,
+                message: format!("building the email failed: {e}"),
+            })?;
+        match self.transport.send(email).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Failure {
+                // 5xx replies (bad recipient, auth refused) and client errors stay wrong.
+                transient: !(e.is_permanent() || e.is_client()),
+                message: format!("SMTP: {e}"),
+            }),
+        }
+    }
+}
+
+/// A JSON webhook, signed with `X-HMAC-Signature: t=<unix>,v1=<hex>` when a secret is set.
+pub struct Webhook {
+    client: reqwest::Client,
+    url: Url,
+    secret: Option<String>,
+    name: String,
+}
+
+impl Webhook {
+    /// # Errors
+    ///
+    /// The HTTP client cannot be built (TLS roots).
+    pub fn new(
+        url: Url,
+        secret: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("logcanary-notifier/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            name: webhook_channel(&url),
+            client,
+            url,
+            secret,
+        })
+    }
+}
+
+/// `webhook:<host>#<8 hex of sha256(url)>`: tells webhooks apart without showing their
+/// paths, where Slack keeps the secret.
+pub fn webhook_channel(url: &Url) -> String {
+    let hash = hex::encode(Sha256::digest(url.as_str().as_bytes()));
+    format!(
+        "webhook:{}#{}",
+        url.host_str().unwrap_or("unknown"),
+        &hash[..8]
+    )
+}
+
+#[async_trait::async_trait]
+impl Channel for Webhook {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    async fn send(&self, message: &Rendered, delivery_id: &str) -> Result<(), Failure> {
+        let body = serde_json::to_vec(&message.webhook).map_err(|e| Failure {
+            transient: false,
+            message: format!("encoding the webhook body failed: {e}"),
+        })?;
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("X-Logcanary-Delivery", delivery_id);
+        if let Some(secret) = &self.secret {
+            let t = chrono::Utc::now().timestamp();
+            request = request.header(
+                "X-HMAC-Signature",
+                common::signing::sign_timestamped(secret.as_bytes(), t, &body),
+            );
+        }
+        match request.body(body).send().await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                let text: String = text.trim().chars().take(200).collect();
+                Err(Failure {
+                    transient: status.is_server_error()
+                        || matches!(status.as_u16(), 408 | 425 | 429),
+                    message: if text.is_empty() {
+                        format!("HTTP {status}")
+                    } else {
+                        format!("HTTP {status}: {text}")
+                    },
+                })
+            }
+            Err(e) => Err(Failure {
+                transient: !e.is_builder(),
+                message: if e.is_timeout() {
+                    "webhook timed out".to_owned()
+                } else {
+                    format!("webhook request failed: {}", error_chain(&e.without_url()))
+                },
+            }),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy {
+            attempts: 5,
+            backoff: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(350),
+        };
+        assert_eq!(p.delay(1), Duration::from_millis(100));
+        assert_eq!(p.delay(2), Duration::from_millis(200));
+        assert_eq!(p.delay(3), Duration::from_millis(350));
+        assert_eq!(p.delay(40), Duration::from_millis(350));
+    }
+
+    #[test]
+    fn webhook_channels_hide_the_path() {
+        let url = Url::parse("https://hooks.slack.com/services/T0/B0/secret").unwrap();
+        let name = webhook_channel(&url);
+        assert!(name.starts_with("webhook:hooks.slack.com#"));
+        assert!(!name.contains("secret"));
+        let other = Url::parse("https://hooks.slack.com/services/T0/B0/other").unwrap();
+        assert_ne!(name, webhook_channel(&other));
+    }
+}

@@ -1,0 +1,149 @@
+//! Settings of the real-time worker: flags that are also environment variables. The
+//! scoring knobs are the analysis worker's (same variables), so both score alike.
+
+use std::{net::SocketAddr, time::Duration};
+
+use analysis_worker::patterns::PatternSettings;
+use common::config::{parse_listen_addr, ServiceArgs};
+
+#[derive(clap::Parser, Clone, Debug)]
+#[command(
+    name = "realtime-worker",
+    version,
+    about = "logcanary real-time worker: scores streamed log entries, keeps per-source sliding windows and alerts on critical anomalies, clusters and spikes at once."
+)]
+pub struct Settings {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    #[command(flatten)]
+    pub patterns: PatternSettings,
+
+    /// Address of the admin server (/livez, /readyz, /metrics).
+    #[arg(long, env = "LOGCANARY_ADMIN_ADDR", value_name = "LOGCANARY_ADMIN_ADDR", default_value = ":9102", value_parser = parse_listen_addr)]
+    pub admin_addr: SocketAddr,
+
+    /// Queues to consume, comma-separated (like Celery's -Q).
+    #[arg(short = 'Q', long, env = "LOGCANARY_QUEUES", value_name = "LOGCANARY_QUEUES", value_delimiter = ',', default_value = "real_time", value_parser = parse_queue)]
+    pub queues: Vec<String>,
+
+    /// Batches processed at the same time.
+    #[arg(short = 'c', long, env = "LOGCANARY_CONCURRENCY", value_name = "LOGCANARY_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+
+    /// Unacknowledged messages the broker may hand this worker.
+    #[arg(long, env = "LOGCANARY_PREFETCH", value_name = "LOGCANARY_PREFETCH", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub prefetch: u16,
+
+    /// Most deliveries scored together in one micro-batch.
+    #[arg(long, env = "LOGCANARY_BATCH_MAX", value_name = "LOGCANARY_BATCH_MAX", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_max: u32,
+
+    /// How long to wait for a micro-batch to fill, in milliseconds (short: this is the
+    /// low-latency path).
+    #[arg(
+        long,
+        env = "LOGCANARY_BATCH_WAIT_MS",
+        value_name = "LOGCANARY_BATCH_WAIT_MS",
+        default_value_t = 5
+    )]
+    pub batch_wait_ms: u64,
+
+    /// Attempts before a failing task is dead-lettered and marked FAILURE.
+    #[arg(long, env = "LOGCANARY_MAX_ATTEMPTS", value_name = "LOGCANARY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+
+    /// First retry delay in milliseconds; doubles per attempt.
+    #[arg(
+        long,
+        env = "LOGCANARY_RETRY_BASE_MS",
+        value_name = "LOGCANARY_RETRY_BASE_MS",
+        default_value_t = 1000
+    )]
+    pub retry_base_ms: u64,
+
+    /// Longest retry delay in milliseconds.
+    #[arg(
+        long,
+        env = "LOGCANARY_RETRY_MAX_MS",
+        value_name = "LOGCANARY_RETRY_MAX_MS",
+        default_value_t = 60_000
+    )]
+    pub retry_max_ms: u64,
+
+    /// Score at or above which an entry is flagged anomalous (0..=1); the detector's
+    /// default when unset.
+    #[arg(long, env = "LOGCANARY_ANOMALY_THRESHOLD", value_name = "LOGCANARY_ANOMALY_THRESHOLD", value_parser = parse_unit)]
+    pub anomaly_threshold: Option<f64>,
+
+    /// Lines the detector learns from before it flags anything (shared through the
+    /// `templates` table); the detector's default when unset.
+    #[arg(
+        long,
+        env = "LOGCANARY_WARMUP_LINES",
+        value_name = "LOGCANARY_WARMUP_LINES"
+    )]
+    pub warmup_lines: Option<u64>,
+
+    /// How stale this replica's copy of the shared templates may get, in milliseconds.
+    #[arg(
+        long,
+        env = "LOGCANARY_TEMPLATE_REFRESH_MS",
+        value_name = "LOGCANARY_TEMPLATE_REFRESH_MS",
+        default_value_t = 5000
+    )]
+    pub template_refresh_ms: u64,
+
+    /// Past buckets (of LOGCANARY_PATTERN_BUCKET_SECS) each source's spike baseline keeps
+    /// in memory.
+    #[arg(long, env = "LOGCANARY_REALTIME_HISTORY_BUCKETS", value_name = "LOGCANARY_REALTIME_HISTORY_BUCKETS", default_value_t = 36, value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    pub history_buckets: u32,
+}
+
+fn parse_queue(raw: &str) -> Result<String, String> {
+    let q = raw.trim();
+    if q == contracts::queues::REAL_TIME {
+        Ok(q.to_owned())
+    } else {
+        Err(format!(
+            "realtime-worker consumes {}; got {q:?}",
+            contracts::queues::REAL_TIME
+        ))
+    }
+}
+
+fn parse_unit(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a number from 0 to 1, got {raw:?}")),
+    }
+}
+
+impl Settings {
+    /// The detector's configuration: its defaults with this worker's overrides.
+    pub fn scorer_config(&self) -> detector::scorer::ScorerConfig {
+        let defaults = detector::scorer::ScorerConfig::default();
+        detector::scorer::ScorerConfig {
+            threshold: self
+                .anomaly_threshold
+                .map_or(defaults.threshold, |t| t as f32),
+            warmup_lines: self.warmup_lines.unwrap_or(defaults.warmup_lines),
+            ..defaults
+        }
+    }
+
+    pub fn consumer_config(&self) -> mq::ConsumerConfig {
+        mq::ConsumerConfig {
+            queues: self.queues.clone(),
+            prefetch: self.prefetch,
+            concurrency: self.concurrency as usize,
+            batch_max: self.batch_max as usize,
+            batch_wait: Duration::from_millis(self.batch_wait_ms),
+            max_attempts: self.max_attempts,
+            retry_base_delay: Duration::from_millis(self.retry_base_ms),
+            retry_max_delay: Duration::from_millis(self.retry_max_ms),
+            connection_name: "realtime-worker".into(),
+            ..mq::ConsumerConfig::default()
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The real-time worker: consumes `real_time` (`logs.tasks.analyze_real_time_stream`),
+//! scores the listed entries exactly as the analysis worker does (same start-up, same
+//! shared templates, same critical alerts), keeps per-source sliding windows of anomalies
+//! and errors in memory, and alerts on a cluster or spike the moment it forms.
+//!
+//! It depends on the analysis worker's library for scoring and for storing detections;
+//! it must not grow a scoring path of its own.
+
+pub mod config;
+pub mod handler;
+
+use std::sync::{Arc, Mutex};
+
+use analysis_worker::{start_scoring, ScoringSetup};
+use anyhow::Context;
+use common::admin::AdminServer;
+use detector::patterns::StreamWindows;
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::Settings, handler::RealtimeHandler};
+
+/// Runs the worker until `shutdown` fires; then drains in-flight batches and returns.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let pattern_config = settings
+        .patterns
+        .config()
+        .map_err(|e| anyhow::anyhow!("LOGCANARY_PATTERN_*: {e}"))?;
+    let scoring = start_scoring(
+        ScoringSetup {
+            service: settings.service.clone(),
+            scorer: settings.scorer_config(),
+            template_refresh: std::time::Duration::from_millis(settings.template_refresh_ms),
+            patterns: settings.patterns.clone(),
+        },
+        &shutdown,
+    )
+    .await?;
+    let consumer = settings.consumer_config();
+    let readiness = scoring.readiness(consumer.connected.clone());
+    let handler = Arc::new(RealtimeHandler {
+        scoring: scoring.handler.clone(),
+        bucket_ms: pattern_config.bucket_ms,
+        windows: Mutex::new(StreamWindows::new(
+            pattern_config,
+            settings.history_buckets as usize,
+        )),
+    });
+    let admin = AdminServer::start(settings.admin_addr, readiness).with_context(|| {
+        format!(
+            "binding the admin address {} (LOGCANARY_ADMIN_ADDR)",
+            settings.admin_addr
+        )
+    })?;
+    tracing::info!(queues = ?settings.queues, admin_port = admin.addr.port(), "Real-time worker starting.");
+
+    let result = mq::run_consumer(
+        &settings.service.amqp_url,
+        mq::Topology::new(settings.service.amqp_prefix.clone()),
+        consumer,
+        handler,
+        shutdown,
+    )
+    .await;
+    admin.stop().await;
+    result.context("consuming tasks")?;
+    tracing::info!("Real-time worker stopped cleanly.");
+    Ok(())
+}

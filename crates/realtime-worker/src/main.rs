@@ -1,0 +1,10 @@
+use clap::Parser;
+use logcanary_realtime_worker::{config::Settings, run};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    common::telemetry::init(settings.service.log_format);
+    let shutdown = common::shutdown::on_signal();
+    run(settings, shutdown).await
+}
