@@ -14,6 +14,7 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT 1 FROM pg_database 
 fi
 
 bash scripts/fetch-ml-assets.sh
+bash scripts/fetch-validators.sh
 
 command -v cargo >/dev/null 2>&1 || { echo "setup: error: cargo is required (https://rustup.rs)" >&2; exit 1; }
 echo "setup: done"

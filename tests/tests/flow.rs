@@ -67,10 +67,12 @@ async fn a_posted_entry_is_scored_and_counted_on_the_dashboard() {
         .count("SELECT count(*) FROM tasks WHERE task_name = 'logs.tasks.send_critical_anomaly_alert' AND args->>'log_entry_id' IS NOT NULL")
         .await;
     assert!(alerts >= 1);
-    let depth = stack
-        .queue_depth(&stack.topology().queue("notifications"))
-        .await;
-    assert!(depth >= 1, "alert message waiting in notifications");
+    // Published just after the scoring transaction commits.
+    let notifications = stack.topology().queue("notifications");
+    test_support::eventually("the alert message in notifications", T, || async {
+        (stack.queue_depth(&notifications).await >= 1).then_some(())
+    })
+    .await;
     stack.stop().await;
 }
 

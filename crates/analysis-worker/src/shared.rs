@@ -260,7 +260,15 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
 
     /// Scores lines (in time order). Blocks while new templates are embedded.
     pub fn score(&mut self, lines: &[LogLine]) -> Result<ScoredBatch, ScoreError> {
+        let embedded_before = self.scorer.texts_embedded();
         let scores = self.scorer.score_batch(lines)?;
+        // A line whose template needed no model call was served from the embedding cache.
+        let misses = self.scorer.texts_embedded().saturating_sub(embedded_before);
+        let hits = (lines.len() as u64).saturating_sub(misses);
+        metrics::counter!("logcanary_embedding_cache_hits_total").increment(hits);
+        metrics::counter!("logcanary_embedding_cache_misses_total").increment(misses);
+        #[allow(clippy::cast_precision_loss)] // batch sizes are small
+        metrics::histogram!("logcanary_inference_batch_size").record(lines.len() as f64);
         let mut touched: HashMap<TemplateId, TouchedTemplate> = HashMap::new();
         let mut need_embedding = HashSet::new();
         for s in &scores {

@@ -50,6 +50,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = builder
                 .install_recorder()
                 .expect("the metrics recorder is installed once per process");
+            describe_metrics();
             let upkeep = handle.clone();
             std::thread::Builder::new()
                 .name("metrics-upkeep".into())
@@ -61,6 +62,178 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// HELP text for every metric any binary records (Prometheus and `promtool check metrics`
+/// want one); a metric a binary never records is not rendered, so one list serves all.
+/// A new metric gets its line here.
+fn describe_metrics() {
+    use metrics::Unit;
+    metrics::describe_counter!(
+        "logcanary_http_requests_total",
+        "HTTP requests served, by route pattern, method and status."
+    );
+    metrics::describe_histogram!(
+        "logcanary_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by route pattern and method."
+    );
+    metrics::describe_counter!(
+        "logcanary_entries_ingested_total",
+        "Log entries accepted by the API."
+    );
+    metrics::describe_histogram!(
+        "logcanary_ingest_commit_seconds",
+        Unit::Seconds,
+        "Time to commit one group of ingest transactions."
+    );
+    metrics::describe_histogram!(
+        "logcanary_ingest_commit_size",
+        "Requests committed together in one ingest transaction group."
+    );
+    metrics::describe_counter!(
+        "logcanary_publish_failures_total",
+        "Task publishes from the API that failed (the relay sends them later)."
+    );
+    metrics::describe_histogram!(
+        "logcanary_publish_seconds",
+        Unit::Seconds,
+        "Time to publish tasks from the API, confirms included."
+    );
+    metrics::describe_counter!(
+        "logcanary_feedback_total",
+        "Template feedback received, by label."
+    );
+    metrics::describe_counter!(
+        "logcanary_tasks_total",
+        "Tasks finished, by task name and outcome."
+    );
+    metrics::describe_counter!(
+        "logcanary_entries_scored_total",
+        "Log entries scored by the detector."
+    );
+    metrics::describe_counter!(
+        "logcanary_anomalies_flagged_total",
+        "Log entries flagged as anomalous."
+    );
+    metrics::describe_gauge!(
+        "logcanary_templates_known",
+        "Templates the worker's detector knows."
+    );
+    metrics::describe_histogram!(
+        "logcanary_scoring_seconds",
+        Unit::Seconds,
+        "Inference time of one scoring batch (embedding included)."
+    );
+    metrics::describe_histogram!(
+        "logcanary_inference_batch_size",
+        "Log lines per scoring batch."
+    );
+    metrics::describe_counter!(
+        "logcanary_embedding_cache_hits_total",
+        "Scored lines whose template embedding was cached."
+    );
+    metrics::describe_counter!(
+        "logcanary_embedding_cache_misses_total",
+        "Template texts that had to be run through the model."
+    );
+    metrics::describe_histogram!(
+        "logcanary_pattern_analysis_seconds",
+        Unit::Seconds,
+        "Time of one pattern analysis run."
+    );
+    metrics::describe_counter!(
+        "logcanary_patterns_detected_total",
+        "Patterns detected by periodic analysis, by kind."
+    );
+    metrics::describe_counter!(
+        "logcanary_retention_deleted_total",
+        "Rows or partitions removed by retention, by kind."
+    );
+    metrics::describe_gauge!(
+        "logcanary_realtime_sources",
+        "Sources with a live sliding window in this realtime worker."
+    );
+    metrics::describe_counter!(
+        "logcanary_realtime_patterns_total",
+        "Patterns detected in real-time windows, by kind."
+    );
+    metrics::describe_counter!(
+        "logcanary_alerts_total",
+        "Alerts by channel and final status (sent, failed, suppressed)."
+    );
+    metrics::describe_counter!(
+        "logcanary_alert_delivery_attempts_total",
+        "Alert delivery attempts by channel and outcome."
+    );
+    metrics::describe_histogram!(
+        "logcanary_alert_delivery_seconds",
+        Unit::Seconds,
+        "Time of one alert delivery attempt, by channel."
+    );
+    metrics::describe_histogram!(
+        "logcanary_scheduler_lag_seconds",
+        Unit::Seconds,
+        "Delay between a periodic task's due time and its firing."
+    );
+    metrics::describe_counter!(
+        "logcanary_scheduler_fired_total",
+        "Periodic tasks fired, by task."
+    );
+    metrics::describe_gauge!(
+        "logcanary_scheduler_leader",
+        "1 while this scheduler holds the leader lock."
+    );
+    metrics::describe_counter!(
+        "logcanary_relay_republished_total",
+        "PENDING tasks re-published by the outbox relay."
+    );
+    metrics::describe_counter!(
+        "logcanary_relay_publish_failures_total",
+        "Relay publishes that failed (tried again later)."
+    );
+    metrics::describe_counter!(
+        "logcanary_relay_given_up_total",
+        "Tasks the relay gave up on and marked failed."
+    );
+    metrics::describe_gauge!(
+        "logcanary_relay_backlog",
+        "Tasks stuck in PENDING waiting for the relay."
+    );
+    metrics::describe_gauge!(
+        "logcanary_db_pool_connections",
+        "Open connections in the database pool."
+    );
+    metrics::describe_gauge!(
+        "logcanary_db_pool_idle_connections",
+        "Idle connections in the database pool."
+    );
+    metrics::describe_gauge!(
+        "logcanary_amqp_connected",
+        "1 while the process has a live AMQP connection."
+    );
+    metrics::describe_counter!(
+        "logcanary_mq_published_total",
+        "Messages published, by queue and outcome."
+    );
+    metrics::describe_counter!(
+        "logcanary_mq_deliveries_total",
+        "Deliveries settled, by queue and outcome (done, retried, dead_lettered, poison)."
+    );
+    metrics::describe_histogram!(
+        "logcanary_mq_batch_size",
+        "Deliveries handed to the handler in one batch."
+    );
+    metrics::describe_histogram!(
+        "logcanary_mq_processing_seconds",
+        Unit::Seconds,
+        "Handler time for one batch of deliveries."
+    );
+    metrics::describe_histogram!(
+        "logcanary_queue_latency_seconds",
+        Unit::Seconds,
+        "Enqueue to done for a task, by queue (retries included)."
+    );
 }
 
 /// A running admin server; dropping it does not stop it, call [`AdminServer::stop`].

@@ -17,6 +17,7 @@ pub mod periodic;
 pub mod relay;
 pub mod retention;
 pub mod schema;
+pub mod stats;
 pub mod tasks;
 pub mod templates;
 
@@ -99,8 +100,12 @@ impl Db {
         .map_err(|_| DbError::Join)?
     }
 
-    /// Readiness: can we get a connection and run a trivial query?
+    /// Readiness: can we get a connection and run a trivial query? Also refreshes the pool
+    /// gauges, so every binary's readiness probe keeps them current.
     pub async fn ping(&self) -> Result<(), DbError> {
+        let (open, idle) = self.pool_state();
+        metrics::gauge!("logcanary_db_pool_connections").set(f64::from(open));
+        metrics::gauge!("logcanary_db_pool_idle_connections").set(f64::from(idle));
         self.run(|conn| {
             use diesel::RunQueryDsl;
             diesel::sql_query("SELECT 1").execute(conn)?;

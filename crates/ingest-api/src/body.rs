@@ -75,7 +75,7 @@ pub fn check_read_access(req: &HttpRequest, state: &AppState) -> Result<(), ApiE
     }
 }
 
-mod subtle_eq {
+pub(crate) mod subtle_eq {
     /// Constant-time equality for secrets of possibly different lengths.
     pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
         use sha2::{Digest, Sha256};

@@ -17,3 +17,4 @@ pub mod routes;
 pub mod startup;
 pub mod templates;
 pub mod validation;
+pub mod web;

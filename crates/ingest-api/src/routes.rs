@@ -34,7 +34,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(crate::templates::configure)
     .configure(crate::alerts::configure)
     .configure(crate::periodic::configure)
-    .configure(crate::patterns::configure);
+    .configure(crate::patterns::configure)
+    .configure(crate::web::configure);
 }
 
 pub(crate) fn resource(path: &str) -> actix_web::Resource {

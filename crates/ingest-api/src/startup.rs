@@ -91,9 +91,6 @@ impl Application {
             let publisher = readiness_pub.clone();
             Box::pin(async move {
                 let database = db.ping().await.map_err(|e| e.to_string());
-                let (open, idle) = db.pool_state();
-                metrics::gauge!("logcanary_db_pool_connections").set(open as f64);
-                metrics::gauge!("logcanary_db_pool_idle_connections").set(idle as f64);
                 metrics::gauge!("logcanary_amqp_connected").set(
                     if publisher.is_connected().await {
                         1.0

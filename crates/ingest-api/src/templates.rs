@@ -80,11 +80,70 @@ pub struct FeedbackOut {
     template: TemplateOut,
 }
 
+/// Which template an operator labels.
+#[derive(Clone, Copy)]
+pub(crate) enum FeedbackTarget {
+    /// The template of an analysed entry (`POST /api/logs/{id}/feedback/`).
+    Entry(i64),
+    /// A template by its id (the dashboard's buttons, `POST /api/ui/feedback/...`).
+    Template(i64),
+}
+
 /// What the feedback lookup found.
 enum Labelled {
     NoEntry,
     NotAnalysed,
+    NoTemplate,
     Done(TemplateRow),
+}
+
+/// Stores `label` on the target's template: the one feedback path behind both the signed
+/// API and the dashboard. Errors: 404 for an unknown entry or template, 409 for an entry
+/// not analysed yet.
+pub(crate) async fn apply_feedback(
+    state: &AppState,
+    target: FeedbackTarget,
+    label: &'static str,
+) -> Result<TemplateRow, ApiError> {
+    let entry_id = match target {
+        FeedbackTarget::Entry(id) => Some(id),
+        FeedbackTarget::Template(_) => None,
+    };
+    let outcome = state
+        .db
+        .run(move |c| {
+            let template_id = match target {
+                FeedbackTarget::Template(t) => t,
+                FeedbackTarget::Entry(id) => {
+                    let Some((entry, _)) = db::entries::get_with_status(c, id)? else {
+                        return Ok(Labelled::NoEntry);
+                    };
+                    let Some(t) = entry.template_id else {
+                        return Ok(Labelled::NotAnalysed);
+                    };
+                    t
+                }
+            };
+            Ok(match db::templates::set_label(c, template_id, label)? {
+                Some(row) => Labelled::Done(row),
+                None if entry_id.is_some() => Labelled::NotAnalysed,
+                None => Labelled::NoTemplate,
+            })
+        })
+        .await?;
+    match outcome {
+        Labelled::NoEntry => Err(ApiError::NotFound("No log entry with this id.".into())),
+        Labelled::NoTemplate => Err(ApiError::NotFound("No template with this id.".into())),
+        Labelled::NotAnalysed => Err(ApiError::Conflict(format!(
+            "Log entry {} has not been analysed yet, so it has no message pattern to label; retry once its analysis has finished.",
+            entry_id.unwrap_or_default()
+        ))),
+        Labelled::Done(row) => {
+            tracing::info!(log_entry_id = entry_id, template_id = row.id, label, "Template labelled by an operator.");
+            metrics::counter!("logcanary_feedback_total", "label" => label).increment(1);
+            Ok(row)
+        }
+    }
 }
 
 /// Label the template of an analysed entry; later lines of that template (and of close
@@ -102,38 +161,15 @@ pub async fn feedback(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let value = signed_json(&req, payload, &state).await?;
-    let not_found = || ApiError::NotFound("No log entry with this id.".into());
-    let id: i64 = path.parse().map_err(|_| not_found())?;
+    let id: i64 = path
+        .parse()
+        .map_err(|_| ApiError::NotFound("No log entry with this id.".into()))?;
     let label = validation::feedback_label(&value)?;
-    let outcome = state
-        .db
-        .run(move |c| {
-            let Some((entry, _)) = db::entries::get_with_status(c, id)? else {
-                return Ok(Labelled::NoEntry);
-            };
-            let Some(template_id) = entry.template_id else {
-                return Ok(Labelled::NotAnalysed);
-            };
-            Ok(match db::templates::set_label(c, template_id, label)? {
-                Some(row) => Labelled::Done(row),
-                None => Labelled::NotAnalysed,
-            })
-        })
-        .await?;
-    match outcome {
-        Labelled::NoEntry => Err(not_found()),
-        Labelled::NotAnalysed => Err(ApiError::Conflict(format!(
-            "Log entry {id} has not been analysed yet, so it has no message pattern to label; retry once its analysis has finished."
-        ))),
-        Labelled::Done(row) => {
-            tracing::info!(log_entry_id = id, template_id = row.id, label, "Template labelled by an operator.");
-            metrics::counter!("logcanary_feedback_total", "label" => label).increment(1);
-            Ok(HttpResponse::Ok().json(FeedbackOut {
-                log_entry_id: id,
-                template: row.into(),
-            }))
-        }
-    }
+    let row = apply_feedback(&state, FeedbackTarget::Entry(id), label).await?;
+    Ok(HttpResponse::Ok().json(FeedbackOut {
+        log_entry_id: id,
+        template: row.into(),
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]

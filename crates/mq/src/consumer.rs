@@ -582,6 +582,7 @@ async fn settle<H: Handler>(shared: &Shared<H>, delivery: &Delivery, outcome: Ou
             Outcome::Done => {
                 if ack(delivery).await {
                     count(delivery, "done");
+                    record_queue_latency(delivery);
                     debug!(queue = %delivery.queue, "Task done.");
                 }
             }
@@ -721,6 +722,18 @@ async fn requeue(delivery: &Delivery) {
     if let Err(error) = nack.await {
         warn!(%error, queue = %delivery.queue, "Nack failed; the broker will redeliver.");
     }
+}
+
+/// Enqueue -> done, from the AMQP `timestamp` of the first publish (whole seconds; kept
+/// across retries), so the histogram includes queue wait and retries, not only handling.
+fn record_queue_latency(delivery: &Delivery) {
+    let Some(sent) = delivery.properties.timestamp() else {
+        return;
+    };
+    #[allow(clippy::cast_precision_loss)] // epoch seconds fit an f64 exactly
+    let waited = (chrono::Utc::now().timestamp_millis() as f64 / 1000.0 - *sent as f64).max(0.0);
+    metrics::histogram!("logcanary_queue_latency_seconds", "queue" => delivery.queue.clone())
+        .record(waited);
 }
 
 fn count(delivery: &Delivery, outcome: &'static str) {

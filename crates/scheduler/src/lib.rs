@@ -259,11 +259,17 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let lock = LeaderLock::new(&settings.service.database_url, LEADER_LOCK_KEY);
 
     let readiness_db = db.clone();
+    let readiness_pub = scheduler.publisher.clone();
     let readiness: ReadinessFn = Arc::new(move || {
         let db = readiness_db.clone();
+        let publisher = readiness_pub.clone();
         // A standby is ready too (it is waiting by design); the broker is not required,
         // fired tasks wait in the outbox.
-        Box::pin(async move { vec![("database", db.ping().await.map_err(|e| e.to_string()))] })
+        Box::pin(async move {
+            let connected = publisher.is_connected();
+            metrics::gauge!("logcanary_amqp_connected").set(if connected { 1.0 } else { 0.0 });
+            vec![("database", db.ping().await.map_err(|e| e.to_string()))]
+        })
     });
     let admin = AdminServer::start(settings.admin_addr, readiness).with_context(|| {
         format!(

@@ -1,0 +1,195 @@
+//! The web dashboard at `/`: one HTML page, its script and stylesheet, embedded in the
+//! binary (no CDN, works offline), plus the two small endpoints only the page uses.
+//!
+//! - `GET /`, `GET /ui/app.js`, `GET /ui/app.css`: the page. It reads the open JSON APIs
+//!   (`/api/dashboard/`, `/api/logs/`, `/api/templates/`, `/api/patterns/`,
+//!   `/api/alerts/`, `/api/stats/queues/`) and polls them every few seconds.
+//! - `GET /api/stats/queues/`: task rows counted by queue, task name and state (what
+//!   Flower showed), read access like every other read.
+//! - `POST /api/ui/feedback/templates/{id}/` and `POST /api/ui/feedback/logs/{id}/` with
+//!   `{"label": "normal" | "anomaly"}`: the page's "mark normal / mark anomaly" buttons.
+//!
+//! The page never sees the HMAC secret. Feedback from the page is authorised by an
+//! operator token, `LOGCANARY_DASHBOARD_TOKEN`, which the operator types into the page
+//! once (kept in the browser's `localStorage`) and which is sent as
+//! `Authorization: Bearer <token>`, compared in constant time. Without the variable these
+//! two endpoints answer `403` and the page stays read-only. The JSON content type and the
+//! `Authorization` header make a cross-site form post impossible without a CORS
+//! preflight, which this server never grants. The label is stored by the same code as
+//! the signed `POST /api/logs/{id}/feedback/` ([`crate::templates::apply_feedback`]).
+
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use crate::{
+    body::{check_read_access, subtle_eq::ct_eq},
+    errors::ApiError,
+    routes::resource,
+    startup::AppState,
+    templates::{apply_feedback, FeedbackTarget, TemplateOut},
+    validation,
+};
+
+/// The environment variable holding the operator token for the page's feedback buttons.
+pub const DASHBOARD_TOKEN_ENV: &str = "LOGCANARY_DASHBOARD_TOKEN";
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const APP_JS: &str = include_str!("../assets/app.js");
+const APP_CSS: &str = include_str!("../assets/app.css");
+
+/// The operator token, read from [`DASHBOARD_TOKEN_ENV`] when the routes are registered;
+/// `None` (unset or empty) turns page feedback off.
+struct DashboardToken(Option<String>);
+
+/// Registers the page, its assets and its endpoints.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let token = std::env::var(DASHBOARD_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    cfg.app_data(web::Data::new(DashboardToken(token)))
+        .service(resource("/").route(web::get().to(index)))
+        .service(resource("/ui/app.js").route(web::get().to(app_js)))
+        .service(resource("/ui/app.css").route(web::get().to(app_css)))
+        .service(resource("/api/stats/queues/").route(web::get().to(queue_stats)))
+        .service(
+            resource("/api/ui/feedback/templates/{id}/").route(web::post().to(template_feedback)),
+        )
+        .service(resource("/api/ui/feedback/logs/{id}/").route(web::post().to(entry_feedback)));
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        // The page only loads its own files and talks to its own origin.
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(body)
+}
+
+async fn index() -> HttpResponse {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn app_js() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn app_css() -> HttpResponse {
+    asset("text/css; charset=utf-8", APP_CSS)
+}
+
+#[derive(Serialize)]
+struct TaskCountOut {
+    queue: String,
+    task_name: String,
+    status: String,
+    count: i64,
+}
+
+#[derive(Serialize)]
+struct QueueStatsOut {
+    /// Task rows by queue, name and state, sorted.
+    tasks: Vec<TaskCountOut>,
+}
+
+/// `GET /api/stats/queues/`: task rows counted by queue, task name and state.
+async fn queue_stats(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_read_access(&req, &state)?;
+    let rows = state.db.run(db::stats::task_counts).await?;
+    Ok(HttpResponse::Ok().json(QueueStatsOut {
+        tasks: rows
+            .into_iter()
+            .map(|r| TaskCountOut {
+                queue: r.queue,
+                task_name: r.task_name,
+                status: r.status,
+                count: r.count,
+            })
+            .collect(),
+    }))
+}
+
+/// The answer while page feedback is off (no token configured).
+fn feedback_off() -> HttpResponse {
+    HttpResponse::Forbidden().json(serde_json::json!({"detail": format!(
+        "Feedback from the dashboard is off; set {DASHBOARD_TOKEN_ENV} on ingest-api to turn it on."
+    )}))
+}
+
+/// Checks the operator token (401 when missing or wrong).
+fn check_token(req: &HttpRequest, expected: &str) -> Result<(), ApiError> {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if ct_eq(given.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "The dashboard token is missing or wrong.".into(),
+        ))
+    }
+}
+
+/// Token first, then content type, then the body's `label`.
+fn feedback_label(req: &HttpRequest, token: &str, body: &[u8]) -> Result<&'static str, ApiError> {
+    check_token(req, token)?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "Unsupported media type \"{content_type}\" in request; use application/json."
+        )));
+    }
+    validation::feedback_label(&validation::parse_json(body)?)
+}
+
+fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("No {what} with this id.")))
+}
+
+async fn template_feedback(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    token: web::Data<DashboardToken>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(token) = &token.0 else {
+        return Ok(feedback_off());
+    };
+    let label = feedback_label(&req, token, &body)?;
+    let id = parse_id(&path, "template")?;
+    let row = apply_feedback(&state, FeedbackTarget::Template(id), label).await?;
+    Ok(HttpResponse::Ok().json(TemplateOut::from(row)))
+}
+
+async fn entry_feedback(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    token: web::Data<DashboardToken>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(token) = &token.0 else {
+        return Ok(feedback_off());
+    };
+    let label = feedback_label(&req, token, &body)?;
+    let id = parse_id(&path, "log entry")?;
+    let row = apply_feedback(&state, FeedbackTarget::Entry(id), label).await?;
+    Ok(HttpResponse::Ok().json(TemplateOut::from(row)))
+}
