@@ -46,27 +46,8 @@ pub struct Settings {
     )]
     pub batch_wait_ms: u64,
 
-    /// Attempts before a failing task is dead-lettered and marked FAILURE.
-    #[arg(long, env = "LOGCANARY_MAX_ATTEMPTS", value_name = "LOGCANARY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub max_attempts: u32,
-
-    /// First retry delay in milliseconds; doubles per attempt.
-    #[arg(
-        long,
-        env = "LOGCANARY_RETRY_BASE_MS",
-        value_name = "LOGCANARY_RETRY_BASE_MS",
-        default_value_t = 1000
-    )]
-    pub retry_base_ms: u64,
-
-    /// Longest retry delay in milliseconds.
-    #[arg(
-        long,
-        env = "LOGCANARY_RETRY_MAX_MS",
-        value_name = "LOGCANARY_RETRY_MAX_MS",
-        default_value_t = 60_000
-    )]
-    pub retry_max_ms: u64,
+    #[command(flatten)]
+    pub retry: common::config::RetryArgs,
 
     /// Score at or above which an entry is flagged anomalous (0..=1); the detector's
     /// default when unset.
@@ -137,9 +118,9 @@ impl Settings {
             concurrency: self.concurrency as usize,
             batch_max: self.batch_max as usize,
             batch_wait: Duration::from_millis(self.batch_wait_ms),
-            max_attempts: self.max_attempts,
-            retry_base_delay: Duration::from_millis(self.retry_base_ms),
-            retry_max_delay: Duration::from_millis(self.retry_max_ms),
+            max_attempts: self.retry.max_attempts,
+            retry_base_delay: self.retry.base_delay(),
+            retry_max_delay: self.retry.max_delay(),
             connection_name: "analysis-worker".into(),
             ..mq::ConsumerConfig::default()
         }

@@ -51,6 +51,43 @@ pub struct ServiceArgs {
     pub log_format: Option<crate::telemetry::LogFormat>,
 }
 
+/// How a worker retries a task that failed with a transient error, shared by every
+/// consumer binary (the broker holds the message between attempts).
+#[derive(clap::Args, Clone, Debug)]
+pub struct RetryArgs {
+    /// Attempts before a failing task is dead-lettered and marked FAILURE.
+    #[arg(long, env = "LOGCANARY_MAX_ATTEMPTS", value_name = "LOGCANARY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+
+    /// First retry delay in milliseconds; doubles per attempt.
+    #[arg(
+        long,
+        env = "LOGCANARY_RETRY_BASE_MS",
+        value_name = "LOGCANARY_RETRY_BASE_MS",
+        default_value_t = 1000
+    )]
+    pub retry_base_ms: u64,
+
+    /// Longest retry delay in milliseconds.
+    #[arg(
+        long,
+        env = "LOGCANARY_RETRY_MAX_MS",
+        value_name = "LOGCANARY_RETRY_MAX_MS",
+        default_value_t = 60_000
+    )]
+    pub retry_max_ms: u64,
+}
+
+impl RetryArgs {
+    pub fn base_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.retry_base_ms)
+    }
+
+    pub fn max_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.retry_max_ms)
+    }
+}
+
 /// Parses a listen address; a bare `:port` means every interface (`0.0.0.0:port`).
 pub fn parse_listen_addr(raw: &str) -> Result<SocketAddr, String> {
     let full = if raw.starts_with(':') {

@@ -135,28 +135,8 @@ pub struct Settings {
     #[arg(long, env = "LOGCANARY_DELIVERY_TIMEOUT_MS", value_name = "LOGCANARY_DELIVERY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub delivery_timeout_ms: u64,
 
-    /// Attempts of a task that fails before delivery (database down) before it is
-    /// dead-lettered.
-    #[arg(long, env = "LOGCANARY_MAX_ATTEMPTS", value_name = "LOGCANARY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub max_attempts: u32,
-
-    /// First retry delay of such a task in milliseconds; doubles per attempt.
-    #[arg(
-        long,
-        env = "LOGCANARY_RETRY_BASE_MS",
-        value_name = "LOGCANARY_RETRY_BASE_MS",
-        default_value_t = 1000
-    )]
-    pub retry_base_ms: u64,
-
-    /// Longest retry delay of such a task in milliseconds.
-    #[arg(
-        long,
-        env = "LOGCANARY_RETRY_MAX_MS",
-        value_name = "LOGCANARY_RETRY_MAX_MS",
-        default_value_t = 60_000
-    )]
-    pub retry_max_ms: u64,
+    #[command(flatten)]
+    pub retry: common::config::RetryArgs,
 }
 
 fn parse_queue(raw: &str) -> Result<String, String> {
@@ -267,9 +247,9 @@ impl Settings {
             concurrency: self.concurrency as usize,
             batch_max: self.batch_max as usize,
             batch_wait: Duration::from_millis(self.group_window_ms),
-            max_attempts: self.max_attempts,
-            retry_base_delay: Duration::from_millis(self.retry_base_ms),
-            retry_max_delay: Duration::from_millis(self.retry_max_ms),
+            max_attempts: self.retry.max_attempts,
+            retry_base_delay: self.retry.base_delay(),
+            retry_max_delay: self.retry.max_delay(),
             connection_name: "notifier".into(),
             ..mq::ConsumerConfig::default()
         }
