@@ -49,6 +49,48 @@ pub struct Settings {
     #[command(flatten)]
     pub retry: common::config::RetryArgs,
 
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+}
+
+fn parse_queue(raw: &str) -> Result<String, String> {
+    let q = raw.trim();
+    const HANDLED: [&str; 3] = [
+        contracts::queues::ANALYSIS,
+        contracts::queues::BATCH_PROCESSING,
+        contracts::queues::MAINTENANCE,
+    ];
+    if HANDLED.contains(&q) {
+        Ok(q.to_owned())
+    } else {
+        Err(format!(
+            "analysis-worker consumes {}; got {q:?}",
+            HANDLED.join(", ")
+        ))
+    }
+}
+
+impl Settings {
+    pub fn consumer_config(&self) -> mq::ConsumerConfig {
+        mq::ConsumerConfig {
+            queues: self.queues.clone(),
+            prefetch: self.prefetch,
+            concurrency: self.concurrency as usize,
+            batch_max: self.batch_max as usize,
+            batch_wait: Duration::from_millis(self.batch_wait_ms),
+            max_attempts: self.retry.max_attempts,
+            retry_base_delay: self.retry.base_delay(),
+            retry_max_delay: self.retry.max_delay(),
+            connection_name: "analysis-worker".into(),
+            ..mq::ConsumerConfig::default()
+        }
+    }
+}
+
+/// Detector settings shared by every worker that scores (analysis-worker and
+/// realtime-worker flatten this, so both read the same variables with the same defaults).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ScoringArgs {
     /// Score at or above which an entry is flagged anomalous (0..=1); the detector's
     /// default when unset.
     #[arg(long, env = "LOGCANARY_ANOMALY_THRESHOLD", value_name = "LOGCANARY_ANOMALY_THRESHOLD", value_parser = parse_unit)]
@@ -74,31 +116,7 @@ pub struct Settings {
     pub template_refresh_ms: u64,
 }
 
-fn parse_queue(raw: &str) -> Result<String, String> {
-    let q = raw.trim();
-    const HANDLED: [&str; 3] = [
-        contracts::queues::ANALYSIS,
-        contracts::queues::BATCH_PROCESSING,
-        contracts::queues::MAINTENANCE,
-    ];
-    if HANDLED.contains(&q) {
-        Ok(q.to_owned())
-    } else {
-        Err(format!(
-            "analysis-worker consumes {}; got {q:?}",
-            HANDLED.join(", ")
-        ))
-    }
-}
-
-fn parse_unit(raw: &str) -> Result<f64, String> {
-    match raw.parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("expected a number from 0 to 1, got {raw:?}")),
-    }
-}
-
-impl Settings {
+impl ScoringArgs {
     /// The detector's configuration: its defaults with this worker's overrides.
     pub fn scorer_config(&self) -> detector::scorer::ScorerConfig {
         let defaults = detector::scorer::ScorerConfig::default();
@@ -111,18 +129,14 @@ impl Settings {
         }
     }
 
-    pub fn consumer_config(&self) -> mq::ConsumerConfig {
-        mq::ConsumerConfig {
-            queues: self.queues.clone(),
-            prefetch: self.prefetch,
-            concurrency: self.concurrency as usize,
-            batch_max: self.batch_max as usize,
-            batch_wait: Duration::from_millis(self.batch_wait_ms),
-            max_attempts: self.retry.max_attempts,
-            retry_base_delay: self.retry.base_delay(),
-            retry_max_delay: self.retry.max_delay(),
-            connection_name: "analysis-worker".into(),
-            ..mq::ConsumerConfig::default()
-        }
+    pub fn template_refresh(&self) -> Duration {
+        Duration::from_millis(self.template_refresh_ms)
+    }
+}
+
+fn parse_unit(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a number from 0 to 1, got {raw:?}")),
     }
 }

@@ -161,8 +161,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let scoring = start_scoring(
         ScoringSetup {
             service: settings.service.clone(),
-            scorer: settings.scorer_config(),
-            template_refresh: Duration::from_millis(settings.template_refresh_ms),
+            scorer: settings.scoring.scorer_config(),
+            template_refresh: settings.scoring.template_refresh(),
             patterns: settings.patterns.clone(),
         },
         &shutdown,

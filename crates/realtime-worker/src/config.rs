@@ -52,28 +52,8 @@ pub struct Settings {
     #[command(flatten)]
     pub retry: common::config::RetryArgs,
 
-    /// Score at or above which an entry is flagged anomalous (0..=1); the detector's
-    /// default when unset.
-    #[arg(long, env = "LOGCANARY_ANOMALY_THRESHOLD", value_name = "LOGCANARY_ANOMALY_THRESHOLD", value_parser = parse_unit)]
-    pub anomaly_threshold: Option<f64>,
-
-    /// Lines the detector learns from before it flags anything (shared through the
-    /// `templates` table); the detector's default when unset.
-    #[arg(
-        long,
-        env = "LOGCANARY_WARMUP_LINES",
-        value_name = "LOGCANARY_WARMUP_LINES"
-    )]
-    pub warmup_lines: Option<u64>,
-
-    /// How stale this replica's copy of the shared templates may get, in milliseconds.
-    #[arg(
-        long,
-        env = "LOGCANARY_TEMPLATE_REFRESH_MS",
-        value_name = "LOGCANARY_TEMPLATE_REFRESH_MS",
-        default_value_t = 5000
-    )]
-    pub template_refresh_ms: u64,
+    #[command(flatten)]
+    pub scoring: analysis_worker::config::ScoringArgs,
 
     /// Past buckets (of LOGCANARY_PATTERN_BUCKET_SECS) each source's spike baseline keeps
     /// in memory.
@@ -93,26 +73,7 @@ fn parse_queue(raw: &str) -> Result<String, String> {
     }
 }
 
-fn parse_unit(raw: &str) -> Result<f64, String> {
-    match raw.parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("expected a number from 0 to 1, got {raw:?}")),
-    }
-}
-
 impl Settings {
-    /// The detector's configuration: its defaults with this worker's overrides.
-    pub fn scorer_config(&self) -> detector::scorer::ScorerConfig {
-        let defaults = detector::scorer::ScorerConfig::default();
-        detector::scorer::ScorerConfig {
-            threshold: self
-                .anomaly_threshold
-                .map_or(defaults.threshold, |t| t as f32),
-            warmup_lines: self.warmup_lines.unwrap_or(defaults.warmup_lines),
-            ..defaults
-        }
-    }
-
     pub fn consumer_config(&self) -> mq::ConsumerConfig {
         mq::ConsumerConfig {
             queues: self.queues.clone(),
