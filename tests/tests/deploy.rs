@@ -1,7 +1,8 @@
 //! Static checks of `deploy/`: nothing here can run on a cluster or a Docker engine, so the
-//! manifests are rendered and validated instead. Needs `kubectl` (for `kubectl kustomize`),
-//! `promtool` and the validators venv that `make setup` installs
-//! (`scripts/fetch-validators.sh`).
+//! manifests are rendered and validated instead. Needs `kubectl` on PATH (kustomize v5),
+//! `promtool`, and what `make setup` fetches into `.cache/` (`scripts/fetch-validators.sh`):
+//! Debian's kubectl 1.20 (kustomize v2.0.3, which the overlays must render with too) and
+//! the validators venv that `kubernetes-validate` and `scripts/validate-crds.py` run in.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -10,7 +11,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Every binary, its admin port (the `LOGCANARY_ADMIN_ADDR` defaults) and whether it scores
 /// (links ONNX Runtime and needs the model).
@@ -24,11 +25,25 @@ const BINARIES: &[(&str, u16, bool)] = &[
 
 const OVERLAYS: &[&str] = &["dev", "prod"];
 
-/// Custom resources kubernetes-validate has no schema for, and the schema we check them with.
-const CRD_SCHEMAS: &[(&str, &str)] = &[
-    ("ScaledObject", "scaledobject.json"),
-    ("TriggerAuthentication", "triggerauthentication.json"),
-    ("PodMonitor", "podmonitor.json"),
+/// Kinds kubernetes-validate checks (the Kubernetes OpenAPI schemas).
+const BUILTIN_KINDS: &[&str] = &[
+    "Namespace",
+    "ConfigMap",
+    "Secret",
+    "Service",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "Job",
+];
+
+/// Custom resources kubernetes-validate has no schema for: `scripts/validate-crds.py` checks
+/// them against strict schemas generated from the KEDA and Prometheus Operator CRDs.
+const CUSTOM_KINDS: &[&str] = &[
+    "ScaledObject",
+    "TriggerAuthentication",
+    "PodMonitor",
+    "ServiceMonitor",
 ];
 
 /// Seconds a pod needs after SIGTERM at most: ingest-api's HTTP shutdown timeout (read from
@@ -52,7 +67,9 @@ fn venv_bin(tool: &str) -> PathBuf {
     path
 }
 
-fn run(cmd: &mut Command, input: Option<&[u8]>) -> String {
+/// Runs `cmd` with `input` on stdin: its stdout when it succeeds, else its status, stdout and
+/// stderr.
+fn try_run(cmd: &mut Command, input: Option<&[u8]>) -> Result<String, String> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -66,21 +83,83 @@ fn run(cmd: &mut Command, input: Option<&[u8]>) -> String {
     drop(stdin);
     let out = child.wait_with_output().expect("waiting for the command");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn run(cmd: &mut Command, input: Option<&[u8]>) -> String {
+    try_run(cmd, input).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A kubectl binary that renders the overlays (`kubectl kustomize`).
+struct Kubectl {
+    what: &'static str,
+    path: PathBuf,
+}
+
+impl Kubectl {
+    /// The one on PATH (kustomize v5 on a current kubectl).
+    fn on_path() -> Self {
+        Self {
+            what: "kubectl on PATH",
+            path: PathBuf::from("kubectl"),
+        }
+    }
+
+    /// Debian bookworm's kubernetes-client (kubectl 1.20, kustomize v2.0.3), the one
+    /// `scripts/services.sh` installs when a machine has no kubectl.
+    fn debian() -> Self {
+        let path = root().join(".cache/kubectl-debian/kubectl");
+        assert!(
+            path.exists(),
+            "{} is missing: run `make setup` (scripts/fetch-validators.sh)",
+            path.display()
+        );
+        Self {
+            what: "Debian's kubectl (.cache/kubectl-debian)",
+            path,
+        }
+    }
+
+    /// The client version, e.g. `v1.32.4` (from `kubectl version --client`; kubectl 1.20
+    /// prints a Go struct with a `GitVersion` field).
+    fn version(&self) -> String {
+        let out = run(Command::new(&self.path).args(["version", "--client"]), None);
+        let line = out.lines().next().unwrap_or_default().trim();
+        line.split("GitVersion:\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .or_else(|| line.strip_prefix("Client Version: "))
+            .unwrap_or(line)
+            .to_owned()
+    }
+
+    fn kustomize(&self, overlay: &str) -> String {
+        try_run(
+            Command::new(&self.path)
+                .arg("kustomize")
+                .arg(root().join("deploy/k8s/overlays").join(overlay)),
+            None,
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "overlays/{overlay} does not render with {} ({}):\n{e}",
+                self.what,
+                self.version()
+            )
+        })
+    }
 }
 
 fn render(overlay: &str) -> String {
-    run(
-        Command::new("kubectl")
-            .arg("kustomize")
-            .arg(root().join("deploy/k8s/overlays").join(overlay)),
-        None,
-    )
+    Kubectl::on_path().kustomize(overlay)
 }
 
 /// The rendered YAML as JSON objects (PyYAML from the validators venv).
@@ -101,6 +180,36 @@ fn of_kind<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 fn name(o: &Value) -> &str {
     o["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+fn kind(o: &Value) -> &str {
+    o["kind"].as_str().unwrap_or_default()
+}
+
+/// Rendered objects by `Kind namespace/name`, each once.
+fn by_identity(objs: Vec<Value>, what: &str) -> BTreeMap<String, Value> {
+    let mut map = BTreeMap::new();
+    for o in objs {
+        let id = format!(
+            "{} {}/{}",
+            kind(&o),
+            o["metadata"]["namespace"].as_str().unwrap_or_default(),
+            name(&o)
+        );
+        assert!(!map.contains_key(&id), "{what} renders {id} more than once");
+        map.insert(id, o);
+    }
+    map
+}
+
+/// Runs `scripts/validate-crds.py` on `objs`: its report (an `ok KIND NAME` line per
+/// object) when every one passes its strict schema, else the `FAIL` lines.
+fn validate_custom_resources(objs: &[&Value]) -> Result<String, String> {
+    let docs = serde_json::to_string(objs).expect("json");
+    try_run(
+        Command::new(venv_bin("python")).arg(root().join("scripts/validate-crds.py")),
+        Some(docs.as_bytes()),
+    )
 }
 
 /// Every Rust source file of the binaries' crates, concatenated: the env names and metric
@@ -152,44 +261,211 @@ fn every_overlay_renders_and_validates_against_the_schemas() {
             "{overlay}: kubernetes-validate reported:\n{report}"
         );
 
-        // Custom resources: our schemas, written from the projects' documented fields.
+        // Custom resources: strict schemas generated from the upstream CRDs.
         let objs = objects(&yaml);
-        let known: BTreeSet<&str> = CRD_SCHEMAS.iter().map(|(k, _)| *k).collect();
-        let builtin_ok = [
-            "Namespace",
-            "ConfigMap",
-            "Secret",
-            "Service",
-            "Deployment",
-            "HorizontalPodAutoscaler",
-            "PodDisruptionBudget",
-            "Job",
-        ];
         for o in &objs {
-            let kind = o["kind"].as_str().unwrap_or_default();
             assert!(
-                known.contains(kind) || builtin_ok.contains(&kind),
-                "{overlay}: {kind} {} has no schema check",
+                CUSTOM_KINDS.contains(&kind(o)) || BUILTIN_KINDS.contains(&kind(o)),
+                "{overlay}: {} {} has no schema check",
+                kind(o),
                 name(o)
             );
         }
-        for (kind, schema) in CRD_SCHEMAS {
-            let of: Vec<&Value> = of_kind(&objs, kind);
-            assert!(!of.is_empty(), "{overlay}: no {kind} rendered");
-            let schema = root().join("deploy/k8s/schemas").join(schema);
-            let docs = serde_json::to_string(&of).expect("json");
-            run(
-                Command::new(venv_bin("python"))
-                    .args([
-                        "-c",
-                        "import json, sys, jsonschema\n\
-                         schema = json.load(open(sys.argv[1]))\n\
-                         for doc in json.load(sys.stdin):\n    \
-                             jsonschema.validate(doc, schema)",
-                    ])
-                    .arg(&schema),
-                Some(docs.as_bytes()),
+        for expected in ["ScaledObject", "TriggerAuthentication", "PodMonitor"] {
+            assert!(
+                !of_kind(&objs, expected).is_empty(),
+                "{overlay}: no {expected} rendered"
             );
+        }
+        let custom: Vec<&Value> = objs
+            .iter()
+            .filter(|o| CUSTOM_KINDS.contains(&kind(o)))
+            .collect();
+        let report = validate_custom_resources(&custom)
+            .unwrap_or_else(|e| panic!("{overlay}: custom resources fail their CRD schemas:\n{e}"));
+        for o in &custom {
+            let line = format!("ok {} {}", kind(o), name(o));
+            assert!(
+                report.lines().any(|l| l == line),
+                "{overlay}: {} {} was not validated:\n{report}",
+                kind(o),
+                name(o)
+            );
+        }
+    }
+}
+
+/// The overlays render with kustomize v5 (a current kubectl) and with kustomize v2.0.3
+/// (Debian bookworm's kubectl 1.20, which `make setup` installs on a machine without
+/// kubectl), to the same objects.
+#[test]
+fn every_overlay_renders_the_same_with_kustomize_v5_and_debians_v2() {
+    let (current, debian) = (Kubectl::on_path(), Kubectl::debian());
+    let (current_version, debian_version) = (current.version(), debian.version());
+    if current_version == debian_version {
+        eprintln!(
+            "note: the kubectl on PATH is Debian's too ({current_version}): kustomize v5 is not exercised"
+        );
+    }
+    for overlay in OVERLAYS {
+        let what_current = format!("{} ({current_version})", current.what);
+        let what_debian = format!("{} ({debian_version})", debian.what);
+        let a = by_identity(objects(&current.kustomize(overlay)), &what_current);
+        let b = by_identity(objects(&debian.kustomize(overlay)), &what_debian);
+        let only = |x: &BTreeMap<String, Value>, y: &BTreeMap<String, Value>| -> Vec<String> {
+            x.keys().filter(|k| !y.contains_key(*k)).cloned().collect()
+        };
+        assert!(
+            only(&a, &b).is_empty() && only(&b, &a).is_empty(),
+            "overlays/{overlay}: only {what_current} renders {:?}; only {what_debian} renders {:?}",
+            only(&a, &b),
+            only(&b, &a)
+        );
+        for (id, obj) in &a {
+            assert!(
+                *obj == b[id],
+                "overlays/{overlay}: {id} differs\n{what_current}:\n{}\n{what_debian}:\n{}",
+                serde_json::to_string_pretty(obj).expect("json"),
+                serde_json::to_string_pretty(&b[id]).expect("json")
+            );
+        }
+    }
+}
+
+/// The strict schemas bite: misspelt fields, wrong types and unknown kinds are rejected, for
+/// the reason given (so the check above cannot pass by checking nothing).
+#[test]
+fn the_custom_resource_check_rejects_unknown_fields_and_wrong_types() {
+    let scaled_object = json!({
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "analysis-worker", "labels": {"app.kubernetes.io/part-of": "logcanary"}},
+        "spec": {
+            "scaleTargetRef": {"name": "analysis-worker"},
+            "minReplicaCount": 1,
+            "maxReplicaCount": 10,
+            "triggers": [{
+                "type": "rabbitmq",
+                "metadata": {"queueName": "analysis", "mode": "QueueLength", "value": "100"},
+                "authenticationRef": {"name": "logcanary-rabbitmq"}
+            }]
+        }
+    });
+    let trigger_auth = json!({
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": {"name": "logcanary-rabbitmq"},
+        "spec": {"secretTargetRef": [{"parameter": "host", "name": "logcanary-secrets", "key": "host"}]}
+    });
+    let pod_monitor = json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": {"name": "logcanary"},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/part-of": "logcanary"}},
+            "podMetricsEndpoints": [{"port": "admin", "path": "/metrics", "interval": "30s"}]
+        }
+    });
+    let service_monitor = json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "ingest-api"},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "ingest-api"}},
+            "endpoints": [{"port": "admin", "path": "/metrics", "interval": "30s"}]
+        }
+    });
+    let valid = [
+        &scaled_object,
+        &trigger_auth,
+        &pod_monitor,
+        &service_monitor,
+    ];
+    validate_custom_resources(&valid)
+        .unwrap_or_else(|e| panic!("the valid custom resources are rejected:\n{e}"));
+
+    let edited = |base: &Value, edit: &dyn Fn(&mut Value)| {
+        let mut o = base.clone();
+        edit(&mut o);
+        o
+    };
+    let cases = [
+        (
+            "spec.minReplicas instead of minReplicaCount",
+            edited(&scaled_object, &|o| {
+                let spec = o["spec"].as_object_mut().expect("spec");
+                spec.remove("minReplicaCount");
+                spec.insert("minReplicas".into(), json!(1));
+            }),
+            "$.spec: Additional properties are not allowed ('minReplicas' was unexpected)",
+        ),
+        (
+            "maxReplicaCount as a string",
+            edited(&scaled_object, &|o| o["spec"]["maxReplicaCount"] = json!("10")),
+            "$.spec.maxReplicaCount: '10' is not of type 'integer'",
+        ),
+        (
+            "a trigger's metadata value as a number",
+            edited(&scaled_object, &|o| {
+                o["spec"]["triggers"][0]["metadata"]["value"] = json!(100)
+            }),
+            "$.spec.triggers[0].metadata.value: 100 is not of type 'string'",
+        ),
+        (
+            "a misspelt authenticationRef field",
+            edited(&scaled_object, &|o| {
+                o["spec"]["triggers"][0]["authenticationRef"] = json!({"nmae": "logcanary-rabbitmq"})
+            }),
+            "('nmae' was unexpected)",
+        ),
+        (
+            "scaleTargetRef without its name",
+            edited(&scaled_object, &|o| o["spec"]["scaleTargetRef"] = json!({})),
+            "$.spec.scaleTargetRef: 'name' is a required property",
+        ),
+        (
+            "a misspelt metadata field",
+            edited(&scaled_object, &|o| o["metadata"]["lables"] = json!({})),
+            "$.metadata: Additional properties are not allowed ('lables' was unexpected)",
+        ),
+        (
+            "another apiVersion",
+            edited(&scaled_object, &|o| o["apiVersion"] = json!("keda.sh/v1")),
+            "$.apiVersion: 'keda.sh/v1alpha1' was expected",
+        ),
+        (
+            "a misspelt secretTargetRef field",
+            edited(&trigger_auth, &|o| {
+                o["spec"]["secretTargetRef"][0] =
+                    json!({"paramter": "host", "name": "logcanary-secrets", "key": "host"})
+            }),
+            "('paramter' was unexpected)",
+        ),
+        (
+            "a misspelt podMetricsEndpoints field",
+            edited(&pod_monitor, &|o| {
+                o["spec"]["podMetricsEndpoints"][0]["intervall"] = json!("30s")
+            }),
+            "$.spec.podMetricsEndpoints[0]: Additional properties are not allowed ('intervall' was unexpected)",
+        ),
+        (
+            "a ServiceMonitor endpoint with a misspelt field",
+            edited(&service_monitor, &|o| o["spec"]["endpoints"][0]["prot"] = json!("admin")),
+            "$.spec.endpoints[0]: Additional properties are not allowed ('prot' was unexpected)",
+        ),
+        (
+            "a kind without a schema",
+            edited(&scaled_object, &|o| o["kind"] = json!("ScaledJob")),
+            "FAIL ScaledJob analysis-worker: no schema for this kind",
+        ),
+    ];
+    for (what, obj, reason) in &cases {
+        match validate_custom_resources(&[obj]) {
+            Ok(report) => panic!("{what}: accepted by scripts/validate-crds.py:\n{report}"),
+            Err(report) => assert!(
+                report.contains(reason),
+                "{what}: rejected, but not with `{reason}`:\n{report}"
+            ),
         }
     }
 }

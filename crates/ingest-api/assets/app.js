@@ -207,6 +207,17 @@ async function refresh() {
   if (queues) {
     fillTable("tasks", queues.tasks, (q) => el("tr", {}, el("td", {}, q.queue), el("td", {}, q.task_name.replace(/^logs\.tasks\./, "")),
       el("td", { class: `st-${q.status}` }, q.status), el("td", {}, String(q.count))), "No tasks yet.");
+    if (queues.queues) {
+      // A queue with messages and no consumer has no worker serving it; dead letters wait
+      // for an operator.
+      fillTable("broker", queues.queues, (q) => el("tr", { "data-queue": q.queue }, el("td", {}, q.queue),
+        el("td", { class: "num" }, String(q.ready)),
+        el("td", { class: q.consumers === 0 && q.ready > 0 ? "num bad" : "num", title: "consumers attached" }, String(q.consumers)),
+        el("td", { class: q.retrying > 0 ? "num warn" : "num" }, String(q.retrying)),
+        el("td", { class: q.dead_lettered > 0 ? "num bad" : "num" }, String(q.dead_lettered))), "No queues.");
+    } else {
+      fillTable("broker", [], null, `broker unavailable: ${queues.broker_error || "unknown error"}`);
+    }
     const sum = (pred) => queues.tasks.filter(pred).reduce((a, q) => a + q.count, 0);
     $("tasks-active").textContent = String(sum((q) => ["PENDING", "STARTED", "RETRY"].includes(q.status)));
     $("tasks-failed").textContent = String(sum((q) => q.status === "FAILURE"));

@@ -29,6 +29,7 @@ use crate::{patterns, routes, templates};
         crate::periodic::update_periodic_task,
         crate::periodic::delete_periodic_task,
         patterns::list_patterns,
+        crate::web::queue_stats,
     ),
     modifiers(&HmacScheme)
 )]

@@ -31,6 +31,8 @@ pub struct AppState {
     pub verifier: Verifier,
     pub max_body_bytes: usize,
     pub read_token: Option<String>,
+    /// Broker queue depths for the dashboard, read through the publisher's connection.
+    pub queue_depths: QueueDepths,
 }
 
 pub struct Application {
@@ -82,6 +84,7 @@ impl Application {
             verifier,
             max_body_bytes: settings.max_body_bytes,
             read_token: settings.read_token.clone(),
+            queue_depths: QueueDepths::new(publisher.clone()),
         });
 
         let readiness_db = db.clone();
@@ -264,6 +267,47 @@ impl LazyPublisher {
             .0
             .as_ref()
             .is_some_and(|p| p.is_connected())
+    }
+}
+
+/// How long one reading of the broker's queue depths is served before the broker is asked
+/// again: every open dashboard polls, and one reading costs 80 passive declares.
+const QUEUE_DEPTHS_TTL: Duration = Duration::from_secs(2);
+
+/// The broker's queue depths ([`mq::QueueDepth`]), read at most once per
+/// [`QUEUE_DEPTHS_TTL`] however many dashboards poll. An unreachable broker is an answer
+/// too (the error text), cached the same way.
+pub struct QueueDepths {
+    publisher: Arc<LazyPublisher>,
+    last: Mutex<Option<(Instant, DepthsReading)>>,
+}
+
+/// One reading of the broker: every queue's depth, or why the broker could not be asked.
+type DepthsReading = Result<Vec<mq::QueueDepth>, String>;
+
+impl QueueDepths {
+    pub fn new(publisher: Arc<LazyPublisher>) -> Self {
+        Self {
+            publisher,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The latest reading, taken now if the cached one is older than the TTL. Concurrent
+    /// callers wait for one reading instead of each asking the broker.
+    pub async fn read(&self) -> DepthsReading {
+        let mut last = self.last.lock().await;
+        if let Some((at, reading)) = last.as_ref() {
+            if at.elapsed() < QUEUE_DEPTHS_TTL {
+                return reading.clone();
+            }
+        }
+        let reading = match self.publisher.publisher().await {
+            Ok(p) => p.queue_depths().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        *last = Some((Instant::now(), reading.clone()));
+        reading
     }
 }
 

@@ -20,11 +20,12 @@
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::{
     body::{check_read_access, subtle_eq::ct_eq},
     errors::ApiError,
-    routes::resource,
+    routes::{resource, ErrorBody},
     startup::AppState,
     templates::{apply_feedback, FeedbackTarget, TemplateOut},
     validation,
@@ -82,29 +83,74 @@ async fn app_css() -> HttpResponse {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
-#[derive(Serialize)]
-struct TaskCountOut {
+/// Task rows of one queue, task name and state.
+#[derive(Serialize, ToSchema)]
+pub struct TaskCountOut {
     queue: String,
     task_name: String,
     status: String,
     count: i64,
 }
 
-#[derive(Serialize)]
-struct QueueStatsOut {
-    /// Task rows by queue, name and state, sorted.
-    tasks: Vec<TaskCountOut>,
+/// What one broker queue holds right now.
+#[derive(Serialize, ToSchema)]
+pub struct QueueDepthOut {
+    /// The logical queue: `analysis`, `batch_processing`, `real_time`, `notifications` or
+    /// `maintenance`.
+    queue: String,
+    /// Messages waiting for a worker (delivered-but-unacked ones are not counted).
+    ready: u32,
+    /// Consumers attached: 0 means no worker is serving this queue.
+    consumers: u32,
+    /// Messages waiting out a retry delay.
+    retrying: u32,
+    /// Messages in the dead-letter queue, waiting for an operator.
+    dead_lettered: u32,
 }
 
-/// `GET /api/stats/queues/`: task rows counted by queue, task name and state.
-async fn queue_stats(
+/// Task states from Postgres and queue depths from RabbitMQ: what Flower showed.
+#[derive(Serialize, ToSchema)]
+pub struct QueueStatsOut {
+    /// Task rows by queue, name and state, sorted.
+    tasks: Vec<TaskCountOut>,
+    /// Every broker queue's depth, or null with `broker_error` set when the broker cannot
+    /// be asked (the task states above still answer). Read at most every 2 s.
+    queues: Option<Vec<QueueDepthOut>>,
+    broker_error: Option<String>,
+}
+
+/// Task rows counted by queue, task name and state, and the broker's queue depths.
+#[utoipa::path(get, path = "/api/stats/queues/",
+    responses((status = 200, body = QueueStatsOut), (status = 401, body = ErrorBody)))]
+pub async fn queue_stats(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_read_access(&req, &state)?;
-    let rows = state.db.run(db::stats::task_counts).await?;
+    let (rows, depths) = futures::join!(
+        state.db.run(db::stats::task_counts),
+        state.queue_depths.read()
+    );
+    let (queues, broker_error) = match depths {
+        Ok(depths) => (
+            Some(
+                depths
+                    .into_iter()
+                    .map(|d| QueueDepthOut {
+                        queue: d.queue.to_owned(),
+                        ready: d.ready,
+                        consumers: d.consumers,
+                        retrying: d.retrying,
+                        dead_lettered: d.dead_lettered,
+                    })
+                    .collect(),
+            ),
+            None,
+        ),
+        Err(error) => (None, Some(error)),
+    };
     Ok(HttpResponse::Ok().json(QueueStatsOut {
-        tasks: rows
+        tasks: rows?
             .into_iter()
             .map(|r| TaskCountOut {
                 queue: r.queue,
@@ -113,6 +159,8 @@ async fn queue_stats(
                 count: r.count,
             })
             .collect(),
+        queues,
+        broker_error,
     }))
 }
 

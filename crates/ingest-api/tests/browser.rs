@@ -1,23 +1,28 @@
-//! The web dashboard in a real browser: Debian's `chromium`, headless, against the app
-//! started on port 0 with a database of its own and seeded through the real API.
+//! The web dashboard in a real browser: Debian's `chromium`, headless, driven over the
+//! DevTools protocol against the app started on port 0 with a database and broker queues
+//! of its own, seeded through the real API.
 //!
-//! Chromium renders the page (`--dump-dom` after `--virtual-time-budget`), the test checks
-//! that the seeded data shows in the charts and tables, performs the request the
-//! "mark normal" button makes (same path, token header and body), checks the page then
-//! shows the label, and saves `target/dashboard.png` for a person to look at.
+//! The test uses the page as an operator would: it checks that the seeded data shows in
+//! the charts and tables (broker queue depths included), clicks "mark normal" without a
+//! token, with a wrong one and with the right one typed into the token field, checks what
+//! the page says and what the API then stores, clicks through to an entry's detail panel,
+//! and saves `target/dashboard.png` for a person to look at.
 
 #[path = "api/helpers.rs"]
 #[allow(dead_code)] // shared with the API tests; this binary uses part of it
 mod helpers;
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+#[path = "browser/cdp.rs"]
+mod cdp;
 
+use std::path::PathBuf;
+
+use cdp::Browser;
 use chrono::Utc;
 use helpers::{entry, spawn_app, TestApp};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "browser-test-operator-token";
-const CHROMIUM: &str = "chromium";
 
 /// Posts an entry and writes what the analysis worker would: its template and score.
 async fn analysed(
@@ -82,54 +87,19 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
 }
 
-/// Runs headless Chromium on `url` with the given extra flags and returns its stdout.
-async fn chromium(url: &str, extra: &[&str]) -> String {
-    let profile = std::env::temp_dir().join(format!("logcanary-chromium-{}", uuid::Uuid::new_v4()));
-    let mut cmd = tokio::process::Command::new(CHROMIUM);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--virtual-time-budget=5000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(extra)
-    .arg(url)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    let child = cmd.spawn().unwrap_or_else(|e| {
-        panic!(
-            "cannot start `{CHROMIUM}` ({e}); the dashboard test needs Debian's chromium package: run `make setup` (or `apt-get install -y chromium`)"
-        )
-    });
-    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+/// The label the API reports for one template (`None` when unlabelled).
+async fn stored_label(app: &TestApp, template_id: i64) -> Option<String> {
+    let page: Value = app
+        .get("/api/templates/?limit=100")
         .await
-        .expect("chromium finished within 90 s")
-        .expect("chromium ran");
-    let _ = std::fs::remove_dir_all(&profile);
-    assert!(
-        out.status.success(),
-        "chromium failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The `<tr>` of the templates table for one template id.
-fn template_row(dom: &str, template_id: i64) -> &str {
-    let marker = format!("data-template-id=\"{template_id}\"");
-    let start = dom
-        .find(&marker)
-        .unwrap_or_else(|| panic!("template {template_id} is not in the page:\n{dom}"));
-    let end = dom[start..].find("</tr>").map_or(dom.len(), |e| start + e);
-    &dom[start..end]
+        .json()
+        .await
+        .expect("templates as JSON");
+    let template = page["results"]
+        .as_array()
+        .and_then(|all| all.iter().find(|t| t["id"] == template_id))
+        .unwrap_or_else(|| panic!("template {template_id} not listed: {page}"));
+    template["label"].as_str().map(str::to_owned)
 }
 
 #[tokio::test]
@@ -188,6 +158,8 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
         })
         .await
         .expect("pattern stored");
+    // No worker consumes this test's queues: the three analysis tasks wait in the broker.
+    app.wait_queue_depth("analysis", 3).await;
 
     let url = format!("{}/", app.address);
     let page = app.get("/").await;
@@ -198,7 +170,15 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html")));
 
-    let dom = chromium(&url, &["--dump-dom"]).await;
+    let mut browser = Browser::launch(1400, 1000).await;
+    browser.goto(&url).await;
+    browser
+        .wait_for(
+            "Number(document.body.dataset.refreshed) >= 1",
+            "the first refresh",
+        )
+        .await;
+    let dom = browser.html().await;
     for expected in [
         "Disk /dev/sda1 failed with I/O error 5", // recent anomalies
         "New message pattern; severity CRITICAL", // their summaries
@@ -215,70 +195,97 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
             "{expected:?} is not in the page:\n{dom}"
         );
     }
+    let status = browser.text("#status").await;
     assert!(
-        !dom.contains("refresh failed"),
-        "a read failed while rendering:\n{dom}"
+        status.starts_with("updated"),
+        "a read failed while rendering: {status}"
     );
-    assert!(
-        template_row(&dom, disk_template).contains("mark normal"),
-        "no mark normal button"
+    // Broker queue depths, as RabbitMQ counts them: 3 ready, no worker, nothing retrying
+    // or dead-lettered.
+    let analysis = browser.text("#broker tr[data-queue=\"analysis\"]").await;
+    assert_eq!(
+        analysis.split_whitespace().collect::<Vec<_>>(),
+        ["analysis", "3", "0", "0", "0"],
+        "broker row for analysis: {analysis:?}"
     );
-    assert!(!template_row(&dom, disk_template).contains(">normal<"));
-
-    // What the button sends; without or with a wrong token nothing is stored.
-    let path = format!("{}/api/ui/feedback/templates/{disk_template}/", app.address);
-    for auth in [None, Some("Bearer wrong")] {
-        let mut req = app.client.post(&path).json(&json!({"label": "normal"}));
-        if let Some(auth) = auth {
-            req = req.header("Authorization", auth);
-        }
-        let resp = req.send().await.expect("request sent");
-        assert_eq!(resp.status(), 401, "{auth:?}");
-    }
-    let resp = app
-        .client
-        .post(&path)
-        .header("Authorization", format!("Bearer {TOKEN}"))
-        .json(&json!({"label": "normal"}))
-        .send()
-        .await
-        .expect("request sent");
-    assert_eq!(resp.status(), 200);
-    let out: Value = resp.json().await.expect("json");
-    assert_eq!(out["label"], "normal");
-    // The per-entry form of the button (detail panel).
-    let resp = app
-        .client
-        .post(format!(
-            "{}/api/ui/feedback/logs/{disk_entry}/",
-            app.address
-        ))
-        .header("Authorization", format!("Bearer {TOKEN}"))
-        .json(&json!({"label": "normal"}))
-        .send()
-        .await
-        .expect("request sent");
-    assert_eq!(resp.status(), 200);
-
-    let dom = chromium(&url, &["--dump-dom"]).await;
-    assert!(
-        template_row(&dom, disk_template).contains(">normal<"),
-        "the page does not show the new label: {}",
-        template_row(&dom, disk_template)
+    let notifications = browser
+        .text("#broker tr[data-queue=\"notifications\"]")
+        .await;
+    assert_eq!(
+        notifications.split_whitespace().collect::<Vec<_>>(),
+        ["notifications", "0", "0", "0", "0"]
     );
 
-    // Click-through, linked as the page links it: the entry, its template, its neighbours.
-    let detail_url = format!("{url}#entry={disk_entry}");
-    let dom = chromium(&detail_url, &["--dump-dom"]).await;
-    let detail = dom
-        .split("id=\"detail\"")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no detail panel:\n{dom}"));
+    let row = format!("#templates tr[data-template-id=\"{disk_template}\"]");
+    let mark_normal = format!("{row} button[data-label=\"normal\"]");
+    assert_eq!(browser.text(&format!("{row} td:nth-child(5)")).await, "—");
+
+    // No token saved yet: the page asks for one and sends nothing.
+    browser.click(&mark_normal).await;
+    browser
+        .wait_for(
+            "document.getElementById('token-state').innerText === 'enter the dashboard token first'",
+            "the page to ask for the token",
+        )
+        .await;
+    assert_eq!(stored_label(&app, disk_template).await, None);
+
+    // A wrong token: the server refuses, the page says why, nothing is stored.
+    browser.type_into("#token", "not-the-token").await;
+    browser.click("#token-form button[type=submit]").await;
+    browser
+        .wait_for(
+            "document.getElementById('token-state').innerText === 'token saved'",
+            "the token to be saved",
+        )
+        .await;
+    browser.click(&mark_normal).await;
+    browser
+        .wait_for(
+            "document.getElementById('token-state').innerText !== 'token saved'",
+            "the answer to the wrong token",
+        )
+        .await;
+    assert_eq!(
+        browser.text("#token-state").await,
+        "The dashboard token is missing or wrong."
+    );
+    assert_eq!(stored_label(&app, disk_template).await, None);
+
+    // The right token: the label is stored and the table shows it.
+    browser.type_into("#token", TOKEN).await;
+    browser.click("#token-form button[type=submit]").await;
+    browser.click(&mark_normal).await;
+    browser
+        .wait_for(
+            &format!("document.querySelector('{row} td.lbl-normal')"),
+            "the template row to show the normal label",
+        )
+        .await;
+    assert_eq!(
+        browser.text("#token-state").await,
+        format!("template #{disk_template} marked normal")
+    );
+    assert_eq!(
+        stored_label(&app, disk_template).await.as_deref(),
+        Some("normal")
+    );
+
+    // Click-through: the entry, its template, its neighbours in time.
+    browser
+        .click(&format!("#anomalies tr[data-entry-id=\"{disk_entry}\"]"))
+        .await;
+    browser
+        .wait_for(
+            &format!("document.querySelector('#detail h2').innerText === 'Entry {disk_entry}'"),
+            "the entry panel",
+        )
+        .await;
+    let detail = browser.text("#detail").await;
     for expected in [
-        &format!("Entry {disk_entry}") as &str,
-        "Disk &lt;PATH&gt; failed with I/O error &lt;NUM&gt; (1 lines, normal)",
+        "Disk <PATH> failed with I/O error <NUM> (1 lines, normal)",
         "Neighbours",
-        "Kernel panic on node-7", // a neighbour in time
+        "Kernel panic on node-7",
         "User alice logged in",
     ] {
         assert!(
@@ -289,17 +296,10 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
 
     let shot = target_dir().join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    chromium(
-        &detail_url,
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1400,1000",
-            "--hide-scrollbars",
-        ],
-    )
-    .await;
+    browser.screenshot(&shot).await;
     let meta = std::fs::metadata(&shot).expect("screenshot saved");
     assert!(meta.len() > 10_000, "screenshot is suspiciously small");
     println!("dashboard screenshot: {}", shot.display());
+    browser.close().await;
     app.cleanup().await;
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 pub use consumer::{run_consumer, ConsumerConfig, Delivery, Handler, Outcome};
 pub use error::MqError;
 pub use publisher::{Publisher, PublisherConfig};
-pub use topology::{delete_topology, queue_depth, Topology, RETRY_LEVELS};
+pub use topology::{delete_topology, queue_depth, QueueDepth, Topology, RETRY_LEVELS};
 
 /// Re-exported so callers can name channels and connections without their own `lapin`
 /// dependency (and so every crate uses the same version).

@@ -12,7 +12,7 @@ use lapin::{
 };
 use tracing::{debug, info, warn};
 
-use crate::{connect_with_timeout, properties, MqError, Topology};
+use crate::{connect_with_timeout, properties, MqError, QueueDepth, Topology};
 
 /// Knobs of a [`Publisher`].
 #[derive(Clone, Debug)]
@@ -201,6 +201,31 @@ impl Publisher {
         result
     }
 
+    /// How much every queue of the topology holds ([`Topology::depths`]), read on a
+    /// channel of its own over the publisher's connection (connecting if needed), so a
+    /// failed read never disturbs publishing. Bounded by the publish timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`MqError::Timeout`] or [`MqError::Amqp`].
+    pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, MqError> {
+        with_deadline("queue depths", self.inner.config.timeout, async {
+            let channel = self
+                .live()
+                .await?
+                .connection
+                .create_channel()
+                .await
+                .map_err(MqError::amqp("channel.open"))?;
+            let depths = self.inner.topology.depths(&channel).await;
+            if channel.status().connected() {
+                let _ = channel.close(200, "queue depths read".into()).await;
+            }
+            depths
+        })
+        .await
+    }
+
     /// Whether the publisher currently holds an open connection and channel. A `false`
     /// only means the next publish will try to reconnect first.
     pub fn is_connected(&self) -> bool {
@@ -268,13 +293,18 @@ impl Publisher {
     /// An open confirm channel, reconnecting if needed. Not bounded in time by itself:
     /// callers wrap it in their deadline.
     async fn channel(&self) -> Result<Channel, MqError> {
+        Ok(self.live().await?.channel)
+    }
+
+    /// The open connection and its confirm channel, reconnecting if needed.
+    async fn live(&self) -> Result<Live, MqError> {
         if let Some(live) = self.current().filter(Live::usable) {
-            return Ok(live.channel);
+            return Ok(live);
         }
         let _reconnecting = self.inner.reconnect.lock().await;
         // Another task may have reconnected while this one waited for the lock.
         if let Some(live) = self.current().filter(Live::usable) {
-            return Ok(live.channel);
+            return Ok(live);
         }
         let had_connection = self.current().is_some();
         self.store(None);
@@ -282,9 +312,8 @@ impl Publisher {
         if had_connection {
             info!(connection_name = %self.inner.connection_name, "Publisher reconnected.");
         }
-        let channel = live.channel.clone();
-        self.store(Some(live));
-        Ok(channel)
+        self.store(Some(live.clone()));
+        Ok(live)
     }
 
     async fn open(&self) -> Result<Live, MqError> {

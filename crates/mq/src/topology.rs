@@ -249,6 +249,64 @@ pub async fn queue_depth(channel: &Channel, queue_full_name: &str) -> Result<u32
     Ok(queue.message_count())
 }
 
+/// What one logical queue holds right now: the broker's own counts, read with passive
+/// declares (no management plugin needed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// The logical queue, e.g. `"analysis"` (without the prefix).
+    pub queue: &'static str,
+    /// Messages waiting in the work queue (not counting those delivered but unacked).
+    pub ready: u32,
+    /// Consumers attached to the work queue: worker processes times their channels.
+    pub consumers: u32,
+    /// Messages waiting out a retry delay, over all of the queue's retry levels.
+    pub retrying: u32,
+    /// Messages in the queue's dead-letter queue, waiting for an operator.
+    pub dead_lettered: u32,
+}
+
+impl Topology {
+    /// [`QueueDepth`] of every logical queue, in `contracts::queues::ALL` order. All the
+    /// passive declares go out at once on `channel` (one round trip in effect).
+    ///
+    /// # Errors
+    ///
+    /// [`MqError::Amqp`]; a queue that was never declared is `NOT_FOUND`, which closes
+    /// `channel`, so use a channel of its own.
+    pub async fn depths(&self, channel: &Channel) -> Result<Vec<QueueDepth>, MqError> {
+        async fn counts(channel: &Channel, name: String) -> Result<(u32, u32), MqError> {
+            let queue = channel
+                .queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions::durable().passive(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(MqError::amqp("queue.declare passive"))?;
+            Ok((queue.message_count(), queue.consumer_count()))
+        }
+        let per_queue = contracts::queues::ALL.iter().map(|queue| async move {
+            let work = counts(channel, self.queue(queue));
+            let retries = futures::future::try_join_all(
+                RETRY_LEVELS
+                    .iter()
+                    .map(|level| counts(channel, self.retry_queue(queue, *level))),
+            );
+            let dead = counts(channel, self.dead_letter_queue(queue));
+            let ((ready, consumers), retries, (dead_lettered, _)) =
+                futures::try_join!(work, retries, dead)?;
+            Ok::<_, MqError>(QueueDepth {
+                queue,
+                ready,
+                consumers,
+                retrying: retries.iter().map(|(n, _)| n).sum(),
+                dead_lettered,
+            })
+        });
+        futures::future::try_join_all(per_queue).await
+    }
+}
+
 /// The smallest level at least `delay`, or the largest level.
 pub(crate) fn retry_level(delay: Duration) -> Duration {
     RETRY_LEVELS

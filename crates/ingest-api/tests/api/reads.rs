@@ -178,3 +178,150 @@ async fn admin_port_serves_probes_and_metrics() {
     assert!(metrics.contains("logcanary_entries_ingested_total"));
     app.cleanup().await;
 }
+
+/// The row of one logical queue in `GET /api/stats/queues/`.
+fn broker_row<'a>(stats: &'a Value, queue: &str) -> &'a Value {
+    stats["queues"]
+        .as_array()
+        .and_then(|q| q.iter().find(|row| row["queue"] == queue))
+        .unwrap_or_else(|| panic!("no {queue} row in {stats}"))
+}
+
+#[tokio::test]
+async fn queue_stats_show_the_brokers_own_counts_and_the_task_states() {
+    let app = spawn_app().await;
+    for i in 0..2 {
+        let created = app
+            .post_signed("/api/logs/", &entry("ERROR", &format!("disk {i} failed")))
+            .await;
+        assert_eq!(created.status(), 201);
+    }
+    let batch = json!({"log_entries": [entry("INFO", "a"), entry("INFO", "b")]});
+    assert_eq!(
+        app.post_signed("/api/batch-analysis/", &batch)
+            .await
+            .status(),
+        202
+    );
+    app.wait_queue_depth("analysis", 2).await;
+    app.wait_queue_depth("batch_processing", 1).await;
+
+    // One message waiting out the longest retry delay and one dead-lettered, put there the
+    // way the consumer runner does (plain publishes to those queues), plus a consumer.
+    let conn = mq::connect(&test_support::amqp_url(), "test")
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let topology = mq::Topology::new(app.prefix.clone());
+    for queue in [
+        topology.retry_queue("analysis", std::time::Duration::from_secs(3600)),
+        topology.dead_letter_queue("analysis"),
+    ] {
+        channel
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                Default::default(),
+                b"x",
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let consumer_channel = conn.create_channel().await.unwrap();
+    consumer_channel
+        .basic_qos(0, Default::default())
+        .await
+        .unwrap();
+    let _consumer = consumer_channel
+        .basic_consume(
+            topology.queue("notifications").as_str().into(),
+            "watcher".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+
+    let stats: Value = app.get("/api/stats/queues/").await.json().await.unwrap();
+    assert!(stats["broker_error"].is_null(), "{stats}");
+    let names: Vec<&str> = stats["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|q| q["queue"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "analysis",
+            "real_time",
+            "notifications",
+            "batch_processing",
+            "maintenance"
+        ]
+    );
+    let analysis = broker_row(&stats, "analysis");
+    assert_eq!(
+        (
+            &analysis["ready"],
+            &analysis["consumers"],
+            &analysis["retrying"],
+            &analysis["dead_lettered"]
+        ),
+        (&json!(2), &json!(0), &json!(1), &json!(1)),
+        "{analysis}"
+    );
+    assert_eq!(broker_row(&stats, "batch_processing")["ready"], 1);
+    assert_eq!(broker_row(&stats, "notifications")["consumers"], 1);
+
+    // And what Postgres says about the same tasks.
+    let pending: Vec<(&str, &str, i64)> = stats["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["queue"].as_str().unwrap(),
+                t["status"].as_str().unwrap(),
+                t["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(pending.contains(&("analysis", "PENDING", 2)), "{pending:?}");
+    assert!(
+        pending.contains(&("batch_processing", "PENDING", 1)),
+        "{pending:?}"
+    );
+    let _ = conn.close(200, "bye".into()).await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn queue_stats_still_answer_while_the_broker_is_down() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        amqp_url: "amqp://guest:guest@127.0.0.1:1/%2f".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        app.post_signed("/api/logs/", &entry("ERROR", "disk failed"))
+            .await
+            .status(),
+        201
+    );
+    let resp = app.get("/api/stats/queues/").await;
+    assert_eq!(resp.status(), 200);
+    let stats: Value = resp.json().await.unwrap();
+    assert!(stats["queues"].is_null(), "{stats}");
+    assert!(
+        stats["broker_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broker")),
+        "{stats}"
+    );
+    assert_eq!(stats["tasks"][0]["status"], "PENDING", "{stats}");
+    app.cleanup().await;
+}
