@@ -83,7 +83,8 @@ pub async fn start_scoring(
     let embedder = Arc::new(embedder);
     tracing::info!(model_dir = %model_dir.display(), dim = embedder.dim(), "Detector model loaded.");
 
-    let topology = mq::Topology::new(setup.service.amqp_prefix.clone());
+    let topology = mq::Topology::new(setup.service.amqp_prefix.clone())
+        .with_quorum_queues(setup.service.amqp_quorum);
     let handler = Arc::new(AnalysisHandler {
         db: db.clone(),
         publisher: Arc::new(tokio::sync::Mutex::new(None)),
@@ -168,7 +169,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         &shutdown,
     )
     .await?;
-    let topology = mq::Topology::new(settings.service.amqp_prefix.clone());
+    let topology = mq::Topology::new(settings.service.amqp_prefix.clone())
+        .with_quorum_queues(settings.service.amqp_quorum);
     let consumer = settings.consumer_config();
     let readiness = scoring.readiness(consumer.connected.clone());
     let admin = AdminServer::start(settings.admin_addr, readiness).with_context(|| {

@@ -38,6 +38,20 @@ pub struct ServiceArgs {
     )]
     pub amqp_prefix: String,
 
+    /// Declare quorum queues (replicated across a RabbitMQ cluster, so a node loss loses
+    /// no task) instead of classic ones. Every process must agree: a queue's type is fixed
+    /// when it is first declared, and a process declaring the other type is refused
+    /// (`PRECONDITION_FAILED`). Switching an existing broker means draining and deleting
+    /// the queues first.
+    #[arg(
+        long,
+        env = "LOGCANARY_AMQP_QUORUM",
+        value_name = "LOGCANARY_AMQP_QUORUM",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub amqp_quorum: bool,
+
     /// Maximum number of pooled database connections.
     #[arg(long, env = "LOGCANARY_DB_POOL_SIZE", value_name = "LOGCANARY_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: u32,

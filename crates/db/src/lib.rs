@@ -21,7 +21,13 @@ pub mod stats;
 pub mod tasks;
 pub mod templates;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use diesel::{
     pg::PgConnection,
@@ -67,6 +73,9 @@ pub type Conn = PooledConnection<ConnectionManager<PgConnection>>;
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<ConnectionManager<PgConnection>>,
+    /// Set once [`Db::ping`] found every migration of this binary applied (a schema does
+    /// not go back, so it is not checked again).
+    schema_current: Arc<AtomicBool>,
 }
 
 impl Db {
@@ -80,7 +89,10 @@ impl Db {
             .connection_timeout(Duration::from_secs(5))
             .test_on_check_out(false)
             .build_unchecked(manager);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            schema_current: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.
@@ -100,15 +112,29 @@ impl Db {
         .map_err(|_| DbError::Join)?
     }
 
-    /// Readiness: can we get a connection and run a trivial query? Also refreshes the pool
+    /// Readiness: can we get a connection and run a trivial query, and has the database
+    /// every migration this binary was built with? A pod of a new release is not ready
+    /// until the `migrate` Job has run, so a rollout waits for it. Also refreshes the pool
     /// gauges, so every binary's readiness probe keeps them current.
     pub async fn ping(&self) -> Result<(), DbError> {
         let (open, idle) = self.pool_state();
         metrics::gauge!("logcanary_db_pool_connections").set(f64::from(open));
         metrics::gauge!("logcanary_db_pool_idle_connections").set(f64::from(idle));
-        self.run(|conn| {
+        let schema_current = Arc::clone(&self.schema_current);
+        self.run(move |conn| {
             use diesel::RunQueryDsl;
             diesel::sql_query("SELECT 1").execute(conn)?;
+            if !schema_current.load(Ordering::Relaxed) {
+                let missing = migrate::missing(conn)?;
+                if !missing.is_empty() {
+                    return Err(DbError::Unavailable(format!(
+                        "schema not migrated: {} migration(s) pending ({}); run `ingest-api migrate` (the migrate Job)",
+                        missing.len(),
+                        missing.join(", ")
+                    )));
+                }
+                schema_current.store(true, Ordering::Relaxed);
+            }
             Ok(())
         })
         .await

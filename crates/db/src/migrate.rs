@@ -36,6 +36,40 @@ pub fn migrate(database_url: &str) -> Result<Vec<String>, DbError> {
     applied
 }
 
+/// Versions of this binary's migrations that the database has not applied (all of them
+/// when it was never migrated). Only reads: unlike diesel's own harness, it never creates
+/// the bookkeeping table, so a readiness probe can call it.
+pub fn missing(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
+    use diesel::{migration::MigrationSource, pg::Pg, sql_types::Text, QueryableByName};
+
+    #[derive(QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = Text)]
+        version: String,
+    }
+
+    let known: Vec<String> = MigrationSource::<Pg>::migrations(&MIGRATIONS)
+        .map_err(|e| DbError::Migration(e.to_string()))?
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect();
+    let applied: Vec<String> = diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+        .load::<Version>(conn)
+        .or_else(|e| match e {
+            // Never migrated: the table does not exist.
+            diesel::result::Error::DatabaseError(_, ref info)
+                if info.message().contains("does not exist") =>
+            {
+                Ok(Vec::new())
+            }
+            other => Err(other),
+        })?
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
+    Ok(known.into_iter().filter(|v| !applied.contains(v)).collect())
+}
+
 /// Creates missing daily partitions of `log_entries` around today.
 pub fn ensure_partitions(conn: &mut PgConnection) -> Result<(), DbError> {
     diesel::sql_query(format!(

@@ -61,3 +61,58 @@ fn concurrent_migrations_apply_once() {
         .execute(&mut admin)
         .unwrap();
 }
+
+/// Readiness (`Db::ping`) refuses a database that lacks this binary's migrations, naming
+/// them, and passes once `migrate` has run: a new release's pods wait for the Job.
+#[test]
+fn ping_is_not_ready_until_every_migration_is_applied() {
+    let name = format!("logcanary_ping_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::establish(&format!("{}/postgres", server())).expect("postgres");
+    diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .unwrap();
+    let url = format!("{}/{name}", server());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = logcanary_db::Db::connect_lazy(&url, 2).unwrap();
+
+    let never = runtime
+        .block_on(db.ping())
+        .expect_err("an empty database is not ready");
+    let text = never.to_string();
+    assert!(text.contains("schema not migrated"), "{text}");
+    assert!(
+        text.contains("20261124000001"),
+        "names the first migration: {text}"
+    );
+
+    // Applied but one short: the last migration is still named.
+    logcanary_db::migrate(&url).expect("migrate");
+    let mut conn = PgConnection::establish(&url).unwrap();
+    for sql in [
+        "CREATE TABLE forgotten AS SELECT * FROM __diesel_schema_migrations \
+         WHERE version = (SELECT max(version) FROM __diesel_schema_migrations)",
+        "DELETE FROM __diesel_schema_migrations WHERE version IN (SELECT version FROM forgotten)",
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).unwrap();
+    }
+    let short = runtime
+        .block_on(db.ping())
+        .expect_err("one migration short");
+    assert!(
+        short.to_string().contains("1 migration(s) pending"),
+        "{short}"
+    );
+
+    diesel::sql_query("INSERT INTO __diesel_schema_migrations SELECT * FROM forgotten")
+        .execute(&mut conn)
+        .unwrap();
+    runtime.block_on(db.ping()).expect("ready once migrated");
+    drop(conn);
+    drop(db);
+    diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .unwrap();
+}

@@ -68,7 +68,8 @@ impl Application {
         .context("creating the database pool (DATABASE_URL)")?;
         let publisher = Arc::new(LazyPublisher::new(
             settings.service.amqp_url.clone(),
-            mq::Topology::new(settings.service.amqp_prefix.clone()),
+            mq::Topology::new(settings.service.amqp_prefix.clone())
+                .with_quorum_queues(settings.service.amqp_quorum),
         ));
         let ingestor = Ingestor::start(db.clone(), publisher.clone(), settings.committers);
         let drain = ingestor.clone();

@@ -34,8 +34,15 @@ struct Broker {
 
 impl Broker {
     async fn new() -> Self {
+        Self::with(Topology::new(format!(
+            "t{}.",
+            uuid::Uuid::new_v4().simple()
+        )))
+        .await
+    }
+
+    async fn with(topology: Topology) -> Self {
         let url = amqp_url();
-        let topology = Topology::new(format!("t{}.", uuid::Uuid::new_v4().simple()));
         let connection = mq::connect(&url, "mq-tests")
             .await
             .expect("a RabbitMQ broker at AMQP_URL");
@@ -384,6 +391,66 @@ async fn permanent_failures_are_dead_lettered_at_once() {
         assert_eq!(broker.depth(&retry).await, 0, "{retry} is empty");
     }
     assert_eq!(broker.depth(&broker.topology.queue("maintenance")).await, 0);
+    broker.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_queues_carry_work_retries_and_dead_letters() {
+    let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+    let broker = Broker::with(Topology::new(prefix.clone()).with_quorum_queues(true)).await;
+    // They really are quorum queues: declaring the same names as classic is refused.
+    let other = mq::connect(&broker.url, "mq-tests-classic").await.unwrap();
+    let classic = other.create_channel().await.unwrap();
+    let refused = Topology::new(prefix).declare(&classic).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("PRECONDITION_FAILED")),
+        "{refused:?}"
+    );
+
+    let publisher = broker.publisher().await;
+    let retried = analyze(1);
+    let failing = analyze(2);
+    publisher.publish(&retried).await.expect("published");
+    publisher.publish(&failing).await.expect("published");
+    let (retried_id, failing_id) = (retried.task_id.clone(), failing.task_id.clone());
+    let handler = Scripted::new(move |d: &Delivery| {
+        if d.task_id == failing_id {
+            Outcome::Fail("permanent".into())
+        } else if d.attempt == 0 {
+            Outcome::Retry("busy".into())
+        } else {
+            Outcome::Done
+        }
+    });
+    let (shutdown, run) = broker.consume(config("analysis"), Arc::clone(&handler));
+    let dlq = broker.topology.dead_letter_queue("analysis");
+    eventually(
+        "a retry and a dead letter",
+        Duration::from_secs(10),
+        async || handler.finished() >= 3 && broker.depth(&dlq).await == 1,
+    )
+    .await;
+    stop(shutdown, run).await;
+
+    let attempts: Vec<u32> = handler
+        .seen()
+        .iter()
+        .filter(|(id, _, _)| *id == retried_id)
+        .map(|(_, a, _)| *a)
+        .collect();
+    assert_eq!(
+        attempts,
+        vec![0, 1],
+        "retried once through the quorum retry queue"
+    );
+    let depths = broker.topology.depths(&broker.channel).await.unwrap();
+    let analysis = depths.iter().find(|d| d.queue == "analysis").unwrap();
+    assert_eq!(
+        (analysis.ready, analysis.retrying, analysis.dead_lettered),
+        (0, 0, 1)
+    );
     broker.delete().await;
 }
 

@@ -111,7 +111,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         "Notifier starting."
     );
 
-    let topology = mq::Topology::new(settings.service.amqp_prefix.clone());
+    let topology = mq::Topology::new(settings.service.amqp_prefix.clone())
+        .with_quorum_queues(settings.service.amqp_quorum);
     let result = mq::run_consumer(
         &settings.service.amqp_url,
         topology,

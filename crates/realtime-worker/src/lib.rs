@@ -55,7 +55,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 
     let result = mq::run_consumer(
         &settings.service.amqp_url,
-        mq::Topology::new(settings.service.amqp_prefix.clone()),
+        mq::Topology::new(settings.service.amqp_prefix.clone())
+            .with_quorum_queues(settings.service.amqp_quorum),
         consumer,
         handler,
         shutdown,

@@ -253,7 +253,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let scheduler = Scheduler::new(
         db.clone(),
         &settings.service.amqp_url,
-        mq::Topology::new(settings.service.amqp_prefix.clone()),
+        mq::Topology::new(settings.service.amqp_prefix.clone())
+            .with_quorum_queues(settings.service.amqp_quorum),
         settings.relay_policy(),
     );
     let lock = LeaderLock::new(&settings.service.database_url, LEADER_LOCK_KEY);
