@@ -37,6 +37,19 @@ run single "${api[@]}" --concurrency 64
 run single "${api[@]}" --concurrency 64 --rate 2000
 run batch "${api[@]}" --size 1000 --concurrency 4
 
+# 1b. The same single-entry load against a replica that keeps used signatures in memory
+# only (LOGCANARY_REPLAY_GUARD=memory): what recording them in Postgres, so that every
+# replica refuses a replay, costs. Reported as ratio single/single_memory_guard.
+LOGCANARY_REPLAY_GUARD=memory LOGCANARY_HTTP_ADDR=127.0.0.1:8101 LOGCANARY_ADMIN_ADDR=127.0.0.1:9192 "$BIN/ingest-api" & memory_pid=$!
+pids+=($memory_pid)
+for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:9192/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+echo "bench: single (LOGCANARY_REPLAY_GUARD=memory)" >&2
+"$BIN/logcanary-bench" single --url http://127.0.0.1:8101 --secret bench-secret --seconds "$SECONDS_PER_RUN" --concurrency 64 \
+  | python3 -c 'import json, sys
+for line in sys.stdin:
+    d = json.loads(line); d["bench"] += "_memory_guard"; print(json.dumps(d))' | tee -a "$out"
+kill -TERM "$memory_pid"; wait "$memory_pid" 2>/dev/null || true
+
 # 2. The parts alone.
 run amqp --url "$AMQP_URL" --batch 64 --concurrency 4 --seconds "$SECONDS_PER_RUN"
 run pg --url "$DATABASE_URL" --rows 1000 --concurrency 4 --seconds "$SECONDS_PER_RUN"
@@ -69,6 +82,9 @@ amqp, pg = r["amqp_confirmed_publish"], r["pg_multirow_insert"]
 print(f"single-entry POST, 64 connections : {s['requests_per_second']:.0f} req/s  p50 {s['p50_ms']:.1f} ms  p99 {s['p99_ms']:.1f} ms  errors {s['errors']}")
 if sr:
     print(f"single-entry POST at {sr['target_rate']} req/s  : {sr['requests_per_second']:.0f} req/s  p50 {sr['p50_ms']:.1f} ms  p99 {sr['p99_ms']:.1f} ms  errors {sr['errors']}")
+if "single_memory_guard" in r:
+    m = r["single_memory_guard"]
+    print(f"  same, replay guard in memory only : {m['requests_per_second']:.0f} req/s  p50 {m['p50_ms']:.1f} ms  p99 {m['p99_ms']:.1f} ms  (ratio shared/memory {s['requests_per_second'] / m['requests_per_second']:.2f})")
 print(f"batch POST, 1000-entry batches    : {b['entries_per_second']:.0f} entries/s  p50 {b['p50_ms']:.0f} ms  p99 {b['p99_ms']:.0f} ms")
 print(f"RabbitMQ confirmed publishes alone: {amqp['messages_per_second']:.0f} msg/s")
 print(f"Postgres entry+task inserts alone : {pg['rows_per_second']:.0f} rows/s")

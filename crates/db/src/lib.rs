@@ -17,6 +17,7 @@ pub mod periodic;
 pub mod relay;
 pub mod retention;
 pub mod schema;
+pub mod signatures;
 pub mod stats;
 pub mod tasks;
 pub mod templates;

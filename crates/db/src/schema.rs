@@ -115,4 +115,12 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Written with raw SQL (`crate::signatures`); declared for completeness.
+    used_signatures (mac) {
+        mac -> Bytea,
+        expires_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(log_entries, tasks, templates);

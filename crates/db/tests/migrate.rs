@@ -116,3 +116,50 @@ fn ping_is_not_ready_until_every_migration_is_applied() {
         .execute(&mut admin)
         .unwrap();
 }
+
+/// `used_signatures`: a MAC is new once, duplicates in one batch and later batches are
+/// not, and expired rows are deleted in bounded steps.
+#[test]
+fn used_signatures_are_claimed_once_and_expire() {
+    use logcanary_db::signatures::{claim, delete_expired};
+
+    let name = format!("logcanary_sigs_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::establish(&format!("{}/postgres", server())).expect("postgres");
+    diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .unwrap();
+    let url = format!("{}/{name}", server());
+    logcanary_db::migrate(&url).expect("migrate");
+    let mut conn = PgConnection::establish(&url).unwrap();
+
+    let now = chrono::Utc::now();
+    let old = now - chrono::Duration::minutes(10);
+    let later = now + chrono::Duration::minutes(5);
+    let first = claim(
+        &mut conn,
+        &[
+            (vec![1; 32], later),
+            (vec![2; 32], old),
+            (vec![3; 32], old),
+            (vec![1; 32], later),
+        ],
+    )
+    .unwrap();
+    let mut first_sorted = first.clone();
+    first_sorted.sort();
+    assert_eq!(first_sorted, vec![vec![1; 32], vec![2; 32], vec![3; 32]]);
+    let again = claim(&mut conn, &[(vec![1; 32], later), (vec![4; 32], later)]).unwrap();
+    assert_eq!(again, vec![vec![4; 32]], "a used MAC is not new again");
+
+    assert_eq!(delete_expired(&mut conn, now, 1).unwrap(), 1, "bounded");
+    assert_eq!(delete_expired(&mut conn, now, 100).unwrap(), 1);
+    assert_eq!(delete_expired(&mut conn, now, 100).unwrap(), 0);
+    // Unexpired ones stay, and stay used.
+    assert!(claim(&mut conn, &[(vec![4; 32], later)])
+        .unwrap()
+        .is_empty());
+    drop(conn);
+    diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .unwrap();
+}

@@ -3,9 +3,12 @@
 //!
 //! Secrets come from `LOGCANARY_HMAC_KEYS` (`id:secret,...`) and the `api_keys` table
 //! (re-read every [`DB_KEYS_REFRESH`], so a rotated key takes effect without a restart).
-//! Replays of timestamped signatures are refused by a per-process cache of signatures seen
-//! inside the tolerance window; with several replicas a replay could reach another one,
-//! which is why clients that care should use the timestamped form *and* idempotent data.
+//! Replays of timestamped signatures are refused: a per-process cache answers a replay to
+//! the same replica at once, and every new signature is then claimed in the shared
+//! `used_signatures` table (batched: one statement for the claims that arrive together),
+//! so a replay sent to another replica is refused too. With `LOGCANARY_REPLAY_GUARD=memory`
+//! only the per-process cache is used (one replica). Legacy body-only signatures carry no
+//! timestamp, so nothing can tell their replays from a client sending the same body again.
 
 use std::{
     collections::HashMap,
@@ -14,7 +17,9 @@ use std::{
 };
 
 use actix_web::HttpRequest;
+use chrono::{DateTime, Utc};
 use common::signing::Signature;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::errors::ApiError;
 
@@ -60,7 +65,32 @@ struct Inner {
     legacy_allowed: bool,
     tolerance: Duration,
     seen: Mutex<ReplayCache>,
+    /// Claims of new signatures in `used_signatures`; `None` keeps replay protection to
+    /// this process.
+    claims: Option<mpsc::Sender<Claim>>,
 }
+
+/// Where used signatures are remembered (`LOGCANARY_REPLAY_GUARD`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplayGuard {
+    /// In `used_signatures`, shared by every replica (the default).
+    Postgres,
+    /// In this process only: enough for a single replica.
+    Memory,
+}
+
+/// One signature to record, and where to say whether it was new.
+struct Claim {
+    mac: [u8; 32],
+    expires_at: DateTime<Utc>,
+    reply: oneshot::Sender<Result<bool, String>>,
+}
+
+/// Claims that arrive while one statement runs go together in the next one.
+const MAX_CLAIMS_PER_STATEMENT: usize = 2000;
+/// How often expired rows of `used_signatures` are deleted, and how many at most each time.
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
+const PRUNE_LIMIT: i64 = 50_000;
 
 #[derive(Default)]
 struct ReplayCache {
@@ -76,7 +106,13 @@ impl Verifier {
         db: db::Db,
         legacy_allowed: bool,
         tolerance: Duration,
+        guard: ReplayGuard,
     ) -> Self {
+        let claims = (guard == ReplayGuard::Postgres).then(|| {
+            let (tx, rx) = mpsc::channel(MAX_CLAIMS_PER_STATEMENT * 4);
+            tokio::spawn(run_claims(db.clone(), rx));
+            tx
+        });
         Self {
             inner: Arc::new(Inner {
                 config_keys: config_keys
@@ -88,6 +124,7 @@ impl Verifier {
                 legacy_allowed,
                 tolerance,
                 seen: Mutex::new(ReplayCache::default()),
+                claims,
             }),
         }
     }
@@ -135,9 +172,57 @@ impl Verifier {
         }
         result?;
         if let Signature::Timestamped { t, mac } = signature {
+            let mac: [u8; 32] = mac
+                .as_slice()
+                .try_into()
+                .map_err(|_| ApiError::Unauthorized("Invalid X-HMAC-Signature header.".into()))?;
             self.check_replay(t, mac)?;
+            if let Err(error) = self.claim_shared(t, mac).await {
+                // Not recorded anywhere: the client may retry with the same signature.
+                self.forget(&mac);
+                return Err(error);
+            }
         }
         Ok(())
+    }
+
+    /// Records the signature in `used_signatures` (when shared protection is on); a MAC
+    /// already there was used through another replica.
+    async fn claim_shared(&self, t: i64, mac: [u8; 32]) -> Result<(), ApiError> {
+        let Some(claims) = &self.inner.claims else {
+            return Ok(());
+        };
+        let window = chrono::Duration::from_std(self.inner.tolerance).unwrap_or_default();
+        let expires_at = DateTime::from_timestamp(t, 0).unwrap_or_else(Utc::now) + window;
+        let (reply, answer) = oneshot::channel();
+        let unavailable =
+            || ApiError::Unavailable("Cannot record the signature; try again shortly.".into());
+        claims
+            .send(Claim {
+                mac,
+                expires_at,
+                reply,
+            })
+            .await
+            .map_err(|_| unavailable())?;
+        match answer.await.map_err(|_| unavailable())? {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ApiError::Unauthorized(
+                "This signature was already used (replay).".into(),
+            )),
+            Err(error) => {
+                tracing::warn!(%error, "Cannot record a used signature.");
+                Err(ApiError::Unavailable(format!(
+                    "Cannot record the signature ({error}); try again shortly."
+                )))
+            }
+        }
+    }
+
+    fn forget(&self, mac: &[u8; 32]) {
+        if let Ok(mut cache) = self.inner.seen.lock() {
+            cache.seen.remove(mac);
+        }
     }
 
     async fn check(
@@ -173,7 +258,7 @@ impl Verifier {
         }
     }
 
-    fn check_replay(&self, t: i64, mac: Vec<u8>) -> Result<(), ApiError> {
+    fn check_replay(&self, t: i64, key: [u8; 32]) -> Result<(), ApiError> {
         let window = self.inner.tolerance.as_secs() as i64;
         let now = chrono::Utc::now().timestamp();
         let mut cache = self
@@ -185,10 +270,6 @@ impl Verifier {
             cache.seen.retain(|_, ts| now - *ts <= window);
             cache.last_prune = now;
         }
-        let key: [u8; 32] = mac
-            .as_slice()
-            .try_into()
-            .map_err(|_| ApiError::Unauthorized("Invalid X-HMAC-Signature header.".into()))?;
         if cache.seen.insert(key, t).is_some() {
             return Err(ApiError::Unauthorized(
                 "This signature was already used (replay).".into(),
@@ -237,6 +318,57 @@ impl Verifier {
         };
         keys.extend(db_keys);
         keys
+    }
+}
+
+/// Records claimed signatures in `used_signatures`, one statement for all the claims
+/// waiting, and deletes expired rows now and then. Ends when the verifier is dropped.
+async fn run_claims(db: db::Db, mut rx: mpsc::Receiver<Claim>) {
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            claim = rx.recv() => match claim {
+                Some(claim) => claim,
+                None => return,
+            },
+            _ = prune.tick() => {
+                let deleted = db
+                    .run(|c| db::signatures::delete_expired(c, Utc::now(), PRUNE_LIMIT))
+                    .await;
+                if let Err(error) = deleted {
+                    tracing::warn!(%error, "Cannot delete expired used signatures.");
+                }
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_CLAIMS_PER_STATEMENT {
+            match rx.try_recv() {
+                Ok(claim) => batch.push(claim),
+                Err(_) => break,
+            }
+        }
+        let rows: Vec<(Vec<u8>, DateTime<Utc>)> = batch
+            .iter()
+            .map(|c| (c.mac.to_vec(), c.expires_at))
+            .collect();
+        let result = db.run(move |c| db::signatures::claim(c, &rows)).await;
+        match result {
+            Ok(new) => {
+                let mut new: std::collections::HashSet<Vec<u8>> = new.into_iter().collect();
+                for claim in batch {
+                    // `remove`: the same MAC twice in one batch is new only once.
+                    let _ = claim.reply.send(Ok(new.remove(claim.mac.as_slice())));
+                }
+            }
+            Err(error) => {
+                let error = error.to_string();
+                for claim in batch {
+                    let _ = claim.reply.send(Err(error.clone()));
+                }
+            }
+        }
     }
 }
 

@@ -58,6 +58,18 @@ pub struct Settings {
     )]
     pub hmac_tolerance_secs: u64,
 
+    /// Where used timestamped signatures are remembered: `postgres` (shared by every
+    /// replica, so a replay to another replica is refused too) or `memory` (this process
+    /// only; enough for a single replica, one database statement less per request).
+    #[arg(
+        long,
+        env = "LOGCANARY_REPLAY_GUARD",
+        value_name = "LOGCANARY_REPLAY_GUARD",
+        value_enum,
+        default_value_t = crate::auth::ReplayGuard::Postgres
+    )]
+    pub replay_guard: crate::auth::ReplayGuard,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "LOGCANARY_MAX_BODY_BYTES", value_name = "LOGCANARY_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,

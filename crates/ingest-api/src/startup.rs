@@ -78,6 +78,7 @@ impl Application {
             db.clone(),
             settings.hmac_legacy,
             settings.hmac_tolerance(),
+            settings.replay_guard,
         );
         let state = web::Data::new(AppState {
             db: db.clone(),

@@ -21,6 +21,8 @@ pub struct Options {
     pub amqp_url: String,
     pub legacy: bool,
     pub max_body_bytes: usize,
+    /// `LOGCANARY_REPLAY_GUARD`: `postgres` or `memory`.
+    pub replay_guard: &'static str,
 }
 
 impl Default for Options {
@@ -30,6 +32,7 @@ impl Default for Options {
             amqp_url: test_support::amqp_url(),
             legacy: true,
             max_body_bytes: 1024 * 1024,
+            replay_guard: "postgres",
         }
     }
 }
@@ -57,6 +60,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         format!("--hmac-keys={TEST_KEY_ID}:{TEST_SECRET},old:old-secret"),
         format!("--hmac-legacy={}", options.legacy),
         format!("--max-body-bytes={}", options.max_body_bytes),
+        format!("--replay-guard={}", options.replay_guard),
         "--http-workers=2".into(),
         "--db-pool-size=4".into(),
     ])

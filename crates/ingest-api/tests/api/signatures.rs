@@ -142,6 +142,60 @@ async fn bad_signatures_are_401_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn a_replay_to_another_replica_is_refused_too() {
+    let first = spawn_app().await;
+    let shared = || Options {
+        database_url: Some(first.db.url.clone()),
+        ..Options::default()
+    };
+    let second = spawn_app_with(shared()).await;
+
+    let b = body();
+    let sig = test_support::timestamped_signature(&b);
+    let accepted = first.post_raw("/api/logs/", &b, Some(sig.clone())).await;
+    assert_eq!(accepted.status(), 201);
+    let replay = second.post_raw("/api/logs/", &b, Some(sig.clone())).await;
+    assert_eq!(replay.status(), 401);
+    let json: Value = replay.json().await.unwrap();
+    assert!(
+        json["detail"].as_str().unwrap().contains("replay"),
+        "{json}"
+    );
+
+    // The same new signature at both replicas at once: exactly one stores the entry.
+    let b2 = serde_json::to_vec(&entry("ERROR", "raced")).unwrap();
+    let raced = test_support::timestamped_signature(&b2);
+    let (a, z) = tokio::join!(
+        first.post_raw("/api/logs/", &b2, Some(raced.clone())),
+        second.post_raw("/api/logs/", &b2, Some(raced)),
+    );
+    let mut statuses = [a.status().as_u16(), z.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 401]);
+    assert_eq!(first.counts().await, (2, 2), "one entry per signature");
+    assert_eq!(
+        first
+            .db
+            .count("SELECT count(*) FROM used_signatures WHERE expires_at > now()")
+            .await,
+        2
+    );
+
+    // What LOGCANARY_REPLAY_GUARD=memory gives up: a replica that only remembers its own
+    // signatures takes the replay (one replica only).
+    let alone = spawn_app_with(Options {
+        replay_guard: "memory",
+        ..shared()
+    })
+    .await;
+    let taken = alone.post_raw("/api/logs/", &b, Some(sig)).await;
+    assert_eq!(taken.status(), 201);
+    second.cleanup().await;
+    alone.cleanup().await;
+    first.cleanup().await;
+}
+
+#[tokio::test]
 async fn legacy_signatures_can_be_switched_off() {
     let app = spawn_app_with(Options {
         legacy: false,
