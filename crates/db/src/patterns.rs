@@ -1,6 +1,7 @@
 //! Pattern analysis storage: what the detectors read (entries of a window, counted per
 //! source, bucket and severity, and the entries that may be named) and the detections
-//! they write to `pattern_detections`, deduplicated by (kind, source, window).
+//! they write to `pattern_detections`, one row per incident (kind, source and
+//! overlapping windows).
 
 use chrono::{DateTime, Utc};
 use diesel::{
@@ -131,39 +132,76 @@ pub fn unscored(
         .get_result(conn)?)
 }
 
-/// Stores each detection unless one with the same kind, source and window exists (a
-/// re-run). Returns, in input order, the row id and whether this call inserted it.
+/// Rank of a detection severity, for "did it get worse".
+fn severity_rank(severity: &str) -> u8 {
+    match severity {
+        "CRITICAL" => 4,
+        "ERROR" => 3,
+        "WARNING" => 2,
+        "INFO" => 1,
+        _ => 0,
+    }
+}
+
+/// Stores each detection as an incident: one of the same kind and source whose window
+/// overlaps or touches a stored one is the same incident seen again (a re-run, a run that
+/// saw more of it after the window edge cut it, or the realtime and periodic workers both
+/// catching it), so the stored row is widened to cover both windows and takes the union of
+/// their entries and the latest details, instead of a second row. Returns, in input order,
+/// the row id and whether it calls for an alert: a new incident, or one whose severity
+/// rose. Writers of the same kind and source are serialised by an advisory lock held to
+/// the end of the caller's transaction.
 pub fn insert_new(
     conn: &mut PgConnection,
     detections: &[NewPatternDetection],
 ) -> Result<Vec<(i64, bool)>, DbError> {
     let mut out = Vec::with_capacity(detections.len());
     for d in detections {
-        let inserted: Option<i64> = diesel::insert_into(pattern_detections::table)
-            .values(d)
-            .on_conflict((
-                pattern_detections::kind,
-                pattern_detections::source,
-                pattern_detections::window_start,
-                pattern_detections::window_end,
-            ))
-            .do_nothing()
-            .returning(pattern_detections::id)
-            .get_result(conn)
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind::<Text, _>(format!("pattern_detections:{}:{}", d.kind, d.source))
+            .execute(conn)?;
+        let same_incident: Option<PatternDetection> = pattern_detections::table
+            .filter(pattern_detections::kind.eq(&d.kind))
+            .filter(pattern_detections::source.eq(&d.source))
+            .filter(pattern_detections::window_start.le(d.window_end))
+            .filter(pattern_detections::window_end.ge(d.window_start))
+            .order(pattern_detections::window_end.desc())
+            .select(PatternDetection::as_select())
+            .first(conn)
             .optional()?;
-        match inserted {
-            Some(id) => out.push((id, true)),
-            None => {
-                let id = pattern_detections::table
-                    .filter(pattern_detections::kind.eq(&d.kind))
-                    .filter(pattern_detections::source.eq(&d.source))
-                    .filter(pattern_detections::window_start.eq(d.window_start))
-                    .filter(pattern_detections::window_end.eq(d.window_end))
-                    .select(pattern_detections::id)
-                    .first(conn)?;
-                out.push((id, false));
-            }
-        }
+        let Some(stored) = same_incident else {
+            let id = diesel::insert_into(pattern_detections::table)
+                .values(d)
+                .returning(pattern_detections::id)
+                .get_result(conn)?;
+            out.push((id, true));
+            continue;
+        };
+        let mut ids = stored.log_entry_ids.clone();
+        ids.extend(&d.log_entry_ids);
+        ids.sort_unstable();
+        ids.dedup();
+        let escalated = severity_rank(&d.severity) > severity_rank(&stored.severity);
+        let (severity, details) = if escalated || d.window_end > stored.window_end {
+            let severity = if escalated {
+                d.severity.clone()
+            } else {
+                stored.severity.clone()
+            };
+            (severity, d.details.clone())
+        } else {
+            (stored.severity.clone(), stored.details.clone())
+        };
+        diesel::update(pattern_detections::table.find(stored.id))
+            .set((
+                pattern_detections::window_start.eq(stored.window_start.min(d.window_start)),
+                pattern_detections::window_end.eq(stored.window_end.max(d.window_end)),
+                pattern_detections::log_entry_ids.eq(ids),
+                pattern_detections::severity.eq(severity),
+                pattern_detections::details.eq(details),
+            ))
+            .execute(conn)?;
+        out.push((stored.id, escalated));
     }
     Ok(out)
 }

@@ -8,14 +8,37 @@ fn server() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// An empty database of the test's own, dropped when the value is (a failing test too).
+struct ScratchDb {
+    admin: PgConnection,
+    name: String,
+    url: String,
+}
+
+impl ScratchDb {
+    fn new(tag: &str) -> Self {
+        let name = format!("logcanary_{tag}_{}", uuid::Uuid::new_v4().simple());
+        let mut admin =
+            PgConnection::establish(&format!("{}/postgres", server())).expect("postgres");
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .unwrap();
+        let url = format!("{}/{name}", server());
+        Self { admin, name, url }
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        let _ = diesel::sql_query(format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name))
+            .execute(&mut self.admin);
+    }
+}
+
 #[test]
 fn concurrent_migrations_apply_once() {
-    let name = format!("logcanary_migrate_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::establish(&format!("{}/postgres", server())).expect("postgres");
-    diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut admin)
-        .unwrap();
-    let url = format!("{}/{name}", server());
+    let scratch = ScratchDb::new("migrate");
+    let url = scratch.url.clone();
     let runs: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
@@ -57,21 +80,15 @@ fn concurrent_migrations_apply_once() {
         .unwrap();
     assert_eq!(seeded[0].n, 2);
     drop(conn);
-    diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .execute(&mut admin)
-        .unwrap();
+    drop(scratch);
 }
 
 /// Readiness (`Db::ping`) refuses a database that lacks this binary's migrations, naming
 /// them, and passes once `migrate` has run: a new release's pods wait for the Job.
 #[test]
 fn ping_is_not_ready_until_every_migration_is_applied() {
-    let name = format!("logcanary_ping_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::establish(&format!("{}/postgres", server())).expect("postgres");
-    diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut admin)
-        .unwrap();
-    let url = format!("{}/{name}", server());
+    let scratch = ScratchDb::new("ping");
+    let url = scratch.url.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -112,9 +129,7 @@ fn ping_is_not_ready_until_every_migration_is_applied() {
     runtime.block_on(db.ping()).expect("ready once migrated");
     drop(conn);
     drop(db);
-    diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .execute(&mut admin)
-        .unwrap();
+    drop(scratch);
 }
 
 /// `used_signatures`: a MAC is new once, duplicates in one batch and later batches are
@@ -123,12 +138,8 @@ fn ping_is_not_ready_until_every_migration_is_applied() {
 fn used_signatures_are_claimed_once_and_expire() {
     use logcanary_db::signatures::{claim, delete_expired};
 
-    let name = format!("logcanary_sigs_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::establish(&format!("{}/postgres", server())).expect("postgres");
-    diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut admin)
-        .unwrap();
-    let url = format!("{}/{name}", server());
+    let scratch = ScratchDb::new("sigs");
+    let url = scratch.url.clone();
     logcanary_db::migrate(&url).expect("migrate");
     let mut conn = PgConnection::establish(&url).unwrap();
 
@@ -159,7 +170,5 @@ fn used_signatures_are_claimed_once_and_expire() {
         .unwrap()
         .is_empty());
     drop(conn);
-    diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .execute(&mut admin)
-        .unwrap();
+    drop(scratch);
 }

@@ -91,6 +91,61 @@ async fn storing_the_same_window_twice_keeps_one_row() {
 }
 
 #[tokio::test]
+async fn a_detection_that_continues_a_stored_one_widens_that_incident() {
+    let app = spawn_app().await;
+    let first = detection("error_spike", "payments", "WARNING", 20);
+    let stored = store(&app, vec![first.clone()]).await;
+    assert!(stored[0].1, "a new incident alerts");
+    let id = stored[0].0;
+
+    // The next run sees the spike go on past the window edge that cut the first one.
+    let mut more = first.clone();
+    more.window_start = first.window_end - Duration::minutes(2);
+    more.window_end = first.window_end + Duration::minutes(8);
+    more.log_entry_ids = vec![2, 4];
+    more.details = json!({"summary": "error_spike on payments, still going", "errors": 30});
+    assert_eq!(
+        store(&app, vec![more.clone()]).await,
+        vec![(id, false)],
+        "the same incident: no second row, no second alert"
+    );
+    // Touching windows continue it too; a worse severity alerts again.
+    let mut worse = more.clone();
+    worse.window_start = more.window_end;
+    worse.window_end = more.window_end + Duration::minutes(5);
+    worse.severity = "CRITICAL".into();
+    worse.log_entry_ids = vec![9];
+    assert_eq!(store(&app, vec![worse.clone()]).await, vec![(id, true)]);
+
+    let page: Value = app.get("/api/patterns/").await.json().await.unwrap();
+    let rows = page["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{page}");
+    let incident = &rows[0];
+    assert_eq!(incident["id"], id);
+    assert_eq!(incident["severity"], "CRITICAL");
+    assert_eq!(incident["log_entry_ids"], json!([1, 2, 3, 4, 9]));
+    assert_eq!(incident["details"]["errors"], 30);
+    let start =
+        chrono::DateTime::parse_from_rfc3339(incident["window_start"].as_str().unwrap()).unwrap();
+    let end =
+        chrono::DateTime::parse_from_rfc3339(incident["window_end"].as_str().unwrap()).unwrap();
+    assert_eq!(start.timestamp(), first.window_start.timestamp());
+    assert_eq!(end.timestamp(), worse.window_end.timestamp());
+
+    // Another source, or a later spike after a quiet gap, is another incident.
+    let elsewhere = detection("error_spike", "search", "WARNING", 20);
+    let mut later = first.clone();
+    later.window_start = worse.window_end + Duration::minutes(30);
+    later.window_end = later.window_start + Duration::minutes(10);
+    let stored = store(&app, vec![elsewhere, later]).await;
+    assert!(
+        stored.iter().all(|(other, new)| *new && *other != id),
+        "{stored:?}"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
 async fn filters_and_pages_narrow_the_list() {
     let app = spawn_app().await;
     let mut rows = Vec::new();
