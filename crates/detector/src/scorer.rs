@@ -129,11 +129,101 @@ pub struct ScorerConfig {
     /// template. 0 turns this off.
     #[serde(default = "default_alert_hold_ms")]
     pub alert_hold_ms: i64,
+    /// How severe a line can count for what its words say, whatever its level: a template
+    /// that reads like a failure ("authentication failure", "connection refused") at INFO
+    /// counts up to this severity weight (ERROR is 0.8). Measured by where its embedding
+    /// falls between [`FAILURE_PROTOTYPES`] and [`ROUTINE_PROTOTYPES`]. 0 turns it off.
+    #[serde(default = "default_meaning_severity_max")]
+    pub meaning_severity_max: f32,
     pub miner: MinerConfig,
 }
 
 fn default_alert_hold_ms() -> i64 {
     ScorerConfig::default().alert_hold_ms
+}
+
+fn default_meaning_severity_max() -> f32 {
+    ScorerConfig::default().meaning_severity_max
+}
+
+/// Messages any operator reads as something going wrong, whatever the system. Their mean
+/// embedding, against that of [`ROUTINE_PROTOTYPES`], gives the "failure" direction.
+pub const FAILURE_PROTOTYPES: &[&str] = &[
+    "authentication failure for user",
+    "connection refused",
+    "failed to open file: permission denied",
+    "error while processing the request",
+    "exception thrown: null pointer",
+    "timed out waiting for a response",
+    "no space left on device",
+    "out of memory, process killed",
+    "could not connect to the server",
+    "fatal error, shutting down",
+    "invalid password for user",
+    "service unavailable",
+    "segmentation fault",
+    "corrupted block detected",
+    "lost connection to node",
+    "disk read error",
+];
+
+/// Everyday messages of healthy systems, the other end of the "failure" direction.
+pub const ROUTINE_PROTOTYPES: &[&str] = &[
+    "request completed successfully",
+    "user logged in",
+    "connection established",
+    "starting service",
+    "received block of size",
+    "task finished",
+    "heartbeat ok",
+    "session opened for user",
+    "configuration loaded",
+    "listening on port",
+    "cache hit",
+    "sending response",
+    "job scheduled",
+    "file written",
+    "node joined the cluster",
+    "disk read completed",
+];
+
+/// The "failure" direction in embedding space and where the two prototype sets fall on it.
+#[derive(Debug, Clone)]
+struct FailureAxis {
+    axis: Vec<f32>,
+    routine: f32,
+    failure: f32,
+}
+
+impl FailureAxis {
+    fn from_embeddings(failure: &[Vec<f32>], routine: &[Vec<f32>]) -> Option<Self> {
+        let mean = |vs: &[Vec<f32>]| -> Option<Vec<f32>> {
+            let dim = vs.first()?.len();
+            let mut m = vec![0.0; dim];
+            for v in vs {
+                for (a, b) in m.iter_mut().zip(v) {
+                    *a += b / vs.len() as f32;
+                }
+            }
+            Some(m)
+        };
+        let (f, r) = (mean(failure)?, mean(routine)?);
+        let axis: Vec<f32> = f.iter().zip(&r).map(|(a, b)| a - b).collect();
+        let project =
+            |vs: &[Vec<f32>]| vs.iter().map(|v| plain_dot(v, &axis)).sum::<f32>() / vs.len() as f32;
+        let (failure, routine) = (project(failure), project(routine));
+        (failure > routine).then_some(Self {
+            axis,
+            routine,
+            failure,
+        })
+    }
+
+    /// 0 at or below the routine prototypes' mean, 1 at or beyond the failures'.
+    fn failure_likeness(&self, embedding: &[f32]) -> f32 {
+        ((plain_dot(embedding, &self.axis) - self.routine) / (self.failure - self.routine))
+            .clamp(0.0, 1.0)
+    }
 }
 
 impl Default for ScorerConfig {
@@ -150,6 +240,7 @@ impl Default for ScorerConfig {
             label_pull_from: 0.5,
             label_pull_span: 0.25,
             alert_hold_ms: 60 * 1000,
+            meaning_severity_max: 0.8,
             miner: MinerConfig::default(),
         }
     }
@@ -170,6 +261,10 @@ pub struct Score {
     /// Most similar other known template and its cosine similarity, if any.
     pub closest: Option<(String, f32)>,
     pub warming_up: bool,
+    /// How much the template reads like a failure, whatever the line's level: 0 routine,
+    /// 1 as much as the failure prototypes (0 when `meaning_severity_max` is 0).
+    #[serde(default)]
+    pub failure_likeness: f32,
 }
 
 /// Errors from scoring.
@@ -242,6 +337,8 @@ pub struct Scorer<E> {
     closest_epoch: u64,
     /// Bumped on every label change: nearest-labelled caches must recompute.
     labels_epoch: u64,
+    /// Embedded on the first batch (when `meaning_severity_max` > 0).
+    failure_axis: Option<FailureAxis>,
 }
 
 impl<E: TextEmbedder> Scorer<E> {
@@ -264,6 +361,7 @@ impl<E: TextEmbedder> Scorer<E> {
             neighbours: HashMap::new(),
             closest_epoch: 0,
             labels_epoch: 0,
+            failure_axis: None,
         }
     }
 
@@ -303,6 +401,7 @@ impl<E: TextEmbedder> Scorer<E> {
             neighbours: HashMap::new(),
             closest_epoch: 0,
             labels_epoch: 0,
+            failure_axis: None,
         })
     }
 
@@ -374,6 +473,16 @@ impl<E: TextEmbedder> Scorer<E> {
     /// Score lines in order. All templates new to this batch are embedded in one model
     /// request before any line is scored.
     pub fn score_batch(&mut self, lines: &[LogLine]) -> Result<Vec<Score>, ScoreError> {
+        if self.failure_axis.is_none() && self.config.meaning_severity_max > 0.0 {
+            let texts: Vec<String> = FAILURE_PROTOTYPES
+                .iter()
+                .chain(ROUTINE_PROTOTYPES)
+                .map(|t| t.to_string())
+                .collect();
+            let vectors = self.embedder.embed_texts(texts)?;
+            let (failure, routine) = vectors.split_at(FAILURE_PROTOTYPES.len().min(vectors.len()));
+            self.failure_axis = FailureAxis::from_embeddings(failure, routine);
+        }
         let mined: Vec<_> = lines.iter().map(|l| self.miner.mine(&l.message)).collect();
         let mut missing: Vec<(TemplateId, String)> = Vec::new();
         for m in &mined {
@@ -434,7 +543,13 @@ impl<E: TextEmbedder> Scorer<E> {
         let novelty = ((cfg.similar_at - nearest_sim) / cfg.novelty_span).clamp(0.0, 1.0);
         // 1 on first sight, 0.59 on the second, 0.3 by the tenth.
         let rarity = 1.0 / (1.0 + (seen_before as f32 + 1.0).ln());
-        let severity = line.severity.weight();
+        let level = line.severity.weight();
+        let failure_likeness = match (&self.failure_axis, self.embeddings.get(&id)) {
+            (Some(axis), Some(e)) => axis.failure_likeness(e),
+            _ => 0.0,
+        };
+        let meaning = cfg.meaning_severity_max * failure_likeness;
+        let severity = level.max(meaning);
         let mut score = cfg.novelty_weight * novelty * rarity
             + cfg.rarity_weight * rarity
             + cfg.severity_weight * severity;
@@ -514,6 +629,9 @@ impl<E: TextEmbedder> Scorer<E> {
             }
         }
         parts.push(format!("severity {}", line.severity.as_str()));
+        if meaning > level && meaning >= 0.4 {
+            parts.push("reads like a failure".to_string());
+        }
         if let Some(note) = feedback_note {
             parts.push(note);
         }
@@ -557,6 +675,7 @@ impl<E: TextEmbedder> Scorer<E> {
             rarity,
             closest: closest_out,
             warming_up,
+            failure_likeness,
         }
     }
 
@@ -624,6 +743,11 @@ impl<E: TextEmbedder> Scorer<E> {
             .map(|t| t.join(" "))
             .unwrap_or_else(|| id.to_string())
     }
+}
+
+/// The plain dot product (no normalisation): a projection on a direction.
+fn plain_dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Cosine of two embeddings; they are unit length (L2-normalised by the embedder), so the

@@ -13,7 +13,8 @@ use logcanary_detector::replay::{read_jsonl, replay, replay_baseline, Baseline, 
 use logcanary_detector::scorer::{Scorer, ScorerConfig};
 
 const USAGE: &str = "usage: logcanary-eval INPUT.jsonl [--feedback N] \
-                     [--baseline severity|new-template] [--batch N] [--trace]";
+                     [--baseline severity|new-template] [--batch N] [--trace] \
+                     [--meaning-severity-max X]";
 
 fn main() -> ExitCode {
     match run() {
@@ -29,6 +30,7 @@ fn run() -> Result<(), String> {
     let mut input: Option<PathBuf> = None;
     let mut options = ReplayOptions::default();
     let mut baseline: Option<Baseline> = None;
+    let mut config = ScorerConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -50,6 +52,12 @@ fn run() -> Result<(), String> {
                 options.batch = v.parse().map_err(|_| format!("bad --batch {v:?}"))?;
             }
             "--trace" => options.trace = true,
+            "--meaning-severity-max" => {
+                let v = value("--meaning-severity-max")?;
+                config.meaning_severity_max = v
+                    .parse()
+                    .map_err(|_| format!("bad --meaning-severity-max {v:?}"))?;
+            }
             "--baseline" => baseline = Some(value("--baseline")?.parse()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -63,7 +71,6 @@ fn run() -> Result<(), String> {
     }
     let input = input.ok_or_else(|| USAGE.to_string())?;
     let records = read_jsonl(&input).map_err(|e| format!("{}: {e}", input.display()))?;
-    let config = ScorerConfig::default();
 
     let report = match baseline {
         Some(b) => {
