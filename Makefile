@@ -5,6 +5,12 @@ CARGO ?= cargo
 
 ##@ The two commands
 
+# Which build `migrate` (and so `setup`) uses: debug for `make test`, release for
+# `make run`, so that each builds the workspace once.
+PROFILE ?= debug
+CARGO_PROFILE_FLAG = $(if $(filter release,$(PROFILE)),--release,)
+
+run: PROFILE = release
 run: setup build-release ## Set everything up and start the whole stack (Ctrl-C stops it)
 	PROFILE=release bash scripts/run-stack.sh
 
@@ -21,10 +27,14 @@ test: setup ## Set everything up and run every test (real Postgres, RabbitMQ and
 
 setup: ## Install packages, start Postgres + RabbitMQ, create the database, fetch the model (idempotent)
 	bash scripts/setup.sh
-	$(MAKE) --no-print-directory migrate
+	$(MAKE) --no-print-directory migrate PROFILE=$(PROFILE)
 
+# Builds every binary (not just ingest-api: a package built alone gets other dependency
+# features than the workspace, and the next `cargo build --workspace` would compile much
+# of it again), then applies the migrations.
 migrate: ## Apply database migrations (under an advisory lock)
-	$(CARGO) run --quiet -p logcanary-ingest-api --bin ingest-api -- migrate
+	$(CARGO) build --workspace --bins $(CARGO_PROFILE_FLAG)
+	"$${CARGO_TARGET_DIR:-target}/$(PROFILE)/ingest-api" migrate
 
 build-release:
 	$(CARGO) build --release --workspace --bins
@@ -39,6 +49,7 @@ fmt: ## Format the code
 openapi: ## Regenerate proto/openapi.json from the code
 	$(CARGO) run --quiet -p logcanary-ingest-api --bin ingest-api -- openapi > proto/openapi.json
 
+bench: PROFILE = release
 bench: setup build-release ## Load the stack and its parts, then the detector; prints figures (see BENCHMARKS.md)
 	bash scripts/bench.sh
 	bash scripts/bench-detector.sh

@@ -105,6 +105,12 @@ pub struct ScoringArgs {
     )]
     pub warmup_lines: Option<u64>,
 
+    /// Severity weight (0..=1; ERROR is 0.8) a template can get for reading like a failure,
+    /// whatever its log level; 0 judges lines by their level only. The detector's default
+    /// (0.8) when unset.
+    #[arg(long, env = "LOGCANARY_MEANING_SEVERITY_MAX", value_name = "LOGCANARY_MEANING_SEVERITY_MAX", value_parser = parse_unit)]
+    pub meaning_severity_max: Option<f64>,
+
     /// How stale this replica's copy of the shared templates and labels may get before a
     /// batch pulls the changes, in milliseconds (0: before every batch).
     #[arg(
@@ -125,6 +131,9 @@ impl ScoringArgs {
                 .anomaly_threshold
                 .map_or(defaults.threshold, |t| t as f32),
             warmup_lines: self.warmup_lines.unwrap_or(defaults.warmup_lines),
+            meaning_severity_max: self
+                .meaning_severity_max
+                .map_or(defaults.meaning_severity_max, |m| m as f32),
             ..defaults
         }
     }
