@@ -3,19 +3,14 @@
 //!
 //! Runs the real model: `make setup` / scripts/fetch-ml-assets.sh must have run.
 
+mod common;
+
+use common::ROUTINE;
 use logcanary_detector::embedder::{Embedder, EmbedderConfig};
 use logcanary_detector::replay::{read_jsonl, replay, ReplayOptions};
 use logcanary_detector::scorer::{Scorer, ScorerConfig};
 
 fn generated_file() -> std::path::PathBuf {
-    let routine = [
-        "Accepted publickey for deploy from 10.0.0.5 port 51234 ssh2",
-        "session opened for user deploy by (uid=0)",
-        "session closed for user deploy",
-        "GET /api/health 200 3ms",
-        "Connection to 10.0.0.7 closed",
-        "cache refresh finished in 120 ms",
-    ];
     let mut out = String::new();
     let mut t = 1_700_000_000_000i64;
     let mut push = |t: i64, sev: &str, msg: &str, label: &str| {
@@ -26,7 +21,7 @@ fn generated_file() -> std::path::PathBuf {
         out.push('\n');
     };
     for round in 0..60 {
-        for m in routine {
+        for m in ROUTINE {
             t += 5_000;
             push(
                 t,

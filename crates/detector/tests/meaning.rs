@@ -4,17 +4,11 @@
 //!
 //! Runs the real model: `make setup` / scripts/fetch-ml-assets.sh must have run.
 
+mod common;
+
+use common::ROUTINE;
 use logcanary_detector::embedder::{Embedder, EmbedderConfig};
 use logcanary_detector::scorer::{LogLine, Score, Scorer, ScorerConfig, Severity};
-
-const ROUTINE: [&str; 6] = [
-    "Accepted publickey for deploy from 10.0.0.5 port 51234 ssh2",
-    "session opened for user deploy by (uid=0)",
-    "session closed for user deploy",
-    "GET /api/health 200 3ms",
-    "Connection to 10.0.0.7 closed",
-    "cache refresh finished in 120 ms",
-];
 
 /// Scores 60 rounds of routine INFO traffic, then `last` at INFO; returns the last score.
 fn last_score(config: ScorerConfig, last: &str) -> Score {
