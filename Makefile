@@ -54,8 +54,14 @@ bench: setup build-release ## Load the stack and its parts, then the detector; p
 	bash scripts/bench.sh
 	bash scripts/bench-detector.sh
 
-eval: setup ## Replay a labelled JSONL file through the detector: make eval INPUT=file.jsonl [FEEDBACK=n]
+# Needs the model and ONNX Runtime only: no services, no database, no debug build.
+eval: ## Replay a labelled JSONL file through the detector: make eval INPUT=file.jsonl [FEEDBACK=n]
+	bash scripts/fetch-ml-assets.sh
 	bash scripts/eval.sh $(INPUT) $(FEEDBACK)
+
+eval-all: ## Every set of make eval-data with both baselines, without and with FEEDBACK (default 30)
+	bash scripts/fetch-ml-assets.sh
+	bash scripts/eval-all.sh $(or $(FEEDBACK),30)
 
 eval-data: ## Build labelled sets from ../shared/data/loghub into .cache/eval/
 	python3 scripts/make-labelled-sets.py
@@ -68,4 +74,4 @@ help: ## Show this help
 		/^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
 		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
-.PHONY: run test setup migrate build-release lint fmt openapi bench eval eval-data bench-detector help
+.PHONY: run test setup migrate build-release lint fmt openapi bench eval eval-all eval-data bench-detector help

@@ -13,6 +13,16 @@ inject-<base>-<donor>.jsonl
     refused, timed out, ...) from another system <donor> injected at random points after
     the first quarter of the stream. Injected lines are "anomaly", the rest "normal".
 
+burst-<base>-<donor>.jsonl
+    The shape of an operator-labelled supercomputer log: anomalies come as bursts of one
+    template each (one template 60 times within minutes, one 30 times, then a dozen
+    templates of 1-9 lines; 14 anomalous templates, one of which recurs in a second burst),
+    every anomalous line at the highest level (CRITICAL), and about 10 routine templates
+    of <base> that recur through the whole file also at CRITICAL (about 59 % of the
+    CRITICAL lines are routine), so the level alone cannot separate them. Anomalous
+    templates are <base>'s own rare failure templates (taken out of their place) and, to
+    make 14, failure templates of <donor>. No other line is CRITICAL.
+
 holdout-<system>.jsonl
     One system's own sample, with its rare failure templates (ground-truth EventIds with at
     most 2% of the lines whose template text or level says failure) held out of the first
@@ -50,6 +60,18 @@ START = datetime(2024, 3, 1, tzinfo=timezone.utc)
 
 INJECT = [("HDFS", "Hadoop"), ("Zookeeper", "Linux"), ("OpenSSH", "Thunderbird")]
 HOLDOUT = ["OpenStack", "Thunderbird", "Hadoop"]
+# (base, donor). The first three are the sets weights were settled on; the last three
+# are reported as "not tuned on" (see BENCHMARKS.md).
+BURST = [
+    ("HPC", "Linux"),
+    ("Hadoop", "OpenSSH"),
+    ("Spark", "Hadoop"),
+    ("Thunderbird", "Hadoop"),
+    ("Mac", "Zookeeper"),
+    ("OpenStack", "Linux"),
+]
+BURST_SIZES = [60, 30, 9, 8, 7, 6, 5, 4, 4, 3, 2, 2, 1, 1]
+ROUTINE_CRITICAL_TEMPLATES = 10
 
 
 def read_sample(loghub, system):
@@ -155,6 +177,90 @@ def make_holdout(loghub, out, system, rng):
     emit(out / f"holdout-{system.lower()}.jsonl", timed)
 
 
+def make_burst(loghub, out, base_name, donor_name, rng):
+    base = read_sample(loghub, base_name)
+    n = len(base)
+    counts = Counter(line["event"] for line in base)
+    positions = {}
+    for i, line in enumerate(base):
+        positions.setdefault(line["event"], []).append(i)
+
+    # Anomalous templates: <base>'s rare failure templates first, then <donor>'s.
+    rare = [
+        e
+        for e, c in counts.items()
+        if c <= max(1, n // 50) and any(is_failure(base[i]) for i in positions[e])
+    ]
+    rng.shuffle(rare)
+    anomalous = [[base[i] for i in positions[e]] for e in rare[: len(BURST_SIZES) // 2]]
+    donor_groups = {}
+    for line in read_sample(loghub, donor_name):
+        if is_failure(line):
+            donor_groups.setdefault(line["event"], []).append(line)
+    donor_events = sorted(donor_groups)
+    rng.shuffle(donor_events)
+    for e in donor_events:
+        if len(anomalous) >= len(BURST_SIZES):
+            break
+        anomalous.append(donor_groups[e])
+    if len(anomalous) < len(BURST_SIZES):
+        raise SystemExit(f"{base_name}+{donor_name}: only {len(anomalous)} anomalous templates")
+    taken = {e for e in rare[: len(BURST_SIZES) // 2]}
+
+    # Routine CRITICAL templates: recurring through the whole file (present in at least
+    # three of its four quarters), failure-sounding ones first.
+    def spread(e):
+        return len({i * 4 // n for i in positions[e]})
+
+    candidates = [
+        e for e in counts if e not in taken and spread(e) >= 2 and 4 <= counts[e] <= 60
+    ]
+    rng.shuffle(candidates)
+    candidates.sort(key=lambda e: (not any(is_failure(base[i]) for i in positions[e]), -spread(e)))
+    target_lines = int(sum(BURST_SIZES) * 0.59 / 0.41)
+    routine, lines = [], 0
+    for e in candidates:
+        if len(routine) >= ROUTINE_CRITICAL_TEMPLATES or lines >= target_lines:
+            break
+        if lines + counts[e] > target_lines * 1.3:
+            continue
+        routine.append(e)
+        lines += counts[e]
+    routine = set(routine)
+
+    kept = [line for line in base if line["event"] not in taken]
+    times = normal_times(rng, len(kept))
+    timed = []
+    for t, line in zip(times, kept):
+        line = dict(line)
+        if line["event"] in routine:
+            line["severity"] = "CRITICAL"
+        elif line["severity"] in BAD_LEVELS:
+            line["severity"] = "ERROR"
+        timed.append((t, line, "normal"))
+    # Bursts at distinct points after the first 5 % of the stream; the fifth template
+    # comes back in a second burst later on.
+    sizes = list(zip(anomalous, BURST_SIZES))
+    sizes.append(sizes[4])
+    anchors = rng.sample(range(len(kept) // 20, len(kept) - 1), len(sizes))
+    order = sorted(range(len(sizes)), key=lambda k: anchors[k])
+    if order.index(len(sizes) - 1) < order.index(4):
+        anchors[4], anchors[-1] = anchors[-1], anchors[4]
+    for (group, size), anchor in zip(sizes, anchors):
+        t = times[anchor] + timedelta(seconds=rng.uniform(1, 5))
+        for k in range(size):
+            line = dict(group[k % len(group)])
+            line["severity"] = "CRITICAL"
+            timed.append((t, line, "anomaly"))
+            t += timedelta(seconds=rng.uniform(0.5, 4.0))
+    print(
+        f"{base_name}+{donor_name}: {len(taken)} own + {len(anomalous) - len(taken)} donor "
+        f"anomalous templates, {len(routine)} routine CRITICAL templates ({lines} lines)",
+        file=sys.stderr,
+    )
+    emit(out / f"burst-{base_name.lower()}-{donor_name.lower()}.jsonl", timed)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--loghub", type=Path, default=ROOT.parent / "shared" / "data" / "loghub")
@@ -168,6 +274,8 @@ def main():
         make_inject(args.loghub, args.out, base, donor, random.Random(f"{args.seed}-{base}-{donor}"))
     for system in HOLDOUT:
         make_holdout(args.loghub, args.out, system, random.Random(f"{args.seed}-{system}"))
+    for base, donor in BURST:
+        make_burst(args.loghub, args.out, base, donor, random.Random(f"{args.seed}-b-{base}-{donor}"))
 
 
 if __name__ == "__main__":

@@ -465,6 +465,8 @@ fn write(
         let key = score.template_id.0.as_str();
         let delta = deltas.entry(key).or_insert_with(|| {
             let touched = templates.get(key);
+            // This replica's view of the template's presence; the table keeps the largest.
+            let presence = touched.map(|t| t.presence).unwrap_or_default();
             TemplateDelta {
                 key: key.to_owned(),
                 template: touched.map_or_else(|| score.template.clone(), |t| t.text.clone()),
@@ -472,6 +474,8 @@ fn write(
                 first_seen: entry.logged_at,
                 last_seen: entry.logged_at,
                 embedding: touched.and_then(|t| t.embedding.clone()),
+                windows: i32::try_from(presence.windows).unwrap_or(i32::MAX),
+                max_window_lines: i64::try_from(presence.max_window_lines).unwrap_or(i64::MAX),
             }
         });
         delta.count += 1;

@@ -13,8 +13,14 @@
 //!
 //! The detector exports its state with serde ([`ScorerState`]); the per-template counts and
 //! the warm-up counter are not public fields, so [`SharedScorer::apply`] sets them through
-//! the serialised form (`stats.<id>.count`, `first_seen_ms`, `last_seen_ms`, `lines_seen`,
-//! `first_line_ms`). The unit tests below fail if that form changes.
+//! the serialised form (`stats.<id>.count`, `first_seen_ms`, `last_seen_ms`, `windows`,
+//! `window`, `window_lines`, `max_window_lines`, `lines_seen`, `first_line_ms`). The unit
+//! tests below fail if that form changes.
+//!
+//! A template's presence over time ([`Presence`]: the separate time windows it was seen
+//! in, the most lines of any one) decides whether it is learned normal; it is shared too
+//! (`templates.windows`, `templates.max_window_lines`, the largest view any replica
+//! reported), so a restarted or new replica does not flag routine templates again.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -26,7 +32,10 @@ use db::templates::TemplateRow;
 use detector::{
     drain::{TemplateId, TemplateRecord, WILDCARD},
     embedder::{EmbedError, Embedder},
-    scorer::{Label, LogLine, Score, ScoreError, Scorer, ScorerConfig, ScorerState, TextEmbedder},
+    scorer::{
+        Label, LogLine, Presence, Score, ScoreError, Scorer, ScorerConfig, ScorerState,
+        TextEmbedder,
+    },
 };
 use serde_json::{json, Value};
 
@@ -48,6 +57,8 @@ struct Known {
     count: u64,
     /// Current text in the local miner.
     text: String,
+    /// Time windows the local scorer saw the template in (its own and the table's).
+    windows: u32,
     label: Option<Label>,
     /// The table has this template's embedding.
     embedding_stored: bool,
@@ -67,6 +78,8 @@ pub struct ScoredBatch {
 pub struct TouchedTemplate {
     pub text: String,
     pub embedding: Option<Vec<f32>>,
+    /// The template's presence as this replica knows it, after the batch.
+    pub presence: Presence,
 }
 
 /// Errors from merging the table's templates into the scorer.
@@ -112,9 +125,16 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             .collect()
     }
 
+    /// A template's presence (time windows seen in, most lines of one) as this replica
+    /// knows it; `None` for a template it has no stats for.
+    pub fn presence(&self, id: &TemplateId) -> Option<Presence> {
+        self.scorer.presence(id)
+    }
+
     /// Merges rows of the table into the scorer: new templates (with `embeddings`), counts
-    /// that grew elsewhere, text generalised elsewhere, labels. The scorer is rebuilt from
-    /// a merged state only when templates, counts or text changed; labels apply in place.
+    /// that grew elsewhere, text generalised elsewhere, presence seen in more windows
+    /// elsewhere, labels. The scorer is rebuilt from a merged state only when templates,
+    /// counts, text or windows changed; labels apply in place.
     pub fn apply(
         &mut self,
         rows: &[TemplateRow],
@@ -133,6 +153,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                 None => rebuild.push(row),
                 Some(k) => {
                     if row.count.max(0) as u64 > k.count
+                        || row_windows(row) > k.windows
                         || merge_text(&k.text, &row.template) != k.text
                     {
                         rebuild.push(row);
@@ -204,6 +225,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         }
         let lines: u64 = state.miner.templates.iter().map(|r| r.count).sum();
         let first_ms = rows.iter().map(|r| r.first_seen.timestamp_millis()).min();
+        let window_ms = self.config.presence_window_ms.max(1);
 
         let mut value =
             serde_json::to_value(&state).map_err(|e| MergeError::Shape(e.to_string()))?;
@@ -218,7 +240,16 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                 row.last_seen.timestamp_millis(),
             );
             let entry = stats.entry(row.template_key.clone()).or_insert_with(|| {
-                json!({"count": 0, "first_seen_ms": first, "last_seen_ms": last, "alerting_since_ms": null})
+                json!({
+                    "count": 0,
+                    "first_seen_ms": first,
+                    "last_seen_ms": last,
+                    "alerting_since_ms": null,
+                    "windows": 0,
+                    "window": 0,
+                    "window_lines": 0,
+                    "max_window_lines": 0,
+                })
             });
             let entry = entry
                 .as_object_mut()
@@ -230,10 +261,34 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             };
             let old_first = field(entry, "first_seen_ms")?;
             let old_last = field(entry, "last_seen_ms")?;
+            let old_windows = field(entry, "windows")?;
+            let old_window = field(entry, "window")?;
+            let old_max_lines = field(entry, "max_window_lines")?;
+            field(entry, "window_lines")?;
             field(entry, "count")?;
+            let merged_last = old_last.max(last);
             entry.insert("count".into(), json!(count));
             entry.insert("first_seen_ms".into(), json!(old_first.min(first)));
-            entry.insert("last_seen_ms".into(), json!(old_last.max(last)));
+            entry.insert("last_seen_ms".into(), json!(merged_last));
+            let windows = i64::from(row_windows(row));
+            if windows > old_windows {
+                entry.insert("windows".into(), json!(windows));
+                // The last window seen (by anyone): a line later in it is not a new window.
+                let window = merged_last.div_euclid(window_ms);
+                if window > old_window {
+                    entry.insert("window".into(), json!(window));
+                    // Lines of that window seen elsewhere are not known here.
+                    entry.insert("window_lines".into(), json!(0));
+                }
+            }
+            entry.insert(
+                "max_window_lines".into(),
+                json!(old_max_lines.max(row.max_window_lines.max(0))),
+            );
+            let windows = u32::try_from(windows.max(old_windows)).unwrap_or(u32::MAX);
+            if let Some(k) = self.known.get_mut(&TemplateId(row.template_key.clone())) {
+                k.windows = k.windows.max(windows);
+            }
         }
         let object = value
             .as_object_mut()
@@ -290,7 +345,12 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             }
         }
         for s in &scores {
-            let known = &self.known[&s.template_id];
+            if touched.contains_key(&s.template_id) {
+                continue;
+            }
+            let presence = self.scorer.presence(&s.template_id).unwrap_or_default();
+            let known = self.known.entry(s.template_id.clone()).or_default();
+            known.windows = known.windows.max(presence.windows);
             touched.insert(
                 s.template_id.clone(),
                 TouchedTemplate {
@@ -300,6 +360,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                     } else {
                         known.pending_embedding.clone()
                     },
+                    presence,
                 },
             );
         }
@@ -318,6 +379,11 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             }
         }
     }
+}
+
+/// A row's `windows`, negative values (never written) read as none.
+fn row_windows(row: &TemplateRow) -> u32 {
+    u32::try_from(row.windows).unwrap_or(0)
 }
 
 fn parse_label(text: &str) -> Option<Label> {
@@ -362,7 +428,7 @@ pub fn log_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use detector::scorer::Severity;
+    use detector::scorer::{DecidedBy, Severity, TemplateState};
 
     /// Bag-of-words vectors: texts sharing words are close. No model needed.
     #[derive(Clone)]
@@ -415,6 +481,34 @@ mod tests {
             label: label.map(str::to_owned),
             labelled_at: None,
             updated_at: t,
+            windows: 0,
+            max_window_lines: 0,
+        }
+    }
+
+    const MINUTE: i64 = 60_000;
+    /// 2026-01-01T00:00:00Z, on a presence window boundary.
+    const T0: i64 = 1_767_225_600_000;
+
+    /// A routine CRITICAL message of one template.
+    fn routine_critical(t: i64, job: i64) -> LogLine {
+        line(
+            t,
+            Severity::Critical,
+            &format!("program load failure for job {job}: user binary not found"),
+        )
+    }
+
+    /// The row replica `a` would have stored for `id` after the lines at `times`.
+    fn row_of(a: &SharedScorer<Words>, id: &TemplateId, text: &str, times: &[i64]) -> TemplateRow {
+        let presence = a.presence(id).expect("a has stats for the template");
+        let at = |ms: i64| DateTime::from_timestamp_millis(ms).expect("a valid time");
+        TemplateRow {
+            first_seen: at(*times.iter().min().expect("lines")),
+            last_seen: at(*times.iter().max().expect("lines")),
+            windows: i32::try_from(presence.windows).expect("few windows"),
+            max_window_lines: i64::try_from(presence.max_window_lines).expect("few lines"),
+            ..row(1, &id.0, text, times.len() as i64, None)
         }
     }
 
@@ -453,7 +547,11 @@ mod tests {
         let s = &again.scores[0];
         assert_eq!(&s.template_id, id);
         assert!(s.summary.contains("seen 5 times"), "{}", s.summary);
-        assert!(s.summary.contains("marked normal"), "{}", s.summary);
+        assert!(
+            s.summary.contains("marked this pattern normal"),
+            "{}",
+            s.summary
+        );
         assert!(!s.warming_up, "the table's lines count towards the warm-up");
         assert!(
             again.templates[id].embedding.is_none(),
@@ -498,6 +596,137 @@ mod tests {
         assert_eq!(
             s.templates[&id].text,
             "session opened for user <*> from <*> by sshd"
+        );
+    }
+
+    #[test]
+    fn a_fresh_replica_knows_what_another_learned_normal_from_the_table() {
+        // Replica A sees one CRITICAL routine template every 20 minutes: 4 windows over an
+        // hour, so it learns the template as normal.
+        let mut a = SharedScorer::new(config(), Words);
+        let times: Vec<i64> = (0..4).map(|i| T0 + i * 20 * MINUTE).collect();
+        let lines: Vec<LogLine> = times
+            .iter()
+            .zip(1..)
+            .map(|(&t, job)| routine_critical(t, job))
+            .collect();
+        let out = a.score(&lines).expect("scores");
+        assert_eq!(out.templates.len(), 1, "one template: {:?}", out.templates);
+        let last = out.scores.last().expect("4 scores");
+        assert_eq!(last.state, TemplateState::LearnedNormal, "{last:?}");
+        assert!(!last.is_anomaly, "{last:?}");
+        let (id, touched) = out.templates.iter().next().expect("a template");
+        assert_eq!(
+            touched.presence,
+            Presence {
+                windows: 4,
+                max_window_lines: 1
+            },
+            "the batch reports the template's presence"
+        );
+        assert_eq!(a.presence(id), Some(touched.presence));
+        let embedding = touched
+            .embedding
+            .clone()
+            .expect("a new template's embedding");
+        let stored = row_of(&a, id, &touched.text, &times);
+
+        // Replica B starts from the table only: the next line, 20 minutes later, is
+        // learned normal without B having seen the history.
+        let next = routine_critical(T0 + 80 * MINUTE, 9);
+        let mut b = SharedScorer::new(config(), Words);
+        b.apply(
+            std::slice::from_ref(&stored),
+            HashMap::from([(id.0.clone(), embedding.clone())]),
+        )
+        .expect("merges");
+        let scored = b.score(std::slice::from_ref(&next)).expect("scores");
+        let s = &scored.scores[0];
+        assert_eq!(&s.template_id, id);
+        assert!(!s.warming_up, "{s:?}");
+        assert_eq!(s.state, TemplateState::LearnedNormal, "{s:?}");
+        assert_eq!(s.decided_by, DecidedBy::LearnedNormal, "{s:?}");
+        assert!(!s.is_anomaly, "{s:?}");
+        assert_eq!(
+            scored.templates[id].presence,
+            Presence {
+                windows: 5,
+                max_window_lines: 1
+            }
+        );
+
+        // Without the shared presence (a row as stored before it was), the same line is
+        // flagged: B would have to learn the template again.
+        let mut c = SharedScorer::new(config(), Words);
+        let bare = TemplateRow {
+            windows: 0,
+            max_window_lines: 0,
+            ..stored
+        };
+        c.apply(&[bare], HashMap::from([(id.0.clone(), embedding)]))
+            .expect("merges");
+        let s = &c.score(&[next]).expect("scores").scores[0];
+        assert_eq!(s.state, TemplateState::Unknown, "{s:?}");
+        assert!(s.is_anomaly, "{s:?}");
+    }
+
+    #[test]
+    fn presence_from_the_table_grows_and_its_last_window_is_not_counted_twice() {
+        let mut a = SharedScorer::new(config(), Words);
+        let times: Vec<i64> = (0..4).map(|i| T0 + i * 20 * MINUTE).collect();
+        let lines: Vec<LogLine> = times
+            .iter()
+            .zip(1..)
+            .map(|(&t, job)| routine_critical(t, job))
+            .collect();
+        let out = a.score(&lines).expect("scores");
+        let (id, touched) = out.templates.iter().next().expect("a template");
+        let embedding = touched.embedding.clone().expect("embedding");
+        let stored = TemplateRow {
+            max_window_lines: 3,
+            ..row_of(&a, id, &touched.text, &times)
+        };
+
+        let mut b = SharedScorer::new(config(), Words);
+        b.apply(
+            std::slice::from_ref(&stored),
+            HashMap::from([(id.0.clone(), embedding)]),
+        )
+        .expect("merges");
+        assert_eq!(
+            b.presence(id),
+            Some(Presence {
+                windows: 4,
+                max_window_lines: 3
+            })
+        );
+        // Five minutes after the last stored line: the same window, not a new one.
+        let out = b
+            .score(&[routine_critical(T0 + 65 * MINUTE, 9)])
+            .expect("scores");
+        assert_eq!(
+            out.templates[id].presence,
+            Presence {
+                windows: 4,
+                max_window_lines: 3
+            }
+        );
+
+        // More windows seen elsewhere are merged even when the count did not grow here.
+        let more = TemplateRow {
+            count: 5,
+            windows: 7,
+            max_window_lines: 2,
+            ..stored
+        };
+        b.apply(&[more], HashMap::new()).expect("merges");
+        assert_eq!(
+            b.presence(id),
+            Some(Presence {
+                windows: 7,
+                max_window_lines: 3
+            }),
+            "the larger view wins, field by field"
         );
     }
 

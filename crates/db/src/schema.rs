@@ -50,6 +50,8 @@ diesel::table! {
         label -> Nullable<Text>,
         labelled_at -> Nullable<Timestamptz>,
         updated_at -> Timestamptz,
+        windows -> Int4,
+        max_window_lines -> Int8,
     }
 }
 

@@ -4,12 +4,16 @@
 //! Workers add their counts with [`upsert`] in the transaction that stores the scores, and
 //! pull what other replicas (and the feedback endpoint) changed with [`changed_since`]:
 //! every write stamps `updated_at` with `clock_timestamp()`.
+//!
+//! An operator's label ([`set_label_and_rescore`]) also re-scores the template's entries
+//! of the last hour ([`RESCORE_WINDOW`]); [`review_candidates`] feeds the review queue
+//! (`GET /api/review/`) that asks which templates to label first.
 
 use chrono::{DateTime, Utc};
 use diesel::{
     pg::PgConnection,
     prelude::*,
-    sql_types::{Array, BigInt, Float4, Nullable, Text, Timestamptz},
+    sql_types::{Array, BigInt, Bool, Double, Float4, Integer, Nullable, Text, Timestamptz},
 };
 
 use crate::{schema::templates, DbError};
@@ -32,6 +36,11 @@ pub struct TemplateRow {
     pub label: Option<String>,
     pub labelled_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// Separate time windows the template was seen in (the largest any replica reported;
+    /// see the detector's `Presence`).
+    pub windows: i32,
+    /// The most lines it had in any one window (the largest any replica reported).
+    pub max_window_lines: i64,
 }
 
 /// What one batch adds to a template.
@@ -46,6 +55,10 @@ pub struct TemplateDelta {
     pub last_seen: DateTime<Utc>,
     /// Stored only when the row has none yet.
     pub embedding: Option<Vec<f32>>,
+    /// The reporting replica's view of the template's presence (its whole history, not
+    /// this batch's): the larger of the stored and the reported value is kept.
+    pub windows: i32,
+    pub max_window_lines: i64,
 }
 
 #[derive(QueryableByName)]
@@ -57,7 +70,8 @@ struct KeyId {
 }
 
 /// Adds a batch's deltas (keys must be distinct) and returns each key's row id. Counts
-/// are added in the statement, so concurrent workers never lose an increment; rows are
+/// are added in the statement, so concurrent workers never lose an increment; presence
+/// (`windows`, `max_window_lines`) only grows, to the largest view reported; rows are
 /// written in key order, so two workers lock them in the same order and cannot deadlock.
 pub fn upsert(
     conn: &mut PgConnection,
@@ -71,16 +85,20 @@ pub fn upsert(
     let counts: Vec<i64> = deltas.iter().map(|d| d.count).collect();
     let first: Vec<DateTime<Utc>> = deltas.iter().map(|d| d.first_seen).collect();
     let last: Vec<DateTime<Utc>> = deltas.iter().map(|d| d.last_seen).collect();
+    let windows: Vec<i32> = deltas.iter().map(|d| d.windows).collect();
+    let max_lines: Vec<i64> = deltas.iter().map(|d| d.max_window_lines).collect();
     // Arrays of arrays do not exist in Postgres: each embedding travels as an array literal.
     let embeddings: Vec<Option<String>> = deltas
         .iter()
         .map(|d| d.embedding.as_deref().map(array_literal))
         .collect();
     let rows: Vec<KeyId> = diesel::sql_query(
-        "INSERT INTO templates (template_key, template, count, first_seen, last_seen, embedding, updated_at) \
-         SELECT k, t, c, f, l, e::real[], clock_timestamp() \
-         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[]) \
-             AS u(k, t, c, f, l, e) \
+        "INSERT INTO templates \
+             (template_key, template, count, first_seen, last_seen, embedding, windows, max_window_lines, updated_at) \
+         SELECT k, t, c, f, l, e::real[], w, m, clock_timestamp() \
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[], \
+                     $7::integer[], $8::bigint[]) \
+             AS u(k, t, c, f, l, e, w, m) \
          ORDER BY k \
          ON CONFLICT (template_key) DO UPDATE SET \
              count = templates.count + EXCLUDED.count, \
@@ -88,6 +106,8 @@ pub fn upsert(
              first_seen = LEAST(templates.first_seen, EXCLUDED.first_seen), \
              last_seen = GREATEST(templates.last_seen, EXCLUDED.last_seen), \
              embedding = COALESCE(templates.embedding, EXCLUDED.embedding), \
+             windows = GREATEST(templates.windows, EXCLUDED.windows), \
+             max_window_lines = GREATEST(templates.max_window_lines, EXCLUDED.max_window_lines), \
              updated_at = clock_timestamp() \
          RETURNING template_key, id",
     )
@@ -97,6 +117,8 @@ pub fn upsert(
     .bind::<Array<Timestamptz>, _>(&first)
     .bind::<Array<Timestamptz>, _>(&last)
     .bind::<Array<Nullable<Text>>, _>(&embeddings)
+    .bind::<Array<Integer>, _>(&windows)
+    .bind::<Array<BigInt>, _>(&max_lines)
     .load(conn)?;
     Ok(rows.into_iter().map(|r| (r.template_key, r.id)).collect())
 }
@@ -179,6 +201,23 @@ pub fn set_label(
         .optional()?)
 }
 
+/// The feedback unit of work: [`set_label`], then [`rescore_recent`] with the same label,
+/// in one transaction. `None` (and nothing changed) when there is no such template;
+/// otherwise the labelled row and how many recent entries were re-scored.
+pub fn set_label_and_rescore(
+    conn: &mut PgConnection,
+    id: i64,
+    label: &str,
+) -> Result<Option<(TemplateRow, usize)>, DbError> {
+    conn.transaction(|conn| {
+        let Some(row) = set_label(conn, id, label)? else {
+            return Ok(None);
+        };
+        let rescored = rescore_recent(conn, id, label)?;
+        Ok(Some((row, rescored)))
+    })
+}
+
 /// Orders of [`list`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TemplateOrder {
@@ -206,4 +245,154 @@ pub fn list(
             .load(conn)?,
     };
     Ok(rows)
+}
+
+/// How far back an operator's label re-scores the stored entries of its template: one
+/// hour, the entries the dashboard, alerts and pattern analysis are looking at now. Older
+/// verdicts stay as they were scored (history is not rewritten); lines arriving later
+/// follow the label once the workers pull it (`LOGCANARY_TEMPLATE_REFRESH_MS`).
+pub const RESCORE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// The note a re-scored entry's summary ends with; a later label replaces it, so it is
+/// never there twice.
+fn rescore_note(label: &str) -> String {
+    let marked = if label == "anomaly" {
+        "anomalous"
+    } else {
+        "normal"
+    };
+    format!("re-scored: its pattern was marked {marked} by an operator")
+}
+
+/// A note of [`rescore_note`] at the end of a summary (alone or after `"; "`).
+const RESCORE_NOTE_PATTERN: &str =
+    "(^|; )re-scored: its pattern was marked (normal|anomalous) by an operator$";
+
+/// Re-scores the entries of template `id` received within [`RESCORE_WINDOW`] with an
+/// operator's `label`: `is_anomaly` becomes `label == "anomaly"` and the summary gets
+/// `"; re-scored: its pattern was marked <normal|anomalous> by an operator"` (replacing
+/// an earlier such note). Returns how many entries changed; entries already so are left
+/// alone, so repeating a label changes nothing. Run it in the transaction of
+/// [`set_label`]. The filter is on `received_at`, the partition key, so only the newest
+/// partitions are read.
+pub fn rescore_recent(conn: &mut PgConnection, id: i64, label: &str) -> Result<usize, DbError> {
+    const NEW_SUMMARY: &str =
+        "concat_ws('; ', nullif(regexp_replace(coalesce(summary, ''), $3, ''), ''), $4)";
+    let sql = format!(
+        "UPDATE log_entries SET is_anomaly = $2, summary = {NEW_SUMMARY} \
+         WHERE template_id = $1 \
+           AND received_at >= now() - make_interval(secs => $5) \
+           AND (is_anomaly IS DISTINCT FROM $2 OR summary IS DISTINCT FROM {NEW_SUMMARY})"
+    );
+    Ok(diesel::sql_query(sql)
+        .bind::<BigInt, _>(id)
+        .bind::<Bool, _>(label == "anomaly")
+        .bind::<Text, _>(RESCORE_NOTE_PATTERN)
+        .bind::<Text, _>(rescore_note(label))
+        .bind::<Double, _>(RESCORE_WINDOW.as_secs_f64())
+        .execute(conn)?)
+}
+
+/// Log levels from the least to the most severe, as stored in `log_entries.severity`.
+pub const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
+
+/// The prior severity of a log level in [0, 1], as the detector weighs levels: DEBUG 0,
+/// INFO 0.1, WARNING 0.4, ERROR 0.8, CRITICAL 1 (unknown: 0).
+pub fn level_weight(level: &str) -> f32 {
+    match level {
+        "INFO" => 0.1,
+        "WARNING" => 0.4,
+        "ERROR" => 0.8,
+        "CRITICAL" => 1.0,
+        _ => 0.0,
+    }
+}
+
+/// What the review queue needs about one unlabelled template: its scored lines received
+/// in the window ([`review_candidates`]).
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct ReviewCandidate {
+    #[diesel(sql_type = BigInt)]
+    pub template_id: i64,
+    #[diesel(sql_type = Text)]
+    pub template: String,
+    /// Lines seen with this template, ever.
+    #[diesel(sql_type = BigInt)]
+    pub count: i64,
+    /// Scored lines in the window.
+    #[diesel(sql_type = BigInt)]
+    pub lines: i64,
+    /// Of those, the ones flagged anomalous.
+    #[diesel(sql_type = BigInt)]
+    pub flagged: i64,
+    /// Mean anomaly score of those lines.
+    #[diesel(sql_type = Double)]
+    pub mean_score: f64,
+    /// The most severe level among them (one of [`LEVELS`]).
+    #[diesel(sql_type = Text)]
+    pub max_severity: String,
+    /// The newest of those lines (highest id: ids follow arrival).
+    #[diesel(sql_type = BigInt)]
+    pub sample_log_entry_id: i64,
+}
+
+impl ReviewCandidate {
+    /// [`level_weight`] of the most severe level seen.
+    pub fn severity_weight(&self) -> f32 {
+        level_weight(&self.max_severity)
+    }
+}
+
+/// Unlabelled templates with scored lines received in the last `hours`, aggregated per
+/// template, the `limit_rows` with most lines first (a bound on what the caller ranks).
+/// Reads only the partitions of the window (`received_at` is the partition key).
+pub fn review_candidates(
+    conn: &mut PgConnection,
+    hours: i32,
+    limit_rows: i64,
+) -> Result<Vec<ReviewCandidate>, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT t.id AS template_id, t.template, t.count, \
+                count(*) AS lines, \
+                count(*) FILTER (WHERE e.is_anomaly) AS flagged, \
+                avg(e.anomaly_score) AS mean_score, \
+                ($2::text[])[max(array_position($2::text[], e.severity))] AS max_severity, \
+                max(e.id) AS sample_log_entry_id \
+         FROM log_entries e \
+         JOIN templates t ON t.id = e.template_id AND t.label IS NULL \
+         WHERE e.received_at >= now() - make_interval(hours => $1) \
+           AND e.anomaly_score IS NOT NULL \
+         GROUP BY t.id \
+         ORDER BY lines DESC, t.id \
+         LIMIT $3",
+    )
+    .bind::<Integer, _>(hours)
+    .bind::<Array<Text>, _>(&LEVELS[..])
+    .bind::<BigInt, _>(limit_rows)
+    .load(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_weights_rise_with_the_level() {
+        let weights: Vec<f32> = LEVELS.iter().map(|l| level_weight(l)).collect();
+        assert_eq!(weights, vec![0.0, 0.1, 0.4, 0.8, 1.0]);
+        assert_eq!(level_weight("NOPE"), 0.0);
+    }
+
+    #[test]
+    fn the_rescore_note_names_the_label() {
+        assert_eq!(
+            rescore_note("normal"),
+            "re-scored: its pattern was marked normal by an operator"
+        );
+        assert_eq!(
+            rescore_note("anomaly"),
+            "re-scored: its pattern was marked anomalous by an operator"
+        );
+        assert_eq!(RESCORE_WINDOW.as_secs(), 3600);
+    }
 }

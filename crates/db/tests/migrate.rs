@@ -172,3 +172,53 @@ fn used_signatures_are_claimed_once_and_expire() {
     drop(conn);
     drop(scratch);
 }
+
+/// `templates.windows` and `max_window_lines` (a template's presence over time): each
+/// replica reports its own view, the larger wins field by field, and counts still add up.
+#[test]
+fn template_presence_keeps_the_largest_view_reported() {
+    use logcanary_db::templates::{changed_since, upsert, TemplateDelta};
+
+    let scratch = ScratchDb::new("presence");
+    let url = scratch.url.clone();
+    logcanary_db::migrate(&url).expect("migrate");
+    let mut conn = PgConnection::establish(&url).unwrap();
+
+    let now = chrono::Utc::now();
+    let delta = |count: i64, windows: i32, max_window_lines: i64| TemplateDelta {
+        key: "k1".into(),
+        template: "job <*> done".into(),
+        count,
+        first_seen: now,
+        last_seen: now,
+        embedding: None,
+        windows,
+        max_window_lines,
+    };
+    // A new row takes the reported presence; a row written before the column has none.
+    upsert(&mut conn, &[delta(3, 4, 2)]).unwrap();
+    let (rows, _) = changed_since(&mut conn, None).unwrap();
+    assert_eq!(
+        (rows[0].count, rows[0].windows, rows[0].max_window_lines),
+        (3, 4, 2)
+    );
+    // Another replica saw fewer windows but a bigger one; then one saw more windows.
+    upsert(&mut conn, &[delta(1, 2, 5)]).unwrap();
+    upsert(&mut conn, &[delta(1, 6, 1)]).unwrap();
+    let (rows, _) = changed_since(&mut conn, None).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].count, rows[0].windows, rows[0].max_window_lines),
+        (5, 6, 5)
+    );
+    diesel::sql_query(
+        "INSERT INTO templates (template_key, template, count) VALUES ('old', 'old', 7)",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    let (rows, _) = changed_since(&mut conn, None).unwrap();
+    let old = rows.iter().find(|r| r.template_key == "old").unwrap();
+    assert_eq!((old.windows, old.max_window_lines), (0, 0));
+    drop(conn);
+    drop(scratch);
+}

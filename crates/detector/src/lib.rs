@@ -17,4 +17,5 @@ pub mod eval;
 pub mod masking;
 pub mod patterns;
 pub mod replay;
+pub mod review;
 pub mod scorer;

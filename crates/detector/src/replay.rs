@@ -6,22 +6,30 @@
 //! order) through [`Scorer::score_batch`], with the scorer's defaults (a fresh install).
 //!
 //! Labels never reach the detector except through the simulated operator: with a feedback
-//! budget of `n`, whenever the detector flags a line whose template has no feedback yet and
-//! budget remains, the line's true label is given to [`Scorer::set_label`] (the call the
-//! HTTP feedback endpoint makes) after the batch that flagged it, as an operator would
-//! answer an alert.
+//! budget of `n`, after each batch the operator answers the top template of the review
+//! queue ([`crate::review`], the ranking of `GET /api/review/`), one answer per batch and
+//! per template, until the budget is spent. The queue is built from what has arrived so
+//! far (each template's recent lines are those of the last [`REVIEW_WINDOW_MS`] of log
+//! time), and the answer is the majority true label of the template's lines so far: an
+//! answer never uses a line from the future. It goes to [`Scorer::set_label`] (the call
+//! the feedback endpoint makes), and, as the feedback endpoint does, the template's lines
+//! of the last [`RESCORE_WINDOW_MS`] take the label's verdict.
+//!
+//! Two figures come out: the verdicts as stored at the end (what the API shows, re-scored
+//! lines included: `precision`, `recall`, `f1`) and the verdicts as first given, when each
+//! line arrived (`*_at_arrival`). Without feedback they are the same.
 //!
 //! Two baselines run through the same reading and arithmetic: [`Baseline::Severity`] flags
 //! ERROR and above; [`Baseline::NewTemplate`] flags the first occurrence of every template
 //! the miner creates once the same warm-up as the scorer's is over.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::drain::{TemplateChange, TemplateMiner};
+use crate::drain::{TemplateChange, TemplateId, TemplateMiner};
 use crate::scorer::{Label, LogLine, ScoreError, Scorer, ScorerConfig, Severity, TextEmbedder};
 
 /// One labelled input line.
@@ -234,6 +242,8 @@ pub struct Report {
     pub counts: Counts,
     pub feedback_used: u64,
     pub lines_per_second: f64,
+    /// Verdicts as given when each line arrived (before any re-scoring).
+    pub at_arrival: Counts,
     /// Lines whose template needed the model (first sightings); for diagnostics.
     pub model_calls: u64,
     pub templates: usize,
@@ -251,6 +261,9 @@ impl Report {
             "f1": round(self.counts.f1()),
             "feedback_used": self.feedback_used,
             "lines_per_second": self.lines_per_second.round(),
+            "precision_at_arrival": round(self.at_arrival.precision()),
+            "recall_at_arrival": round(self.at_arrival.recall()),
+            "f1_at_arrival": round(self.at_arrival.f1()),
         })
     }
 }
@@ -286,6 +299,9 @@ pub struct ReplayOptions {
     pub batch: usize,
     /// Print every line's verdict to stderr (diagnostics).
     pub trace: bool,
+    /// The simulated operator answers only when the top of the review queue has at least
+    /// this priority (an answer that would change few verdicts is not worth asking for).
+    pub min_priority: f32,
 }
 
 impl Default for ReplayOptions {
@@ -294,8 +310,28 @@ impl Default for ReplayOptions {
             feedback: 0,
             batch: 64,
             trace: false,
+            min_priority: MIN_PRIORITY,
         }
     }
+}
+
+/// Review priority below which the simulated operator is not asked (see
+/// [`ReplayOptions::min_priority`]).
+pub const MIN_PRIORITY: f32 = 0.0;
+
+/// Lines of a template the review queue counts: those of the last day of log time.
+pub const REVIEW_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// A label re-scores the template's lines of the last hour (as the feedback endpoint does).
+pub const RESCORE_WINDOW_MS: i64 = 3_600_000;
+
+/// What the simulated operator knows of one template: only lines that have arrived.
+#[derive(Default)]
+struct Seen {
+    /// (timestamp, line index) of its lines within the review window.
+    recent: VecDeque<(i64, usize)>,
+    anomalies: u64,
+    normals: u64,
 }
 
 /// Replay `records` (already in timestamp order) through `scorer`, playing the operator.
@@ -305,17 +341,30 @@ pub fn replay<E: TextEmbedder>(
     options: &ReplayOptions,
 ) -> Result<Report, ReplayError> {
     let started = Instant::now();
-    let mut counts = Counts::default();
+    let mut at_arrival = Counts::default();
+    let mut verdicts: Vec<bool> = Vec::with_capacity(records.len());
+    let mut seen: HashMap<TemplateId, Seen> = HashMap::new();
     let mut answered = HashSet::new();
     let mut feedback_used = 0u64;
+    let threshold = scorer.config().threshold;
+    let mut offset = 0usize;
     for chunk in records.chunks(options.batch.max(1)) {
         let lines: Vec<LogLine> = chunk.iter().map(|r| r.line.clone()).collect();
         let scores = scorer.score_batch(&lines)?;
-        for (record, score) in chunk.iter().zip(&scores) {
-            counts.add(record.label, score.is_anomaly);
+        for (k, (record, score)) in chunk.iter().zip(&scores).enumerate() {
+            at_arrival.add(record.label, score.is_anomaly);
+            verdicts.push(score.is_anomaly);
+            let entry = seen.entry(score.template_id.clone()).or_default();
+            entry
+                .recent
+                .push_back((record.line.timestamp_ms, offset + k));
+            match record.label {
+                Label::Anomaly => entry.anomalies += 1,
+                Label::Normal => entry.normals += 1,
+            }
             if options.trace {
                 eprintln!(
-                    "{} {} {:.3} nov={:.2} rar={:.2} sev={} {:?} | {}",
+                    "{} {} {:.3} nov={:.2} sev={:.2} {} {:?} {} | {}",
                     match record.label {
                         Label::Anomaly => "A",
                         Label::Normal => "n",
@@ -323,30 +372,72 @@ pub fn replay<E: TextEmbedder>(
                     if score.is_anomaly { "FLAG" } else { "    " },
                     score.score,
                     score.novelty,
-                    score.rarity,
+                    score.severity,
                     record.line.severity.as_str(),
+                    score.decided_by,
                     score.template,
-                    score.closest.as_ref().map_or("", |c| c.0.as_str()),
+                    score.summary,
                 );
             }
         }
-        // The operator answers the alerts of this batch, oldest first.
-        for (record, score) in chunk.iter().zip(scores) {
-            if feedback_used >= options.feedback {
-                break;
-            }
-            if score.is_anomaly && !answered.contains(&score.template_id) {
-                scorer.set_label(&score.template_id, record.label);
-                answered.insert(score.template_id);
-                feedback_used += 1;
+        offset += chunk.len();
+        if feedback_used >= options.feedback {
+            continue;
+        }
+        // The operator answers the top of the review queue, from what has arrived so far.
+        let now = chunk.last().map_or(0, |r| r.line.timestamp_ms);
+        for s in seen.values_mut() {
+            while s
+                .recent
+                .front()
+                .is_some_and(|&(t, _)| now.saturating_sub(t) > REVIEW_WINDOW_MS)
+            {
+                s.recent.pop_front();
             }
         }
+        let top = scorer
+            .review_inputs()
+            .into_iter()
+            .filter(|(id, _)| !answered.contains(id))
+            .filter_map(|(id, mut input)| {
+                input.lines = seen.get(&id)?.recent.len() as u64;
+                (input.lines > 0).then(|| (crate::review::priority(&input, threshold), id))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+        if let Some((priority, id)) = top.filter(|(p, _)| *p >= options.min_priority) {
+            let Some(s) = seen.get(&id) else { continue };
+            let label = if s.anomalies > s.normals {
+                Label::Anomaly
+            } else {
+                Label::Normal
+            };
+            scorer.set_label(&id, label);
+            for &(t, i) in &s.recent {
+                if now.saturating_sub(t) <= RESCORE_WINDOW_MS {
+                    verdicts[i] = label == Label::Anomaly;
+                }
+            }
+            if options.trace {
+                eprintln!(
+                    "OPERATOR {label:?} (priority {priority:.2}, {} recent lines) on {}",
+                    s.recent.len(),
+                    scorer.template_text(&id)
+                );
+            }
+            answered.insert(id);
+            feedback_used += 1;
+        }
+    }
+    let mut counts = Counts::default();
+    for (record, flagged) in records.iter().zip(verdicts) {
+        counts.add(record.label, flagged);
     }
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     Ok(Report {
         counts,
         feedback_used,
         lines_per_second: records.len() as f64 / elapsed,
+        at_arrival,
         model_calls: scorer.model_calls(),
         templates: scorer.templates(),
     })
@@ -374,6 +465,7 @@ pub fn replay_baseline(
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     Report {
         counts,
+        at_arrival: counts,
         feedback_used: 0,
         lines_per_second: records.len() as f64 / elapsed,
         model_calls: 0,
@@ -564,7 +656,7 @@ mod tests {
             let opts = ReplayOptions {
                 feedback: budget,
                 batch: 1,
-                trace: false,
+                ..ReplayOptions::default()
             };
             let r = replay(&mut s, &recs, &opts).unwrap();
             assert_eq!(r.feedback_used, budget, "{r:?}");
@@ -575,10 +667,84 @@ mod tests {
         let opts = ReplayOptions {
             feedback: 10_000,
             batch: 1,
-            trace: false,
+            ..ReplayOptions::default()
         };
         let r = replay(&mut s, &recs, &opts).unwrap();
         assert!(r.feedback_used <= r.counts.flagged, "{r:?}");
         assert_eq!(s.export().labels.len() as u64, r.feedback_used);
+    }
+
+    #[test]
+    fn the_simulated_operator_never_answers_with_a_label_from_the_future() {
+        // One template: its first three lines are normal, the ten after them anomalous.
+        // Answering after the first batch, the operator knows only the first line.
+        let mut recs = Vec::new();
+        for i in 0..13 {
+            let label = if i < 3 { Label::Normal } else { Label::Anomaly };
+            recs.push(record(
+                i * 1000,
+                "ERROR",
+                "disk array degraded on node",
+                label,
+            ));
+        }
+        let config = ScorerConfig {
+            warmup_lines: 0,
+            ..ScorerConfig::default()
+        };
+        let mut s = Scorer::new(config, WordHash);
+        let opts = ReplayOptions {
+            feedback: 1,
+            batch: 1,
+            ..ReplayOptions::default()
+        };
+        let r = replay(&mut s, &recs, &opts).unwrap();
+        assert_eq!(r.feedback_used, 1);
+        let labels = s.export().labels;
+        assert_eq!(
+            labels.values().copied().collect::<Vec<_>>(),
+            vec![Label::Normal]
+        );
+        // The answer made every later line normal: no true positive at all.
+        assert_eq!(r.counts.true_positives, 0, "{r:?}");
+    }
+
+    #[test]
+    fn an_answer_re_scores_the_templates_recent_lines() {
+        // Routine lines, then a CRITICAL template that is really routine: flagged on
+        // arrival, then answered normal, which re-scores its lines of the last hour.
+        let mut recs = Vec::new();
+        let mut t = 0;
+        for round in 0..30 {
+            t += 1000;
+            recs.push(record(
+                t,
+                "INFO",
+                &format!("worker {round} started"),
+                Label::Normal,
+            ));
+        }
+        for _ in 0..5 {
+            t += 1000;
+            recs.push(record(
+                t,
+                "CRITICAL",
+                "program load failed: user binary missing",
+                Label::Normal,
+            ));
+        }
+        let config = ScorerConfig {
+            warmup_lines: 10,
+            ..ScorerConfig::default()
+        };
+        let mut s = Scorer::new(config, WordHash);
+        let opts = ReplayOptions {
+            feedback: 5,
+            batch: 5,
+            ..ReplayOptions::default()
+        };
+        let r = replay(&mut s, &recs, &opts).unwrap();
+        assert!(r.at_arrival.flagged >= 5, "{r:?}");
+        assert_eq!(r.counts.flagged, 0, "{r:?}");
     }
 }

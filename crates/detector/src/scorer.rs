@@ -1,18 +1,31 @@
-//! Scoring: how unusual is this line, and why.
+//! Scoring: is this line anomalous, and why.
 //!
 //! Each line is mined to a template ([`crate::drain`]); each distinct template is embedded
-//! once (cached by template id) and the score combines:
+//! once (cached by template id). **The verdict belongs to the template**: every line of a
+//! template gets the verdict of its template's current state, so repetition inside a
+//! burst never turns an anomalous template normal (quieting repeated alerts is the alert
+//! and incident layer's job: grouping, cooldown, incident merge). A template is in one of
+//! four states ([`TemplateState`]):
 //!
-//! - **semantic novelty**: how far the template's embedding is from every other template
-//!   seen so far that is not labelled anomalous ("what normal looks like");
-//! - **rarity**: how few times the template has been seen (first sighting = 1);
-//! - **severity**: the line's level;
-//! - **feedback**: a template labelled normal stops alerting, one labelled anomalous keeps
-//!   alerting, and templates whose embeddings are close to a labelled one are pulled the
-//!   same way, in proportion to the similarity.
+//! - **unknown**: judged by its prior, `severity_weight x severity + novelty_weight x
+//!   novelty (+ new_weight when it first appeared after the warm-up)`, where severity is the
+//!   larger of the level's weight and what the words say (the embedding's position between
+//!   [`FAILURE_PROTOTYPES`] and [`ROUTINE_PROTOTYPES`]), and novelty is how far the
+//!   template's embedding is from every other known template;
+//! - **learned normal**: it has shown steady presence, seen in at least
+//!   `normal_after_episodes` separate episodes (occurrences apart by at least
+//!   `episode_gap_ms` and `episode_gap_lines` of the stream start a new one) with no
+//!   episode holding more than `max_episode_share` of its lines. A template that only ever
+//!   comes in bursts stays unknown, and so suspect;
+//! - **labelled normal / labelled anomaly**: an operator answered; the label decides.
 //!
-//! Until the warm-up is over (a number of lines and a span of time, both configurable) the
-//! scorer only learns: scores are computed but nothing is flagged.
+//! An unlabelled template close to labelled ones (cosine at or above `label_similarity`)
+//! follows the similarity-weighted vote of its `label_neighbours` nearest labelled
+//! templates, ahead of its own learned state and prior.
+//!
+//! Until the warm-up is over (a number of lines and a span of time, both configurable)
+//! novelty does not count (there is no "normal" to be novel against yet): only lines
+//! severe by level or meaning are flagged. Every summary says which of these decided.
 //!
 //! The scorer blocks while the model runs (through [`TextEmbedder`]); async callers run it
 //! in `spawn_blocking` or on a thread of their own. It does no I/O of its own.
@@ -112,23 +125,42 @@ pub struct ScorerConfig {
     pub warmup_lines: u64,
     /// Time (from the first line's timestamp) to observe before flagging anything.
     pub warmup_ms: i64,
-    /// Weights of the three parts; they sum to 1 so the score stays in [0, 1].
-    pub novelty_weight: f32,
-    pub rarity_weight: f32,
+    /// Weights of the unknown template's prior: severity (level or meaning), semantic
+    /// novelty, and being new since the warm-up. A CRITICAL line alone reaches the default
+    /// threshold; an ERROR one with some novelty.
     pub severity_weight: f32,
+    pub novelty_weight: f32,
+    #[serde(default = "default_new_weight")]
+    pub new_weight: f32,
+    /// Novelty counts in proportion to severity, from this share at severity 0 to all of
+    /// it at severity 1: a new kind of routine message is not alarming by itself.
+    #[serde(default = "default_novelty_severity_floor")]
+    pub novelty_severity_floor: f32,
     /// Cosine at or above which a template counts as "the same kind of message" (novelty
     /// 0); novelty rises linearly to 1 at `similar_at - novelty_span`.
     pub similar_at: f32,
     pub novelty_span: f32,
-    /// Cosine from which a labelled template starts pulling a neighbour; the pull is full
-    /// at `label_pull_from + label_pull_span`.
-    pub label_pull_from: f32,
-    pub label_pull_span: f32,
-    /// Once a template has alerted, its lines keep alerting for this many milliseconds
-    /// after the first alert (one incident, one burst), unless an operator labels the
-    /// template. 0 turns this off.
-    #[serde(default = "default_alert_hold_ms")]
-    pub alert_hold_ms: i64,
+    /// Cosine at or above which labelled templates vote on an unlabelled one (0.85: the
+    /// same message with other words or fields; unrelated messages of one system are
+    /// mostly below 0.7 with this model).
+    #[serde(default = "default_label_similarity")]
+    pub label_similarity: f32,
+    /// How many of the nearest labelled templates (above `label_similarity`) vote.
+    #[serde(default = "default_label_neighbours")]
+    pub label_neighbours: usize,
+    /// Learned normal means steady presence: the template was seen in at least
+    /// `normal_after_windows` separate time windows of `presence_window_ms` ...
+    #[serde(default = "default_presence_window_ms")]
+    pub presence_window_ms: i64,
+    #[serde(default = "default_normal_after_windows")]
+    pub normal_after_windows: u32,
+    /// ... spread over at least this long from its first to its last line ...
+    #[serde(default = "default_normal_min_span_ms")]
+    pub normal_min_span_ms: i64,
+    /// ... with no window holding more than this share of its lines (a burst that came
+    /// back once or twice is not steady).
+    #[serde(default = "default_max_window_share")]
+    pub max_window_share: f32,
     /// How severe a line can count for what its words say, whatever its level: a template
     /// that reads like a failure ("authentication failure", "connection refused") at INFO
     /// counts up to this severity weight (ERROR is 0.8). Measured by where its embedding
@@ -138,8 +170,36 @@ pub struct ScorerConfig {
     pub miner: MinerConfig,
 }
 
-fn default_alert_hold_ms() -> i64 {
-    ScorerConfig::default().alert_hold_ms
+fn default_new_weight() -> f32 {
+    ScorerConfig::default().new_weight
+}
+
+fn default_novelty_severity_floor() -> f32 {
+    ScorerConfig::default().novelty_severity_floor
+}
+
+fn default_label_similarity() -> f32 {
+    ScorerConfig::default().label_similarity
+}
+
+fn default_label_neighbours() -> usize {
+    ScorerConfig::default().label_neighbours
+}
+
+fn default_presence_window_ms() -> i64 {
+    ScorerConfig::default().presence_window_ms
+}
+
+fn default_normal_after_windows() -> u32 {
+    ScorerConfig::default().normal_after_windows
+}
+
+fn default_normal_min_span_ms() -> i64 {
+    ScorerConfig::default().normal_min_span_ms
+}
+
+fn default_max_window_share() -> f32 {
+    ScorerConfig::default().max_window_share
 }
 
 fn default_meaning_severity_max() -> f32 {
@@ -232,14 +292,18 @@ impl Default for ScorerConfig {
             threshold: 0.6,
             warmup_lines: 200,
             warmup_ms: 0,
-            novelty_weight: 0.55,
-            rarity_weight: 0.2,
-            severity_weight: 0.25,
+            severity_weight: 0.6,
+            novelty_weight: 0.4,
+            new_weight: 0.1,
+            novelty_severity_floor: 0.5,
             similar_at: 0.85,
             novelty_span: 0.6,
-            label_pull_from: 0.5,
-            label_pull_span: 0.25,
-            alert_hold_ms: 60 * 1000,
+            label_similarity: 0.85,
+            label_neighbours: 3,
+            presence_window_ms: 10 * 60 * 1000,
+            normal_after_windows: 3,
+            normal_min_span_ms: 60 * 60 * 1000,
+            max_window_share: 0.5,
             meaning_severity_max: 0.8,
             miner: MinerConfig::default(),
         }
@@ -265,6 +329,65 @@ pub struct Score {
     /// 1 as much as the failure prototypes (0 when `meaning_severity_max` is 0).
     #[serde(default)]
     pub failure_likeness: f32,
+    /// The template's state when this line was scored.
+    #[serde(default)]
+    pub state: TemplateState,
+    /// What decided the verdict.
+    #[serde(default)]
+    pub decided_by: DecidedBy,
+    /// The prior severity in [0, 1]: the larger of the level's weight and the meaning's.
+    #[serde(default)]
+    pub severity: f32,
+}
+
+/// A template's presence over time (see [`ScorerConfig::presence_window_ms`]); the
+/// serde form of [`ScorerState`] carries the same numbers as `stats.<id>.windows` and
+/// `stats.<id>.max_window_lines`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Presence {
+    /// Separate time windows the template was seen in.
+    pub windows: u32,
+    /// The most lines it had in any one window.
+    pub max_window_lines: u64,
+}
+
+/// What the scorer knows about a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateState {
+    /// No label and no evidence of steady presence: judged by its prior.
+    #[default]
+    Unknown,
+    /// Seen in enough separate episodes at a steady rate.
+    LearnedNormal,
+    LabelledNormal,
+    LabelledAnomaly,
+}
+
+impl TemplateState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::LearnedNormal => "learned_normal",
+            Self::LabelledNormal => "labelled_normal",
+            Self::LabelledAnomaly => "labelled_anomaly",
+        }
+    }
+}
+
+/// Which rule gave a line its verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    /// Level, meaning, novelty (the template is unknown).
+    #[default]
+    Prior,
+    /// Steady presence learned over time.
+    LearnedNormal,
+    /// An operator's label on this template.
+    Label,
+    /// The labels of semantically close templates.
+    NeighbourLabels,
 }
 
 /// Errors from scoring.
@@ -283,9 +406,43 @@ struct TemplateStats {
     count: u64,
     first_seen_ms: i64,
     last_seen_ms: i64,
-    /// Timestamp of the template's last alert while its incident is open.
-    #[serde(default)]
+    /// Timestamp of the template's last alert while its incident is open (no longer
+    /// used; kept so older saved states still read).
+    #[serde(default, skip_serializing)]
     alerting_since_ms: Option<i64>,
+    /// Time windows (see [`ScorerConfig::presence_window_ms`]) the template was seen in.
+    #[serde(default)]
+    windows: u32,
+    /// The latest window it was seen in, its lines there, and the most lines of any one.
+    #[serde(default)]
+    window: i64,
+    #[serde(default)]
+    window_lines: u64,
+    #[serde(default)]
+    max_window_lines: u64,
+    /// First seen after the warm-up was over.
+    #[serde(default)]
+    new_after_warmup: bool,
+    /// How unlike every template known before it the template was when first seen (0 for
+    /// templates of the warm-up: they are what normal looks like).
+    #[serde(default)]
+    novelty: f32,
+    /// The last line's score and prior severity, for the review queue.
+    #[serde(default)]
+    last_score: f32,
+    #[serde(default)]
+    last_severity: f32,
+}
+
+impl TemplateStats {
+    /// Steady presence: enough episodes, none holding too much of the template's lines.
+    fn learned_normal(&self, cfg: &ScorerConfig) -> bool {
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^24 decide this
+        let share = self.max_window_lines as f32 / self.count.max(1) as f32;
+        self.windows >= cfg.normal_after_windows
+            && self.last_seen_ms.saturating_sub(self.first_seen_ms) >= cfg.normal_min_span_ms
+            && share <= cfg.max_window_share
+    }
 }
 
 /// Per-template cache of the nearest neighbours, so a repeated template costs no vector
@@ -298,8 +455,8 @@ struct Neighbours {
     closest: Option<(usize, f32)>,
     labels_epoch: u64,
     labelled_seen: usize,
-    /// Nearest labelled template and its label.
-    labelled: Option<(usize, f32, Label)>,
+    /// The nearest labelled templates at or above `label_similarity`, most similar first.
+    labelled: Vec<(usize, f32, Label)>,
 }
 
 /// Everything the scorer learned, for persistence (serde). Embeddings are included so a
@@ -529,19 +686,55 @@ impl<E: TextEmbedder> Scorer<E> {
         let warming_up = self.lines_seen <= cfg.warmup_lines
             || line.timestamp_ms.saturating_sub(first_line_ms) < cfg.warmup_ms;
 
-        let seen_before = self.stats.get(&id).map_or(0, |s| s.count);
-        let previous_first_seen = self.stats.get(&id).map(|s| s.first_seen_ms);
+        // The template's counts and the time windows it was seen in.
+        let window = line.timestamp_ms.div_euclid(cfg.presence_window_ms.max(1));
+        let stats = self.stats.entry(id.clone()).or_insert(TemplateStats {
+            count: 0,
+            first_seen_ms: line.timestamp_ms,
+            last_seen_ms: line.timestamp_ms,
+            alerting_since_ms: None,
+            windows: 0,
+            window,
+            window_lines: 0,
+            max_window_lines: 0,
+            new_after_warmup: !warming_up,
+            novelty: 0.0,
+            last_score: 0.0,
+            last_severity: 0.0,
+        });
+        let seen_before = stats.count;
+        let previous_first_seen = stats.first_seen_ms;
+        if seen_before == 0 || window > stats.window {
+            stats.windows += 1;
+            stats.window = window;
+            stats.window_lines = 0;
+        }
+        stats.count += 1;
+        stats.window_lines += 1;
+        stats.max_window_lines = stats.max_window_lines.max(stats.window_lines);
+        stats.first_seen_ms = stats.first_seen_ms.min(line.timestamp_ms);
+        stats.last_seen_ms = stats.last_seen_ms.max(line.timestamp_ms);
+        let learned_normal = stats.learned_normal(cfg);
+        let (windows, new_after_warmup) = (stats.windows, stats.new_after_warmup);
+        let birth_novelty = stats.novelty;
 
         // Nearest known template that is not labelled anomalous, and the nearest labelled
-        // one (either label), both excluding this template.
-        let (closest, closest_labelled) = self.neighbours(&id);
+        // ones (either label, above the similarity bar), both excluding this template.
+        let (closest, labelled) = self.neighbours(&id);
         let closest = closest.map(|(i, sim)| (&self.seen_order[i], sim));
-        let closest_labelled =
-            closest_labelled.map(|(i, sim, label)| (&self.seen_order[i], sim, label));
         let cfg = &self.config;
         let nearest_sim = closest.map_or(0.0, |(_, s)| s);
-        let novelty = ((cfg.similar_at - nearest_sim) / cfg.novelty_span).clamp(0.0, 1.0);
-        // 1 on first sight, 0.59 on the second, 0.3 by the tenth.
+        // Novelty is the template's at first sight (against what was known then); a
+        // template of the warm-up has none: it is part of what normal looks like.
+        let novelty = if seen_before > 0 {
+            birth_novelty
+        } else if warming_up {
+            0.0
+        } else {
+            ((cfg.similar_at - nearest_sim) / cfg.novelty_span).clamp(0.0, 1.0)
+        };
+        // Diagnostics only (the verdict does not decay with repetition).
+        #[allow(clippy::cast_precision_loss)]
         let rarity = 1.0 / (1.0 + (seen_before as f32 + 1.0).ln());
         let level = line.severity.weight();
         let failure_likeness = match (&self.failure_axis, self.embeddings.get(&id)) {
@@ -550,54 +743,89 @@ impl<E: TextEmbedder> Scorer<E> {
         };
         let meaning = cfg.meaning_severity_max * failure_likeness;
         let severity = level.max(meaning);
-        let mut score = cfg.novelty_weight * novelty * rarity
-            + cfg.rarity_weight * rarity
-            + cfg.severity_weight * severity;
+        let newness = if new_after_warmup && !warming_up {
+            cfg.new_weight
+        } else {
+            0.0
+        };
+        let floor = cfg.novelty_severity_floor.clamp(0.0, 1.0);
+        let novelty_part = cfg.novelty_weight * novelty * (floor + (1.0 - floor) * severity);
+        let prior = (cfg.severity_weight * severity + novelty_part + newness).clamp(0.0, 1.0);
 
-        let own_label = self.labels.get(&id).copied();
-        let mut feedback_note = None;
-        match own_label {
-            Some(Label::Normal) => {
-                // Marked normal: never alert again on this template.
-                score = score.min(cfg.threshold * 0.5);
-                feedback_note = Some("marked normal by an operator".to_string());
-            }
-            Some(Label::Anomaly) => {
-                score = score.max((cfg.threshold + 1.0) / 2.0);
-                feedback_note = Some("marked anomalous by an operator".to_string());
-            }
-            None => {
-                if let Some((other, sim, label)) = closest_labelled {
-                    let pull = ((sim - cfg.label_pull_from) / cfg.label_pull_span).clamp(0.0, 1.0);
-                    if pull > 0.0 {
-                        let other_text = self.template_text(other);
-                        match label {
-                            Label::Normal => score *= 1.0 - pull,
-                            Label::Anomaly => score += pull * (1.0 - score),
-                        }
-                        feedback_note = Some(format!(
-                            "similar to '{other_text}' which an operator marked {} (similarity {sim:.2})",
-                            match label {
-                                Label::Normal => "normal",
-                                Label::Anomaly => "anomalous",
-                            }
-                        ));
-                    }
+        // The neighbours' vote, weighted by similarity.
+        let vote = {
+            let (mut anomaly, mut normal) = (0.0f32, 0.0f32);
+            for &(_, sim, label) in &labelled {
+                match label {
+                    Label::Anomaly => anomaly += sim,
+                    Label::Normal => normal += sim,
                 }
             }
-        }
-        let mut score = score.clamp(0.0, 1.0);
-        // An open incident: the template alerted and keeps recurring. It stays alerting
-        // until an operator labels it (normal silences it above, anomaly keeps it up).
-        let held_since = self.stats.get(&id).and_then(|s| {
-            let since = s.alerting_since_ms?;
-            let recent = line.timestamp_ms.saturating_sub(since) <= cfg.alert_hold_ms;
-            (recent && own_label.is_none()).then_some(since)
-        });
-        if held_since.is_some() && !warming_up {
-            score = score.max(cfg.threshold);
-        }
-        let is_anomaly = !warming_up && score >= cfg.threshold;
+            let winner = if anomaly > normal {
+                Label::Anomaly
+            } else {
+                Label::Normal
+            };
+            labelled
+                .iter()
+                .find(|(_, _, l)| *l == winner)
+                .map(|&(i, sim, l)| (self.seen_order[i].clone(), sim, l))
+        };
+
+        let own_label = self.labels.get(&id).copied();
+        let high = (cfg.threshold + 1.0) / 2.0;
+        let low = cfg.threshold * 0.5;
+        let (state, decided_by, score, note) = match (own_label, vote, learned_normal) {
+            (Some(Label::Anomaly), _, _) => (
+                TemplateState::LabelledAnomaly,
+                DecidedBy::Label,
+                prior.max(high),
+                "an operator marked this pattern anomalous".to_string(),
+            ),
+            (Some(Label::Normal), _, _) => (
+                TemplateState::LabelledNormal,
+                DecidedBy::Label,
+                prior.min(low),
+                "an operator marked this pattern normal".to_string(),
+            ),
+            (None, Some((other, sim, label)), _) => {
+                let text = self.template_text(&other);
+                let (score, word) = match label {
+                    Label::Anomaly => (prior.max(high), "anomalous"),
+                    Label::Normal => (prior.min(low), "normal"),
+                };
+                (
+                    if learned_normal {
+                        TemplateState::LearnedNormal
+                    } else {
+                        TemplateState::Unknown
+                    },
+                    DecidedBy::NeighbourLabels,
+                    score,
+                    format!(
+                        "close to '{text}' which an operator marked {word}, similarity {sim:.2}"
+                    ),
+                )
+            }
+            (None, None, true) => (
+                TemplateState::LearnedNormal,
+                DecidedBy::LearnedNormal,
+                (prior * 0.5).min(low),
+                format!("learned as normal: seen steadily, in {windows} separate time windows"),
+            ),
+            (None, None, false) => {
+                let why = if seen_before == 0 {
+                    "not learned as normal yet".to_string()
+                } else if windows == 1 {
+                    "not learned as normal: one burst so far".to_string()
+                } else {
+                    format!("not learned as normal: seen in {windows} time windows, in bursts")
+                };
+                (TemplateState::Unknown, DecidedBy::Prior, prior, why)
+            }
+        };
+        let score = score.clamp(0.0, 1.0);
+        let is_anomaly = score >= cfg.threshold;
 
         // Words.
         let mut parts = Vec::new();
@@ -613,9 +841,7 @@ impl<E: TextEmbedder> Scorer<E> {
                 parts.push("New message pattern, close to known ones".to_string());
             }
         } else {
-            let since = previous_first_seen
-                .map(|t| human_duration(line.timestamp_ms.saturating_sub(t)))
-                .unwrap_or_else(|| "a while".into());
+            let since = human_duration(line.timestamp_ms.saturating_sub(previous_first_seen));
             parts.push(format!(
                 "Known message pattern, seen {} time{} in {since}",
                 seen_before,
@@ -632,17 +858,12 @@ impl<E: TextEmbedder> Scorer<E> {
         if meaning > level && meaning >= 0.4 {
             parts.push("reads like a failure".to_string());
         }
-        if let Some(note) = feedback_note {
-            parts.push(note);
-        }
-        if let Some(since) = held_since {
-            parts.push(format!(
-                "still recurring since its first alert {} ago",
-                human_duration(line.timestamp_ms.saturating_sub(since))
-            ));
-        }
+        parts.push(note);
         if warming_up {
-            parts.push("still learning what normal looks like (warm-up), not alerting".into());
+            parts.push(
+                "still learning what normal looks like (warm-up): only the level and meaning count"
+                    .into(),
+            );
         }
         let summary = parts.join("; ");
 
@@ -650,19 +871,12 @@ impl<E: TextEmbedder> Scorer<E> {
             self.seen_index.insert(id.clone(), self.seen_order.len());
             self.seen_order.push(id.clone());
         }
-        let stats = self.stats.entry(id.clone()).or_insert(TemplateStats {
-            count: 0,
-            first_seen_ms: line.timestamp_ms,
-            last_seen_ms: line.timestamp_ms,
-            alerting_since_ms: None,
-        });
-        stats.count += 1;
-        stats.last_seen_ms = stats.last_seen_ms.max(line.timestamp_ms);
-        if is_anomaly && own_label.is_none() && held_since.is_none() {
-            // A fresh alert opens a new hold window.
-            stats.alerting_since_ms = Some(line.timestamp_ms);
-        } else if !is_anomaly {
-            stats.alerting_since_ms = None;
+        if let Some(stats) = self.stats.get_mut(&id) {
+            stats.last_score = score;
+            stats.last_severity = severity;
+            if seen_before == 0 {
+                stats.novelty = novelty;
+            }
         }
 
         Score {
@@ -676,19 +890,55 @@ impl<E: TextEmbedder> Scorer<E> {
             closest: closest_out,
             warming_up,
             failure_likeness,
+            state,
+            decided_by,
+            severity,
         }
     }
 
-    /// Nearest candidate not labelled anomalous, and nearest labelled candidate, for `id`
+    /// The review queue's inputs for every unlabelled template scored so far: its last
+    /// score, prior severity, whether it is learned normal, and its line count (callers
+    /// that know recent counts pass those to [`crate::review::priority`] instead).
+    pub fn review_inputs(&self) -> Vec<(TemplateId, crate::review::ReviewInput)> {
+        self.stats
+            .iter()
+            .filter(|(id, s)| s.count > 0 && !self.labels.contains_key(*id))
+            .map(|(id, s)| {
+                (
+                    id.clone(),
+                    crate::review::ReviewInput {
+                        score: s.last_score,
+                        lines: s.count,
+                        severity: s.last_severity,
+                        learned_normal: s.learned_normal(&self.config),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// How present a template has been: the time windows it was seen in and the most
+    /// lines of any one of them (what "learned normal" is judged on), for persistence.
+    pub fn presence(&self, id: &TemplateId) -> Option<Presence> {
+        self.stats.get(id).map(|s| Presence {
+            windows: s.windows,
+            max_window_lines: s.max_window_lines,
+        })
+    }
+
+    /// The configuration this scorer runs with.
+    pub fn config(&self) -> &ScorerConfig {
+        &self.config
+    }
+
+    /// Nearest candidate not labelled anomalous, and the nearest labelled candidates
+    /// above `label_similarity` (at most `label_neighbours`, most similar first), for `id`
     /// (indices into `seen_order`). Incremental: only templates seen since the last call
     /// for `id` are compared, unless labels invalidated the cache.
     #[allow(clippy::type_complexity)]
-    fn neighbours(
-        &mut self,
-        id: &TemplateId,
-    ) -> (Option<(usize, f32)>, Option<(usize, f32, Label)>) {
+    fn neighbours(&mut self, id: &TemplateId) -> (Option<(usize, f32)>, Vec<(usize, f32, Label)>) {
         let Some(own) = self.embeddings.get(id) else {
-            return (None, None);
+            return (None, Vec::new());
         };
         let mut cache = self.neighbours.remove(id).unwrap_or_default();
         let closest_now_anomalous = cache
@@ -715,7 +965,7 @@ impl<E: TextEmbedder> Scorer<E> {
         // Labelled templates are few: recompute over them whenever labels or the set of
         // candidates changed.
         if cache.labels_epoch != self.labels_epoch || cache.labelled_seen != self.seen_order.len() {
-            cache.labelled = None;
+            cache.labelled.clear();
             cache.labels_epoch = self.labels_epoch;
             cache.labelled_seen = self.seen_order.len();
             for (other, &label) in &self.labels {
@@ -727,17 +977,22 @@ impl<E: TextEmbedder> Scorer<E> {
                     continue;
                 };
                 let sim = dot(own, v);
-                if cache.labelled.is_none_or(|(_, s, _)| sim > s) {
-                    cache.labelled = Some((i, sim, label));
+                if sim >= self.config.label_similarity {
+                    cache.labelled.push((i, sim, label));
                 }
             }
+            cache
+                .labelled
+                .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            cache.labelled.truncate(self.config.label_neighbours.max(1));
         }
-        let out = (cache.closest, cache.labelled);
+        let out = (cache.closest, cache.labelled.clone());
         self.neighbours.insert(id.clone(), cache);
         out
     }
 
-    fn template_text(&self, id: &TemplateId) -> String {
+    /// The current text of a template (its id when unknown).
+    pub fn template_text(&self, id: &TemplateId) -> String {
         self.miner
             .template(id)
             .map(|t| t.join(" "))
@@ -881,57 +1136,145 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_flagged_during_warm_up() {
+    fn during_warm_up_only_level_and_meaning_count() {
         let mut s = scorer(1000);
         warm_up(&mut s, 2);
-        let novel = s
+        let critical = s
             .score(&line(
                 0,
                 Severity::Critical,
                 "segfault in worker thread, core dumped",
             ))
             .expect("scoring works");
-        assert!(!novel.is_anomaly);
-        assert!(novel.warming_up);
-        assert!(novel.summary.contains("warm-up"), "{}", novel.summary);
+        assert!(critical.warming_up);
+        assert!(critical.is_anomaly, "{critical:?}");
+        assert!(critical.summary.contains("warm-up"), "{}", critical.summary);
+        let novel_info = s
+            .score(&line(0, Severity::Info, "spooler rotated 12 queue files"))
+            .expect("scoring works");
+        assert!(!novel_info.is_anomaly, "{novel_info:?}");
+        assert_eq!(novel_info.novelty, 0.0, "no novelty counts in the warm-up");
     }
 
     #[test]
-    fn normal_label_quiets_the_template_and_its_semantic_neighbours() {
+    fn every_line_of_an_anomalous_burst_is_flagged_and_a_second_burst_too() {
+        let mut s = scorer(30);
+        let mut t = warm_up(&mut s, 40);
+        let burst = |s: &mut Scorer<Embedder>, t: &mut i64, n: usize| -> Vec<Score> {
+            (0..n)
+                .map(|i| {
+                    *t += 2_000;
+                    s.score(&line(
+                        *t,
+                        Severity::Critical,
+                        &format!("kernel panic: fatal machine check on cpu {i} bank 4"),
+                    ))
+                    .expect("scoring works")
+                })
+                .collect()
+        };
+        let first = burst(&mut s, &mut t, 60);
+        assert!(first.iter().all(|sc| sc.is_anomaly), "{:?}", first.last());
+        let last = first.last().expect("60 lines");
+        assert_eq!(last.state, TemplateState::Unknown);
+        assert_eq!(last.decided_by, DecidedBy::Prior);
+        assert!(
+            last.summary.contains("one burst so far"),
+            "{}",
+            last.summary
+        );
+        // The same burst 15 minutes later: still anomalous, every line.
+        t += 15 * MINUTE;
+        let second = burst(&mut s, &mut t, 11);
+        assert!(second.iter().all(|sc| sc.is_anomaly), "{:?}", second.last());
+    }
+
+    #[test]
+    fn a_template_seen_steadily_is_learned_normal() {
+        let mut s = scorer(10);
+        let mut t = 0;
+        let mut last = None;
+        // A CRITICAL routine message every 7 minutes for two hours.
+        for i in 0..18 {
+            t += 7 * MINUTE;
+            last = Some(
+                s.score(&line(
+                    t,
+                    Severity::Critical,
+                    &format!("program load failure for job {i}: user binary not found"),
+                ))
+                .expect("scoring works"),
+            );
+        }
+        let last = last.expect("scored");
+        assert_eq!(last.state, TemplateState::LearnedNormal, "{last:?}");
+        assert!(!last.is_anomaly, "{last:?}");
+        assert!(
+            last.summary.contains("learned as normal"),
+            "{}",
+            last.summary
+        );
+    }
+
+    #[test]
+    fn a_label_decides_later_lines_and_carries_to_close_templates_only() {
         let mut s = scorer(30);
         let t = warm_up(&mut s, 6);
+        let failure = "Error loading /usr/lib/x.so: permission denied";
         let first = s
-            .score(&line(
-                t + MINUTE,
-                Severity::Error,
-                "Error loading /usr/lib/x.so: permission denied",
-            ))
+            .score(&line(t + MINUTE, Severity::Error, failure))
             .expect("scoring works");
-        assert!(first.is_anomaly, "{first:?}");
-        s.set_label(&first.template_id, Label::Normal);
-
+        s.set_label(&first.template_id, Label::Anomaly);
         let again = s
-            .score(&line(
-                t + 2 * MINUTE,
-                Severity::Error,
-                "Error loading /usr/lib/x.so: permission denied",
-            ))
+            .score(&line(t + 2 * MINUTE, Severity::Info, failure))
             .expect("scoring works");
-        assert!(!again.is_anomaly, "{again:?}");
+        assert!(again.is_anomaly, "{again:?}");
+        assert_eq!(again.state, TemplateState::LabelledAnomaly);
+        assert!(
+            again.summary.contains("marked this pattern anomalous"),
+            "{}",
+            again.summary
+        );
 
-        let neighbour = s
+        // A close template (other words, same meaning) follows the label ...
+        let close = s
             .score(&line(
                 t + 3 * MINUTE,
-                Severity::Error,
-                "Error loading module: exec format error",
+                Severity::Info,
+                "Error while loading library /usr/lib/x.so: permission denied",
             ))
             .expect("scoring works");
-        assert_ne!(neighbour.template_id, first.template_id);
-        assert!(!neighbour.is_anomaly, "{neighbour:?}");
+        assert_ne!(close.template_id, first.template_id);
+        assert!(close.is_anomaly, "{close:?}");
+        assert_eq!(close.decided_by, DecidedBy::NeighbourLabels);
         assert!(
-            neighbour.summary.contains("marked normal"),
+            close
+                .summary
+                .contains("which an operator marked anomalous, similarity"),
             "{}",
-            neighbour.summary
+            close.summary
+        );
+        // ... a far one does not.
+        let far = s
+            .score(&line(
+                t + 4 * MINUTE,
+                Severity::Info,
+                "nightly backup rotated 4 archives",
+            ))
+            .expect("scoring works");
+        assert_ne!(far.decided_by, DecidedBy::NeighbourLabels, "{far:?}");
+        assert!(!far.is_anomaly, "{far:?}");
+
+        // Normal works the same way.
+        s.set_label(&first.template_id, Label::Normal);
+        let quiet = s
+            .score(&line(t + 5 * MINUTE, Severity::Error, failure))
+            .expect("scoring works");
+        assert!(!quiet.is_anomaly, "{quiet:?}");
+        assert!(
+            quiet.summary.contains("marked this pattern normal"),
+            "{}",
+            quiet.summary
         );
     }
 

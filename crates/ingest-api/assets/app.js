@@ -142,9 +142,9 @@ async function showEntry(id) {
 
 // --- feedback ---
 
-function labelButton(path, label) {
+function labelButton(path, label, text) {
   return el("button", { type: "button", "data-label": label, onclick: () => sendLabel(path, label) },
-    label === "normal" ? "mark normal" : "mark anomaly");
+    text || (label === "normal" ? "mark normal" : "mark anomaly"));
 }
 
 async function sendLabel(path, label) {
@@ -156,7 +156,8 @@ async function sendLabel(path, label) {
     body: JSON.stringify({ label }),
   });
   const body = await resp.json().catch(() => ({}));
-  $("token-state").textContent = resp.ok ? `template #${body.id} marked ${body.label}` : (body.detail || `HTTP ${resp.status}`);
+  const rescored = body.rescored ? `, ${body.rescored} recent ${body.rescored === 1 ? "entry" : "entries"} re-scored` : "";
+  $("token-state").textContent = resp.ok ? `template #${body.id} marked ${body.label}${rescored}` : (body.detail || `HTTP ${resp.status}`);
   await refresh();
 }
 
@@ -172,8 +173,9 @@ async function refresh() {
     getJson("/api/patterns/?limit=20"),
     getJson("/api/alerts/?limit=20"),
     getJson("/api/stats/queues/"),
+    getJson("/api/review/?limit=10"),
   ]);
-  const [dash, timeline, templates, patterns, alerts, queues] = results.map((r) => (r.status === "fulfilled" ? r.value : null));
+  const [dash, timeline, templates, patterns, alerts, queues, review] = results.map((r) => (r.status === "fulfilled" ? r.value : null));
   const failed = results.filter((r) => r.status === "rejected").map((r) => String(r.reason.message || r.reason));
 
   if (templates) {
@@ -183,6 +185,16 @@ async function refresh() {
       el("td", {}, time(t.last_seen)), el("td", { class: `lbl-${t.label}` }, t.label || "—"),
       el("td", {}, labelButton(`/api/ui/feedback/templates/${t.id}/`, "normal"), " ",
         labelButton(`/api/ui/feedback/templates/${t.id}/`, "anomaly"))), "No templates mined yet.");
+  }
+  if (review) {
+    // Answering a row labels its template, which leaves the queue on the next refresh.
+    fillTable("review", review.results, (r) => el("tr", { "data-template-id": String(r.template_id) },
+      el("td", { class: "msg", title: `${r.template} (template #${r.template_id}, ${r.count} lines in all; newest entry ${r.sample_log_entry_id})` }, r.template),
+      el("td", { class: "num" }, String(r.recent_lines)), el("td", { class: "num" }, String(r.flagged)),
+      el("td", { class: "num" }, score(r.mean_score)), el("td", { class: `sev sev-${r.severity}` }, r.severity),
+      el("td", { class: "num" }, score(r.priority)),
+      el("td", {}, labelButton(`/api/ui/feedback/templates/${r.template_id}/`, "normal", "normal"), " ",
+        labelButton(`/api/ui/feedback/templates/${r.template_id}/`, "anomaly", "anomaly"))), "Nothing to review.");
   }
   if (dash) {
     $("anomalies-24h").textContent = String(dash.anomalies_last_24h);

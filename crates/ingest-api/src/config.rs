@@ -83,6 +83,12 @@ pub struct Settings {
     )]
     pub read_token: Option<String>,
 
+    /// Score at or above which the analysis workers flag an entry (0..=1); give ingest-api
+    /// the workers' value. The review queue (`GET /api/review/`) asks first about the
+    /// templates whose scores sit closest to it.
+    #[arg(long, env = "LOGCANARY_ANOMALY_THRESHOLD", value_name = "LOGCANARY_ANOMALY_THRESHOLD", default_value_t = 0.6, value_parser = parse_unit)]
+    pub anomaly_threshold: f64,
+
     /// HTTP worker threads (default: one per core).
     #[arg(
         long,
@@ -113,5 +119,13 @@ pub struct Settings {
 impl Settings {
     pub fn hmac_tolerance(&self) -> Duration {
         Duration::from_secs(self.hmac_tolerance_secs)
+    }
+}
+
+/// A number from 0 to 1.
+fn parse_unit(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a number from 0 to 1, got {raw:?}")),
     }
 }

@@ -22,6 +22,7 @@ use crate::{patterns, routes, templates};
         routes::task_status,
         templates::feedback,
         templates::list_templates,
+        crate::review::review_queue,
         crate::alerts::list_alerts,
         crate::periodic::list_periodic_tasks,
         crate::periodic::create_periodic_task,

@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/api/task-status/{task_id}/").route(web::get().to(task_status)))
     .service(resource("/api/openapi.json").route(web::get().to(openapi)))
     .configure(crate::templates::configure)
+    .configure(crate::review::configure)
     .configure(crate::alerts::configure)
     .configure(crate::periodic::configure)
     .configure(crate::patterns::configure)

@@ -31,6 +31,8 @@ pub struct AppState {
     pub verifier: Verifier,
     pub max_body_bytes: usize,
     pub read_token: Option<String>,
+    /// The workers' anomaly threshold (`LOGCANARY_ANOMALY_THRESHOLD`), for the review queue.
+    pub anomaly_threshold: f32,
     /// Broker queue depths for the dashboard, read through the publisher's connection.
     pub queue_depths: QueueDepths,
 }
@@ -86,6 +88,7 @@ impl Application {
             verifier,
             max_body_bytes: settings.max_body_bytes,
             read_token: settings.read_token.clone(),
+            anomaly_threshold: settings.anomaly_threshold as f32,
             queue_depths: QueueDepths::new(publisher.clone()),
         });
 

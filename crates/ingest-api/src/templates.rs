@@ -3,8 +3,11 @@
 //! `POST /api/logs/{id}/feedback/` labels the template of an analysed entry `normal` or
 //! `anomaly` (signed like every write). The label is stored on the `templates` row; the
 //! analysis workers pull it within their refresh interval and later lines of that template,
-//! and of templates semantically close to it, are scored with it. `GET /api/templates/`
-//! lists the templates with their counts and labels.
+//! and of templates semantically close to it, are scored with it. In the same transaction
+//! the template's entries received within [`db::templates::RESCORE_WINDOW`] (1 h) are
+//! re-scored with the label: `is_anomaly` follows it and their summary says so; the answer
+//! reports how many changed (`rescored`). `GET /api/templates/` lists the templates with
+//! their counts and labels.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use db::templates::{TemplateOrder, TemplateRow};
@@ -78,6 +81,15 @@ pub struct FeedbackOut {
     log_entry_id: i64,
     /// The template now labelled.
     template: TemplateOut,
+    /// Entries of the template received in the last hour whose verdict (`is_anomaly`) and
+    /// summary were re-scored with the label (0 when they already agreed).
+    rescored: u64,
+}
+
+/// What a label changed: the template row and how many recent entries were re-scored.
+pub(crate) struct Feedback {
+    pub row: TemplateRow,
+    pub rescored: u64,
 }
 
 /// Which template an operator labels.
@@ -94,17 +106,18 @@ enum Labelled {
     NoEntry,
     NotAnalysed,
     NoTemplate,
-    Done(TemplateRow),
+    Done(TemplateRow, usize),
 }
 
-/// Stores `label` on the target's template: the one feedback path behind both the signed
-/// API and the dashboard. Errors: 404 for an unknown entry or template, 409 for an entry
-/// not analysed yet.
+/// Stores `label` on the target's template and re-scores the template's recent entries
+/// with it, in one transaction: the one feedback path behind both the signed API and the
+/// dashboard. Errors: 404 for an unknown entry or template, 409 for an entry not analysed
+/// yet.
 pub(crate) async fn apply_feedback(
     state: &AppState,
     target: FeedbackTarget,
     label: &'static str,
-) -> Result<TemplateRow, ApiError> {
+) -> Result<Feedback, ApiError> {
     let entry_id = match target {
         FeedbackTarget::Entry(id) => Some(id),
         FeedbackTarget::Template(_) => None,
@@ -124,11 +137,13 @@ pub(crate) async fn apply_feedback(
                     t
                 }
             };
-            Ok(match db::templates::set_label(c, template_id, label)? {
-                Some(row) => Labelled::Done(row),
-                None if entry_id.is_some() => Labelled::NotAnalysed,
-                None => Labelled::NoTemplate,
-            })
+            Ok(
+                match db::templates::set_label_and_rescore(c, template_id, label)? {
+                    Some((row, rescored)) => Labelled::Done(row, rescored),
+                    None if entry_id.is_some() => Labelled::NotAnalysed,
+                    None => Labelled::NoTemplate,
+                },
+            )
         })
         .await?;
     match outcome {
@@ -138,16 +153,19 @@ pub(crate) async fn apply_feedback(
             "Log entry {} has not been analysed yet, so it has no message pattern to label; retry once its analysis has finished.",
             entry_id.unwrap_or_default()
         ))),
-        Labelled::Done(row) => {
-            tracing::info!(log_entry_id = entry_id, template_id = row.id, label, "Template labelled by an operator.");
+        Labelled::Done(row, rescored) => {
+            tracing::info!(log_entry_id = entry_id, template_id = row.id, label, rescored, "Template labelled by an operator.");
             metrics::counter!("logcanary_feedback_total", "label" => label).increment(1);
-            Ok(row)
+            Ok(Feedback {
+                row,
+                rescored: rescored as u64,
+            })
         }
     }
 }
 
 /// Label the template of an analysed entry; later lines of that template (and of close
-/// ones) are scored with it.
+/// ones) are scored with it, and its entries of the last hour are re-scored with it.
 #[utoipa::path(post, path = "/api/logs/{id}/feedback/", params(("id" = i64, Path)), request_body = FeedbackIn,
     responses((status = 200, body = FeedbackOut), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -165,10 +183,11 @@ pub async fn feedback(
         .parse()
         .map_err(|_| ApiError::NotFound("No log entry with this id.".into()))?;
     let label = validation::feedback_label(&value)?;
-    let row = apply_feedback(&state, FeedbackTarget::Entry(id), label).await?;
+    let done = apply_feedback(&state, FeedbackTarget::Entry(id), label).await?;
     Ok(HttpResponse::Ok().json(FeedbackOut {
         log_entry_id: id,
-        template: row.into(),
+        template: done.row.into(),
+        rescored: done.rescored,
     }))
 }
 

@@ -2,12 +2,15 @@
 //! binary (no CDN, works offline), plus the two small endpoints only the page uses.
 //!
 //! - `GET /`, `GET /ui/app.js`, `GET /ui/app.css`: the page. It reads the open JSON APIs
-//!   (`/api/dashboard/`, `/api/logs/`, `/api/templates/`, `/api/patterns/`,
-//!   `/api/alerts/`, `/api/stats/queues/`) and polls them every few seconds.
+//!   (`/api/dashboard/`, `/api/logs/`, `/api/templates/`, `/api/review/`,
+//!   `/api/patterns/`, `/api/alerts/`, `/api/stats/queues/`) and polls them every few
+//!   seconds.
 //! - `GET /api/stats/queues/`: task rows counted by queue, task name and state (what
 //!   Flower showed), read access like every other read.
 //! - `POST /api/ui/feedback/templates/{id}/` and `POST /api/ui/feedback/logs/{id}/` with
-//!   `{"label": "normal" | "anomaly"}`: the page's "mark normal / mark anomaly" buttons.
+//!   `{"label": "normal" | "anomaly"}`: the page's "mark normal / mark anomaly" buttons
+//!   (and the review queue's "normal" / "anomaly"). They answer the template's fields and
+//!   `rescored`, like the signed endpoint.
 //!
 //! The page never sees the HMAC secret. Feedback from the page is authorised by an
 //! operator token, `LOGCANARY_DASHBOARD_TOKEN`, which the operator types into the page
@@ -27,7 +30,7 @@ use crate::{
     errors::ApiError,
     routes::{resource, ErrorBody},
     startup::AppState,
-    templates::{apply_feedback, FeedbackTarget, TemplateOut},
+    templates::{apply_feedback, Feedback, FeedbackTarget, TemplateOut},
     validation,
 };
 
@@ -205,6 +208,24 @@ fn feedback_label(req: &HttpRequest, token: &str, body: &[u8]) -> Result<&'stati
     validation::feedback_label(&validation::parse_json(body)?)
 }
 
+/// The page's feedback answer: the labelled template's fields (as in
+/// `GET /api/templates/`) and how many of its entries of the last hour were re-scored.
+#[derive(Serialize)]
+struct PageFeedbackOut {
+    #[serde(flatten)]
+    template: TemplateOut,
+    rescored: u64,
+}
+
+impl From<Feedback> for PageFeedbackOut {
+    fn from(done: Feedback) -> Self {
+        Self {
+            template: done.row.into(),
+            rescored: done.rescored,
+        }
+    }
+}
+
 fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::NotFound(format!("No {what} with this id.")))
@@ -222,8 +243,8 @@ async fn template_feedback(
     };
     let label = feedback_label(&req, token, &body)?;
     let id = parse_id(&path, "template")?;
-    let row = apply_feedback(&state, FeedbackTarget::Template(id), label).await?;
-    Ok(HttpResponse::Ok().json(TemplateOut::from(row)))
+    let done = apply_feedback(&state, FeedbackTarget::Template(id), label).await?;
+    Ok(HttpResponse::Ok().json(PageFeedbackOut::from(done)))
 }
 
 async fn entry_feedback(
@@ -238,6 +259,6 @@ async fn entry_feedback(
     };
     let label = feedback_label(&req, token, &body)?;
     let id = parse_id(&path, "log entry")?;
-    let row = apply_feedback(&state, FeedbackTarget::Entry(id), label).await?;
-    Ok(HttpResponse::Ok().json(TemplateOut::from(row)))
+    let done = apply_feedback(&state, FeedbackTarget::Entry(id), label).await?;
+    Ok(HttpResponse::Ok().json(PageFeedbackOut::from(done)))
 }

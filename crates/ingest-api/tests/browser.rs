@@ -5,8 +5,9 @@
 //! The test uses the page as an operator would: it checks that the seeded data shows in
 //! the charts and tables (broker queue depths included), clicks "mark normal" without a
 //! token, with a wrong one and with the right one typed into the token field, checks what
-//! the page says and what the API then stores, clicks through to an entry's detail panel,
-//! and saves `target/dashboard.png` for a person to look at.
+//! the page says and what the API then stores (the label, and the entry re-scored),
+//! answers from the review queue, clicks through to an entry's detail panel, and saves
+//! `target/dashboard.png` for a person to look at.
 
 #[path = "api/helpers.rs"]
 #[allow(dead_code)] // shared with the API tests; this binary uses part of it
@@ -61,6 +62,8 @@ async fn analysed(
                     first_seen: now,
                     last_seen: now,
                     embedding: Some(vec![0.6, 0.8]),
+                    windows: 0,
+                    max_window_lines: 0,
                 }],
             )?;
             let id = rows[0].1;
@@ -118,7 +121,7 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
         true,
     )
     .await;
-    analysed(
+    let (kernel_entry, kernel_template) = analysed(
         &app,
         "CRITICAL",
         "Kernel panic on node-7",
@@ -195,6 +198,25 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
             "{expected:?} is not in the page:\n{dom}"
         );
     }
+    // The review queue: every unlabelled template with lines, each with its two answers.
+    let review_row = |template: i64| format!("#review tr[data-template-id=\"{template}\"]");
+    for template in [disk_template, kernel_template] {
+        let row = review_row(template);
+        for label in ["normal", "anomaly"] {
+            assert_eq!(
+                browser
+                    .text(&format!("{row} button[data-label=\"{label}\"]"))
+                    .await,
+                label
+            );
+        }
+    }
+    assert_eq!(
+        browser
+            .text(&format!("{} td:nth-child(5)", review_row(kernel_template)))
+            .await,
+        "CRITICAL"
+    );
     let status = browser.text("#status").await;
     assert!(
         status.starts_with("updated"),
@@ -264,28 +286,70 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
         .await;
     assert_eq!(
         browser.text("#token-state").await,
-        format!("template #{disk_template} marked normal")
+        format!("template #{disk_template} marked normal, 1 recent entry re-scored")
     );
     assert_eq!(
         stored_label(&app, disk_template).await.as_deref(),
         Some("normal")
     );
-
-    // Click-through: the entry, its template, its neighbours in time.
+    // Its entry of a moment ago was re-scored: it leaves the recent anomalies, and the
+    // template leaves the review queue.
+    let disk: Value = app
+        .get(&format!("/api/logs/{disk_entry}/"))
+        .await
+        .json()
+        .await
+        .expect("entry as JSON");
+    assert_eq!(disk["is_anomaly"], false, "{disk}");
     browser
-        .click(&format!("#anomalies tr[data-entry-id=\"{disk_entry}\"]"))
+        .wait_for(
+            &format!(
+                "!document.querySelector('#anomalies tr[data-entry-id=\"{disk_entry}\"]') \
+                 && !document.querySelector('{}')",
+                review_row(disk_template)
+            ),
+            "the re-scored entry and its template to leave the anomalies and the review queue",
+        )
+        .await;
+
+    // One click in the review queue answers "anomaly" for the kernel panics.
+    browser
+        .click(&format!(
+            "{} button[data-label=\"anomaly\"]",
+            review_row(kernel_template)
+        ))
         .await;
     browser
         .wait_for(
-            &format!("document.querySelector('#detail h2').innerText === 'Entry {disk_entry}'"),
+            &format!("!document.querySelector('{}')", review_row(kernel_template)),
+            "the answered template to leave the review queue",
+        )
+        .await;
+    assert_eq!(
+        browser.text("#token-state").await,
+        format!("template #{kernel_template} marked anomaly, 1 recent entry re-scored")
+    );
+    assert_eq!(
+        stored_label(&app, kernel_template).await.as_deref(),
+        Some("anomaly")
+    );
+
+    // Click-through: the entry, its template, its neighbours in time.
+    browser
+        .click(&format!("#anomalies tr[data-entry-id=\"{kernel_entry}\"]"))
+        .await;
+    browser
+        .wait_for(
+            &format!("document.querySelector('#detail h2').innerText === 'Entry {kernel_entry}'"),
             "the entry panel",
         )
         .await;
     let detail = browser.text("#detail").await;
     for expected in [
-        "Disk <PATH> failed with I/O error <NUM> (1 lines, normal)",
+        "Kernel panic on <*> (1 lines, anomaly)",
+        "re-scored: its pattern was marked anomalous by an operator",
         "Neighbours",
-        "Kernel panic on node-7",
+        "Disk /dev/sda1 failed with I/O error 5",
         "User alice logged in",
     ] {
         assert!(

@@ -14,7 +14,9 @@ use logcanary_detector::scorer::{Scorer, ScorerConfig};
 
 const USAGE: &str = "usage: logcanary-eval INPUT.jsonl [--feedback N] \
                      [--baseline severity|new-template] [--batch N] [--trace] \
-                     [--meaning-severity-max X]";
+                     [--meaning-severity-max X] [--set FIELD=VALUE ...]\n\
+                     --set changes any ScorerConfig field (e.g. --set normal_after_windows=4), \
+                     for sweeps; fresh-install defaults otherwise";
 
 fn main() -> ExitCode {
     match run() {
@@ -24,6 +26,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `FIELD=VALUE` on the serde form of the config (VALUE is JSON, e.g. `0.5` or `true`).
+fn set_field(config: &ScorerConfig, assignment: &str) -> Result<ScorerConfig, String> {
+    let (field, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| format!("--set wants FIELD=VALUE, got {assignment:?}"))?;
+    let mut value = serde_json::to_value(config).map_err(|e| e.to_string())?;
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| "config is not an object".to_string())?;
+    if !object.contains_key(field) {
+        return Err(format!("no config field {field:?}"));
+    }
+    let parsed: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| format!("--set {field}: {e}"))?;
+    object.insert(field.to_string(), parsed);
+    serde_json::from_value(value).map_err(|e| format!("--set {field}: {e}"))
 }
 
 fn run() -> Result<(), String> {
@@ -52,6 +72,11 @@ fn run() -> Result<(), String> {
                 options.batch = v.parse().map_err(|_| format!("bad --batch {v:?}"))?;
             }
             "--trace" => options.trace = true,
+            "--min-priority" => {
+                let v = value("--min-priority")?;
+                options.min_priority =
+                    v.parse().map_err(|_| format!("bad --min-priority {v:?}"))?;
+            }
             "--meaning-severity-max" => {
                 let v = value("--meaning-severity-max")?;
                 config.meaning_severity_max = v
@@ -59,6 +84,10 @@ fn run() -> Result<(), String> {
                     .map_err(|_| format!("bad --meaning-severity-max {v:?}"))?;
             }
             "--baseline" => baseline = Some(value("--baseline")?.parse()?),
+            "--set" => {
+                let v = value("--set")?;
+                config = set_field(&config, &v)?;
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());

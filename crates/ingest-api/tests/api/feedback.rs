@@ -32,6 +32,8 @@ async fn analysed_entry(app: &TestApp, key: &str, template: &str, count: i64) ->
                     first_seen: now,
                     last_seen: now,
                     embedding: Some(vec![0.6, 0.8]),
+                    windows: 0,
+                    max_window_lines: 0,
                 }],
             )?;
             let id = rows[0].1;
@@ -78,6 +80,8 @@ async fn feedback_labels_the_template_of_an_analysed_entry() {
     assert_eq!(out["template"]["template_key"], "t00000000000000aa");
     assert_eq!(out["template"]["label"], "normal");
     assert!(out["template"]["labelled_at"].is_string(), "{out}");
+    // The entry itself was received just now: its verdict follows the label.
+    assert_eq!(out["rescored"], 1, "{out}");
     assert_eq!(
         app.db
             .count(
@@ -97,6 +101,7 @@ async fn feedback_labels_the_template_of_an_analysed_entry() {
     assert_eq!(resp.status(), 200);
     let out: Value = resp.json().await.unwrap();
     assert_eq!(out["template"]["label"], "anomaly");
+    assert_eq!(out["rescored"], 1, "{out}");
 
     let page: Value = app.get("/api/templates/").await.json().await.unwrap();
     let results = page["results"].as_array().unwrap();

@@ -8,5 +8,6 @@ mod openapi;
 mod patterns;
 mod periodic;
 mod reads;
+mod review;
 mod signatures;
 mod writes;

@@ -34,6 +34,7 @@ async fn the_document_lists_every_endpoint() {
         "/api/task-status/{task_id}/",
         "/api/logs/{id}/feedback/",
         "/api/templates/",
+        "/api/review/",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),
