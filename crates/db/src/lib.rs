@@ -53,19 +53,39 @@ pub enum DbError {
 
 impl DbError {
     /// True for failures that may succeed on a later attempt (connection lost, pool
-    /// exhausted, serialization failure, deadlock).
+    /// exhausted, serialization failure, deadlock, lock or statement time-out).
     pub fn is_transient(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
             DbError::Unavailable(_) | DbError::Join => true,
-            DbError::Query(Error::DatabaseError(kind, _)) => matches!(
-                kind,
-                DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection
-            ),
+            DbError::Query(Error::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection
+                ) || (matches!(kind, DatabaseErrorKind::Unknown)
+                    && is_transient_message(info.message()))
+            }
             DbError::Query(Error::BrokenTransactionManager) => true,
             _ => false,
         }
     }
+}
+
+/// Server errors diesel reports as `Unknown` that a retry can clear: deadlock (SQLSTATE
+/// 40P01), lock not available (55P03, `lock_timeout`), query cancelled (57014, a
+/// `statement_timeout`), admin shutdown / crash recovery (57P01-57P03). diesel does not
+/// expose the SQLSTATE, so these are told by Postgres' message text (`lc_messages` is
+/// English unless an administrator changed it).
+fn is_transient_message(message: &str) -> bool {
+    const TRANSIENT: [&str; 6] = [
+        "deadlock detected",
+        "could not obtain lock",
+        "canceling statement due to lock timeout",
+        "canceling statement due to statement timeout",
+        "terminating connection due to administrator command",
+        "the database system is",
+    ];
+    TRANSIENT.iter().any(|m| message.contains(m))
 }
 
 pub type Conn = PooledConnection<ConnectionManager<PgConnection>>;

@@ -222,3 +222,55 @@ fn template_presence_keeps_the_largest_view_reported() {
     drop(conn);
     drop(scratch);
 }
+
+/// Two transactions locking the same rows in opposite orders: Postgres aborts one with
+/// "deadlock detected" (40P01), and that error must be retryable, never a permanent
+/// failure that dead-letters the work.
+#[test]
+fn a_deadlock_is_a_transient_error() {
+    let scratch = ScratchDb::new("deadlock");
+    let url = scratch.url.clone();
+    let mut setup = PgConnection::establish(&url).unwrap();
+    diesel::sql_query("CREATE TABLE t (id int PRIMARY KEY, v int)")
+        .execute(&mut setup)
+        .unwrap();
+    diesel::sql_query("INSERT INTO t VALUES (1, 0), (2, 0)")
+        .execute(&mut setup)
+        .unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let run = |first: i32, second: i32| {
+        let (url, barrier) = (url.clone(), barrier.clone());
+        std::thread::spawn(move || {
+            let mut conn = PgConnection::establish(&url).unwrap();
+            conn.transaction::<_, diesel::result::Error, _>(|c| {
+                diesel::sql_query(format!("UPDATE t SET v = v + 1 WHERE id = {first}"))
+                    .execute(c)?;
+                barrier.wait();
+                diesel::sql_query(format!("UPDATE t SET v = v + 1 WHERE id = {second}"))
+                    .execute(c)?;
+                Ok(())
+            })
+            .map_err(logcanary_db::DbError::from)
+        })
+    };
+    let (a, b) = (run(1, 2), run(2, 1));
+    let results = [a.join().unwrap(), b.join().unwrap()];
+    let errors: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "exactly one side is chosen as the victim: {results:?}"
+    );
+    assert!(
+        errors[0].to_string().contains("deadlock detected"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].is_transient(),
+        "a deadlock must be retried: {}",
+        errors[0]
+    );
+    drop(setup);
+    drop(scratch);
+}

@@ -320,7 +320,11 @@ pub struct Score {
     pub template: String,
     /// Plain-words explanation for operators.
     pub summary: String,
+    /// How unlike every earlier template this one was when it first appeared (0 for
+    /// templates of the warm-up).
     pub novelty: f32,
+    /// `1 / (1 + ln(lines seen))`: for diagnostics only; repetition does not lower the
+    /// verdict.
     pub rarity: f32,
     /// Most similar other known template and its cosine similarity, if any.
     pub closest: Option<(String, f32)>,
