@@ -334,6 +334,15 @@ pub struct ReviewCandidate {
     /// The newest of those lines (highest id: ids follow arrival).
     #[diesel(sql_type = BigInt)]
     pub sample_log_entry_id: i64,
+    /// The template's presence as the workers report it (see [`TemplateRow::windows`]).
+    #[diesel(sql_type = Integer)]
+    pub windows: i32,
+    #[diesel(sql_type = BigInt)]
+    pub max_window_lines: i64,
+    #[diesel(sql_type = Timestamptz)]
+    pub first_seen: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    pub last_seen: DateTime<Utc>,
 }
 
 impl ReviewCandidate {
@@ -357,7 +366,8 @@ pub fn review_candidates(
                 count(*) FILTER (WHERE e.is_anomaly) AS flagged, \
                 avg(e.anomaly_score) AS mean_score, \
                 ($2::text[])[max(array_position($2::text[], e.severity))] AS max_severity, \
-                max(e.id) AS sample_log_entry_id \
+                max(e.id) AS sample_log_entry_id, \
+                t.windows, t.max_window_lines, t.first_seen, t.last_seen \
          FROM log_entries e \
          JOIN templates t ON t.id = e.template_id AND t.label IS NULL \
          WHERE e.received_at >= now() - make_interval(hours => $1) \

@@ -286,6 +286,19 @@ impl FailureAxis {
     }
 }
 
+impl ScorerConfig {
+    /// The "learned normal" rule: steady presence, from a template's presence, its line
+    /// count and the time from its first to its last line. Also what readers of the stored
+    /// presence (the review queue) judge by.
+    pub fn is_learned_normal(&self, presence: Presence, count: u64, span_ms: i64) -> bool {
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^24 decide this
+        let share = presence.max_window_lines as f32 / count.max(1) as f32;
+        presence.windows >= self.normal_after_windows
+            && span_ms >= self.normal_min_span_ms
+            && share <= self.max_window_share
+    }
+}
+
 impl Default for ScorerConfig {
     fn default() -> Self {
         Self {
@@ -441,11 +454,14 @@ struct TemplateStats {
 impl TemplateStats {
     /// Steady presence: enough episodes, none holding too much of the template's lines.
     fn learned_normal(&self, cfg: &ScorerConfig) -> bool {
-        #[allow(clippy::cast_precision_loss)] // counts far below 2^24 decide this
-        let share = self.max_window_lines as f32 / self.count.max(1) as f32;
-        self.windows >= cfg.normal_after_windows
-            && self.last_seen_ms.saturating_sub(self.first_seen_ms) >= cfg.normal_min_span_ms
-            && share <= cfg.max_window_share
+        cfg.is_learned_normal(
+            Presence {
+                windows: self.windows,
+                max_window_lines: self.max_window_lines,
+            },
+            self.count,
+            self.last_seen_ms.saturating_sub(self.first_seen_ms),
+        )
     }
 }
 

@@ -9,13 +9,25 @@
 //!
 //! The inputs are aggregated in SQL from the scored entries received in the last `hours`
 //! ([`db::templates::review_candidates`]): at most [`MAX_CANDIDATES`] templates, those with
-//! the most lines, are ranked here.
+//! the most lines, are ranked here. A template the workers have learned as normal (its
+//! stored presence passes the detector's rule, [`ScorerConfig::is_learned_normal`]) counts
+//! as less uncertain. That aggregation reads a day of entries, so an answer is cached for
+//! [`REVIEW_TTL`] per query (however many dashboards poll) and dropped at once when an
+//! operator labels a template.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use db::templates::ReviewCandidate;
-use detector::review::{priority, ReviewInput};
+use detector::{
+    review::{priority, ReviewInput},
+    scorer::{Presence, ScorerConfig},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
@@ -44,8 +56,42 @@ pub struct ReviewQuery {
     limit: Option<String>,
 }
 
+/// How long one answer of the review queue is served again.
+pub const REVIEW_TTL: Duration = Duration::from_secs(10);
+
+/// One cached answer: when it was computed, and its items.
+type CachedAnswer = (Instant, Vec<ReviewItemOut>);
+
+/// Recent answers of the review queue per (hours, limit); see the module docs.
+#[derive(Default)]
+pub struct ReviewCache {
+    answers: Mutex<HashMap<(i32, i32), CachedAnswer>>,
+}
+
+impl ReviewCache {
+    fn get(&self, key: (i32, i32)) -> Option<Vec<ReviewItemOut>> {
+        let answers = self.answers.lock().ok()?;
+        let (at, items) = answers.get(&key)?;
+        (at.elapsed() < REVIEW_TTL).then(|| items.clone())
+    }
+
+    fn put(&self, key: (i32, i32), items: Vec<ReviewItemOut>) {
+        if let Ok(mut answers) = self.answers.lock() {
+            answers.retain(|_, (at, _)| at.elapsed() < REVIEW_TTL);
+            answers.insert(key, (Instant::now(), items));
+        }
+    }
+
+    /// Forget every answer (a template was labelled: it leaves the queue).
+    pub fn invalidate(&self) {
+        if let Ok(mut answers) = self.answers.lock() {
+            answers.clear();
+        }
+    }
+}
+
 /// One template waiting for an operator's answer.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct ReviewItemOut {
     /// The template's id (`templates`), as in `GET /api/templates/` and the entries'
     /// `template_id`.
@@ -81,14 +127,21 @@ pub struct ReviewPage {
 /// Ranks candidates by review priority for a detector flagging at `threshold`, highest
 /// first (ties: more recent lines, then the older template), and keeps `limit`.
 fn rank(candidates: Vec<ReviewCandidate>, threshold: f32, limit: usize) -> Vec<ReviewItemOut> {
+    let detector = ScorerConfig::default();
     let mut items: Vec<ReviewItemOut> = candidates
         .into_iter()
         .map(|c| {
+            let presence = Presence {
+                windows: u32::try_from(c.windows).unwrap_or(0),
+                max_window_lines: u64::try_from(c.max_window_lines).unwrap_or(0),
+            };
+            let span_ms = (c.last_seen - c.first_seen).num_milliseconds();
+            let count = u64::try_from(c.count).unwrap_or(0);
             let input = ReviewInput {
                 score: c.mean_score as f32,
                 lines: u64::try_from(c.lines).unwrap_or(0),
                 severity: c.severity_weight(),
-                learned_normal: false,
+                learned_normal: detector.is_learned_normal(presence, count, span_ms),
             };
             ReviewItemOut {
                 priority: priority(&input, threshold),
@@ -159,6 +212,9 @@ pub async fn review_queue(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    if let Some(results) = state.review_cache.get((hours, limit)) {
+        return Ok(HttpResponse::Ok().json(ReviewPage { results, hours }));
+    }
     let candidates = state
         .db
         .run(move |c| db::templates::review_candidates(c, hours, MAX_CANDIDATES))
@@ -168,6 +224,7 @@ pub async fn review_queue(
         state.anomaly_threshold,
         usize::try_from(limit).unwrap_or(20),
     );
+    state.review_cache.put((hours, limit), results.clone());
     Ok(HttpResponse::Ok().json(ReviewPage { results, hours }))
 }
 
@@ -185,6 +242,10 @@ mod tests {
             mean_score,
             max_severity: level.into(),
             sample_log_entry_id: id * 100,
+            windows: 1,
+            max_window_lines: lines,
+            first_seen: chrono::Utc::now(),
+            last_seen: chrono::Utc::now(),
         }
     }
 
@@ -226,5 +287,20 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_template_the_workers_learned_normal_ranks_below_an_unknown_one() {
+        let now = chrono::Utc::now();
+        let unknown = candidate(1, 40, 0.62, "CRITICAL");
+        // Seen in 6 windows over 2 hours, no window holding more than a quarter of it.
+        let mut learned = candidate(2, 40, 0.62, "CRITICAL");
+        learned.windows = 6;
+        learned.max_window_lines = 10;
+        learned.first_seen = now - chrono::Duration::hours(2);
+        learned.last_seen = now;
+        let ranked = rank(vec![learned, unknown], 0.6, 10);
+        assert_eq!(ranked[0].template_id, 1);
+        assert!(ranked[0].priority > ranked[1].priority);
     }
 }

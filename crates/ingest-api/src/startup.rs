@@ -35,6 +35,8 @@ pub struct AppState {
     pub anomaly_threshold: f32,
     /// Broker queue depths for the dashboard, read through the publisher's connection.
     pub queue_depths: QueueDepths,
+    /// Recent answers of `GET /api/review/`.
+    pub review_cache: crate::review::ReviewCache,
 }
 
 pub struct Application {
@@ -90,6 +92,7 @@ impl Application {
             read_token: settings.read_token.clone(),
             anomaly_threshold: settings.anomaly_threshold as f32,
             queue_depths: QueueDepths::new(publisher.clone()),
+            review_cache: crate::review::ReviewCache::default(),
         });
 
         let readiness_db = db.clone();

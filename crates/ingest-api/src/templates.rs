@@ -156,6 +156,7 @@ pub(crate) async fn apply_feedback(
         Labelled::Done(row, rescored) => {
             tracing::info!(log_entry_id = entry_id, template_id = row.id, label, rescored, "Template labelled by an operator.");
             metrics::counter!("logcanary_feedback_total", "label" => label).increment(1);
+            state.review_cache.invalidate();
             Ok(Feedback {
                 row,
                 rescored: rescored as u64,
