@@ -135,7 +135,11 @@ pub fn claim(
 }
 
 /// Marks FAILURE every task that would be due for publishing but has used up its
-/// attempts; returns their ids. The error says why, so task status tells the client.
+/// attempts without the broker ever confirming one; returns their ids. The error says why,
+/// so task status tells the client. A task the broker confirmed is never failed here: its
+/// message is queued (or was taken by a worker), and a backlog or a worker outage longer
+/// than the relay's patience must not lose its analysis. Such a task is just no longer
+/// re-published once its attempts are used up.
 pub fn give_up(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
@@ -144,6 +148,7 @@ pub fn give_up(
     let ids: Vec<Uuid> = tasks::table
         .filter(eligible(now, policy))
         .filter(tasks::publish_attempts.ge(policy.max_attempts))
+        .filter(tasks::published_at.is_null())
         .select(tasks::id)
         .limit(policy.batch)
         .load(conn)?;

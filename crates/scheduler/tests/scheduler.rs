@@ -555,6 +555,49 @@ async fn a_fired_task_whose_publish_failed_is_relayed_and_attempts_are_capped() 
 }
 
 #[tokio::test]
+async fn a_task_the_broker_confirmed_is_never_failed_by_the_relay() {
+    // A worker outage or backlog longer than the relay's patience: the task was
+    // confirmed published long ago, never started, and has used up its attempts.
+    let env = Env::new().await;
+    let (task_id, _) = stored_entry(&env).await;
+    let s = env.scheduler(&test_support::amqp_url());
+    let now = Utc::now();
+    assert_eq!(s.relay(now + secs(11)).await.unwrap().published, 1);
+    env.db
+        .db
+        .run(|c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("UPDATE tasks SET publish_attempts = 10").execute(c)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let r = s.relay(now + secs(3 * 3600)).await.unwrap();
+    assert_eq!(
+        (r.published, r.given_up),
+        (0, 0),
+        "neither re-published nor failed"
+    );
+    let task = env
+        .db
+        .db
+        .run(move |c| db::tasks::get(c, task_id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        task.status, "PENDING",
+        "still waiting for a worker: {task:?}"
+    );
+    assert_eq!(
+        env.drain("analysis").await.len(),
+        1,
+        "the one confirmed message"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_task_whose_entries_are_gone_is_failed_not_published() {
     let env = Env::new().await;
     let (task_id, _) = stored_entry(&env).await;
