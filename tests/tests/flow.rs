@@ -10,15 +10,20 @@ const T: Duration = Duration::from_secs(60);
 #[tokio::test]
 async fn a_posted_entry_is_scored_and_counted_on_the_dashboard() {
     let stack = Stack::start(&[]).await;
-    // Routine lines first, so the error below stands out.
+    // Routine lines first, so the error below stands out, and scored before it (the
+    // worker takes tasks in parallel batches: without the wait the error could be among
+    // the first lines it sees, inside its 3-line warm-up).
     for i in 0..5 {
-        let (status, _) = stack
+        let (status, created) = stack
             .post_signed(
                 "/api/logs/",
                 &entry_now("INFO", &format!("GET /health took {i} ms")),
             )
             .await;
         assert_eq!(status, 201);
+        stack
+            .wait_task(created["analysis_task_id"].as_str().unwrap(), "SUCCESS", T)
+            .await;
     }
     let (status, created) = stack
         .post_signed(

@@ -63,3 +63,23 @@ pub fn delete_expired(
     .bind::<diesel::sql_types::BigInt, _>(limit)
     .execute(conn)?)
 }
+
+/// Deletes every expired row, `per_statement` at a time (short statements, short locks),
+/// in at most `max_statements` statements; returns how many went. Pruning must keep up
+/// with the request rate: one bounded statement per pass could not.
+pub fn delete_all_expired(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    per_statement: i64,
+    max_statements: usize,
+) -> Result<usize, DbError> {
+    let mut total = 0;
+    for _ in 0..max_statements {
+        let deleted = delete_expired(conn, now, per_statement)?;
+        total += deleted;
+        if i64::try_from(deleted).unwrap_or(i64::MAX) < per_statement {
+            break;
+        }
+    }
+    Ok(total)
+}

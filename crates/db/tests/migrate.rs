@@ -169,6 +169,16 @@ fn used_signatures_are_claimed_once_and_expire() {
     assert!(claim(&mut conn, &[(vec![4; 32], later)])
         .unwrap()
         .is_empty());
+    // Many expired rows go in one pass of several short statements.
+    let many: Vec<(Vec<u8>, chrono::DateTime<chrono::Utc>)> =
+        (0..25u8).map(|i| (vec![100 + i; 32], old)).collect();
+    assert_eq!(claim(&mut conn, &many).unwrap().len(), 25);
+    assert_eq!(
+        logcanary_db::signatures::delete_all_expired(&mut conn, now, 10, 100).unwrap(),
+        25,
+        "in 3 statements"
+    );
+    assert_eq!(delete_expired(&mut conn, now, 100).unwrap(), 0);
     drop(conn);
     drop(scratch);
 }
