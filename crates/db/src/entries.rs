@@ -50,8 +50,15 @@ pub fn insert_entries(
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
+/// Task rows per `INSERT` statement: each row binds 4 parameters and Postgres takes at
+/// most 65 535 per statement, so a commit group of more than 16 383 single-entry
+/// requests would otherwise fail as a whole.
+pub const TASK_ROWS_PER_STATEMENT: usize = 10_000;
+
 /// The ingest unit of work: tasks and their entries in one transaction, so a task row
-/// never exists without its entries and no entry is stored without a task.
+/// never exists without its entries and no entry is stored without a task. Any number of
+/// tasks: they go in statements of [`TASK_ROWS_PER_STATEMENT`] (the entries travel as
+/// arrays, a fixed number of parameters).
 pub fn insert_with_tasks(
     conn: &mut PgConnection,
     new_tasks: &[NewTask],
@@ -59,9 +66,11 @@ pub fn insert_with_tasks(
     entry_task: &[Uuid],
 ) -> Result<Vec<i64>, DbError> {
     conn.transaction(|conn| {
-        diesel::insert_into(tasks::table)
-            .values(new_tasks)
-            .execute(conn)?;
+        for chunk in new_tasks.chunks(TASK_ROWS_PER_STATEMENT) {
+            diesel::insert_into(tasks::table)
+                .values(chunk)
+                .execute(conn)?;
+        }
         insert_entries(conn, entries, entry_task)
     })
 }

@@ -284,3 +284,49 @@ fn a_deadlock_is_a_transient_error() {
     drop(setup);
     drop(scratch);
 }
+
+/// A commit group of 20 000 single-entry requests (20 000 task rows, 80 000 bound
+/// parameters if sent as one VALUES list) is stored whole, in one transaction.
+#[test]
+fn a_commit_group_larger_than_the_bound_parameter_limit_is_stored() {
+    use logcanary_db::models::{NewLogEntry, NewTask};
+
+    let scratch = ScratchDb::new("group");
+    let url = scratch.url.clone();
+    logcanary_db::migrate(&url).expect("migrate");
+    let mut conn = PgConnection::establish(&url).unwrap();
+    let n = 20_000;
+    let task_ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::new_v4()).collect();
+    let tasks: Vec<NewTask> = task_ids
+        .iter()
+        .map(|id| NewTask {
+            id: *id,
+            task_name: "logs.tasks.analyze_log_entry".into(),
+            queue: "analysis".into(),
+            args: serde_json::json!({}),
+        })
+        .collect();
+    let entries: Vec<NewLogEntry> = (0..n)
+        .map(|i| NewLogEntry {
+            logged_at: chrono::Utc::now(),
+            severity: "INFO".into(),
+            message: format!("request {i} served"),
+            source: None,
+        })
+        .collect();
+    let ids = logcanary_db::entries::insert_with_tasks(&mut conn, &tasks, &entries, &task_ids)
+        .expect("one group, stored whole");
+    assert_eq!(ids.len(), n);
+    let mut count = |sql: &str| -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(sql).get_result::<N>(&mut conn).unwrap().n
+    };
+    assert_eq!(count("SELECT count(*) AS n FROM tasks"), n as i64);
+    assert_eq!(count("SELECT count(*) AS n FROM log_entries"), n as i64);
+    drop(conn);
+    drop(scratch);
+}
