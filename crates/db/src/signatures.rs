@@ -48,6 +48,16 @@ pub fn claim(
     Ok(rows.into_iter().map(|r| r.mac).collect())
 }
 
+/// Gives a claimed MAC back: the request it let in failed before anything was stored, so
+/// the client's retry with the same signature must not be refused as a replay.
+pub fn release(conn: &mut PgConnection, mac: &[u8]) -> Result<usize, DbError> {
+    Ok(
+        diesel::sql_query("DELETE FROM used_signatures WHERE mac = $1")
+            .bind::<Bytea, _>(mac)
+            .execute(conn)?,
+    )
+}
+
 /// Deletes up to `limit` rows whose signatures can no longer be replayed (their timestamp
 /// left the tolerance window before `now`); returns how many went.
 pub fn delete_expired(

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::HttpRequest;
+use actix_web::{HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
 use common::signing::Signature;
 use tokio::sync::{mpsc, oneshot};
@@ -95,6 +95,12 @@ const MAX_CLAIMS_PER_STATEMENT: usize = 2000;
 const PRUNE_EVERY: Duration = Duration::from_secs(5);
 const PRUNE_PER_STATEMENT: i64 = 10_000;
 const PRUNE_MAX_STATEMENTS: usize = 100;
+
+/// The timestamped signature a request claimed, in the request's extensions: a response
+/// of 5xx means nothing was stored (the reply to a stored request goes out after its
+/// commit), and the claim is released.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimedSignature([u8; 32]);
 
 #[derive(Default)]
 struct ReplayCache {
@@ -186,8 +192,28 @@ impl Verifier {
                 self.forget(&mac);
                 return Err(error);
             }
+            // If the request fails later (a 5xx: nothing was stored), the server's
+            // middleware gives the claim back with [`Verifier::release`].
+            req.extensions_mut().insert(ClaimedSignature(mac));
         }
         Ok(())
+    }
+
+    /// Gives back the signature a failed request claimed (see [`ClaimedSignature`]), so
+    /// the client's retry of the same request is not refused as a replay.
+    pub async fn release(&self, claimed: ClaimedSignature) {
+        let mac = claimed.0;
+        self.forget(&mac);
+        if self.inner.claims.is_some() {
+            let released = self
+                .inner
+                .db
+                .run(move |c| db::signatures::release(c, &mac))
+                .await;
+            if let Err(error) = released {
+                tracing::warn!(%error, "Cannot give back the signature of a failed request; its retry will be refused as a replay until the signature expires.");
+            }
+        }
     }
 
     /// Records the signature in `used_signatures` (when shared protection is on); a MAC

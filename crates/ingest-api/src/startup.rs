@@ -8,7 +8,7 @@ use std::{
 use actix_web::{
     dev::{Server, Service},
     http::header::{HeaderName, HeaderValue},
-    web, App, HttpResponse, HttpServer,
+    web, App, HttpMessage, HttpResponse, HttpServer,
 };
 use anyhow::Context;
 use common::admin::{AdminServer, ReadinessFn};
@@ -121,9 +121,11 @@ impl Application {
         })?;
 
         let mut server = HttpServer::new(move || {
+            let verifier = state.verifier.clone();
             App::new()
                 .app_data(state.clone())
-                .wrap_fn(|req, srv| {
+                .wrap_fn(move |req, srv| {
+                    let verifier = verifier.clone();
                     let request_id = req
                         .headers()
                         .get(&REQUEST_ID)
@@ -139,6 +141,16 @@ impl Application {
                     async move {
                         let mut res = fut.await?;
                         let status = res.status();
+                        // A failed request stored nothing: give back the signature it
+                        // claimed, before the client can retry.
+                        let claimed = res
+                            .request()
+                            .extensions()
+                            .get::<crate::auth::ClaimedSignature>()
+                            .copied();
+                        if let (true, Some(claimed)) = (status.is_server_error(), claimed) {
+                            verifier.release(claimed).await;
+                        }
                         if let Ok(v) = HeaderValue::from_str(&request_id) {
                             res.headers_mut().insert(REQUEST_ID, v);
                         }

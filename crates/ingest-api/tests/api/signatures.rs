@@ -218,3 +218,43 @@ async fn legacy_signatures_can_be_switched_off() {
     assert_eq!(resp.status(), 201);
     app.cleanup().await;
 }
+
+/// A request whose entries could not be stored (a 5xx) gives its timestamped signature
+/// back: the client's retry of the very same request is stored, not refused as a replay.
+#[tokio::test]
+async fn a_failed_request_gives_its_signature_back_for_the_retry() {
+    let app = spawn_app().await;
+    let b = serde_json::to_vec(&entry("ERROR", "disk full on /var")).unwrap();
+    let sig = test_support::timestamped_signature(&b);
+    let exec = |sql: &'static str| {
+        let db = app.db.db.clone();
+        async move {
+            db.run(move |c| {
+                use diesel::RunQueryDsl;
+                diesel::sql_query(sql).execute(c)?;
+                Ok(())
+            })
+            .await
+            .expect(sql);
+        }
+    };
+    // The entries' table is gone for a moment: the commit fails.
+    exec("ALTER TABLE log_entries RENAME TO log_entries_away").await;
+    let failed = app.post_raw("/api/logs/", &b, Some(sig.clone())).await;
+    assert!(failed.status().is_server_error(), "{}", failed.status());
+    exec("ALTER TABLE log_entries_away RENAME TO log_entries").await;
+    assert_eq!(
+        app.db.count("SELECT count(*) FROM used_signatures").await,
+        0,
+        "the claim was given back"
+    );
+
+    let retried = app.post_raw("/api/logs/", &b, Some(sig.clone())).await;
+    assert_eq!(retried.status(), 201, "the retry is stored");
+    assert_eq!(app.counts().await, (1, 1));
+    // And it is claimed now: a replay of it is refused.
+    let replay = app.post_raw("/api/logs/", &b, Some(sig)).await;
+    assert_eq!(replay.status(), 401);
+    assert_eq!(app.counts().await, (1, 1));
+    app.cleanup().await;
+}
