@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Start the whole stack locally in the foreground: migrate, then every binary, each with
-# its own admin port. Ctrl-C (or SIGTERM) stops them all gracefully.
+# its own admin port, each supervised: one that dies is restarted with backoff (1 s,
+# doubling to 30 s; back to 1 s after 30 s of running) and a log line, as a container
+# runtime's restart policy or Kubernetes would. Ctrl-C (or SIGTERM) stops them all
+# gracefully.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,6 +16,32 @@ export LOGCANARY_LOG_FORMAT=${LOGCANARY_LOG_FORMAT:-pretty}
 
 "$BIN/ingest-api" migrate
 
+# supervise NAME COMMAND...: runs COMMAND, and again whenever it exits, until this
+# supervisor gets SIGTERM (passed on to the command, whose exit it then waits for).
+supervise() {
+  local name=$1 child="" backoff=1 started rc
+  shift
+  stopping=0
+  trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null || true' TERM
+  while :; do
+    started=$SECONDS
+    "$@" &
+    child=$!
+    rc=0
+    wait "$child" || rc=$?
+    if [ "$stopping" = 1 ]; then
+      wait "$child" 2>/dev/null || true
+      exit 0
+    fi
+    if (( SECONDS - started >= 30 )); then backoff=1; fi
+    echo "run-stack: $name (pid $child) exited with status $rc; restarting it in ${backoff}s" >&2
+    sleep "$backoff" &
+    wait $! || true
+    [ "$stopping" = 1 ] && exit 0
+    backoff=$(( backoff < 16 ? backoff * 2 : 30 ))
+  done
+}
+
 pids=()
 stop() {
   echo "run-stack: stopping"
@@ -21,13 +50,14 @@ stop() {
 }
 trap stop INT TERM
 
-LOGCANARY_ADMIN_ADDR=127.0.0.1:9101 LOGCANARY_QUEUES=${LOGCANARY_QUEUES:-analysis,batch_processing,maintenance} \
+supervise analysis-worker env LOGCANARY_ADMIN_ADDR=127.0.0.1:9101 \
+  LOGCANARY_QUEUES="${LOGCANARY_QUEUES:-analysis,batch_processing,maintenance}" \
   "$BIN/analysis-worker" & pids+=($!)
-LOGCANARY_ADMIN_ADDR=127.0.0.1:9104 "$BIN/scheduler" & pids+=($!)
-LOGCANARY_ADMIN_ADDR=127.0.0.1:9102 "$BIN/realtime-worker" & pids+=($!)
-LOGCANARY_ADMIN_ADDR=127.0.0.1:9100 "$BIN/ingest-api" & pids+=($!)
+supervise scheduler env LOGCANARY_ADMIN_ADDR=127.0.0.1:9104 "$BIN/scheduler" & pids+=($!)
+supervise realtime-worker env LOGCANARY_ADMIN_ADDR=127.0.0.1:9102 "$BIN/realtime-worker" & pids+=($!)
+supervise ingest-api env LOGCANARY_ADMIN_ADDR=127.0.0.1:9100 "$BIN/ingest-api" & pids+=($!)
 # Alerts: set LOGCANARY_SMTP_URL + LOGCANARY_ALERT_EMAILS and/or LOGCANARY_WEBHOOK_URLS first.
-LOGCANARY_ADMIN_ADDR=127.0.0.1:9103 "$BIN/notifier" & pids+=($!)
+supervise notifier env LOGCANARY_ADMIN_ADDR=127.0.0.1:9103 "$BIN/notifier" & pids+=($!)
 
 for _ in $(seq 1 100); do
   curl -fsS http://127.0.0.1:9100/readyz >/dev/null 2>&1 && break
@@ -53,6 +83,6 @@ Periodic tasks (the scheduler fires them; the worker runs them):
   sig=\$(printf '%s' "\$body" | openssl dgst -sha256 -hmac dev-secret | sed 's/^.* //')
   curl -s -X POST http://127.0.0.1:8000/api/periodic-tasks/ -H 'Content-Type: application/json' -H "X-HMAC-Signature: \$sig" -d "\$body"
 
-Ctrl-C stops everything.
+A process that dies is restarted (see the run-stack lines). Ctrl-C stops everything.
 MSG
 wait
