@@ -164,7 +164,8 @@ pub trait Handler: Send + Sync + 'static {
     /// Processes a micro-batch (1..=`batch_max` deliveries, possibly of mixed task names
     /// and queues) and returns one outcome per delivery, in the same order. Return
     /// [`Outcome::Done`] only once the work is durable: the message is acked right after.
-    /// A missing outcome counts as a retry; a panic retries the whole batch.
+    /// A missing outcome counts as a retry. A panic re-runs each message of the batch
+    /// alone, so only the one that panics is retried.
     async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome>;
 
     /// Called once just before a message is dead-lettered (after its last retry, on
@@ -553,9 +554,33 @@ async fn process_batch<H: Handler>(
                 }
                 outcomes
             }
+            Err(_) if batch.len() > 1 => {
+                // Find the message that panics: each one alone, so the others do not spend
+                // attempts (and risk the dead-letter queue) for it. Handlers are idempotent
+                // per task, so work the panicked call did commit is not done twice.
+                error!(
+                    batch = batch.len(),
+                    "Handler panicked; handling each message of the batch alone."
+                );
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for delivery in &batch {
+                    let alone = AssertUnwindSafe(shared.handler.handle(std::slice::from_ref(delivery)))
+                        .catch_unwind()
+                        .await;
+                    outcomes.push(match alone {
+                        Ok(mut one) if one.len() == 1 => one.remove(0),
+                        Ok(_) => Outcome::Retry("handler returned no outcome".to_owned()),
+                        Err(_) => {
+                            error!(task_id = %delivery.task_id, "Handler panicked on this message alone.");
+                            Outcome::Retry("handler panicked".to_owned())
+                        }
+                    });
+                }
+                outcomes
+            }
             Err(_) => {
-                error!("Handler panicked; retrying the whole batch.");
-                vec![Outcome::Retry("handler panicked".to_owned()); batch.len()]
+                error!("Handler panicked.");
+                vec![Outcome::Retry("handler panicked".to_owned())]
             }
         };
         futures::future::join_all(

@@ -747,3 +747,47 @@ async fn consumer_and_publisher_survive_the_broker_dropping_them() {
     assert_eq!(broker.total_depth().await, 0);
     broker.delete().await;
 }
+
+/// A message that makes the handler panic costs attempts for itself only: the batch it
+/// came in is handled again message by message, the others are acked at their first
+/// attempt, and only the panicking one is retried and dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_message_does_not_spend_the_attempts_of_its_batch() {
+    let broker = Broker::new().await;
+    let publisher = broker.publisher().await;
+    let messages: Vec<v1::AnalyzeLogEntry> = (0..8).map(analyze).collect();
+    let poison = messages[3].task_id.clone();
+    for m in &messages {
+        publisher.publish(m).await.expect("published");
+    }
+    let bad = poison.clone();
+    let handler = Scripted::new(move |d: &Delivery| {
+        assert!(d.task_id != bad, "this message always panics the handler");
+        Outcome::Done
+    });
+    let (shutdown, run) = broker.consume(config("analysis"), Arc::clone(&handler));
+    eventually(
+        "the panicking message dead-lettered",
+        Duration::from_secs(20),
+        async || !handler.dead().is_empty(),
+    )
+    .await;
+    stop(shutdown, run).await;
+
+    let dead = handler.dead();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, poison);
+    assert_eq!(dead[0].1, "handler panicked");
+    for (id, attempt, _) in handler.seen() {
+        if id != poison {
+            assert_eq!(attempt, 0, "{id} was retried for another message's panic");
+        }
+    }
+    assert_eq!(handler.finished(), 7, "the seven others were handled");
+    assert_eq!(
+        broker.total_depth().await,
+        1,
+        "nothing left but the dead letter"
+    );
+    broker.delete().await;
+}
