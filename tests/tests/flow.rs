@@ -284,11 +284,8 @@ async fn sigterm_during_batches_loses_nothing() {
 #[tokio::test]
 async fn two_workers_writing_overlapping_templates_never_deadlock_or_fail() {
     const BATCHES: usize = 24;
-    let mut stack = Stack::start_api(&[
-        ("LOGCANARY_CONCURRENCY", "2"),
-        ("LOGCANARY_BATCH_MAX", "8"),
-    ])
-    .await;
+    let mut stack =
+        Stack::start_api(&[("LOGCANARY_CONCURRENCY", "2"), ("LOGCANARY_BATCH_MAX", "8")]).await;
     stack.start_worker().await;
     let first = stack.worker.take();
     stack.start_worker().await;
