@@ -208,15 +208,18 @@ pub fn record_published(
     ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
-        .set((
-            tasks::published_at.eq(Some(now)),
-            tasks::publish_error.eq(None::<String>),
-            tasks::publish_attempts.eq(tasks::publish_attempts + 1),
-            tasks::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(())
+    conn.transaction(|conn| {
+        crate::tasks::lock_in_id_order(conn, ids)?;
+        diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
+            .set((
+                tasks::published_at.eq(Some(now)),
+                tasks::publish_error.eq(None::<String>),
+                tasks::publish_attempts.eq(tasks::publish_attempts + 1),
+                tasks::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 /// Records a failed publish attempt at `now`; the task stays PENDING for a later pass.
@@ -226,12 +229,15 @@ pub fn record_failed(
     error: &str,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
-        .set((
-            tasks::publish_error.eq(Some(error)),
-            tasks::publish_attempts.eq(tasks::publish_attempts + 1),
-            tasks::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(())
+    conn.transaction(|conn| {
+        crate::tasks::lock_in_id_order(conn, ids)?;
+        diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
+            .set((
+                tasks::publish_error.eq(Some(error)),
+                tasks::publish_attempts.eq(tasks::publish_attempts + 1),
+                tasks::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
 }

@@ -36,14 +36,34 @@ pub fn statuses(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, Stri
 
 /// Records that the broker confirmed these tasks' messages.
 pub fn mark_published(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), DbError> {
-    diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
-        .set((
-            tasks::published_at.eq(crate::db_now()),
-            tasks::publish_error.eq(None::<String>),
-            tasks::publish_attempts.eq(tasks::publish_attempts + 1),
-            tasks::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)?;
+    conn.transaction(|conn| {
+        lock_in_id_order(conn, ids)?;
+        diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
+            .set((
+                tasks::published_at.eq(crate::db_now()),
+                tasks::publish_error.eq(None::<String>),
+                tasks::publish_attempts.eq(tasks::publish_attempts + 1),
+                tasks::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// Locks the task rows of `ids` in id order. A multi-row `UPDATE .. WHERE id = ANY(..)`
+/// locks rows in whatever order its plan reads them (index order for a few ids, heap
+/// order for many), so two such updates over overlapping tasks (the API's publish stage
+/// and the relay recording the same tasks) could deadlock; locking first, in one order,
+/// makes the later update take no new locks. Call inside a transaction.
+pub fn lock_in_id_order(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), DbError> {
+    if ids.len() > 1 {
+        tasks::table
+            .filter(tasks::id.eq_any(ids))
+            .order(tasks::id.asc())
+            .select(tasks::id)
+            .for_update()
+            .load::<Uuid>(conn)?;
+    }
     Ok(())
 }
 
@@ -54,14 +74,17 @@ pub fn mark_publish_failed(
     ids: &[Uuid],
     error: &str,
 ) -> Result<(), DbError> {
-    diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
-        .set((
-            tasks::publish_error.eq(Some(error)),
-            tasks::publish_attempts.eq(tasks::publish_attempts + 1),
-            tasks::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)?;
-    Ok(())
+    conn.transaction(|conn| {
+        lock_in_id_order(conn, ids)?;
+        diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
+            .set((
+                tasks::publish_error.eq(Some(error)),
+                tasks::publish_attempts.eq(tasks::publish_attempts + 1),
+                tasks::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 /// What a worker should do with a delivered task.
