@@ -4,7 +4,9 @@
 //! A task qualifies when it is PENDING, older than a grace period (the API's own publish
 //! stage may still be about to publish a just-committed task), its last publish attempt
 //! is older than a retry spacing, and either it was never published or it was published
-//! longer ago than a timeout without any worker starting it. Claiming stamps
+//! longer ago than a timeout without any worker starting it while its queue is empty (the
+//! broker lost it: a queue that still holds messages is a backlog, and re-publishing into
+//! it would only add duplicates). Claiming stamps
 //! `updated_at`, a lease: a second relay skips the claimed rows (`SKIP LOCKED` while the
 //! claim commits, the spacing after it). Workers are idempotent per task id, so a message
 //! published twice is processed once.
@@ -66,7 +68,10 @@ pub struct Claimed {
 type Condition =
     Box<dyn BoxableExpression<tasks::table, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>>;
 
-fn eligible(now: DateTime<Utc>, policy: &RelayPolicy) -> Condition {
+/// Due tasks: never published, or published longer than the stuck time ago without a
+/// worker starting them while their queue (logical name, in `lost_from`) holds nothing:
+/// the broker has been shown to have lost the message, not merely to hold a backlog.
+fn eligible(now: DateTime<Utc>, policy: &RelayPolicy, lost_from: &[String]) -> Condition {
     Box::new(
         tasks::status
             .eq(status::PENDING)
@@ -75,23 +80,27 @@ fn eligible(now: DateTime<Utc>, policy: &RelayPolicy) -> Condition {
             .and(
                 tasks::published_at
                     .is_null()
-                    .or(tasks::published_at.lt(now - policy.stuck_after))
+                    .or(tasks::published_at
+                        .lt(now - policy.stuck_after)
+                        .and(tasks::queue.eq_any(lost_from.to_vec())))
                     .assume_not_null(),
             ),
     )
 }
 
 /// Claims up to `policy.batch` tasks to publish (oldest first) and loads their entries.
-/// The caller publishes them and records the outcome with
-/// [`crate::tasks::mark_published`] / [`crate::tasks::mark_publish_failed`].
+/// `empty_queues` are the logical queues the broker reports empty (nothing ready, nothing
+/// retrying): only their stuck published tasks are due again. The caller publishes them
+/// and records the outcome with [`record_published`] / [`record_failed`].
 pub fn claim(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
     policy: &RelayPolicy,
+    empty_queues: &[String],
 ) -> Result<Vec<Claimed>, DbError> {
     conn.transaction(|conn| {
         let claimed: Vec<Task> = tasks::table
-            .filter(eligible(now, policy))
+            .filter(eligible(now, policy, empty_queues))
             .filter(tasks::publish_attempts.lt(policy.max_attempts))
             .order(tasks::created_at.asc())
             .limit(policy.batch)
@@ -146,7 +155,7 @@ pub fn give_up(
     policy: &RelayPolicy,
 ) -> Result<Vec<Uuid>, DbError> {
     let ids: Vec<Uuid> = tasks::table
-        .filter(eligible(now, policy))
+        .filter(eligible(now, policy, &[]))
         .filter(tasks::publish_attempts.ge(policy.max_attempts))
         .filter(tasks::published_at.is_null())
         .select(tasks::id)

@@ -138,10 +138,24 @@ impl Scheduler {
         for id in &given_up {
             tracing::warn!(task_id = %id, "Task never reached a worker; marked FAILURE.");
         }
+        // Stuck published tasks are re-published only from queues the broker shows empty
+        // (nothing ready or retrying): there the message is lost, not waiting. When the
+        // broker cannot be read, only never-published tasks are due.
+        let empty_queues: Vec<String> = match self.publisher.queue_depths().await {
+            Ok(depths) => depths
+                .iter()
+                .filter(|d| d.ready == 0 && d.retrying == 0)
+                .map(|d| d.queue.to_owned())
+                .collect(),
+            Err(error) => {
+                tracing::debug!(%error, "Cannot read the queue depths; only never-published tasks are relayed.");
+                Vec::new()
+            }
+        };
         let policy = self.relay_policy.clone();
         let claimed = self
             .db
-            .run(move |c| db::relay::claim(c, now, &policy))
+            .run(move |c| db::relay::claim(c, now, &policy, &empty_queues))
             .await?;
         let items = claimed
             .iter()
