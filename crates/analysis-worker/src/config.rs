@@ -15,7 +15,7 @@ pub struct Settings {
     pub service: ServiceArgs,
 
     #[command(flatten)]
-    pub patterns: crate::patterns::PatternSettings,
+    pub patterns: scoring::config::PatternSettings,
 
     /// Address of the admin server (/livez, /readyz, /metrics).
     #[arg(long, env = "LOGCANARY_ADMIN_ADDR", value_name = "LOGCANARY_ADMIN_ADDR", default_value = ":9101", value_parser = parse_listen_addr)]
@@ -50,7 +50,7 @@ pub struct Settings {
     pub retry: common::config::RetryArgs,
 
     #[command(flatten)]
-    pub scoring: ScoringArgs,
+    pub scoring: scoring::config::ScoringArgs,
 }
 
 fn parse_queue(raw: &str) -> Result<String, String> {
@@ -84,68 +84,5 @@ impl Settings {
             connection_name: "analysis-worker".into(),
             ..mq::ConsumerConfig::default()
         }
-    }
-}
-
-/// Detector settings shared by every worker that scores (analysis-worker and
-/// realtime-worker flatten this, so both read the same variables with the same defaults).
-#[derive(clap::Args, Clone, Debug)]
-pub struct ScoringArgs {
-    /// Score at or above which an entry is flagged anomalous (0..=1); the detector's
-    /// default when unset.
-    #[arg(long, env = "LOGCANARY_ANOMALY_THRESHOLD", value_name = "LOGCANARY_ANOMALY_THRESHOLD", value_parser = parse_unit)]
-    pub anomaly_threshold: Option<f64>,
-
-    /// Lines the detector learns from before it flags anything (shared by all replicas:
-    /// lines counted in the `templates` table count); the detector's default when unset.
-    #[arg(
-        long,
-        env = "LOGCANARY_WARMUP_LINES",
-        value_name = "LOGCANARY_WARMUP_LINES"
-    )]
-    pub warmup_lines: Option<u64>,
-
-    /// Severity weight (0..=1; ERROR is 0.8) a template can get for reading like a failure,
-    /// whatever its log level; 0 judges lines by their level only. The detector's default
-    /// (0.8) when unset.
-    #[arg(long, env = "LOGCANARY_MEANING_SEVERITY_MAX", value_name = "LOGCANARY_MEANING_SEVERITY_MAX", value_parser = parse_unit)]
-    pub meaning_severity_max: Option<f64>,
-
-    /// How stale this replica's copy of the shared templates and labels may get before a
-    /// batch pulls the changes, in milliseconds (0: before every batch).
-    #[arg(
-        long,
-        env = "LOGCANARY_TEMPLATE_REFRESH_MS",
-        value_name = "LOGCANARY_TEMPLATE_REFRESH_MS",
-        default_value_t = 5000
-    )]
-    pub template_refresh_ms: u64,
-}
-
-impl ScoringArgs {
-    /// The detector's configuration: its defaults with this worker's overrides.
-    pub fn scorer_config(&self) -> detector::scorer::ScorerConfig {
-        let defaults = detector::scorer::ScorerConfig::default();
-        detector::scorer::ScorerConfig {
-            threshold: self
-                .anomaly_threshold
-                .map_or(defaults.threshold, |t| t as f32),
-            warmup_lines: self.warmup_lines.unwrap_or(defaults.warmup_lines),
-            meaning_severity_max: self
-                .meaning_severity_max
-                .map_or(defaults.meaning_severity_max, |m| m as f32),
-            ..defaults
-        }
-    }
-
-    pub fn template_refresh(&self) -> Duration {
-        Duration::from_millis(self.template_refresh_ms)
-    }
-}
-
-fn parse_unit(raw: &str) -> Result<f64, String> {
-    match raw.parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("expected a number from 0 to 1, got {raw:?}")),
     }
 }

@@ -1,161 +1,25 @@
-//! The analysis worker: consumes `analysis` and `batch_processing`, scores log entries
-//! with the detector (BERT sentence model through ONNX Runtime, template mining, operator
-//! feedback), stores scores, summaries and task results, and queues critical-anomaly
-//! alerts.
+//! The analysis worker: consumes `analysis` and `batch_processing` (and `maintenance`),
+//! scores log entries with the shared scoring library ([`scoring`]: BERT sentence model
+//! through ONNX Runtime, template mining, operator feedback), runs the periodic pattern
+//! analysis and the clean-up, and queues alerts through the outbox.
 //!
-//! What another replica needs (templates, counts, embeddings, labels) is in Postgres and
-//! pulled periodically ([`shared`]), so any number of replicas can consume the same queues.
+//! Scoring itself lives in the `scoring` library, which the real-time worker uses too;
+//! this crate adds the worker's other tasks ([`tasks`]) and its start-up.
 
 pub mod config;
 pub mod handler;
 pub mod patterns;
 pub mod retention;
-pub mod shared;
 pub mod tasks;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::sync::Arc;
 
 use anyhow::Context;
-use common::admin::{AdminServer, ReadinessFn};
-use detector::embedder::{Embedder, EmbedderConfig};
+use common::admin::AdminServer;
+use scoring::{start_scoring, ScoringSetup};
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    config::Settings,
-    handler::AnalysisHandler,
-    shared::{SharedEmbedder, SharedScorer},
-};
-
-/// Pause between attempts to load the shared templates at start-up.
-const TEMPLATE_LOAD_RETRY: Duration = Duration::from_secs(2);
-
-/// Longest a readiness probe waits for the model to embed a word.
-const MODEL_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What a scoring worker starts with: the database pool, the model on its inference
-/// thread and the handler that scores with the shared templates. The real-time worker
-/// starts the same way ([`start_scoring`]), so both score alike.
-pub struct Scoring {
-    pub db: db::Db,
-    pub handler: Arc<AnalysisHandler>,
-    embedder: Arc<Embedder>,
-}
-
-/// What [`start_scoring`] needs from a worker's settings.
-pub struct ScoringSetup {
-    pub service: common::config::ServiceArgs,
-    pub scorer: detector::scorer::ScorerConfig,
-    pub template_refresh: Duration,
-    pub patterns: patterns::PatternSettings,
-}
-
-/// Loads the model (failing with a message naming `LOGCANARY_MODEL_DIR` when it cannot),
-/// builds the handler and loads the shared templates; if Postgres is not ready the
-/// templates keep loading in the background until `shutdown` (readiness says so).
-///
-/// # Errors
-///
-/// Invalid pattern thresholds, an unusable database URL, or a model that does not load.
-pub async fn start_scoring(
-    setup: ScoringSetup,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Scoring> {
-    setup
-        .patterns
-        .config()
-        .map_err(|e| anyhow::anyhow!("LOGCANARY_PATTERN_*: {e}"))?;
-    let db = db::Db::connect_lazy(&setup.service.database_url, setup.service.db_pool_size)
-        .context("creating the database pool (DATABASE_URL)")?;
-    let embedder_config = EmbedderConfig::from_env();
-    let model_dir = embedder_config.model_dir.clone();
-    let embedder = tokio::task::spawn_blocking(move || Embedder::start(embedder_config))
-        .await
-        .context("loading the detector model")?
-        .with_context(|| {
-            format!(
-                "loading the detector model from {} (LOGCANARY_MODEL_DIR, ORT_DYLIB_PATH; `make setup` installs them)",
-                model_dir.display()
-            )
-        })?;
-    let embedder = Arc::new(embedder);
-    tracing::info!(model_dir = %model_dir.display(), dim = embedder.dim(), "Detector model loaded.");
-
-    let topology = mq::Topology::new(setup.service.amqp_prefix.clone())
-        .with_quorum_queues(setup.service.amqp_quorum);
-    let handler = Arc::new(AnalysisHandler {
-        db: db.clone(),
-        publisher: Arc::new(tokio::sync::Mutex::new(None)),
-        amqp_url: setup.service.amqp_url.clone(),
-        topology,
-        detector: Arc::new(Mutex::new(SharedScorer::new(
-            setup.scorer,
-            SharedEmbedder(embedder.clone()),
-        ))),
-        refresh_every: setup.template_refresh,
-        refresh: Mutex::default(),
-        patterns: setup.patterns,
-    });
-    // Start from what the other replicas learned. If Postgres is down (or not migrated),
-    // keep trying in the background: readiness says so meanwhile, and batches retry.
-    if let Err(error) = handler.refresh_templates(true).await {
-        tracing::warn!(%error, "Could not load the shared templates yet; retrying.");
-        let (loader, stop) = (handler.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(TEMPLATE_LOAD_RETRY) => {}
-                }
-                match loader.refresh_templates(true).await {
-                    Ok(()) => {
-                        tracing::info!("Shared templates loaded.");
-                        return;
-                    }
-                    Err(error) => tracing::debug!(%error, "Shared templates still unavailable."),
-                }
-            }
-        });
-    }
-    Ok(Scoring {
-        db,
-        handler,
-        embedder,
-    })
-}
-
-impl Scoring {
-    /// Readiness of a scoring worker: database, broker (`broker` is the consumer's
-    /// connected flag), model and shared templates.
-    pub fn readiness(&self, broker: Arc<std::sync::atomic::AtomicBool>) -> ReadinessFn {
-        let readiness_db = self.db.clone();
-        let readiness_handler = self.handler.clone();
-        let embedder = self.embedder.clone();
-        Arc::new(move || {
-            let db = readiness_db.clone();
-            let broker = broker.load(std::sync::atomic::Ordering::Relaxed);
-            let embedder = embedder.clone();
-            let templates = readiness_handler.templates_loaded();
-            Box::pin(async move {
-                vec![
-                    ("database", db.ping().await.map_err(|e| e.to_string())),
-                    (
-                        "broker",
-                        if broker {
-                            Ok(())
-                        } else {
-                            Err("not consuming".to_owned())
-                        },
-                    ),
-                    ("model", model_probe(&embedder).await),
-                    ("templates", templates),
-                ]
-            })
-        })
-    }
-}
+use crate::{config::Settings, handler::AnalysisHandler, tasks::TaskContext};
 
 /// Runs the worker until `shutdown` fires; then drains in-flight batches and returns.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -165,6 +29,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             scorer: settings.scoring.scorer_config(),
             template_refresh: settings.scoring.template_refresh(),
             patterns: settings.patterns.clone(),
+            connection_name: "analysis-worker",
         },
         &shutdown,
     )
@@ -181,11 +46,19 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     })?;
     tracing::info!(queues = ?settings.queues, admin_port = admin.addr.port(), "Analysis worker starting.");
 
+    let handler = Arc::new(AnalysisHandler {
+        tasks: TaskContext {
+            db: scoring.db.clone(),
+            outbox: scoring.outbox.clone(),
+            patterns: settings.patterns.clone(),
+        },
+        scoring: scoring.handler.clone(),
+    });
     let result = mq::run_consumer(
         &settings.service.amqp_url,
         topology,
         consumer,
-        scoring.handler,
+        handler,
         shutdown,
     )
     .await;
@@ -193,21 +66,4 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     result.context("consuming tasks")?;
     tracing::info!("Analysis worker stopped cleanly.");
     Ok(())
-}
-
-/// The inference thread answers: one short text embedded within [`MODEL_PROBE_TIMEOUT`].
-async fn model_probe(embedder: &Embedder) -> Result<(), String> {
-    match tokio::time::timeout(
-        MODEL_PROBE_TIMEOUT,
-        embedder.embed(vec!["ready".to_owned()]),
-    )
-    .await
-    {
-        Ok(Ok(v)) if v.len() == 1 => Ok(()),
-        Ok(Ok(_)) => Err("the model returned no embedding".into()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "the model did not answer within {MODEL_PROBE_TIMEOUT:?}"
-        )),
-    }
 }

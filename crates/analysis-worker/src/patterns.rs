@@ -13,18 +13,13 @@
 //! for a window of at most `LOGCANARY_PATTERN_MAX_ROWS` entries, otherwise the anomalies
 //! and ERROR/CRITICAL ones.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use contracts::{tasks, v1, TaskMessage};
-use db::{
-    models::{status, NewTask},
-    patterns::{CountRow, NewPatternDetection},
-    tasks::StartDecision,
-    DbError,
-};
+use contracts::{tasks, v1};
+use db::{models::status, patterns::CountRow, tasks::StartDecision, DbError};
 use detector::{
-    patterns::{analyse_counted, Analysis, BucketCount, Detection, Event, PatternConfig},
+    patterns::{analyse_counted, Analysis, BucketCount, Event, PatternConfig},
     scorer::Severity,
 };
 use diesel::Connection;
@@ -32,124 +27,14 @@ use mq::{Delivery, Outcome};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::handler::AnalysisHandler;
+use scoring::detections::{detection_rows, store_detections};
+
+use crate::tasks::TaskContext;
 
 /// Default window when a message carries none (the old system's default).
 const DEFAULT_HOURS: u32 = 24;
 /// Most detections listed in a task result (all are in the table).
 const RESULT_DETECTIONS: usize = 100;
-
-/// Thresholds of pattern analysis; flags that are also environment variables, shared by
-/// the analysis worker (periodic analysis) and the real-time worker (sliding windows).
-#[derive(clap::Args, Clone, Debug)]
-pub struct PatternSettings {
-    /// Anomalies inside the cluster window that make an anomaly cluster.
-    #[arg(long = "pattern-cluster-min", env = "LOGCANARY_PATTERN_CLUSTER_MIN", value_name = "LOGCANARY_PATTERN_CLUSTER_MIN", default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=100_000))]
-    pub cluster_min: u32,
-    /// Span of an anomaly cluster, in seconds.
-    #[arg(long = "pattern-cluster-window-secs", env = "LOGCANARY_PATTERN_CLUSTER_WINDOW_SECS", value_name = "LOGCANARY_PATTERN_CLUSTER_WINDOW_SECS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=86_400))]
-    pub cluster_window_secs: u32,
-    /// Counting bucket of error spikes and low activity, in seconds.
-    #[arg(long = "pattern-bucket-secs", env = "LOGCANARY_PATTERN_BUCKET_SECS", value_name = "LOGCANARY_PATTERN_BUCKET_SECS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(10..=86_400))]
-    pub bucket_secs: u32,
-    /// Robust deviations (scaled MAD) above a source's median error count that make a spike.
-    #[arg(long = "pattern-spike-k", env = "LOGCANARY_PATTERN_SPIKE_K", value_name = "LOGCANARY_PATTERN_SPIKE_K", default_value_t = 5.0, value_parser = parse_positive)]
-    pub spike_k: f64,
-    /// Fewest ERROR/CRITICAL entries in a bucket that can be a spike.
-    #[arg(
-        long = "pattern-spike-min",
-        env = "LOGCANARY_PATTERN_SPIKE_MIN",
-        value_name = "LOGCANARY_PATTERN_SPIKE_MIN",
-        default_value_t = 5
-    )]
-    pub spike_min: u64,
-    /// A bucket with at most this share of a source's usual count is low activity.
-    #[arg(long = "pattern-low-ratio", env = "LOGCANARY_PATTERN_LOW_RATIO", value_name = "LOGCANARY_PATTERN_LOW_RATIO", default_value_t = 0.2, value_parser = parse_ratio)]
-    pub low_ratio: f64,
-    /// Usual entries per bucket below which a source is too quiet to call low.
-    #[arg(long = "pattern-low-min-expected", env = "LOGCANARY_PATTERN_LOW_MIN_EXPECTED", value_name = "LOGCANARY_PATTERN_LOW_MIN_EXPECTED", default_value_t = 5.0, value_parser = parse_positive)]
-    pub low_min_expected: f64,
-    /// Fewest entries in the window and in the baseline to compare severity mixes.
-    #[arg(
-        long = "pattern-severity-min-samples",
-        env = "LOGCANARY_PATTERN_SEVERITY_MIN_SAMPLES",
-        value_name = "LOGCANARY_PATTERN_SEVERITY_MIN_SAMPLES",
-        default_value_t = 30
-    )]
-    pub severity_min_samples: u64,
-    /// Chi-square p-value below which a severity mix differs from its baseline.
-    #[arg(long = "pattern-severity-p-value", env = "LOGCANARY_PATTERN_SEVERITY_P_VALUE", value_name = "LOGCANARY_PATTERN_SEVERITY_P_VALUE", default_value_t = 0.001, value_parser = parse_ratio)]
-    pub severity_p_value: f64,
-    /// Jensen-Shannon distance (0..1) a severity mix must move by as well.
-    #[arg(long = "pattern-severity-min-distance", env = "LOGCANARY_PATTERN_SEVERITY_MIN_DISTANCE", value_name = "LOGCANARY_PATTERN_SEVERITY_MIN_DISTANCE", default_value_t = 0.1, value_parser = parse_ratio)]
-    pub severity_min_distance: f64,
-    /// Hours before the window whose counts are the baseline.
-    #[arg(long = "pattern-baseline-hours", env = "LOGCANARY_PATTERN_BASELINE_HOURS", value_name = "LOGCANARY_PATTERN_BASELINE_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u32).range(0..=8760))]
-    pub baseline_hours: u32,
-    /// Windows with at most this many entries are loaded entry by entry (every detection
-    /// then names its entries); larger ones load only anomalies and errors.
-    #[arg(long = "pattern-max-rows", env = "LOGCANARY_PATTERN_MAX_ROWS", value_name = "LOGCANARY_PATTERN_MAX_ROWS", default_value_t = 200_000, value_parser = clap::value_parser!(i64).range(1..))]
-    pub max_rows: i64,
-}
-
-fn parse_positive(raw: &str) -> Result<f64, String> {
-    match raw.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("expected a positive number, got {raw:?}")),
-    }
-}
-
-fn parse_ratio(raw: &str) -> Result<f64, String> {
-    match raw.parse::<f64>() {
-        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
-        _ => Err(format!("expected a number between 0 and 1, got {raw:?}")),
-    }
-}
-
-impl Default for PatternSettings {
-    fn default() -> Self {
-        let c = PatternConfig::default();
-        Self {
-            cluster_min: c.cluster_min as u32,
-            cluster_window_secs: (c.cluster_window_ms / 1000) as u32,
-            bucket_secs: (c.bucket_ms / 1000) as u32,
-            spike_k: c.spike_k,
-            spike_min: c.spike_min_count,
-            low_ratio: c.low_ratio,
-            low_min_expected: c.low_min_expected,
-            severity_min_samples: c.severity_min_samples,
-            severity_p_value: c.severity_p_value,
-            severity_min_distance: c.severity_min_distance,
-            baseline_hours: 168,
-            max_rows: 200_000,
-        }
-    }
-}
-
-impl PatternSettings {
-    /// The detectors' configuration.
-    ///
-    /// # Errors
-    ///
-    /// When the values do not make sense together; the message names the problem.
-    pub fn config(&self) -> Result<PatternConfig, String> {
-        let c = PatternConfig {
-            cluster_min: self.cluster_min as usize,
-            cluster_window_ms: i64::from(self.cluster_window_secs) * 1000,
-            bucket_ms: i64::from(self.bucket_secs) * 1000,
-            spike_k: self.spike_k,
-            spike_min_count: self.spike_min,
-            low_ratio: self.low_ratio,
-            low_min_expected: self.low_min_expected,
-            severity_min_samples: self.severity_min_samples,
-            severity_p_value: self.severity_p_value,
-            severity_min_distance: self.severity_min_distance,
-            ..PatternConfig::default()
-        };
-        c.validate().map_err(|e| e.to_string())?;
-        Ok(c)
-    }
-}
 
 /// Why a pattern analysis failed.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +58,7 @@ impl PatternError {
 }
 
 /// Runs one `detect_anomaly_patterns` delivery to its outcome.
-pub async fn run(handler: &AnalysisHandler, delivery: &Delivery) -> Outcome {
+pub async fn run(ctx: &TaskContext, delivery: &Delivery) -> Outcome {
     let msg = match delivery.decode::<v1::DetectAnomalyPatterns>() {
         Ok(m) => m,
         Err(e) => return Outcome::Fail(e.to_string()),
@@ -186,11 +71,11 @@ pub async fn run(handler: &AnalysisHandler, delivery: &Delivery) -> Outcome {
         h => h.min(24 * 30),
     };
     let started = std::time::Instant::now();
-    match analyse_task(handler, task_id, hours).await {
+    match analyse_task(ctx, task_id, hours).await {
         Ok((outcome, alerts)) => {
             metrics::histogram!("logcanary_pattern_analysis_seconds")
                 .record(started.elapsed().as_secs_f64());
-            publish_outbox(handler, alerts).await;
+            let _ = ctx.outbox.publish(&alerts).await;
             outcome
         }
         Err(error) => {
@@ -198,7 +83,7 @@ pub async fn run(handler: &AnalysisHandler, delivery: &Delivery) -> Outcome {
             if error.is_transient() {
                 tracing::warn!(%task_id, error = %reason, "Pattern analysis failed; retrying.");
                 let r = reason.clone();
-                let _ = handler
+                let _ = ctx
                     .db
                     .run(move |c| db::tasks::mark_retry(c, task_id, &r))
                     .await;
@@ -211,15 +96,11 @@ pub async fn run(handler: &AnalysisHandler, delivery: &Delivery) -> Outcome {
 }
 
 async fn analyse_task(
-    handler: &AnalysisHandler,
+    ctx: &TaskContext,
     task_id: Uuid,
     hours: u32,
 ) -> Result<(Outcome, Vec<v1::SendPatternAlert>), PatternError> {
-    let task = match handler
-        .db
-        .run(move |c| db::tasks::start(c, task_id))
-        .await?
-    {
+    let task = match ctx.db.run(move |c| db::tasks::start(c, task_id)).await? {
         StartDecision::Run(task) => task,
         StartDecision::AlreadyFinished(state) => {
             tracing::info!(%task_id, state, "Redelivered pattern analysis already finished; acknowledging.");
@@ -232,13 +113,13 @@ async fn analyse_task(
             ))
         }
     };
-    let config = handler.patterns.config().map_err(PatternError::Permanent)?;
+    let config = ctx.patterns.config().map_err(PatternError::Permanent)?;
     let end = task.created_at;
     let start = end - chrono::Duration::hours(i64::from(hours));
-    let baseline_hours = i64::from(handler.patterns.baseline_hours);
-    let max_rows = handler.patterns.max_rows;
+    let baseline_hours = i64::from(ctx.patterns.baseline_hours);
+    let max_rows = ctx.patterns.max_rows;
     let cfg = config.clone();
-    let loaded = handler
+    let loaded = ctx
         .db
         .run(move |c| load(c, &cfg, start, end, baseline_hours, max_rows))
         .await?;
@@ -258,7 +139,7 @@ async fn analyse_task(
     .map_err(|_| PatternError::Panicked)?;
 
     let rows = detection_rows(&analysis.detections, Some(task_id));
-    let (stored, alerts) = handler
+    let (stored, alerts) = ctx
         .db
         .run(move |c| {
             c.transaction(|c| {
@@ -351,59 +232,6 @@ fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// Rows for `pattern_detections`.
-pub fn detection_rows(detections: &[Detection], task_id: Option<Uuid>) -> Vec<NewPatternDetection> {
-    detections
-        .iter()
-        .map(|d| NewPatternDetection {
-            kind: d.kind.as_str().to_owned(),
-            window_start: time(d.window_start_ms),
-            window_end: time(d.window_end_ms),
-            source: d.source.clone(),
-            severity: d.severity.as_str().to_owned(),
-            details: d.details.clone(),
-            log_entry_ids: d.log_entry_ids.clone(),
-            task_id,
-        })
-        .collect()
-}
-
-/// Each detection's id and whether it is new, and the alert messages to publish.
-pub type StoredDetections = (Vec<(i64, bool)>, Vec<v1::SendPatternAlert>);
-
-/// Stores detections (repeats of stored ones are skipped) and, for each new one, a
-/// `send_pattern_alert` task row; call inside the transaction that finishes the work.
-/// Returns each detection's id and whether it is new, and the alert messages to publish
-/// once the transaction has committed.
-pub fn store_detections(
-    c: &mut diesel::PgConnection,
-    rows: &[NewPatternDetection],
-) -> Result<StoredDetections, DbError> {
-    let ids = db::patterns::insert_new(c, rows)?;
-    let mut alert_tasks = Vec::new();
-    let mut alerts = Vec::new();
-    for (id, new) in &ids {
-        if !new {
-            continue;
-        }
-        let alert_id = Uuid::new_v4();
-        alert_tasks.push(NewTask {
-            id: alert_id,
-            task_name: tasks::SEND_PATTERN_ALERT.into(),
-            queue: contracts::queues::NOTIFICATIONS.into(),
-            args: json!({"pattern_detection_id": id}),
-        });
-        alerts.push(v1::SendPatternAlert {
-            task_id: alert_id.to_string(),
-            pattern_detection_id: *id,
-        });
-    }
-    if !alert_tasks.is_empty() {
-        db::tasks::insert(c, &alert_tasks)?;
-    }
-    Ok((ids, alerts))
-}
-
 fn task_result(
     hours: u32,
     a: &Analysis,
@@ -449,58 +277,4 @@ fn task_result(
         "alerts_queued": alerts,
         "detections": listed,
     })
-}
-
-/// Publishes task messages whose rows are already committed (the outbox), then records
-/// the outcome on the rows; if the broker is away the rows stay unpublished for the relay.
-pub async fn publish_outbox<M: TaskMessage>(handler: &AnalysisHandler, msgs: Vec<M>) {
-    if msgs.is_empty() {
-        return;
-    }
-    let ids: Vec<Uuid> = msgs
-        .iter()
-        .filter_map(|m| Uuid::parse_str(m.task_id()).ok())
-        .collect();
-    let publisher: Arc<tokio::sync::Mutex<Option<mq::Publisher>>> = handler.publisher.clone();
-    let result = {
-        let mut guard = publisher.lock().await;
-        if guard.as_ref().is_none_or(|p| !p.is_connected()) {
-            *guard = tokio::time::timeout(
-                Duration::from_secs(10),
-                mq::Publisher::connect(
-                    &handler.amqp_url,
-                    handler.topology.clone(),
-                    "analysis-worker",
-                ),
-            )
-            .await
-            .ok()
-            .and_then(|r| {
-                r.map_err(|error| tracing::warn!(%error, "Cannot connect the alert publisher."))
-                    .ok()
-            });
-        }
-        match guard.as_ref() {
-            Some(p) => p.publish_many(&msgs).await.map_err(|e| e.to_string()),
-            None => Err("no broker connection".to_owned()),
-        }
-    };
-    let db_result = match result {
-        Ok(()) => {
-            handler
-                .db
-                .run(move |c| db::tasks::mark_published(c, &ids))
-                .await
-        }
-        Err(error) => {
-            tracing::warn!(%error, messages = ids.len(), task = M::TASK_NAME, "Publish failed; the relay will retry.");
-            handler
-                .db
-                .run(move |c| db::tasks::mark_publish_failed(c, &ids, &error))
-                .await
-        }
-    };
-    if let Err(error) = db_result {
-        tracing::warn!(%error, "Could not record the publish outcome.");
-    }
 }

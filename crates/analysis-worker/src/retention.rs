@@ -14,10 +14,10 @@ use mq::{Delivery, Outcome};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::handler::AnalysisHandler;
+use crate::tasks::TaskContext;
 
 /// Runs one clean-up delivery.
-pub async fn run(handler: &AnalysisHandler, delivery: &Delivery) -> Outcome {
+pub async fn run(ctx: &TaskContext, delivery: &Delivery) -> Outcome {
     let msg = match v1::CleanupOldResults::decode_body(&delivery.body) {
         Ok(msg) => msg,
         Err(e) => return Outcome::Fail(e.to_string()),
@@ -26,7 +26,7 @@ pub async fn run(handler: &AnalysisHandler, delivery: &Delivery) -> Outcome {
         return Outcome::Fail(format!("task id {:?} is not a UUID", msg.task_id));
     };
     let started = std::time::Instant::now();
-    let result = handler
+    let result = ctx
         .db
         .run(move |c| {
             let task = match db::tasks::start(c, task_id)? {

@@ -91,7 +91,7 @@ fn eligible(now: DateTime<Utc>, policy: &RelayPolicy, lost_from: &[String]) -> C
 /// Claims up to `policy.batch` tasks to publish (oldest first) and loads their entries.
 /// `empty_queues` are the logical queues the broker reports empty (nothing ready, nothing
 /// retrying): only their stuck published tasks are due again. The caller publishes them
-/// and records the outcome with [`record_published`] / [`record_failed`].
+/// and the outbox records the outcome ([`crate::tasks::record_publish`] with the relay's clock).
 pub fn claim(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
@@ -208,45 +208,4 @@ pub fn backlog(conn: &mut PgConnection) -> Result<i64, DbError> {
         .filter(tasks::published_at.is_null())
         .count()
         .get_result(conn)?)
-}
-
-/// Records that the broker confirmed these tasks' messages at `now` (the relay's clock,
-/// which also spaces its attempts).
-pub fn record_published(
-    conn: &mut PgConnection,
-    ids: &[Uuid],
-    now: DateTime<Utc>,
-) -> Result<(), DbError> {
-    conn.transaction(|conn| {
-        crate::tasks::lock_in_id_order(conn, ids)?;
-        diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
-            .set((
-                tasks::published_at.eq(Some(now)),
-                tasks::publish_error.eq(None::<String>),
-                tasks::publish_attempts.eq(tasks::publish_attempts + 1),
-                tasks::updated_at.eq(now),
-            ))
-            .execute(conn)?;
-        Ok(())
-    })
-}
-
-/// Records a failed publish attempt at `now`; the task stays PENDING for a later pass.
-pub fn record_failed(
-    conn: &mut PgConnection,
-    ids: &[Uuid],
-    error: &str,
-    now: DateTime<Utc>,
-) -> Result<(), DbError> {
-    conn.transaction(|conn| {
-        crate::tasks::lock_in_id_order(conn, ids)?;
-        diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
-            .set((
-                tasks::publish_error.eq(Some(error)),
-                tasks::publish_attempts.eq(tasks::publish_attempts + 1),
-                tasks::updated_at.eq(now),
-            ))
-            .execute(conn)?;
-        Ok(())
-    })
 }

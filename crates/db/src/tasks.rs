@@ -1,6 +1,7 @@
 //! Task records: the Celery-like state machine PENDING -> STARTED (-> RETRY) -> SUCCESS | FAILURE,
 //! and the outbox columns that say whether the broker has the message.
 
+use chrono::{DateTime, Utc};
 use diesel::{pg::PgConnection, prelude::*};
 use uuid::Uuid;
 
@@ -34,18 +35,59 @@ pub fn statuses(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, Stri
         .load(conn)?)
 }
 
-/// Records that the broker confirmed these tasks' messages.
+/// Records that the broker confirmed these tasks' messages, stamped by the database's
+/// clock.
 pub fn mark_published(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), DbError> {
+    record_publish(conn, ids, None, None)
+}
+
+/// Records the outcome of one publish attempt of these tasks (the outbox's bookkeeping):
+/// `error` None means the broker confirmed them (`published_at` set, `publish_error`
+/// cleared), `Some` that it did not (the task stays PENDING with `published_at` as it
+/// was, for the relay). `at` stamps the change with the caller's clock (the relay's pass
+/// time) instead of the database's.
+pub fn record_publish(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    error: Option<&str>,
+    at: Option<DateTime<Utc>>,
+) -> Result<(), DbError> {
     conn.transaction(|conn| {
         lock_in_id_order(conn, ids)?;
-        diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
-            .set((
-                tasks::published_at.eq(crate::db_now()),
-                tasks::publish_error.eq(None::<String>),
-                tasks::publish_attempts.eq(tasks::publish_attempts + 1),
-                tasks::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)?;
+        let rows = tasks::table.filter(tasks::id.eq_any(ids));
+        let attempts = tasks::publish_attempts.eq(tasks::publish_attempts + 1);
+        match (error, at) {
+            (None, None) => diesel::update(rows)
+                .set((
+                    tasks::published_at.eq(crate::db_now()),
+                    tasks::publish_error.eq(None::<String>),
+                    attempts,
+                    tasks::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)?,
+            (None, Some(at)) => diesel::update(rows)
+                .set((
+                    tasks::published_at.eq(Some(at)),
+                    tasks::publish_error.eq(None::<String>),
+                    attempts,
+                    tasks::updated_at.eq(at),
+                ))
+                .execute(conn)?,
+            (Some(error), None) => diesel::update(rows)
+                .set((
+                    tasks::publish_error.eq(Some(error)),
+                    attempts,
+                    tasks::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)?,
+            (Some(error), Some(at)) => diesel::update(rows)
+                .set((
+                    tasks::publish_error.eq(Some(error)),
+                    attempts,
+                    tasks::updated_at.eq(at),
+                ))
+                .execute(conn)?,
+        };
         Ok(())
     })
 }
@@ -74,17 +116,7 @@ pub fn mark_publish_failed(
     ids: &[Uuid],
     error: &str,
 ) -> Result<(), DbError> {
-    conn.transaction(|conn| {
-        lock_in_id_order(conn, ids)?;
-        diesel::update(tasks::table.filter(tasks::id.eq_any(ids)))
-            .set((
-                tasks::publish_error.eq(Some(error)),
-                tasks::publish_attempts.eq(tasks::publish_attempts + 1),
-                tasks::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)?;
-        Ok(())
-    })
+    record_publish(conn, ids, Some(error), None)
 }
 
 /// What a worker should do with a delivered task.

@@ -32,6 +32,10 @@ pub enum MqError {
     /// The broker cancelled the consumer of this queue (deleted, or a node went away).
     #[error("consumer of queue {0:?} was cancelled by the broker")]
     ConsumerCancelled(String),
+    /// A connection attempt failed less than `backoff` ago; not retried yet so that
+    /// callers fail fast instead of each waiting for a connect timeout.
+    #[error("broker unreachable (a connection attempt failed less than {backoff:?} ago)")]
+    Backoff { backoff: Duration },
     /// No queue is routed for this task name.
     #[error("no queue routes task {0:?}")]
     UnknownTask(String),
@@ -41,6 +45,12 @@ pub enum MqError {
 }
 
 impl MqError {
+    /// Whether the same call may succeed later (everything but a wrong task name or
+    /// configuration).
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, MqError::UnknownTask(_) | MqError::InvalidConfig(_))
+    }
+
     pub(crate) fn amqp(op: &'static str) -> impl FnOnce(lapin::Error) -> MqError {
         move |source| MqError::Amqp { op, source }
     }

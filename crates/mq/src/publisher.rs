@@ -21,6 +21,10 @@ pub struct PublisherConfig {
     pub timeout: Duration,
     /// AMQP `app_id` of every message, e.g. the binary's name.
     pub app_id: String,
+    /// After a failed connection attempt, publishes fail at once with
+    /// [`MqError::Backoff`] for this long instead of each trying (and waiting) again.
+    /// Zero: every publish tries.
+    pub reconnect_backoff: Duration,
 }
 
 impl Default for PublisherConfig {
@@ -28,6 +32,7 @@ impl Default for PublisherConfig {
         Self {
             timeout: Duration::from_secs(5),
             app_id: "logcanary".to_owned(),
+            reconnect_backoff: Duration::ZERO,
         }
     }
 }
@@ -53,6 +58,8 @@ struct Inner {
     live: Mutex<Option<Live>>,
     /// Serialises reconnects so a burst of publishes after an outage opens one connection.
     reconnect: tokio::sync::Mutex<()>,
+    /// When the last connection attempt failed, for [`PublisherConfig::reconnect_backoff`].
+    failed_at: Mutex<Option<std::time::Instant>>,
 }
 
 #[derive(Clone)]
@@ -126,6 +133,7 @@ impl Publisher {
                 config,
                 live: Mutex::new(None),
                 reconnect: tokio::sync::Mutex::new(()),
+                failed_at: Mutex::new(None),
             }),
         }
     }
@@ -169,35 +177,74 @@ impl Publisher {
     ///
     /// As [`Publisher::publish`], for the first failing message.
     pub async fn publish_many<M: TaskMessage>(&self, msgs: &[M]) -> Result<(), MqError> {
-        if msgs.is_empty() {
+        let items: Vec<Outgoing<'_>> = msgs
+            .iter()
+            .map(|m| Outgoing {
+                task_name: M::TASK_NAME,
+                task_id: m.task_id(),
+                body: m.encode_to_vec(),
+            })
+            .collect();
+        self.publish_pipelined(&items).await
+    }
+
+    /// [`Publisher::publish_many`] for tasks of any kinds at once (an outbox holding
+    /// several task names): one round of confirms for all.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::publish`], for the first failing message.
+    pub async fn publish_tasks(&self, tasks: &[Task]) -> Result<(), MqError> {
+        let items: Vec<Outgoing<'_>> = tasks
+            .iter()
+            .map(|t| Outgoing {
+                task_name: t.task_name(),
+                task_id: t.task_id(),
+                body: t.encode_body(),
+            })
+            .collect();
+        self.publish_pipelined(&items).await
+    }
+
+    async fn publish_pipelined(&self, items: &[Outgoing<'_>]) -> Result<(), MqError> {
+        if items.is_empty() {
             return Ok(());
         }
-        let queue = route(M::TASK_NAME)?;
+        let mut per_queue: Vec<(&'static str, usize)> = Vec::new();
+        let mut routes = Vec::with_capacity(items.len());
+        for item in items {
+            let queue = route(item.task_name)?;
+            routes.push(queue);
+            match per_queue.iter_mut().find(|(q, _)| *q == queue) {
+                Some((_, n)) => *n += 1,
+                None => per_queue.push((queue, 1)),
+            }
+        }
         let timeout = self.inner.config.timeout;
         let result = with_deadline("publish", timeout, async {
             let channel = self.channel().await?;
             let exchange = self.inner.topology.exchange();
-            let mut pending = Vec::with_capacity(msgs.len());
-            for msg in msgs {
+            let mut pending = Vec::with_capacity(items.len());
+            for (item, queue) in items.iter().zip(&routes) {
                 let props = properties::for_new_task(
-                    M::TASK_NAME,
-                    msg.task_id(),
+                    item.task_name,
+                    item.task_id,
                     &self.inner.config.app_id,
                 );
-                let confirm =
-                    start_publish(&channel, &exchange, queue, &msg.encode_to_vec(), props).await?;
-                pending.push((msg.task_id(), confirm));
+                let confirm = start_publish(&channel, &exchange, queue, &item.body, props).await?;
+                pending.push(confirm);
             }
-            let (ids, confirms): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
-            let results = futures::future::join_all(confirms).await;
-            for (task_id, result) in ids.into_iter().zip(results) {
+            let results = futures::future::join_all(pending).await;
+            for (item, result) in items.iter().zip(results) {
                 let confirmation = result.map_err(MqError::amqp("publisher confirm"))?;
-                check_confirmation(confirmation, M::TASK_NAME, task_id)?;
+                check_confirmation(confirmation, item.task_name, item.task_id)?;
             }
             Ok(())
         })
         .await;
-        record(queue, &result, msgs.len());
+        for (queue, count) in per_queue {
+            record(queue, &result, count);
+        }
         result
     }
 
@@ -306,9 +353,25 @@ impl Publisher {
         if let Some(live) = self.current().filter(Live::usable) {
             return Ok(live);
         }
+        let backoff = self.inner.config.reconnect_backoff;
+        let recently_failed =
+            |guard: &Option<std::time::Instant>| guard.is_some_and(|at| at.elapsed() < backoff);
+        let failed_recently = match self.inner.failed_at.lock() {
+            Ok(guard) => recently_failed(&guard),
+            Err(poisoned) => recently_failed(&poisoned.into_inner()),
+        };
+        if failed_recently {
+            return Err(MqError::Backoff { backoff });
+        }
         let had_connection = self.current().is_some();
         self.store(None);
-        let live = self.open().await?;
+        let opened = self.open().await;
+        let failed = opened.as_ref().err().map(|_| std::time::Instant::now());
+        match self.inner.failed_at.lock() {
+            Ok(mut guard) => *guard = failed,
+            Err(poisoned) => *poisoned.into_inner() = failed,
+        }
+        let live = opened?;
         if had_connection {
             info!(connection_name = %self.inner.connection_name, "Publisher reconnected.");
         }
@@ -341,6 +404,13 @@ impl Publisher {
             channel,
         })
     }
+}
+
+/// One encoded message of a pipelined publish.
+struct Outgoing<'a> {
+    task_name: &'static str,
+    task_id: &'a str,
+    body: Vec<u8>,
 }
 
 fn route(task_name: &str) -> Result<&'static str, MqError> {

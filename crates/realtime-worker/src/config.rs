@@ -3,8 +3,8 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use analysis_worker::patterns::PatternSettings;
 use common::config::{parse_listen_addr, ServiceArgs};
+use scoring::config::PatternSettings;
 
 #[derive(clap::Parser, Clone, Debug)]
 #[command(
@@ -53,7 +53,7 @@ pub struct Settings {
     pub retry: common::config::RetryArgs,
 
     #[command(flatten)]
-    pub scoring: analysis_worker::config::ScoringArgs,
+    pub scoring: scoring::config::ScoringArgs,
 
     /// Past buckets (of LOGCANARY_PATTERN_BUCKET_SECS) each source's spike baseline keeps
     /// in memory.

@@ -1,7 +1,7 @@
 //! What the real-time worker does with `logs.tasks.analyze_real_time_stream`.
 //!
 //! 1. Scoring is the analysis worker's, unchanged: each delivery is handed to
-//!    [`AnalysisHandler`] as a batch analysis of its entries, so entries are scored in
+//!    [`ScoringHandler`] as a batch analysis of its entries, so entries are scored in
 //!    micro-batches with the shared templates (entries already scored keep their score),
 //!    critical anomalies get their alert task in the scoring transaction and it is
 //!    published at once, and the task is marked SUCCESS.
@@ -19,10 +19,6 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use analysis_worker::{
-    handler::AnalysisHandler,
-    patterns::{detection_rows, publish_outbox, store_detections},
-};
 use contracts::{tasks, v1};
 use db::models::status;
 use detector::{
@@ -32,12 +28,16 @@ use detector::{
 use diesel::Connection;
 use mq::{Delivery, Outcome};
 use prost::Message;
+use scoring::{
+    detections::{detection_rows, store_detections},
+    handler::ScoringHandler,
+};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// The real-time worker's handler; shared by all in-flight batches.
 pub struct RealtimeHandler {
-    pub scoring: Arc<AnalysisHandler>,
+    pub scoring: Arc<ScoringHandler>,
     pub windows: Mutex<StreamWindows>,
     pub bucket_ms: i64,
 }
@@ -270,7 +270,9 @@ impl mq::Handler for RealtimeHandler {
                                 metrics::counter!("logcanary_realtime_patterns_total", "kind" => d.kind.as_str()).increment(1);
                             }
                             match self.record(task_id, detections).await {
-                                Ok(alerts) => publish_outbox(&self.scoring, alerts).await,
+                                Ok(alerts) => {
+                                    let _ = self.scoring.outbox.publish(&alerts).await;
+                                }
                                 // The scores are stored and the task is done; the periodic
                                 // analysis will still find the pattern.
                                 Err(error) => {

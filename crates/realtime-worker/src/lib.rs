@@ -3,18 +3,19 @@
 //! shared templates, same critical alerts), keeps per-source sliding windows of anomalies
 //! and errors in memory, and alerts on a cluster or spike the moment it forms.
 //!
-//! It depends on the analysis worker's library for scoring and for storing detections;
-//! it must not grow a scoring path of its own.
+//! It scores through the shared `scoring` library (as the analysis worker does) and
+//! stores detections with it; it must not grow a scoring path of its own, and it never
+//! depends on another binary.
 
 pub mod config;
 pub mod handler;
 
 use std::sync::{Arc, Mutex};
 
-use analysis_worker::{start_scoring, ScoringSetup};
 use anyhow::Context;
 use common::admin::AdminServer;
 use detector::patterns::StreamWindows;
+use scoring::{start_scoring, ScoringSetup};
 use tokio_util::sync::CancellationToken;
 
 use crate::{config::Settings, handler::RealtimeHandler};
@@ -31,6 +32,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             scorer: settings.scoring.scorer_config(),
             template_refresh: settings.scoring.template_refresh(),
             patterns: settings.patterns.clone(),
+            connection_name: "realtime-worker",
         },
         &shutdown,
     )

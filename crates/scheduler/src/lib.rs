@@ -52,6 +52,8 @@ pub struct RelayReport {
 pub struct Scheduler {
     pub db: db::Db,
     pub publisher: mq::Publisher,
+    /// Publishes through `publisher` and records outcomes on the task rows.
+    pub outbox: outbox::Outbox,
     pub relay_policy: RelayPolicy,
 }
 
@@ -79,9 +81,11 @@ impl Scheduler {
             mq::PublisherConfig {
                 timeout: PUBLISH_TIMEOUT,
                 app_id: "scheduler".into(),
+                ..mq::PublisherConfig::default()
             },
         );
         Self {
+            outbox: outbox::Outbox::new(db.clone(), publisher.clone()),
             db,
             publisher,
             relay_policy,
@@ -189,19 +193,19 @@ impl Scheduler {
         Ok(report)
     }
 
-    /// Publishes each buildable message and records the outcome on its task row. After
-    /// the first broker failure the rest are left alone: they are retried on a later pass
-    /// without using up an attempt, instead of each waiting for a timeout now.
+    /// Publishes each buildable message through the outbox, which records the outcome on
+    /// its task row; a task whose message cannot be rebuilt is marked FAILURE. After the
+    /// first broker failure the rest are left alone ([`outbox::Outbox::relay`]).
     async fn publish(
         &self,
         items: Vec<(Uuid, Result<Task, String>)>,
         now: DateTime<Utc>,
     ) -> Published {
         let mut outcome = Published::default();
-        let mut ok_ids = Vec::new();
-        let mut failure: Option<(Uuid, String)> = None;
+        let mut buildable = Vec::with_capacity(items.len());
         for (id, message) in items {
             match message {
+                Ok(task) => buildable.push((id, task)),
                 Err(error) => {
                     tracing::error!(task_id = %id, %error, "Task message cannot be rebuilt; marked FAILURE.");
                     let error = format!("cannot publish: {error}");
@@ -214,36 +218,11 @@ impl Scheduler {
                     }
                     outcome.unbuildable += 1;
                 }
-                Ok(_) if failure.is_some() => {}
-                Ok(task) => match self.publisher.publish_task(&task).await {
-                    Ok(()) => ok_ids.push(id),
-                    Err(error) => failure = Some((id, error.to_string())),
-                },
             }
         }
-        outcome.ok = ok_ids.len();
-        if !ok_ids.is_empty() {
-            if let Err(error) = self
-                .db
-                .run(move |c| db::relay::record_published(c, &ok_ids, now))
-                .await
-            {
-                // The messages are on the broker; a later relay pass may publish them
-                // again, which workers tolerate.
-                tracing::warn!(%error, "Published, but could not record it.");
-            }
-        }
-        if let Some((id, error)) = failure {
-            outcome.failed = 1;
-            tracing::warn!(task_id = %id, %error, "Broker unavailable; the relay will retry.");
-            if let Err(e) = self
-                .db
-                .run(move |c| db::relay::record_failed(c, &[id], &error, now))
-                .await
-            {
-                tracing::warn!(error = %e, "Could not record the failed publish.");
-            }
-        }
+        let relayed = self.outbox.relay(buildable, now).await;
+        outcome.ok = relayed.published;
+        outcome.failed = relayed.failed;
         outcome
     }
 }

@@ -1,0 +1,557 @@
+//! Scoring deliveries (`analyze_log_entry`, `batch_analyze_logs`), end to end; both
+//! scoring workers run their entries through [`ScoringHandler`].
+//!
+//! A micro-batch goes through three steps, and the model never runs inside a database
+//! transaction:
+//!
+//! 1. a short read: the tasks' states (finished tasks are redeliveries: acked, not
+//!    scored) and the entries that still need a score;
+//! 2. scoring with the detector on the blocking pool, after pulling the templates and
+//!    labels other replicas stored since the last pull (at most every refresh interval);
+//! 3. one transaction that re-checks each task (`STARTED` unless it finished meanwhile),
+//!    locks the entries still unscored, adds their templates to the shared counts, writes
+//!    the scores, queues critical alerts and marks the tasks SUCCESS. Only entries written
+//!    here are counted, so a redelivery or a race between replicas counts nothing twice.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use contracts::{tasks, v1};
+use db::{
+    models::{status, EntryScore, LogEntry, NewTask},
+    tasks::StartDecision,
+    templates::TemplateDelta,
+    DbError,
+};
+use detector::scorer::Score;
+use diesel::Connection;
+use mq::{Delivery, Outcome};
+use prost::Message;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::shared::{log_line, SharedEmbedder, SharedScorer, TouchedTemplate};
+
+/// How far back each pull of changed templates reaches before the previous one, so rows
+/// stamped by transactions that were still committing are not missed.
+const REFRESH_OVERLAP: Duration = Duration::from_secs(30);
+
+/// The scorer of this replica, shared by all in-flight batches.
+pub type SharedDetector = Arc<Mutex<SharedScorer<SharedEmbedder>>>;
+
+/// Scores entry tasks with this replica's copy of the shared templates; shared by all
+/// in-flight batches.
+pub struct ScoringHandler {
+    pub db: db::Db,
+    /// Where critical-anomaly alert tasks go once their rows are committed.
+    pub outbox: outbox::Outbox,
+    pub detector: SharedDetector,
+    /// Longest time between two pulls of the shared templates.
+    pub refresh_every: Duration,
+    pub refresh: Mutex<RefreshState>,
+}
+
+/// Where the last pull of shared templates stopped.
+#[derive(Debug, Default)]
+pub struct RefreshState {
+    since: Option<DateTime<Utc>>,
+    last: Option<Instant>,
+}
+
+/// Why a batch could not be analysed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyseError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("scoring failed: {0}")]
+    Score(String),
+    #[error("merging the shared templates failed: {0}")]
+    Merge(String),
+    /// The shared templates could not be read (database down, schema not migrated).
+    #[error("loading the shared templates failed: {0}")]
+    Sync(DbError),
+}
+
+impl AnalyseError {
+    /// Database errors say for themselves; the model and the merge are retried (a stuck
+    /// inference thread or a bad row should not lose the message at once).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AnalyseError::Db(e) => e.is_transient(),
+            // A replica that cannot sync must not score alone, nor drop the message.
+            AnalyseError::Score(_) | AnalyseError::Merge(_) | AnalyseError::Sync(_) => true,
+        }
+    }
+}
+
+/// A task of this batch that needs scoring.
+struct Job {
+    index: usize,
+    task_id: Uuid,
+    task_name: &'static str,
+    entry_ids: Vec<i64>,
+}
+
+type JobResult = (usize, Outcome, Vec<v1::SendCriticalAnomalyAlert>);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while scoring leaves a scorer that is still usable: at worst a count is off.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ScoringHandler {
+    fn decode(delivery: &Delivery) -> Result<(Uuid, &'static str, Vec<i64>), String> {
+        let task_id = Uuid::parse_str(&delivery.task_id)
+            .map_err(|_| format!("message id {:?} is not a task id", delivery.task_id))?;
+        match delivery.task_name.as_str() {
+            tasks::ANALYZE_LOG_ENTRY => {
+                let m = v1::AnalyzeLogEntry::decode(delivery.body.as_slice())
+                    .map_err(|e| format!("undecodable {}: {e}", tasks::ANALYZE_LOG_ENTRY))?;
+                Ok((task_id, tasks::ANALYZE_LOG_ENTRY, vec![m.log_entry_id]))
+            }
+            tasks::BATCH_ANALYZE_LOGS => {
+                let m = v1::BatchAnalyzeLogs::decode(delivery.body.as_slice())
+                    .map_err(|e| format!("undecodable {}: {e}", tasks::BATCH_ANALYZE_LOGS))?;
+                Ok((task_id, tasks::BATCH_ANALYZE_LOGS, m.log_entry_ids))
+            }
+            other => Err(format!(
+                "task {other} is not an entry-scoring task; logcanary {} cannot score it",
+                env!("CARGO_PKG_VERSION")
+            )),
+        }
+    }
+
+    async fn publish_alerts(&self, alerts: Vec<v1::SendCriticalAnomalyAlert>) {
+        // The alert tasks are already committed; if publishing fails the relay sends them.
+        let _ = self.outbox.publish(&alerts).await;
+    }
+
+    /// Pulls the templates and labels stored since the last pull into the scorer, unless
+    /// the last pull is more recent than the refresh interval (`force` pulls anyway). The
+    /// first pull loads the whole table.
+    pub async fn refresh_templates(&self, force: bool) -> Result<(), AnalyseError> {
+        let since = {
+            let state = lock(&self.refresh);
+            let fresh = state.last.is_some_and(|t| t.elapsed() < self.refresh_every);
+            if fresh && !force {
+                return Ok(());
+            }
+            state.since
+        };
+        let (rows, read_at) = self
+            .db
+            .run(move |c| db::templates::changed_since(c, since))
+            .await
+            .map_err(AnalyseError::Sync)?;
+        if !rows.is_empty() {
+            let detector = self.detector.clone();
+            let (rows, missing) = tokio::task::spawn_blocking(move || {
+                let missing = lock(&detector).missing_embeddings(&rows);
+                (rows, missing)
+            })
+            .await
+            .map_err(|_| AnalyseError::Merge("the merge task panicked".into()))?;
+            let embeddings: HashMap<String, Vec<f32>> = self
+                .db
+                .run(move |c| db::templates::embeddings(c, &missing))
+                .await
+                .map_err(AnalyseError::Sync)?
+                .into_iter()
+                .collect();
+            let detector = self.detector.clone();
+            let templates = tokio::task::spawn_blocking(move || {
+                let mut d = lock(&detector);
+                d.apply(&rows, embeddings).map(|()| d.templates())
+            })
+            .await
+            .map_err(|_| AnalyseError::Merge("the merge task panicked".into()))?
+            .map_err(|e| AnalyseError::Merge(e.to_string()))?;
+            metrics::gauge!("logcanary_templates_known").set(templates as f64);
+        }
+        let mut state = lock(&self.refresh);
+        let next = read_at - REFRESH_OVERLAP;
+        state.since = Some(state.since.map_or(next, |s| s.max(next)));
+        state.last = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Readiness: the shared templates have been loaded at least once.
+    pub fn templates_loaded(&self) -> Result<(), String> {
+        if lock(&self.refresh).last.is_some() {
+            Ok(())
+        } else {
+            Err("shared templates not loaded yet".into())
+        }
+    }
+
+    /// Analyses the decoded jobs of one batch; see the module docs for the steps.
+    async fn analyse(&self, jobs: Vec<Job>) -> Result<Vec<JobResult>, AnalyseError> {
+        let task_ids: Vec<Uuid> = jobs.iter().map(|j| j.task_id).collect();
+        let mut all_ids: Vec<i64> = jobs
+            .iter()
+            .flat_map(|j| j.entry_ids.iter().copied())
+            .collect();
+        all_ids.sort_unstable();
+        all_ids.dedup();
+        let (statuses, entries) = self
+            .db
+            .run(move |c| {
+                Ok((
+                    db::tasks::statuses(c, &task_ids)?,
+                    db::entries::by_ids(c, &all_ids)?,
+                ))
+            })
+            .await?;
+        let statuses: HashMap<Uuid, String> = statuses.into_iter().collect();
+
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut runnable = Vec::new();
+        for job in jobs {
+            match statuses.get(&job.task_id).map(String::as_str) {
+                Some(state @ (status::SUCCESS | status::FAILURE)) => {
+                    tracing::info!(task_id = %job.task_id, state, "Redelivered task already finished; acknowledging.");
+                    results.push((job.index, Outcome::Done, Vec::new()));
+                }
+                None => results.push((
+                    job.index,
+                    Outcome::Fail(format!(
+                        "task {} has no record in the database",
+                        job.task_id
+                    )),
+                    Vec::new(),
+                )),
+                Some(_) => runnable.push(job),
+            }
+        }
+        if runnable.is_empty() {
+            return Ok(results);
+        }
+
+        let wanted: HashSet<i64> = runnable
+            .iter()
+            .flat_map(|j| j.entry_ids.iter().copied())
+            .collect();
+        let mut to_score: Vec<LogEntry> = entries
+            .into_iter()
+            .filter(|e| e.analyzed_at.is_none() && wanted.contains(&e.id))
+            .collect();
+        // The detector expects lines in time order.
+        to_score.sort_by_key(|e| (e.logged_at, e.id));
+
+        self.refresh_templates(false).await?;
+        let mut scored: HashMap<i64, (LogEntry, Score)> = HashMap::new();
+        let mut templates: HashMap<String, TouchedTemplate> = HashMap::new();
+        if !to_score.is_empty() {
+            let lines: Vec<_> = to_score
+                .iter()
+                .map(|e| log_line(e.logged_at, &e.severity, &e.message, e.source.as_deref()))
+                .collect();
+            let detector = self.detector.clone();
+            let started = Instant::now();
+            let batch = tokio::task::spawn_blocking(move || lock(&detector).score(&lines))
+                .await
+                .map_err(|_| AnalyseError::Score("the scoring task panicked".into()))?
+                .map_err(|e| AnalyseError::Score(e.to_string()))?;
+            metrics::histogram!("logcanary_scoring_seconds")
+                .record(started.elapsed().as_secs_f64());
+            templates = batch
+                .templates
+                .into_iter()
+                .map(|(id, t)| (id.0, t))
+                .collect();
+            scored = to_score
+                .into_iter()
+                .zip(batch.scores)
+                .map(|(e, s)| (e.id, (e, s)))
+                .collect();
+        }
+
+        let (written, stored_keys) = self
+            .db
+            .run(move |c| c.transaction(|c| write(c, runnable, &scored, &templates)))
+            .await?;
+        if !stored_keys.is_empty() {
+            let detector = self.detector.clone();
+            // Off the runtime: a batch being scored may hold the lock for a while.
+            let _ = tokio::task::spawn_blocking(move || lock(&detector).stored(stored_keys)).await;
+        }
+        results.extend(written);
+        Ok(results)
+    }
+}
+
+impl ScoringHandler {
+    /// Scores a micro-batch of entry-task deliveries; one outcome per delivery, in order.
+    /// A delivery of another task is failed (no consumer of this version can run it).
+    pub async fn score_deliveries(&self, batch: &[&Delivery]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
+        let mut jobs = Vec::new();
+        for (index, delivery) in batch.iter().enumerate() {
+            match Self::decode(delivery) {
+                Ok((task_id, task_name, entry_ids)) => jobs.push(Job {
+                    index,
+                    task_id,
+                    task_name,
+                    entry_ids,
+                }),
+                Err(reason) => outcomes[index] = Some(Outcome::Fail(reason)),
+            }
+        }
+        if !jobs.is_empty() {
+            match self.analyse(jobs).await {
+                Ok(done) => {
+                    let mut alerts = Vec::new();
+                    for (index, outcome, job_alerts) in done {
+                        outcomes[index] = Some(outcome);
+                        alerts.extend(job_alerts);
+                    }
+                    self.publish_alerts(alerts).await;
+                }
+                Err(error) => {
+                    let reason = error.to_string();
+                    let retry = error.is_transient();
+                    tracing::warn!(error = %reason, retry, "Analysis batch failed.");
+                    for (index, delivery) in batch.iter().enumerate() {
+                        if outcomes[index].is_none() {
+                            if retry {
+                                if let Ok(id) = Uuid::parse_str(&delivery.task_id) {
+                                    let r = reason.clone();
+                                    let _ = self
+                                        .db
+                                        .run(move |c| db::tasks::mark_retry(c, id, &r))
+                                        .await;
+                                }
+                                outcomes[index] = Some(Outcome::Retry(reason.clone()));
+                            } else {
+                                outcomes[index] = Some(Outcome::Fail(reason.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Outcome::Fail("no outcome recorded".into())))
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl mq::Handler for ScoringHandler {
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let batch: Vec<&Delivery> = batch.iter().collect();
+        self.score_deliveries(&batch).await
+    }
+
+    async fn dead_lettered(&self, delivery: &Delivery, error: &str) {
+        let Ok(id) = Uuid::parse_str(&delivery.task_id) else {
+            return;
+        };
+        let error = error.to_owned();
+        if let Err(e) = self
+            .db
+            .run(move |c| db::tasks::mark_failed(c, id, &error))
+            .await
+        {
+            tracing::error!(task_id = %id, error = %e, "Could not mark the dead-lettered task FAILURE.");
+        }
+        metrics::counter!("logcanary_tasks_total", "task" => delivery.task_name.clone(), "outcome" => "failure").increment(1);
+    }
+}
+/// True for an anomaly the notifier must hear about at once.
+fn is_critical(severity: &str, score: &EntryScore) -> bool {
+    score.is_anomaly && matches!(severity, "ERROR" | "CRITICAL")
+}
+
+/// The writing transaction of a batch (step 3 of the module docs). Returns the jobs'
+/// outcomes and the keys of templates whose embedding is now stored.
+fn write(
+    conn: &mut diesel::PgConnection,
+    mut jobs: Vec<Job>,
+    scored: &HashMap<i64, (LogEntry, Score)>,
+    templates: &HashMap<String, TouchedTemplate>,
+) -> Result<(Vec<JobResult>, Vec<String>), DbError> {
+    let mut results = Vec::with_capacity(jobs.len());
+    // One lock order on task rows for every worker.
+    jobs.sort_by_key(|j| j.task_id);
+    let mut started = Vec::new();
+    for job in jobs {
+        match db::tasks::start(conn, job.task_id)? {
+            StartDecision::Run(_) => started.push(job),
+            StartDecision::AlreadyFinished(state) => {
+                tracing::info!(task_id = %job.task_id, state, "Task finished while this batch was scored; acknowledging.");
+                results.push((job.index, Outcome::Done, Vec::new()));
+            }
+            StartDecision::Unknown => results.push((
+                job.index,
+                Outcome::Fail(format!(
+                    "task {} has no record in the database",
+                    job.task_id
+                )),
+                Vec::new(),
+            )),
+        }
+    }
+    if started.is_empty() {
+        return Ok((results, Vec::new()));
+    }
+    let mut ids: Vec<i64> = started
+        .iter()
+        .flat_map(|j| j.entry_ids.iter().copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let locked = db::entries::lock_unanalysed(conn, &ids)?;
+    let unscored: HashSet<i64> = locked
+        .iter()
+        .copied()
+        .filter(|id| !scored.contains_key(id))
+        .collect();
+    let writable: Vec<i64> = locked
+        .into_iter()
+        .filter(|id| scored.contains_key(id))
+        .collect();
+
+    // Count each written entry once in its template; BTreeMap: rows upserted in key order.
+    let mut deltas: BTreeMap<&str, TemplateDelta> = BTreeMap::new();
+    for id in &writable {
+        let (entry, score) = &scored[id];
+        let key = score.template_id.0.as_str();
+        let delta = deltas.entry(key).or_insert_with(|| {
+            let touched = templates.get(key);
+            // This replica's view of the template's presence; the table keeps the largest.
+            let presence = touched.map(|t| t.presence).unwrap_or_default();
+            TemplateDelta {
+                key: key.to_owned(),
+                template: touched.map_or_else(|| score.template.clone(), |t| t.text.clone()),
+                count: 0,
+                first_seen: entry.logged_at,
+                last_seen: entry.logged_at,
+                embedding: touched.and_then(|t| t.embedding.clone()),
+                windows: i32::try_from(presence.windows).unwrap_or(i32::MAX),
+                max_window_lines: i64::try_from(presence.max_window_lines).unwrap_or(i64::MAX),
+            }
+        });
+        delta.count += 1;
+        delta.first_seen = delta.first_seen.min(entry.logged_at);
+        delta.last_seen = delta.last_seen.max(entry.logged_at);
+    }
+    let deltas: Vec<TemplateDelta> = deltas.into_values().collect();
+    let row_ids: HashMap<String, i64> = db::templates::upsert(conn, &deltas)?.into_iter().collect();
+    let new_scores: HashMap<i64, EntryScore> = writable
+        .iter()
+        .map(|id| {
+            let (_, s) = &scored[id];
+            let score = EntryScore {
+                id: *id,
+                anomaly_score: (f64::from(s.score) * 1000.0).round() / 1000.0,
+                is_anomaly: s.is_anomaly,
+                summary: s.summary.clone(),
+                template_id: row_ids.get(&s.template_id.0).copied(),
+            };
+            (*id, score)
+        })
+        .collect();
+    let mut to_write: Vec<EntryScore> = new_scores.values().cloned().collect();
+    to_write.sort_by_key(|s| s.id);
+    db::entries::write_scores(conn, &to_write)?;
+    // Entries scored before this batch (by another task or replica) keep their score.
+    let earlier: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !new_scores.contains_key(id))
+        .collect();
+    let earlier: HashMap<i64, LogEntry> = db::entries::by_ids(conn, &earlier)?
+        .into_iter()
+        .filter(|e| e.analyzed_at.is_some())
+        .map(|e| (e.id, e))
+        .collect();
+
+    let mut alerted = HashSet::new();
+    for job in started {
+        if job.entry_ids.iter().any(|id| unscored.contains(id)) {
+            // Not seen by the first read (cannot happen with entries stored before their
+            // task is published); score them on the next attempt.
+            results.push((
+                job.index,
+                Outcome::Retry("entries of this task appeared after scoring; retrying".into()),
+                Vec::new(),
+            ));
+            continue;
+        }
+        let mut job_scores = Vec::new();
+        let mut missing = Vec::new();
+        let mut alerts = Vec::new();
+        let mut alert_tasks = Vec::new();
+        for id in &job.entry_ids {
+            if let Some(score) = new_scores.get(id) {
+                job_scores.push(score.clone());
+                let severity = &scored[id].0.severity;
+                if is_critical(severity, score) && alerted.insert(*id) {
+                    let alert_id = Uuid::new_v4();
+                    alert_tasks.push(NewTask {
+                        id: alert_id,
+                        task_name: tasks::SEND_CRITICAL_ANOMALY_ALERT.into(),
+                        queue: contracts::queues::NOTIFICATIONS.into(),
+                        args: json!({"log_entry_id": id, "anomaly_score": score.anomaly_score, "summary": score.summary}),
+                    });
+                    alerts.push(v1::SendCriticalAnomalyAlert {
+                        task_id: alert_id.to_string(),
+                        log_entry_id: *id,
+                        anomaly_score: score.anomaly_score,
+                        summary: score.summary.clone(),
+                    });
+                }
+            } else if let Some(e) = earlier.get(id) {
+                job_scores.push(EntryScore {
+                    id: e.id,
+                    anomaly_score: e.anomaly_score.unwrap_or_default(),
+                    is_anomaly: e.is_anomaly.unwrap_or_default(),
+                    summary: e.summary.clone().unwrap_or_default(),
+                    template_id: e.template_id,
+                });
+            } else {
+                missing.push(*id);
+            }
+        }
+        if job.task_name == tasks::ANALYZE_LOG_ENTRY && job_scores.is_empty() {
+            results.push((
+                job.index,
+                Outcome::Fail(format!(
+                    "log entry {} does not exist",
+                    job.entry_ids.first().copied().unwrap_or_default()
+                )),
+                Vec::new(),
+            ));
+            continue;
+        }
+        let anomalies = job_scores.iter().filter(|s| s.is_anomaly).count();
+        let result = if job.task_name == tasks::ANALYZE_LOG_ENTRY {
+            let s = &job_scores[0];
+            json!({"log_entry_id": s.id, "anomaly_score": s.anomaly_score, "is_anomaly": s.is_anomaly,
+                   "summary": s.summary, "template_id": s.template_id, "alerts_queued": alerts.len()})
+        } else {
+            json!({"processed": job_scores.len(), "anomalies": anomalies, "missing_log_entry_ids": missing,
+                   "alerts_queued": alerts.len()})
+        };
+        if !alert_tasks.is_empty() {
+            db::tasks::insert(conn, &alert_tasks)?;
+        }
+        db::tasks::mark_success(conn, job.task_id, &result)?;
+        metrics::counter!("logcanary_tasks_total", "task" => job.task_name, "outcome" => status::SUCCESS).increment(1);
+        metrics::counter!("logcanary_entries_scored_total").increment(job_scores.len() as u64);
+        metrics::counter!("logcanary_anomalies_flagged_total").increment(anomalies as u64);
+        results.push((job.index, Outcome::Done, alerts));
+    }
+    let stored = deltas
+        .into_iter()
+        .filter(|d| d.embedding.is_some())
+        .map(|d| d.key)
+        .collect();
+    Ok((results, stored))
+}
