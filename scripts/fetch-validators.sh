@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The static checkers the deploy tests run (tests/tests/deploy.rs), under .cache/:
+# The static checkers the deploy tests run (tests/tests/e2e/deploy.rs), under .cache/:
 #  - a venv with kubernetes-validate (Kubernetes OpenAPI schemas, offline), PyYAML, jsonschema
 #    and the cloudcoil models generated from KEDA's and the Prometheus Operator's CRDs, which
 #    scripts/validate-crds.py turns into strict schemas for the custom resources;

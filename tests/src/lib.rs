@@ -1,4 +1,4 @@
-//! End-to-end tests across the real binaries (`tests/*.rs`), and the stack they run:
+//! End-to-end tests across the real binaries (`tests/e2e/`), and the stack they run:
 //! the `ingest-api` and `analysis-worker` executables as child processes, a database and
 //! broker names of the test's own.
 

@@ -1,8 +1,8 @@
-//! Test helpers (dev-only): a fresh database per test, per-test broker names, signing,
-//! and spawning the real binaries on free ports.
+//! Test helpers (dev-only): a fresh database per test (a copy of a migrated template),
+//! per-test broker names, signing, and spawning the real binaries on free ports.
 //!
 //! Everything talks to the real Postgres and RabbitMQ of the machine
-//! (`TEST_DATABASE_URL` / `AMQP_URL` override the local defaults).
+//! (`TEST_DATABASE_SERVER` / `AMQP_URL` override the local defaults).
 
 pub mod smtp;
 pub mod webhook;
@@ -27,10 +27,135 @@ pub fn amqp_url() -> String {
 }
 
 /// A migrated database of its own, dropped when the value is dropped.
+///
+/// The database is a copy (`CREATE DATABASE .. TEMPLATE`) of a template migrated once per
+/// migrations content and day (see [`template_name`]), not migrated per test: the first
+/// test process to need the template builds it under an advisory lock, every other one
+/// (nextest runs each test in a process of its own, in parallel) waits for it and copies it.
 pub struct TestDb {
     pub name: String,
     pub url: String,
     pub db: db::Db,
+}
+
+/// Hash of `crates/db/migrations/**`, computed by `build.rs`.
+const MIGRATIONS_HASH: &str = env!("LOGCANARY_MIGRATIONS_HASH");
+
+const TEMPLATE_PREFIX: &str = "logcanary_tmpl_";
+
+/// How long a copy or a rename waits for other sessions to leave a database.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The template for these migrations and the server's UTC day: `migrate` also creates the
+/// daily `log_entries` partitions around today, so a template from another day would hand
+/// out other partitions than a fresh migration does.
+fn template_name(admin: &mut PgConnection) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Day {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        day: String,
+    }
+    let day: Vec<Day> =
+        diesel::sql_query("SELECT to_char((now() AT TIME ZONE 'UTC')::date, 'YYYYMMDD') AS day")
+            .load(admin)
+            .expect("reading the server's date");
+    format!("{TEMPLATE_PREFIX}{MIGRATIONS_HASH}_{}", day[0].day)
+}
+
+fn database_exists(admin: &mut PgConnection, name: &str) -> bool {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<N> =
+        diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+            .bind::<diesel::sql_types::Text, _>(name)
+            .load(admin)
+            .expect("reading pg_database");
+    rows[0].n > 0
+}
+
+/// Runs `sql`, retrying while Postgres says another session is in the database it copies
+/// or renames (autovacuum, or the backend of a connection just closed still exiting).
+fn execute_when_free(admin: &mut PgConnection, sql: &str) {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match diesel::sql_query(sql).execute(admin) {
+            Ok(_) => return,
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("is being accessed by other users")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
+}
+
+/// Makes sure the migrated template exists and returns its name. Blocking.
+fn ensure_template(admin: &mut PgConnection, server: &str) -> String {
+    let template = template_name(admin);
+    if database_exists(admin, &template) {
+        return template;
+    }
+    // Advisory locks are per database: every test process takes this one in `postgres`.
+    let key = u64::from_str_radix(MIGRATIONS_HASH, 16).expect("a hex hash") as i64;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({key})"))
+        .execute(admin)
+        .expect("taking the template lock");
+    if !database_exists(admin, &template) {
+        // Built under another name and renamed when complete, so that a template that
+        // exists is always fully migrated (a process killed half-way leaves `_build`).
+        let build = format!("{template}_build");
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{build}\" WITH (FORCE)"))
+            .execute(admin)
+            .expect("dropping a half-built template");
+        diesel::sql_query(format!("CREATE DATABASE \"{build}\""))
+            .execute(admin)
+            .expect("creating the template database");
+        // Its only connection is closed when it returns.
+        db::migrate(&format!("{server}/{build}")).expect("migrating the template database");
+        execute_when_free(
+            admin,
+            &format!("ALTER DATABASE \"{build}\" RENAME TO \"{template}\""),
+        );
+        // Nobody connects to the template from now on, so copies never wait for a session.
+        diesel::sql_query(format!(
+            "ALTER DATABASE \"{template}\" ALLOW_CONNECTIONS false"
+        ))
+        .execute(admin)
+        .expect("closing the template to connections");
+        drop_old_templates(admin);
+    }
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({key})"))
+        .execute(admin)
+        .expect("releasing the template lock");
+    template
+}
+
+/// Best effort: drops templates of days before yesterday (any migrations). Those of today
+/// and yesterday stay, whatever their hash: a run of another checkout may be copying them.
+fn drop_old_templates(admin: &mut PgConnection) {
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let old: Vec<Name> = diesel::sql_query(
+        "SELECT datname::text AS datname FROM pg_database \
+         WHERE datname ~ '^logcanary_tmpl_[0-9a-f]{16}_[0-9]{8}$' \
+           AND right(datname, 8) < to_char((now() AT TIME ZONE 'UTC')::date - 1, 'YYYYMMDD')",
+    )
+    .load(admin)
+    .unwrap_or_default();
+    for Name { datname } in old {
+        let _ = diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"
+        ))
+        .execute(admin);
+    }
 }
 
 impl TestDb {
@@ -38,14 +163,15 @@ impl TestDb {
         let name = format!("logcanary_test_{}", uuid::Uuid::new_v4().simple());
         let server = postgres_server_url();
         let url = format!("{server}/{name}");
-        let (n, s, u) = (name.clone(), server.clone(), url.clone());
+        let (n, s) = (name.clone(), server.clone());
         tokio::task::spawn_blocking(move || {
             let mut admin = PgConnection::establish(&format!("{s}/postgres"))
                 .expect("connecting to the test Postgres server (TEST_DATABASE_SERVER)");
-            diesel::sql_query(format!("CREATE DATABASE \"{n}\""))
-                .execute(&mut admin)
-                .expect("creating a test database");
-            db::migrate(&u).expect("migrating the test database");
+            let template = ensure_template(&mut admin, &s);
+            execute_when_free(
+                &mut admin,
+                &format!("CREATE DATABASE \"{n}\" TEMPLATE \"{template}\""),
+            );
         })
         .await
         .expect("creating the test database");

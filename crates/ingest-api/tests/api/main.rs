@@ -1,7 +1,9 @@
-//! Integration tests of the ingest API against the real Postgres and RabbitMQ: one test
-//! binary, each test with its own database and queue names.
+//! Integration tests of the ingest API against the real Postgres and RabbitMQ, and the
+//! dashboard in a real browser (`browser`): one test binary, each test with its own
+//! database and queue names.
 
 mod alerts;
+mod browser;
 mod feedback;
 mod helpers;
 mod openapi;

@@ -9,18 +9,13 @@
 //! answers from the review queue, clicks through to an entry's detail panel, and saves
 //! `target/dashboard.png` for a person to look at.
 
-#[path = "api/helpers.rs"]
-#[allow(dead_code)] // shared with the API tests; this binary uses part of it
-mod helpers;
-
-#[path = "browser/cdp.rs"]
 mod cdp;
 
 use std::path::PathBuf;
 
+use crate::helpers::{entry, spawn_app, TestApp};
 use cdp::Browser;
 use chrono::Utc;
-use helpers::{entry, spawn_app, TestApp};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "browser-test-operator-token";

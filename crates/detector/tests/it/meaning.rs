@@ -4,9 +4,7 @@
 //!
 //! Runs the real model: `make setup` / scripts/fetch-ml-assets.sh must have run.
 
-mod common;
-
-use common::ROUTINE;
+use crate::common::ROUTINE;
 use logcanary_detector::embedder::{Embedder, EmbedderConfig};
 use logcanary_detector::scorer::{LogLine, Score, Scorer, ScorerConfig, Severity};
 
