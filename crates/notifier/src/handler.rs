@@ -371,7 +371,24 @@ impl NotifierHandler {
             .iter()
             .filter_map(|a| serde_json::from_value(a.payload.clone()).ok())
             .collect();
-        let rendered = render::render(&items, self.dashboard_url.as_str());
+        let rendered = match render::render(&items, self.dashboard_url.as_str()) {
+            Ok(rendered) => rendered,
+            Err(error) => {
+                // Not retryable: every attempt would render the same.
+                tracing::error!(channel = channel.name(), %error, "Alert message not rendered; giving up.");
+                let record = Attempt::Failed(error.to_string());
+                let stored = self
+                    .db
+                    .run(move |c| rows::record_attempt(c, &ids, &record))
+                    .await;
+                if let Err(error) = stored {
+                    tracing::error!(%error, "Could not record a delivery attempt.");
+                }
+                metrics::counter!("logcanary_alerts_total", "channel" => channel.kind(), "status" => alert_status::FAILED)
+                    .increment(group.len() as u64);
+                return;
+            }
+        };
         let delivery_id = Uuid::new_v4().to_string();
         let kind = channel.kind();
         let span = tracing::info_span!("alert_delivery", channel = channel.name(), alerts = ids.len(), %delivery_id);
