@@ -151,6 +151,40 @@ fn parse_queue(raw: &str) -> Result<String, String> {
     }
 }
 
+/// A channel setting is invalid. Always permanent: the binary stops at start-up, and the
+/// message names the variable at fault (never a secret: URLs are redacted).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("LOGCANARY_ALERT_EMAILS: {raw:?} is not an email address ({reason})")]
+    Recipient {
+        raw: String,
+        reason: lettre::address::AddressError,
+    },
+    #[error("LOGCANARY_SMTP_URL: {redacted} is not a usable SMTP URL ({reason}); expected smtp://host:port, smtp://host:port?tls=required or smtps://user:pass@host:port")]
+    SmtpUrl {
+        redacted: String,
+        reason: lettre::transport::smtp::Error,
+    },
+    #[error("LOGCANARY_ALERT_EMAILS is empty but LOGCANARY_SMTP_URL is set: name at least one recipient, or unset LOGCANARY_SMTP_URL")]
+    NoRecipients,
+    #[error(
+        "LOGCANARY_ALERT_EMAILS is set but LOGCANARY_SMTP_URL is not: emails need an SMTP server"
+    )]
+    NoSmtpServer,
+    #[error("LOGCANARY_ALERT_FROM: {raw:?} is not an email address ({reason})")]
+    Sender {
+        raw: String,
+        reason: lettre::address::AddressError,
+    },
+    #[error("LOGCANARY_WEBHOOK_URLS: {redacted:?} is not an http(s) URL")]
+    WebhookUrl { redacted: String },
+    #[error("LOGCANARY_DASHBOARD_URL: {raw:?} is not a URL ({reason})")]
+    DashboardUrl {
+        raw: String,
+        reason: url::ParseError,
+    },
+}
+
 /// The delivery channels, checked.
 #[derive(Clone, Debug, Default)]
 pub struct ChannelSettings {
@@ -172,7 +206,11 @@ fn list(raw: Option<&str>) -> Vec<&str> {
 
 impl Settings {
     /// Checks the channel settings; the error names the variable at fault.
-    pub fn channels(&self) -> Result<ChannelSettings, String> {
+    ///
+    /// # Errors
+    ///
+    /// A setting is invalid ([`ConfigError`]).
+    pub fn channels(&self) -> Result<ChannelSettings, ConfigError> {
         let smtp_url = self
             .smtp_url
             .as_deref()
@@ -182,50 +220,48 @@ impl Settings {
         let recipients = list(self.alert_emails.as_deref())
             .into_iter()
             .map(|r| {
-                r.parse::<Mailbox>().map_err(|e| {
-                    format!("LOGCANARY_ALERT_EMAILS: {r:?} is not an email address ({e})")
-                })
+                r.parse::<Mailbox>()
+                    .map_err(|reason| ConfigError::Recipient {
+                        raw: r.to_owned(),
+                        reason,
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(url) = &smtp_url {
-            if let Err(e) = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url) {
-                return Err(format!(
-                    "LOGCANARY_SMTP_URL: {} is not a usable SMTP URL ({e}); expected smtp://host:port, smtp://host:port?tls=required or smtps://user:pass@host:port",
-                    common::config::redact_url(url)
-                ));
+            if let Err(reason) = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+            {
+                return Err(ConfigError::SmtpUrl {
+                    redacted: common::config::redact_url(url),
+                    reason,
+                });
             }
             if recipients.is_empty() {
-                return Err(
-                    "LOGCANARY_ALERT_EMAILS is empty but LOGCANARY_SMTP_URL is set: name at least one recipient, or unset LOGCANARY_SMTP_URL".into(),
-                );
+                return Err(ConfigError::NoRecipients);
             }
         } else if !recipients.is_empty() {
-            return Err(
-                "LOGCANARY_ALERT_EMAILS is set but LOGCANARY_SMTP_URL is not: emails need an SMTP server".into(),
-            );
+            return Err(ConfigError::NoSmtpServer);
         }
-        let from = self.alert_from.parse::<Mailbox>().map_err(|e| {
-            format!(
-                "LOGCANARY_ALERT_FROM: {:?} is not an email address ({e})",
-                self.alert_from
-            )
-        })?;
+        let from = self
+            .alert_from
+            .parse::<Mailbox>()
+            .map_err(|reason| ConfigError::Sender {
+                raw: self.alert_from.clone(),
+                reason,
+            })?;
         let webhooks = list(self.webhook_urls.as_deref())
             .into_iter()
             .map(|raw| match Url::parse(raw) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
-                _ => Err(format!(
-                    "LOGCANARY_WEBHOOK_URLS: {:?} is not an http(s) URL",
-                    redact_path(raw)
-                )),
+                _ => Err(ConfigError::WebhookUrl {
+                    redacted: redact_path(raw),
+                }),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut dashboard_url = Url::parse(self.dashboard_url.trim()).map_err(|e| {
-            format!(
-                "LOGCANARY_DASHBOARD_URL: {:?} is not a URL ({e})",
-                self.dashboard_url
-            )
-        })?;
+        let mut dashboard_url =
+            Url::parse(self.dashboard_url.trim()).map_err(|reason| ConfigError::DashboardUrl {
+                raw: self.dashboard_url.clone(),
+                reason,
+            })?;
         if !dashboard_url.path().ends_with('/') {
             let path = format!("{}/", dashboard_url.path());
             dashboard_url.set_path(&path);
@@ -306,19 +342,23 @@ mod tests {
 
         let err = settings(&["--alert-emails", "ops@example.com"])
             .channels()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("LOGCANARY_SMTP_URL"), "{err}");
         let err = settings(&["--smtp-url", "smtp://h:25", "--alert-emails", "nope"])
             .channels()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("LOGCANARY_ALERT_EMAILS"), "{err}");
         let err = settings(&["--smtp-url", "ftp://h:25", "--alert-emails", "a@b.c"])
             .channels()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("LOGCANARY_SMTP_URL"), "{err}");
         let err = settings(&["--webhook-urls", "ftp://x/secret"])
             .channels()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("LOGCANARY_WEBHOOK_URLS"), "{err}");
         assert!(!err.contains("secret"), "{err}");
         // Nothing configured is valid: alerts are recorded, not delivered.

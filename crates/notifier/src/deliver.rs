@@ -1,7 +1,7 @@
 //! The delivery channels: email over SMTP (`lettre`) and signed JSON webhooks
 //! (`reqwest`). One [`Channel::send`] is one attempt; it says whether a failure is worth
-//! another attempt ([`Failure::transient`]): HTTP 5xx, 408, 425, 429, timeouts, connection
-//! errors and SMTP 4xx are; other HTTP 4xx and SMTP 5xx are not.
+//! another attempt ([`DeliveryError::is_retryable`]): HTTP 5xx, 408, 425, 429, timeouts,
+//! connection errors and SMTP 4xx are; other HTTP 4xx and SMTP 5xx are not.
 
 use std::time::Duration;
 
@@ -14,14 +14,52 @@ use url::Url;
 
 use crate::render::Rendered;
 
-/// Why one attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Failure {
-    /// Another attempt may succeed.
-    pub transient: bool,
-    /// What went wrong, without secrets (no webhook path, no SMTP password).
-    pub message: String,
+/// Why one attempt failed, and whether another attempt may succeed
+/// ([`DeliveryError::is_retryable`]). The message (`Display`) carries the whole reason,
+/// since it is what `alerts.last_error` keeps; it holds no secret (no webhook path, no
+/// SMTP password).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The email could not be put together (an address lettre refuses): permanent.
+    #[error("building the email failed: {0}")]
+    EmailBuild(lettre::error::Error),
+    /// The SMTP server refused or could not be reached: a 4xx reply, a refused or broken
+    /// connection or a timeout is retryable; a 5xx reply (bad recipient, auth refused) or
+    /// a client-side error is permanent.
+    #[error("SMTP: {0}")]
+    Smtp(lettre::transport::smtp::Error),
+    /// The webhook body could not be encoded: permanent.
+    #[error("encoding the webhook body failed: {0}")]
+    WebhookEncode(serde_json::Error),
+    /// The receiver answered with a non-2xx status: 5xx, 408, 425 and 429 are retryable,
+    /// other 4xx permanent. `body` is the start of its answer, maybe empty.
+    #[error("HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    WebhookStatus {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    /// No answer within the delivery timeout: retryable.
+    #[error("webhook timed out")]
+    WebhookTimeout,
+    /// The request did not get an answer (connection refused, TLS, ...): retryable, unless
+    /// the request could not even be built.
+    #[error("webhook request failed: {reason}")]
+    WebhookRequest { reason: String, builder: bool },
+}
+
+impl DeliveryError {
+    /// Another attempt of the same message may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::EmailBuild(_) | Self::WebhookEncode(_) => false,
+            Self::Smtp(e) => !(e.is_permanent() || e.is_client()),
+            Self::WebhookStatus { status, .. } => {
+                status.is_server_error() || matches!(status.as_u16(), 408 | 425 | 429)
+            }
+            Self::WebhookTimeout => true,
+            Self::WebhookRequest { builder, .. } => !builder,
+        }
+    }
 }
 
 /// How often and how patiently a message is re-sent on a transient failure.
@@ -56,7 +94,11 @@ pub trait Channel: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     /// One attempt. `delivery_id` is the same for every attempt of one message, so a
     /// receiver can drop repeats.
-    async fn send(&self, message: &Rendered, delivery_id: &str) -> Result<(), Failure>;
+    ///
+    /// # Errors
+    ///
+    /// The attempt failed; [`DeliveryError::is_retryable`] says whether to try again.
+    async fn send(&self, message: &Rendered, delivery_id: &str) -> Result<(), DeliveryError>;
 }
 
 /// Email to a fixed list of recipients, one SMTP transaction per message.
@@ -100,7 +142,7 @@ impl Channel for Email {
         "email"
     }
 
-    async fn send(&self, message: &Rendered, delivery_id: &str) -> Result<(), Failure> {
+    async fn send(&self, message: &Rendered, delivery_id: &str) -> Result<(), DeliveryError> {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(message.subject.clone())
@@ -116,18 +158,12 @@ impl Channel for Email {
                 message.text.clone(),
                 message.html.clone(),
             ))
-            .map_err(|e| Failure {
-                transient: false,
-                message: format!("building the email failed: {e}"),
-            })?;
-        match self.transport.send(email).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(Failure {
-                // 5xx replies (bad recipient, auth refused) and client errors stay wrong.
-                transient: !(e.is_permanent() || e.is_client()),
-                message: format!("SMTP: {e}"),
-            }),
-        }
+            .map_err(DeliveryError::EmailBuild)?;
+        self.transport
+            .send(email)
+            .await
+            .map(drop)
+            .map_err(DeliveryError::Smtp)
     }
 }
 
@@ -183,11 +219,8 @@ impl Channel for Webhook {
         "webhook"
     }
 
-    async fn send(&self, message: &Rendered, delivery_id: &str) -> Result<(), Failure> {
-        let body = serde_json::to_vec(&message.webhook).map_err(|e| Failure {
-            transient: false,
-            message: format!("encoding the webhook body failed: {e}"),
-        })?;
+    async fn send(&self, message: &Rendered, delivery_id: &str) -> Result<(), DeliveryError> {
+        let body = serde_json::to_vec(&message.webhook).map_err(DeliveryError::WebhookEncode)?;
         let mut request = self
             .client
             .post(self.url.clone())
@@ -205,24 +238,15 @@ impl Channel for Webhook {
             Ok(response) => {
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
-                let text: String = text.trim().chars().take(200).collect();
-                Err(Failure {
-                    transient: status.is_server_error()
-                        || matches!(status.as_u16(), 408 | 425 | 429),
-                    message: if text.is_empty() {
-                        format!("HTTP {status}")
-                    } else {
-                        format!("HTTP {status}: {text}")
-                    },
+                Err(DeliveryError::WebhookStatus {
+                    status,
+                    body: text.trim().chars().take(200).collect(),
                 })
             }
-            Err(e) => Err(Failure {
-                transient: !e.is_builder(),
-                message: if e.is_timeout() {
-                    "webhook timed out".to_owned()
-                } else {
-                    format!("webhook request failed: {}", error_chain(&e.without_url()))
-                },
+            Err(e) if e.is_timeout() => Err(DeliveryError::WebhookTimeout),
+            Err(e) => Err(DeliveryError::WebhookRequest {
+                builder: e.is_builder(),
+                reason: error_chain(&e.without_url()),
             }),
         }
     }
@@ -254,6 +278,26 @@ mod tests {
         assert_eq!(p.delay(2), Duration::from_millis(200));
         assert_eq!(p.delay(3), Duration::from_millis(350));
         assert_eq!(p.delay(40), Duration::from_millis(350));
+    }
+
+    #[test]
+    fn failures_say_whether_another_attempt_may_succeed() {
+        let status = |code: u16, body: &str| DeliveryError::WebhookStatus {
+            status: reqwest::StatusCode::from_u16(code).unwrap(),
+            body: body.into(),
+        };
+        for code in [500, 502, 503, 408, 425, 429] {
+            assert!(status(code, "").is_retryable(), "{code}");
+        }
+        for code in [400, 401, 404, 410, 422] {
+            assert!(!status(code, "").is_retryable(), "{code}");
+        }
+        assert!(DeliveryError::WebhookTimeout.is_retryable());
+        assert_eq!(status(502, "").to_string(), "HTTP 502 Bad Gateway");
+        assert_eq!(
+            status(400, "no such channel").to_string(),
+            "HTTP 400 Bad Request: no such channel"
+        );
     }
 
     #[test]

@@ -57,6 +57,83 @@ pub struct NotifierHandler {
     pub shutdown: CancellationToken,
 }
 
+/// Why a task did not come to SUCCESS, and whether the broker should deliver it again
+/// ([`TaskError::is_retryable`]); converted to an [`Outcome`] at the border.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The message id is not a UUID: a poison message, permanent.
+    #[error("message id {0:?} is not a task id")]
+    NotATaskId(String),
+    /// The body is not the task's protobuf: permanent.
+    #[error("undecodable {task}: {reason}")]
+    Undecodable {
+        task: &'static str,
+        reason: prost::DecodeError,
+    },
+    /// A task this notifier does not know: permanent.
+    #[error("task {0} is not handled by notifier {version}", version = env!("CARGO_PKG_VERSION"))]
+    UnknownTask(String),
+    /// The pattern detection the alert points at is gone: permanent.
+    #[error("pattern detection {0} does not exist")]
+    PatternMissing(i64),
+    /// A channel gave up (retries exhausted or a permanent refusal): permanent.
+    #[error("{channel} delivery failed after {attempts} attempt(s): {reason}")]
+    DeliveryFailed {
+        channel: String,
+        attempts: i32,
+        reason: String,
+    },
+    /// A channel's delivery was cut short (shutdown, the database): retryable, the broker
+    /// re-sends what is still pending.
+    #[error("{channel} delivery not finished: {reason}")]
+    DeliveryUnfinished { channel: String, reason: String },
+    /// The claim recorded nothing for the task: retryable.
+    #[error("no alert rows were recorded")]
+    NoRows,
+    /// Delivered, but the task row was not updated: retryable (a retry finds the rows sent).
+    #[error("recording the task result failed")]
+    RecordingResult,
+    /// The database failed before delivery: retryable through the broker's backoff.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// The batch produced no outcome for this delivery: retryable, so it is never dropped.
+    #[error("no outcome recorded")]
+    NoOutcome,
+}
+
+impl TaskError {
+    /// The broker should deliver the task again (with backoff, up to its attempt limit).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::NotATaskId(_)
+            | Self::Undecodable { .. }
+            | Self::UnknownTask(_)
+            | Self::PatternMissing(_)
+            | Self::DeliveryFailed { .. } => false,
+            Self::DeliveryUnfinished { .. }
+            | Self::NoRows
+            | Self::RecordingResult
+            | Self::Database(_)
+            | Self::NoOutcome => true,
+        }
+    }
+
+    /// What the consumer does with the delivery: retry or dead-letter, with the reason.
+    pub fn outcome(&self) -> Outcome {
+        if self.is_retryable() {
+            Outcome::Retry(self.to_string())
+        } else {
+            Outcome::Fail(self.to_string())
+        }
+    }
+}
+
+/// How a task's row is updated after delivery.
+enum TaskRecord {
+    Success(serde_json::Value),
+    Retry(String),
+}
+
 enum Request {
     Critical(v1::SendCriticalAnomalyAlert),
     Pattern(v1::SendPatternAlert),
@@ -68,24 +145,20 @@ struct Job {
     request: Request,
 }
 
-fn decode(index: usize, delivery: &Delivery) -> Result<Job, String> {
+fn decode(index: usize, delivery: &Delivery) -> Result<Job, TaskError> {
     let task_id = Uuid::parse_str(&delivery.task_id)
-        .map_err(|_| format!("message id {:?} is not a task id", delivery.task_id))?;
+        .map_err(|_| TaskError::NotATaskId(delivery.task_id.clone()))?;
+    let undecodable = |task| move |reason| TaskError::Undecodable { task, reason };
     let request = match delivery.task_name.as_str() {
         tasks::SEND_CRITICAL_ANOMALY_ALERT => Request::Critical(
             v1::SendCriticalAnomalyAlert::decode(delivery.body.as_slice())
-                .map_err(|e| format!("undecodable {}: {e}", tasks::SEND_CRITICAL_ANOMALY_ALERT))?,
+                .map_err(undecodable(tasks::SEND_CRITICAL_ANOMALY_ALERT))?,
         ),
         tasks::SEND_PATTERN_ALERT => Request::Pattern(
             v1::SendPatternAlert::decode(delivery.body.as_slice())
-                .map_err(|e| format!("undecodable {}: {e}", tasks::SEND_PATTERN_ALERT))?,
+                .map_err(undecodable(tasks::SEND_PATTERN_ALERT))?,
         ),
-        other => {
-            return Err(format!(
-                "task {other} is not handled by notifier {}",
-                env!("CARGO_PKG_VERSION")
-            ))
-        }
+        other => return Err(TaskError::UnknownTask(other.to_owned())),
     };
     Ok(Job {
         index,
@@ -151,7 +224,7 @@ impl NotifierHandler {
             .await
     }
 
-    fn item(&self, job: &Job, loaded: &Loaded) -> Result<AlertItem, String> {
+    fn item(&self, job: &Job, loaded: &Loaded) -> Result<AlertItem, TaskError> {
         match &job.request {
             Request::Critical(m) => Ok(alert::critical(
                 m.log_entry_id,
@@ -164,12 +237,7 @@ impl NotifierHandler {
                 let p = loaded
                     .patterns
                     .get(&m.pattern_detection_id)
-                    .ok_or_else(|| {
-                        format!(
-                            "pattern detection {} does not exist",
-                            m.pattern_detection_id
-                        )
-                    })?;
+                    .ok_or(TaskError::PatternMissing(m.pattern_detection_id))?;
                 let samples: Vec<LogEntry> = alert::sample_ids(p)
                     .filter_map(|id| loaded.entries.get(&id).cloned())
                     .collect();
@@ -198,7 +266,7 @@ impl NotifierHandler {
             }
             match self.item(&job, &loaded) {
                 Ok(item) => runnable.push((job, item)),
-                Err(reason) => results.push((job.index, Outcome::Fail(reason))),
+                Err(error) => results.push((job.index, error.outcome())),
             }
         }
         if runnable.is_empty() {
@@ -282,20 +350,22 @@ impl NotifierHandler {
             let mine = by_task.remove(&job.task_id).unwrap_or_default();
             let pending = mine.iter().find(|a| a.status == alert_status::PENDING);
             let settle = if let Some(f) = mine.iter().find(|a| a.status == alert_status::FAILED) {
-                Err(Outcome::Fail(format!(
-                    "{} delivery failed after {} attempt(s): {}",
-                    f.channel,
-                    f.attempts,
-                    f.last_error.as_deref().unwrap_or("unknown error")
-                )))
+                Err(TaskError::DeliveryFailed {
+                    channel: f.channel.clone(),
+                    attempts: f.attempts,
+                    reason: f
+                        .last_error
+                        .as_deref()
+                        .unwrap_or("unknown error")
+                        .to_owned(),
+                })
             } else if let Some(p) = pending {
-                Err(Outcome::Retry(format!(
-                    "{} delivery not finished: {}",
-                    p.channel,
-                    p.last_error.as_deref().unwrap_or("interrupted")
-                )))
+                Err(TaskError::DeliveryUnfinished {
+                    channel: p.channel.clone(),
+                    reason: p.last_error.as_deref().unwrap_or("interrupted").to_owned(),
+                })
             } else if mine.is_empty() {
-                Err(Outcome::Retry("no alert rows were recorded".to_owned()))
+                Err(TaskError::NoRows)
             } else {
                 Ok(json!({
                     "dedup_key": item.dedup_key,
@@ -306,11 +376,11 @@ impl NotifierHandler {
             };
             settled.push((job.index, job.task_id, task_name(&job.request), settle));
         }
-        let writes: Vec<(Uuid, Result<serde_json::Value, String>)> = settled
+        let writes: Vec<(Uuid, TaskRecord)> = settled
             .iter()
             .filter_map(|(_, id, _, settle)| match settle {
-                Ok(result) => Some((*id, Ok(result.clone()))),
-                Err(Outcome::Retry(reason)) => Some((*id, Err(reason.clone()))),
+                Ok(result) => Some((*id, TaskRecord::Success(result.clone()))),
+                Err(e) if e.is_retryable() => Some((*id, TaskRecord::Retry(e.to_string()))),
                 // Failed tasks are marked FAILURE when dead-lettered.
                 Err(_) => None,
             })
@@ -320,8 +390,8 @@ impl NotifierHandler {
             .run(move |c| {
                 for (id, write) in &writes {
                     match write {
-                        Ok(result) => db::tasks::mark_success(c, *id, result)?,
-                        Err(reason) => db::tasks::mark_retry(c, *id, reason)?,
+                        TaskRecord::Success(result) => db::tasks::mark_success(c, *id, result)?,
+                        TaskRecord::Retry(reason) => db::tasks::mark_retry(c, *id, reason)?,
                     }
                 }
                 Ok(())
@@ -337,8 +407,8 @@ impl NotifierHandler {
                     Outcome::Done
                 }
                 // Delivered; the task row is bookkeeping. A retry finds the rows sent.
-                Ok(_) => Outcome::Retry("recording the task result failed".to_owned()),
-                Err(outcome) => outcome,
+                Ok(_) => TaskError::RecordingResult.outcome(),
+                Err(error) => error.outcome(),
             };
             results.push((index, outcome));
         }
@@ -371,7 +441,24 @@ impl NotifierHandler {
             .iter()
             .filter_map(|a| serde_json::from_value(a.payload.clone()).ok())
             .collect();
-        let rendered = render::render(&items, self.dashboard_url.as_str());
+        let rendered = match render::render(&items, self.dashboard_url.as_str()) {
+            Ok(rendered) => rendered,
+            Err(error) => {
+                // Not retryable: every attempt would render the same.
+                tracing::error!(channel = channel.name(), %error, "Alert message not rendered; giving up.");
+                let record = Attempt::Failed(error.to_string());
+                let stored = self
+                    .db
+                    .run(move |c| rows::record_attempt(c, &ids, &record))
+                    .await;
+                if let Err(error) = stored {
+                    tracing::error!(%error, "Could not record a delivery attempt.");
+                }
+                metrics::counter!("logcanary_alerts_total", "channel" => channel.kind(), "status" => alert_status::FAILED)
+                    .increment(group.len() as u64);
+                return;
+            }
+        };
         let delivery_id = Uuid::new_v4().to_string();
         let kind = channel.kind();
         let span = tracing::info_span!("alert_delivery", channel = channel.name(), alerts = ids.len(), %delivery_id);
@@ -386,10 +473,10 @@ impl NotifierHandler {
                     .record(started.elapsed().as_secs_f64());
                 let (record, done, outcome) = match &result {
                     Ok(()) => (Attempt::Sent, true, alert_status::SENT),
-                    Err(f) if f.transient && attempt < self.policy.attempts => {
-                        (Attempt::WillRetry(f.message.clone()), false, "retry")
+                    Err(e) if e.is_retryable() && attempt < self.policy.attempts => {
+                        (Attempt::WillRetry(e.to_string()), false, "retry")
                     }
-                    Err(f) => (Attempt::Failed(f.message.clone()), true, alert_status::FAILED),
+                    Err(e) => (Attempt::Failed(e.to_string()), true, alert_status::FAILED),
                 };
                 metrics::counter!("logcanary_alert_delivery_attempts_total", "channel" => kind, "outcome" => outcome).increment(1);
                 let row_ids = ids.clone();
@@ -407,16 +494,16 @@ impl NotifierHandler {
                             .increment(ids.len() as u64);
                         return;
                     }
-                    Err(f) if done => {
-                        tracing::error!(attempt, transient = f.transient, error = %f.message, "Alert message not delivered; giving up.");
+                    Err(e) if done => {
+                        tracing::error!(attempt, transient = e.is_retryable(), error = %e, "Alert message not delivered; giving up.");
                         metrics::counter!("logcanary_alerts_total", "channel" => kind, "status" => alert_status::FAILED)
                             .increment(ids.len() as u64);
                         return;
                     }
-                    Err(f) => {
+                    Err(e) => {
                         let pause = self.policy.delay(attempt);
                         tracing::warn!(attempt, retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
-                            error = %f.message, "Alert delivery failed; retrying.");
+                            error = %e, "Alert delivery failed; retrying.");
                         tokio::select! {
                             () = self.shutdown.cancelled() => {
                                 tracing::info!("Shutting down: the broker retries this alert later.");
@@ -448,7 +535,7 @@ impl mq::Handler for NotifierHandler {
         for (index, delivery) in batch.iter().enumerate() {
             match decode(index, delivery) {
                 Ok(job) => jobs.push(job),
-                Err(reason) => outcomes[index] = Some(Outcome::Fail(reason)),
+                Err(error) => outcomes[index] = Some(error.outcome()),
             }
         }
         if !jobs.is_empty() {
@@ -461,6 +548,7 @@ impl mq::Handler for NotifierHandler {
                 }
                 Err(error) => {
                     // The broker retries with backoff, then dead-letters: never dropped.
+                    let error = TaskError::from(error);
                     let reason = error.to_string();
                     tracing::warn!(error = %reason, "Alert batch failed before delivery; retrying.");
                     let r = reason.clone();
@@ -477,14 +565,14 @@ impl mq::Handler for NotifierHandler {
                         tracing::debug!(error = %e, "Could not mark the alert tasks RETRY.");
                     }
                     for o in outcomes.iter_mut().filter(|o| o.is_none()) {
-                        *o = Some(Outcome::Retry(reason.clone()));
+                        *o = Some(error.outcome());
                     }
                 }
             }
         }
         outcomes
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| Outcome::Retry("no outcome recorded".into())))
+            .map(|o| o.unwrap_or_else(|| TaskError::NoOutcome.outcome()))
             .collect()
     }
 
@@ -506,5 +594,61 @@ impl mq::Handler for NotifierHandler {
             tracing::error!(task_id = %id, error = %e, "Could not mark the dead-lettered alert task FAILURE.");
         }
         metrics::counter!("logcanary_tasks_total", "task" => delivery.task_name.clone(), "outcome" => status::FAILURE).increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permanent_errors_dead_letter_and_retryable_ones_retry() {
+        assert_eq!(
+            TaskError::PatternMissing(7).outcome(),
+            Outcome::Fail("pattern detection 7 does not exist".into())
+        );
+        assert_eq!(
+            TaskError::DeliveryFailed {
+                channel: "email".into(),
+                attempts: 3,
+                reason: "SMTP: 554".into()
+            }
+            .outcome(),
+            Outcome::Fail("email delivery failed after 3 attempt(s): SMTP: 554".into())
+        );
+        assert_eq!(
+            TaskError::DeliveryUnfinished {
+                channel: "email".into(),
+                reason: "interrupted".into()
+            }
+            .outcome(),
+            Outcome::Retry("email delivery not finished: interrupted".into())
+        );
+        for delivery in [
+            Delivery::new(
+                "notifications",
+                "logs.tasks.nope",
+                Uuid::new_v4().to_string(),
+                vec![],
+            ),
+            Delivery::new(
+                "notifications",
+                tasks::SEND_PATTERN_ALERT,
+                "not-a-uuid",
+                vec![],
+            ),
+            Delivery::new(
+                "notifications",
+                tasks::SEND_PATTERN_ALERT,
+                Uuid::new_v4().to_string(),
+                vec![0xff, 0xff],
+            ),
+        ] {
+            let Err(error) = decode(0, &delivery) else {
+                panic!("{delivery:?} decoded");
+            };
+            assert!(matches!(error.outcome(), Outcome::Fail(_)), "{error}");
+        }
+        assert!(TaskError::NoRows.is_retryable() && TaskError::NoOutcome.is_retryable());
     }
 }

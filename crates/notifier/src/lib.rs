@@ -32,7 +32,7 @@ use crate::{
 ///
 /// A setting is invalid; the message names its variable.
 pub fn channels(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn Channel>>> {
-    let checked = settings.channels().map_err(anyhow::Error::msg)?;
+    let checked = settings.channels()?;
     let timeout = Duration::from_millis(settings.delivery_timeout_ms);
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
     if let (Some(url), Some(from)) = (&checked.smtp_url, &checked.from) {
@@ -64,7 +64,7 @@ pub fn channels(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn Channel>>> {
 /// Invalid settings (naming the variable), the admin address cannot be bound.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let channels = channels(&settings)?;
-    let checked = settings.channels().map_err(anyhow::Error::msg)?;
+    let checked = settings.channels()?;
     let db = db::Db::connect_lazy(
         &settings.service.database_url,
         settings.service.db_pool_size,

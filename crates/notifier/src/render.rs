@@ -4,9 +4,18 @@
 //!
 //! Alerts of the group that share a dedup key (a burst of the same error) are shown once,
 //! with their count and every entry id.
+//!
+//! The email parts come from the templates in `templates/` (compiled in with
+//! `include_str!`, rendered by minijinja): `alert.html` with every value HTML-escaped,
+//! `alert.txt` as written. The subject and the webhook body are built here.
 
-use std::fmt::Write;
+use std::{fmt::Write, sync::LazyLock};
 
+use minijinja::{
+    syntax::SyntaxConfig, value::Serde, AutoEscape, Environment, Error, Output, State,
+    UndefinedBehavior,
+};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::alert::{AlertItem, KIND_CRITICAL};
@@ -162,96 +171,162 @@ fn facts(item: &AlertItem) -> Vec<(&'static str, String)> {
     f
 }
 
+/// The plain-text part; `.txt`: not escaped.
+const TEXT: &str = "alert.txt";
+/// The HTML part; `.html`: every value is escaped by the engine.
+const HTML: &str = "alert.html";
+
+/// The compiled-in templates, parsed once.
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    // Block tags on lines of their own leave no trace, so the text part reads as written.
+    env.set_syntax(
+        SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()
+            .expect("the template syntax settings are valid"),
+    );
+    // A misspelt field is an error in the tests, not an empty spot in an email.
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_formatter(format_value);
+    env.add_template(TEXT, include_str!("../templates/alert.txt"))
+        .expect("templates/alert.txt parses");
+    env.add_template(HTML, include_str!("../templates/alert.html"))
+        .expect("templates/alert.html parses");
+    env
+});
+
+/// The engine's own formatter, except that HTML is escaped with [`escape_html`]: minijinja
+/// also escapes `/`, which would turn every link into `http:&#x2f;&#x2f;..`.
+fn format_value(
+    out: &mut Output<'_>,
+    state: &mut State<'_, '_>,
+    value: &minijinja::Value,
+) -> Result<(), Error> {
+    if *state.auto_escape() == AutoEscape::Html && !value.is_safe() {
+        out.write_str(&escape_html(&value.to_string()))?;
+        Ok(())
+    } else {
+        minijinja::escape_formatter(out, state, value)
+    }
+}
+
+/// What the templates see: the message.
+#[derive(Serialize)]
+struct MessageView<'a> {
+    /// Alerts in the group, repeats included.
+    count: usize,
+    subject: &'a str,
+    dashboard: &'a str,
+    alerts: Vec<AlertView<'a>>,
+}
+
+/// What the templates see: one shown alert.
+#[derive(Serialize)]
+struct AlertView<'a> {
+    title: &'a str,
+    /// Times it occurs in the group.
+    count: usize,
+    summary: &'a str,
+    facts: Vec<FactView>,
+    /// `None`: no entry is involved.
+    entry_ids: Option<String>,
+    lines: Vec<LineView<'a>>,
+    link: &'a str,
+}
+
+#[derive(Serialize)]
+struct FactView {
+    name: &'static str,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct LineView<'a> {
+    id: i64,
+    timestamp: String,
+    severity: &'a str,
+    source: Option<&'a str>,
+    message: &'a str,
+}
+
+/// A template failed to render: a bug in a template, never in the alert, so another
+/// attempt would fail the same way.
+#[derive(Debug, thiserror::Error)]
+#[error("rendering {template} failed: {reason}")]
+pub struct RenderError {
+    template: &'static str,
+    reason: String,
+}
+
+impl RenderError {
+    /// Always `false`: the same alerts render the same way.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+fn render_template(name: &'static str, view: &MessageView<'_>) -> Result<String, RenderError> {
+    let error = |e: Error| RenderError {
+        template: name,
+        reason: format!("{e:#}"),
+    };
+    TEMPLATES
+        .get_template(name)
+        .map_err(error)?
+        .render(minijinja::Value::from(Serde(view)))
+        .map_err(error)
+}
+
 /// Renders `items` (in arrival order) as one message; `dashboard` is the dashboard's URL.
-pub fn render(items: &[AlertItem], dashboard: &str) -> Rendered {
+///
+/// # Errors
+///
+/// A template failed ([`RenderError`]): permanent.
+pub fn render(items: &[AlertItem], dashboard: &str) -> Result<Rendered, RenderError> {
     let shown = collapse(items);
     let subject = subject(&shown, items.len());
-
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "logcanary raised {} alert{}.\n",
-        items.len(),
-        if items.len() == 1 { "" } else { "s" }
-    );
-    let mut html = format!(
-        "<!doctype html><html><body style=\"font-family:sans-serif\"><h2>{}</h2>",
-        escape_html(&subject)
-    );
-    for s in &shown {
-        let item = s.item;
-        let times = if s.count > 1 {
-            format!(" (×{})", s.count)
-        } else {
-            String::new()
-        };
-        let _ = writeln!(text, "== {}{times}", item.title);
-        let _ = writeln!(text, "{}", item.summary);
-        let _ = write!(
-            html,
-            "<h3>{}{}</h3><p>{}</p><table>",
-            escape_html(&item.title),
-            escape_html(&times),
-            escape_html(&item.summary)
-        );
-        for (name, value) in facts(item) {
-            let _ = writeln!(text, "{name}: {value}");
-            let _ = write!(
-                html,
-                "<tr><th align=\"left\">{name}</th><td>{}</td></tr>",
-                escape_html(&value)
-            );
-        }
-        if !s.entry_ids.is_empty() {
-            let ids = ids_text(&s.entry_ids);
-            let _ = writeln!(text, "Log entries: {ids}");
-            let _ = write!(
-                html,
-                "<tr><th align=\"left\">Log entries</th><td>{}</td></tr>",
-                escape_html(&ids)
-            );
-        }
-        let _ = write!(html, "</table>");
-        if !item.lines.is_empty() {
-            let _ = writeln!(text, "Entries:");
-            let _ = write!(html, "<pre>");
-            for l in &item.lines {
-                let line = format!(
-                    "#{} {} {} {}{}",
-                    l.id,
-                    l.timestamp.format("%Y-%m-%d %H:%M:%SZ"),
-                    l.severity,
-                    l.source
-                        .as_deref()
-                        .map(|s| format!("[{s}] "))
-                        .unwrap_or_default(),
-                    l.message
-                );
-                let _ = writeln!(text, "  {line}");
-                let _ = writeln!(html, "{}", escape_html(&line));
-            }
-            let _ = write!(html, "</pre>");
-        }
-        let _ = writeln!(text, "Details: {}\n", item.link);
-        let _ = write!(
-            html,
-            "<p><a href=\"{0}\">{0}</a></p>",
-            escape_html(&item.link)
-        );
-    }
-    let _ = writeln!(text, "Dashboard: {dashboard}");
-    let _ = write!(
-        html,
-        "<p><a href=\"{0}\">Open the logcanary dashboard</a></p></body></html>",
-        escape_html(dashboard)
-    );
-
-    Rendered {
+    let view = MessageView {
+        count: items.len(),
+        subject: &subject,
+        dashboard,
+        alerts: shown
+            .iter()
+            .map(|s| AlertView {
+                title: &s.item.title,
+                count: s.count,
+                summary: &s.item.summary,
+                facts: facts(s.item)
+                    .into_iter()
+                    .map(|(name, value)| FactView { name, value })
+                    .collect(),
+                entry_ids: (!s.entry_ids.is_empty()).then(|| ids_text(&s.entry_ids)),
+                lines: s
+                    .item
+                    .lines
+                    .iter()
+                    .map(|l| LineView {
+                        id: l.id,
+                        timestamp: l.timestamp.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+                        severity: &l.severity,
+                        source: l.source.as_deref(),
+                        message: &l.message,
+                    })
+                    .collect(),
+                link: &s.item.link,
+            })
+            .collect(),
+    };
+    let text = render_template(TEXT, &view)?;
+    let html = render_template(HTML, &view)?;
+    Ok(Rendered {
         webhook: webhook(&subject, &shown, items, dashboard),
         subject,
         text,
         html,
-    }
+    })
 }
 
 fn webhook(subject: &str, shown: &[Shown<'_>], items: &[AlertItem], dashboard: &str) -> Value {
@@ -351,7 +426,7 @@ mod tests {
             item("k1", 2, "db down <primary>"),
             item("k2", 3, "disk full"),
         ];
-        let r = render(&items, "http://x/");
+        let r = render(&items, "http://x/").expect("the templates render");
         assert!(
             r.subject
                 .starts_with("[logcanary] 3 alerts (3 critical anomalies)"),
@@ -368,8 +443,34 @@ mod tests {
     }
 
     #[test]
+    fn html_escapes_what_an_alert_says_and_text_keeps_it() {
+        let message = "<script>alert('x')</script> & \"q\"";
+        let r =
+            render(&[item("k", 6, message)], "http://x/?a=1&b=2").expect("the templates render");
+        assert!(!r.html.contains("<script>"), "{}", r.html);
+        assert!(
+            r.html
+                .contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"),
+            "{}",
+            r.html
+        );
+        // Links stay readable: `/` is not escaped.
+        assert!(r
+            .html
+            .contains(r#"<a href="http://x/api/logs/6/">http://x/api/logs/6/</a>"#));
+        assert!(r.html.contains(r#"<a href="http://x/?a=1&amp;b=2">"#));
+        assert!(r.text.contains(message), "{}", r.text);
+        assert!(
+            r.text.ends_with("Dashboard: http://x/?a=1&b=2\n"),
+            "{}",
+            r.text
+        );
+    }
+
+    #[test]
     fn a_single_alert_is_its_own_subject() {
-        let r = render(&[item("k", 5, "Database connection failed")], "http://x/");
+        let r = render(&[item("k", 5, "Database connection failed")], "http://x/")
+            .expect("the templates render");
         assert_eq!(
             r.subject,
             "[logcanary] ERROR anomaly on api: Database connection failed"
