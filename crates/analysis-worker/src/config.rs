@@ -25,18 +25,6 @@ pub struct Settings {
     #[arg(short = 'Q', long, env = "LOGCANARY_QUEUES", value_name = "LOGCANARY_QUEUES", value_delimiter = ',', default_value = "analysis,batch_processing", value_parser = parse_queue)]
     pub queues: Vec<String>,
 
-    /// Batches processed at the same time.
-    #[arg(short = 'c', long, env = "LOGCANARY_CONCURRENCY", value_name = "LOGCANARY_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub concurrency: u32,
-
-    /// Unacknowledged messages the broker may hand this worker.
-    #[arg(long, env = "LOGCANARY_PREFETCH", value_name = "LOGCANARY_PREFETCH", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
-    pub prefetch: u16,
-
-    /// Most deliveries scored together in one micro-batch.
-    #[arg(long, env = "LOGCANARY_BATCH_MAX", value_name = "LOGCANARY_BATCH_MAX", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub batch_max: u32,
-
     /// How long to wait for a micro-batch to fill, in milliseconds.
     #[arg(
         long,
@@ -47,7 +35,7 @@ pub struct Settings {
     pub batch_wait_ms: u64,
 
     #[command(flatten)]
-    pub retry: common::config::RetryArgs,
+    pub consumer: mq::service::ConsumerArgs,
 
     #[command(flatten)]
     pub scoring: scoring::config::ScoringArgs,
@@ -70,19 +58,38 @@ fn parse_queue(raw: &str) -> Result<String, String> {
     }
 }
 
+/// This binary's defaults of the consumer flags.
+pub const CONSUMER_DEFAULTS: mq::service::ConsumerDefaults = mq::service::ConsumerDefaults {
+    concurrency: "2",
+    prefetch: "64",
+    batch_max: "32",
+};
+
 impl Settings {
+    /// The settings from the process's arguments and environment (exits with clap's
+    /// message on bad input).
+    pub fn load() -> Self {
+        CONSUMER_DEFAULTS.parse()
+    }
+
+    /// The settings from `args` (and the environment).
+    ///
+    /// # Errors
+    ///
+    /// clap's error for arguments that do not parse.
+    pub fn load_from<I, S>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString> + Clone,
+    {
+        CONSUMER_DEFAULTS.try_parse_from(args)
+    }
+
     pub fn consumer_config(&self) -> mq::ConsumerConfig {
-        mq::ConsumerConfig {
-            queues: self.queues.clone(),
-            prefetch: self.prefetch,
-            concurrency: self.concurrency as usize,
-            batch_max: self.batch_max as usize,
-            batch_wait: Duration::from_millis(self.batch_wait_ms),
-            max_attempts: self.retry.max_attempts,
-            retry_base_delay: self.retry.base_delay(),
-            retry_max_delay: self.retry.max_delay(),
-            connection_name: "analysis-worker".into(),
-            ..mq::ConsumerConfig::default()
-        }
+        self.consumer.config(
+            self.queues.clone(),
+            Duration::from_millis(self.batch_wait_ms),
+            "analysis-worker",
+        )
     }
 }

@@ -14,8 +14,6 @@ pub mod tasks;
 
 use std::sync::Arc;
 
-use anyhow::Context;
-use common::admin::AdminServer;
 use scoring::{start_scoring, ScoringSetup};
 use tokio_util::sync::CancellationToken;
 
@@ -34,18 +32,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         &shutdown,
     )
     .await?;
-    let topology = mq::Topology::new(settings.service.amqp_prefix.clone())
-        .with_quorum_queues(settings.service.amqp_quorum);
     let consumer = settings.consumer_config();
     let readiness = scoring.readiness(consumer.connected.clone());
-    let admin = AdminServer::start(settings.admin_addr, readiness).with_context(|| {
-        format!(
-            "binding the admin address {} (LOGCANARY_ADMIN_ADDR)",
-            settings.admin_addr
-        )
-    })?;
-    tracing::info!(queues = ?settings.queues, admin_port = admin.addr.port(), "Analysis worker starting.");
-
     let handler = Arc::new(AnalysisHandler {
         tasks: TaskContext {
             db: scoring.db.clone(),
@@ -54,16 +42,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         },
         scoring: scoring.handler.clone(),
     });
-    let result = mq::run_consumer(
-        &settings.service.amqp_url,
-        topology,
-        consumer,
+    mq::service::serve(
+        mq::service::Service {
+            name: "Analysis worker",
+            admin_addr: settings.admin_addr,
+            readiness,
+            amqp_url: &settings.service.amqp_url,
+            topology: mq::Topology::new(settings.service.amqp_prefix.clone())
+                .with_quorum_queues(settings.service.amqp_quorum),
+            consumer,
+        },
         handler,
         shutdown,
     )
-    .await;
-    admin.stop().await;
-    result.context("consuming tasks")?;
-    tracing::info!("Analysis worker stopped cleanly.");
-    Ok(())
+    .await
 }

@@ -1,9 +1,8 @@
-use clap::Parser;
 use logcanary_analysis_worker::{config::Settings, run};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::parse();
+    let settings = Settings::load();
     common::telemetry::init(settings.service.log_format);
     let shutdown = common::shutdown::on_signal();
     run(settings, shutdown).await

@@ -5,8 +5,9 @@
 //! retry-with-backoff or dead-letter.
 //!
 //! This crate knows queues and task names (from `contracts`) but nothing about what a task
-//! does: it must not depend on the database, the detector, HTTP, or any binary crate.
-//! Handlers bring that in from the outside.
+//! does: it must not depend on the database, the detector, the HTTP API, or any binary
+//! crate. Handlers bring that in from the outside. Its only logcanary dependencies are
+//! `contracts` and `common` (for the admin server every consumer exposes, [`service`]).
 //!
 //! # Wire contract
 //!
@@ -19,6 +20,7 @@ mod consumer;
 mod error;
 mod properties;
 mod publisher;
+pub mod service;
 mod topology;
 
 use std::time::Duration;

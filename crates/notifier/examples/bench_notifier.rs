@@ -12,7 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use contracts::{queues, tasks, v1};
 use db::models::{NewLogEntry, NewTask};
 use logcanary_notifier::{config::Settings, run};
@@ -29,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
     let hook = WebhookSink::start().await;
     let db = TestDb::new().await;
     let prefix = test_support::queue_prefix();
-    let settings = Settings::try_parse_from([
+    let settings = Settings::load_from([
         "notifier".to_owned(),
         format!("--database-url={}", db.url),
         format!("--amqp-url={}", test_support::amqp_url()),

@@ -27,19 +27,6 @@ pub struct Settings {
     #[arg(short = 'Q', long, env = "LOGCANARY_QUEUES", value_name = "LOGCANARY_QUEUES", value_delimiter = ',', default_value = "notifications", value_parser = parse_queue)]
     pub queues: Vec<String>,
 
-    /// Alert groups delivered at the same time.
-    #[arg(short = 'c', long, env = "LOGCANARY_CONCURRENCY", value_name = "LOGCANARY_CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub concurrency: u32,
-
-    /// Unacknowledged messages the broker may hand this notifier (at least the batch size,
-    /// or a group cannot fill up).
-    #[arg(long, env = "LOGCANARY_PREFETCH", value_name = "LOGCANARY_PREFETCH", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
-    pub prefetch: u16,
-
-    /// Most alerts grouped into one message.
-    #[arg(long, env = "LOGCANARY_BATCH_MAX", value_name = "LOGCANARY_BATCH_MAX", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub batch_max: u32,
-
     /// Grouping window in milliseconds: alerts arriving within this time of the first one
     /// go out as one message per channel.
     #[arg(
@@ -136,7 +123,7 @@ pub struct Settings {
     pub delivery_timeout_ms: u64,
 
     #[command(flatten)]
-    pub retry: common::config::RetryArgs,
+    pub consumer: mq::service::ConsumerArgs,
 }
 
 fn parse_queue(raw: &str) -> Result<String, String> {
@@ -204,7 +191,33 @@ fn list(raw: Option<&str>) -> Vec<&str> {
         .collect()
 }
 
+/// This binary's defaults of the consumer flags.
+pub const CONSUMER_DEFAULTS: mq::service::ConsumerDefaults = mq::service::ConsumerDefaults {
+    concurrency: "1",
+    prefetch: "256",
+    batch_max: "100",
+};
+
 impl Settings {
+    /// The settings from the process's arguments and environment (exits with clap's
+    /// message on bad input).
+    pub fn load() -> Self {
+        CONSUMER_DEFAULTS.parse()
+    }
+
+    /// The settings from `args` (and the environment).
+    ///
+    /// # Errors
+    ///
+    /// clap's error for arguments that do not parse.
+    pub fn load_from<I, S>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString> + Clone,
+    {
+        CONSUMER_DEFAULTS.try_parse_from(args)
+    }
+
     /// Checks the channel settings; the error names the variable at fault.
     ///
     /// # Errors
@@ -277,18 +290,11 @@ impl Settings {
     }
 
     pub fn consumer_config(&self) -> mq::ConsumerConfig {
-        mq::ConsumerConfig {
-            queues: self.queues.clone(),
-            prefetch: self.prefetch,
-            concurrency: self.concurrency as usize,
-            batch_max: self.batch_max as usize,
-            batch_wait: Duration::from_millis(self.group_window_ms),
-            max_attempts: self.retry.max_attempts,
-            retry_base_delay: self.retry.base_delay(),
-            retry_max_delay: self.retry.max_delay(),
-            connection_name: "notifier".into(),
-            ..mq::ConsumerConfig::default()
-        }
+        self.consumer.config(
+            self.queues.clone(),
+            Duration::from_millis(self.group_window_ms),
+            "notifier",
+        )
     }
 
     pub fn delivery_policy(&self) -> crate::deliver::RetryPolicy {
@@ -311,12 +317,21 @@ pub fn redact_path(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     fn settings(args: &[&str]) -> Settings {
         let mut all = vec!["notifier"];
         all.extend_from_slice(args);
-        Settings::try_parse_from(all).expect("valid flags")
+        Settings::load_from(all).expect("valid flags")
+    }
+
+    #[test]
+    fn the_consumer_flags_default_to_the_notifiers_values() {
+        let s = settings(&[]);
+        let c = s.consumer_config();
+        assert_eq!((c.concurrency, c.prefetch, c.batch_max), (1, 256, 100));
+        assert_eq!(c.connection_name, "notifier");
+        let s = settings(&["-c", "3"]);
+        assert_eq!(s.consumer_config().concurrency, 3);
     }
 
     #[test]
@@ -368,7 +383,7 @@ mod tests {
 
     #[test]
     fn only_the_notifications_queue() {
-        assert!(Settings::try_parse_from(["notifier", "-Q", "analysis"]).is_err());
+        assert!(Settings::load_from(["notifier", "-Q", "analysis"]).is_err());
         assert_eq!(settings(&[]).queues, vec!["notifications"]);
     }
 }

@@ -17,7 +17,7 @@ pub mod render;
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use common::admin::{AdminServer, ReadinessFn};
+use common::admin::ReadinessFn;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -83,46 +83,31 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let broker = consumer.connected.clone();
     let readiness: ReadinessFn = Arc::new(move || {
         let db = db.clone();
-        let broker = broker.load(std::sync::atomic::Ordering::Relaxed);
+        let broker = mq::service::broker_check(&broker);
         Box::pin(async move {
             vec![
                 ("database", db.ping().await.map_err(|e| e.to_string())),
-                (
-                    "broker",
-                    if broker {
-                        Ok(())
-                    } else {
-                        Err("not consuming".to_owned())
-                    },
-                ),
+                broker,
             ]
         })
     });
-    let admin = AdminServer::start(settings.admin_addr, readiness).with_context(|| {
-        format!(
-            "binding the admin address {} (LOGCANARY_ADMIN_ADDR)",
-            settings.admin_addr
-        )
-    })?;
     tracing::info!(
-        admin_port = admin.addr.port(),
         cooldown_secs = settings.cooldown_secs,
         group_window_ms = settings.group_window_ms,
-        "Notifier starting."
+        "Notifier settings."
     );
-
-    let topology = mq::Topology::new(settings.service.amqp_prefix.clone())
-        .with_quorum_queues(settings.service.amqp_quorum);
-    let result = mq::run_consumer(
-        &settings.service.amqp_url,
-        topology,
-        consumer,
+    mq::service::serve(
+        mq::service::Service {
+            name: "Notifier",
+            admin_addr: settings.admin_addr,
+            readiness,
+            amqp_url: &settings.service.amqp_url,
+            topology: mq::Topology::new(settings.service.amqp_prefix.clone())
+                .with_quorum_queues(settings.service.amqp_quorum),
+            consumer,
+        },
         handler,
         shutdown,
     )
-    .await;
-    admin.stop().await;
-    result.context("consuming alert tasks")?;
-    tracing::info!("Notifier stopped cleanly.");
-    Ok(())
+    .await
 }

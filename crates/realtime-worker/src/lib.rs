@@ -12,8 +12,6 @@ pub mod handler;
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
-use common::admin::AdminServer;
 use detector::patterns::StreamWindows;
 use scoring::{start_scoring, ScoringSetup};
 use tokio_util::sync::CancellationToken;
@@ -47,25 +45,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             settings.history_buckets as usize,
         )),
     });
-    let admin = AdminServer::start(settings.admin_addr, readiness).with_context(|| {
-        format!(
-            "binding the admin address {} (LOGCANARY_ADMIN_ADDR)",
-            settings.admin_addr
-        )
-    })?;
-    tracing::info!(queues = ?settings.queues, admin_port = admin.addr.port(), "Real-time worker starting.");
-
-    let result = mq::run_consumer(
-        &settings.service.amqp_url,
-        mq::Topology::new(settings.service.amqp_prefix.clone())
-            .with_quorum_queues(settings.service.amqp_quorum),
-        consumer,
+    mq::service::serve(
+        mq::service::Service {
+            name: "Real-time worker",
+            admin_addr: settings.admin_addr,
+            readiness,
+            amqp_url: &settings.service.amqp_url,
+            topology: mq::Topology::new(settings.service.amqp_prefix.clone())
+                .with_quorum_queues(settings.service.amqp_quorum),
+            consumer,
+        },
         handler,
         shutdown,
     )
-    .await;
-    admin.stop().await;
-    result.context("consuming tasks")?;
-    tracing::info!("Real-time worker stopped cleanly.");
-    Ok(())
+    .await
 }

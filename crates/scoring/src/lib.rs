@@ -150,20 +150,13 @@ impl Scoring {
         let embedder = self.embedder.clone();
         Arc::new(move || {
             let db = readiness_db.clone();
-            let broker = broker.load(std::sync::atomic::Ordering::Relaxed);
+            let broker = mq::service::broker_check(&broker);
             let embedder = embedder.clone();
             let templates = readiness_handler.templates_loaded();
             Box::pin(async move {
                 vec![
                     ("database", db.ping().await.map_err(|e| e.to_string())),
-                    (
-                        "broker",
-                        if broker {
-                            Ok(())
-                        } else {
-                            Err("not consuming".to_owned())
-                        },
-                    ),
+                    broker,
                     ("model", model_probe(&embedder).await),
                     ("templates", templates),
                 ]

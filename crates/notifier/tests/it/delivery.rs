@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use contracts::{tasks, v1};
 use db::models::{NewLogEntry, NewTask};
 use diesel::RunQueryDsl;
@@ -59,7 +58,7 @@ impl Notifier {
         .map(str::to_owned)
         .collect();
         all.extend_from_slice(args);
-        let settings = Settings::try_parse_from(all).expect("valid notifier flags");
+        let settings = Settings::load_from(all).expect("valid notifier flags");
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(run(settings, shutdown.clone()));
         // The publisher declares the topology, so nothing published is unroutable.
