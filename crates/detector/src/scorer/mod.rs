@@ -49,7 +49,7 @@ use crate::embedder::{EmbedError, Embedder};
 
 pub use config::ScorerConfig;
 pub use meaning::{FAILURE_PROTOTYPES, ROUTINE_PROTOTYPES};
-pub use state::ScorerState;
+pub use state::{ScorerState, TemplateCounts};
 
 use meaning::FailureAxis;
 use neighbours::Neighbours;

@@ -268,3 +268,68 @@ fn severity_parsing_and_durations() {
     assert_eq!(human_duration(3 * 86_400_000 + 5), "3 days");
     assert_eq!(human_duration(61_000), "1 minute");
 }
+
+/// Every text at one point: no model needed, and no meaning axis (the prototypes collapse).
+struct Flat;
+
+impl TextEmbedder for Flat {
+    fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(texts.iter().map(|_| vec![1.0, 0.0]).collect())
+    }
+}
+
+#[test]
+fn counts_restored_from_elsewhere_decide_later_lines() {
+    const T0: i64 = 1_767_225_600_000; // on a presence window boundary
+    let config = ScorerConfig::default();
+    let mut s = Scorer::new(config.clone(), Flat);
+    let first = s
+        .score(&line(T0, Severity::Info, "job 1 finished"))
+        .expect("scoring works");
+    assert!(first.warming_up);
+    let mut state = s.export();
+    let presence = state.restore_template(
+        &first.template_id,
+        TemplateCounts {
+            count: 40,
+            first_seen_ms: T0 - 3 * 60 * MINUTE,
+            last_seen_ms: T0 + MINUTE,
+            presence: Presence {
+                windows: 5,
+                max_window_lines: 2,
+            },
+        },
+        &config,
+    );
+    assert_eq!(
+        presence,
+        Presence {
+            windows: 5,
+            max_window_lines: 2
+        }
+    );
+    state.merge_warmup(1_000, Some(T0 - 3 * 60 * MINUTE));
+    let mut s = Scorer::from_state(config, Flat, state).expect("state imports");
+    let next = s
+        .score(&line(T0 + 2 * MINUTE, Severity::Info, "job 2 finished"))
+        .expect("scoring works");
+    assert_eq!(next.template_id, first.template_id);
+    assert!(
+        !next.warming_up,
+        "lines seen elsewhere count towards the warm-up"
+    );
+    assert!(
+        next.summary.contains("seen 40 times in 3 hours"),
+        "{}",
+        next.summary
+    );
+    assert_eq!(next.state, TemplateState::LearnedNormal, "{next:?}");
+    assert_eq!(
+        s.presence(&first.template_id),
+        Some(Presence {
+            windows: 5,
+            max_window_lines: 2
+        }),
+        "a line in the last known window is not a new window"
+    );
+}
