@@ -11,11 +11,10 @@
 //! All methods block (the model runs inside [`SharedScorer::score`]); the handler calls
 //! them on the blocking pool.
 //!
-//! The detector exports its state with serde ([`ScorerState`]); the per-template counts and
-//! the warm-up counter are not public fields, so [`SharedScorer::apply`] sets them through
-//! the serialised form (`stats.<id>.count`, `first_seen_ms`, `last_seen_ms`, `windows`,
-//! `window`, `window_lines`, `max_window_lines`, `lines_seen`, `first_line_ms`). The unit
-//! tests below fail if that form changes.
+//! [`SharedScorer::apply`] merges the table's rows into the detector's exported state
+//! ([`ScorerState`](detector::scorer::ScorerState)): template texts and embeddings directly, per-template counts and
+//! presence with `ScorerState::restore_template`, the warm-up progress with
+//! `ScorerState::merge_warmup`; then it rebuilds the scorer from that state.
 //!
 //! A template's presence over time ([`Presence`]: the separate time windows it was seen
 //! in, the most lines of any one) decides whether it is learned normal; it is shared too
@@ -33,11 +32,10 @@ use detector::{
     drain::{TemplateId, TemplateRecord, WILDCARD},
     embedder::{EmbedError, Embedder},
     scorer::{
-        Label, LogLine, Presence, Score, ScoreError, Scorer, ScorerConfig, ScorerState,
+        Label, LogLine, Presence, Score, ScoreError, Scorer, ScorerConfig, TemplateCounts,
         TextEmbedder,
     },
 };
-use serde_json::{json, Value};
 
 /// The embedder shared by successive scorers (a scorer rebuilt from a merged state reuses
 /// the running model).
@@ -85,8 +83,6 @@ pub struct TouchedTemplate {
 /// Errors from merging the table's templates into the scorer.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
-    #[error("scorer state does not have the expected shape: {0}")]
-    Shape(String),
     #[error(transparent)]
     Score(#[from] ScoreError),
 }
@@ -225,90 +221,23 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         }
         let lines: u64 = state.miner.templates.iter().map(|r| r.count).sum();
         let first_ms = rows.iter().map(|r| r.first_seen.timestamp_millis()).min();
-        let window_ms = self.config.presence_window_ms.max(1);
-
-        let mut value =
-            serde_json::to_value(&state).map_err(|e| MergeError::Shape(e.to_string()))?;
-        let stats = value
-            .get_mut("stats")
-            .and_then(Value::as_object_mut)
-            .ok_or_else(|| MergeError::Shape("no `stats` map".into()))?;
         for row in rows {
-            let count = self.known[&TemplateId(row.template_key.clone())].count;
-            let (first, last) = (
-                row.first_seen.timestamp_millis(),
-                row.last_seen.timestamp_millis(),
-            );
-            let entry = stats.entry(row.template_key.clone()).or_insert_with(|| {
-                json!({
-                    "count": 0,
-                    "first_seen_ms": first,
-                    "last_seen_ms": last,
-                    "alerting_since_ms": null,
-                    "windows": 0,
-                    "window": 0,
-                    "window_lines": 0,
-                    "max_window_lines": 0,
-                })
-            });
-            let entry = entry
-                .as_object_mut()
-                .ok_or_else(|| MergeError::Shape("a `stats` entry is not an object".into()))?;
-            let field = |entry: &serde_json::Map<String, Value>, name: &str| {
-                entry.get(name).and_then(Value::as_i64).ok_or_else(|| {
-                    MergeError::Shape(format!("`stats` entries have no integer `{name}`"))
-                })
+            let id = TemplateId(row.template_key.clone());
+            let counts = TemplateCounts {
+                count: self.known[&id].count,
+                first_seen_ms: row.first_seen.timestamp_millis(),
+                last_seen_ms: row.last_seen.timestamp_millis(),
+                presence: Presence {
+                    windows: row_windows(row),
+                    max_window_lines: u64::try_from(row.max_window_lines).unwrap_or(0),
+                },
             };
-            let old_first = field(entry, "first_seen_ms")?;
-            let old_last = field(entry, "last_seen_ms")?;
-            let old_windows = field(entry, "windows")?;
-            let old_window = field(entry, "window")?;
-            let old_max_lines = field(entry, "max_window_lines")?;
-            field(entry, "window_lines")?;
-            field(entry, "count")?;
-            let merged_last = old_last.max(last);
-            entry.insert("count".into(), json!(count));
-            entry.insert("first_seen_ms".into(), json!(old_first.min(first)));
-            entry.insert("last_seen_ms".into(), json!(merged_last));
-            let windows = i64::from(row_windows(row));
-            if windows > old_windows {
-                entry.insert("windows".into(), json!(windows));
-                // The last window seen (by anyone): a line later in it is not a new window.
-                let window = merged_last.div_euclid(window_ms);
-                if window > old_window {
-                    entry.insert("window".into(), json!(window));
-                    // Lines of that window seen elsewhere are not known here.
-                    entry.insert("window_lines".into(), json!(0));
-                }
-            }
-            entry.insert(
-                "max_window_lines".into(),
-                json!(old_max_lines.max(row.max_window_lines.max(0))),
-            );
-            let windows = u32::try_from(windows.max(old_windows)).unwrap_or(u32::MAX);
-            if let Some(k) = self.known.get_mut(&TemplateId(row.template_key.clone())) {
-                k.windows = k.windows.max(windows);
+            let presence = state.restore_template(&id, counts, &self.config);
+            if let Some(k) = self.known.get_mut(&id) {
+                k.windows = k.windows.max(presence.windows);
             }
         }
-        let object = value
-            .as_object_mut()
-            .ok_or_else(|| MergeError::Shape("the state is not an object".into()))?;
-        let seen = object
-            .get("lines_seen")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| MergeError::Shape("no integer `lines_seen`".into()))?;
-        object.insert("lines_seen".into(), json!(seen.max(lines)));
-        if !object.contains_key("first_line_ms") {
-            return Err(MergeError::Shape("no `first_line_ms`".into()));
-        }
-        let first_line = object.get("first_line_ms").and_then(Value::as_i64);
-        let merged_first = match (first_line, first_ms) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        object.insert("first_line_ms".into(), json!(merged_first));
-        let state: ScorerState =
-            serde_json::from_value(value).map_err(|e| MergeError::Shape(e.to_string()))?;
+        state.merge_warmup(lines, first_ms);
         self.scorer = Scorer::from_state(self.config.clone(), self.embedder.clone(), state)?;
         Ok(())
     }

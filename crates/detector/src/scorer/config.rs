@@ -1,0 +1,134 @@
+//! The scoring knobs and the "learned normal" rule.
+
+use serde::{Deserialize, Serialize};
+
+use super::Presence;
+use crate::drain::MinerConfig;
+
+/// Scoring knobs. The defaults are what a fresh install runs with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScorerConfig {
+    /// `score >= threshold` means anomalous.
+    pub threshold: f32,
+    /// Lines to see before flagging anything.
+    pub warmup_lines: u64,
+    /// Time (from the first line's timestamp) to observe before flagging anything.
+    pub warmup_ms: i64,
+    /// Weights of the unknown template's prior: severity (level or meaning), semantic
+    /// novelty, and being new since the warm-up. A CRITICAL line alone reaches the default
+    /// threshold; an ERROR one with some novelty.
+    pub severity_weight: f32,
+    pub novelty_weight: f32,
+    #[serde(default = "default_new_weight")]
+    pub new_weight: f32,
+    /// Novelty counts in proportion to severity, from this share at severity 0 to all of
+    /// it at severity 1: a new kind of routine message is not alarming by itself.
+    #[serde(default = "default_novelty_severity_floor")]
+    pub novelty_severity_floor: f32,
+    /// Cosine at or above which a template counts as "the same kind of message" (novelty
+    /// 0); novelty rises linearly to 1 at `similar_at - novelty_span`.
+    pub similar_at: f32,
+    pub novelty_span: f32,
+    /// Cosine at or above which labelled templates vote on an unlabelled one (0.85: the
+    /// same message with other words or fields; unrelated messages of one system are
+    /// mostly below 0.7 with this model).
+    #[serde(default = "default_label_similarity")]
+    pub label_similarity: f32,
+    /// How many of the nearest labelled templates (above `label_similarity`) vote.
+    #[serde(default = "default_label_neighbours")]
+    pub label_neighbours: usize,
+    /// Learned normal means steady presence: the template was seen in at least
+    /// `normal_after_windows` separate time windows of `presence_window_ms` ...
+    #[serde(default = "default_presence_window_ms")]
+    pub presence_window_ms: i64,
+    #[serde(default = "default_normal_after_windows")]
+    pub normal_after_windows: u32,
+    /// ... spread over at least this long from its first to its last line ...
+    #[serde(default = "default_normal_min_span_ms")]
+    pub normal_min_span_ms: i64,
+    /// ... with no window holding more than this share of its lines (a burst that came
+    /// back once or twice is not steady).
+    #[serde(default = "default_max_window_share")]
+    pub max_window_share: f32,
+    /// How severe a line can count for what its words say, whatever its level: a template
+    /// that reads like a failure ("authentication failure", "connection refused") at INFO
+    /// counts up to this severity weight (ERROR is 0.8). Measured by where its embedding
+    /// falls between [`FAILURE_PROTOTYPES`](super::FAILURE_PROTOTYPES) and
+    /// [`ROUTINE_PROTOTYPES`](super::ROUTINE_PROTOTYPES). 0 turns it off.
+    #[serde(default = "default_meaning_severity_max")]
+    pub meaning_severity_max: f32,
+    pub miner: MinerConfig,
+}
+
+fn default_new_weight() -> f32 {
+    ScorerConfig::default().new_weight
+}
+
+fn default_novelty_severity_floor() -> f32 {
+    ScorerConfig::default().novelty_severity_floor
+}
+
+fn default_label_similarity() -> f32 {
+    ScorerConfig::default().label_similarity
+}
+
+fn default_label_neighbours() -> usize {
+    ScorerConfig::default().label_neighbours
+}
+
+fn default_presence_window_ms() -> i64 {
+    ScorerConfig::default().presence_window_ms
+}
+
+fn default_normal_after_windows() -> u32 {
+    ScorerConfig::default().normal_after_windows
+}
+
+fn default_normal_min_span_ms() -> i64 {
+    ScorerConfig::default().normal_min_span_ms
+}
+
+fn default_max_window_share() -> f32 {
+    ScorerConfig::default().max_window_share
+}
+
+fn default_meaning_severity_max() -> f32 {
+    ScorerConfig::default().meaning_severity_max
+}
+
+impl ScorerConfig {
+    /// The "learned normal" rule: steady presence, from a template's presence, its line
+    /// count and the time from its first to its last line. Also what readers of the stored
+    /// presence (the review queue) judge by.
+    pub fn is_learned_normal(&self, presence: Presence, count: u64, span_ms: i64) -> bool {
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^24 decide this
+        let share = presence.max_window_lines as f32 / count.max(1) as f32;
+        presence.windows >= self.normal_after_windows
+            && span_ms >= self.normal_min_span_ms
+            && share <= self.max_window_share
+    }
+}
+
+impl Default for ScorerConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 0.6,
+            warmup_lines: 200,
+            warmup_ms: 0,
+            severity_weight: 0.6,
+            novelty_weight: 0.4,
+            new_weight: 0.1,
+            novelty_severity_floor: 0.5,
+            similar_at: 0.85,
+            novelty_span: 0.6,
+            label_similarity: 0.85,
+            label_neighbours: 3,
+            presence_window_ms: 10 * 60 * 1000,
+            normal_after_windows: 3,
+            normal_min_span_ms: 60 * 60 * 1000,
+            max_window_share: 0.5,
+            meaning_severity_max: 0.8,
+            miner: MinerConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! Scoring: is this line anomalous, and why.
+//!
+//! Each line is mined to a template ([`crate::drain`]); each distinct template is embedded
+//! once (cached by template id). **The verdict belongs to the template**: every line of a
+//! template gets the verdict of its template's current state, so repetition inside a
+//! burst never turns an anomalous template normal (quieting repeated alerts is the alert
+//! and incident layer's job: grouping, cooldown, incident merge). A template is in one of
+//! four states ([`TemplateState`]):
+//!
+//! - **unknown**: judged by its prior, `severity_weight x severity + novelty_weight x
+//!   novelty (+ new_weight when it first appeared after the warm-up)`, where severity is the
+//!   larger of the level's weight and what the words say (the embedding's position between
+//!   [`FAILURE_PROTOTYPES`] and [`ROUTINE_PROTOTYPES`]), and novelty is how far the
+//!   template's embedding is from every other known template;
+//! - **learned normal**: it has shown steady presence, seen in at least
+//!   `normal_after_episodes` separate episodes (occurrences apart by at least
+//!   `episode_gap_ms` and `episode_gap_lines` of the stream start a new one) with no
+//!   episode holding more than `max_episode_share` of its lines. A template that only ever
+//!   comes in bursts stays unknown, and so suspect;
+//! - **labelled normal / labelled anomaly**: an operator answered; the label decides.
+//!
+//! An unlabelled template close to labelled ones (cosine at or above `label_similarity`)
+//! follows the similarity-weighted vote of its `label_neighbours` nearest labelled
+//! templates, ahead of its own learned state and prior.
+//!
+//! Until the warm-up is over (a number of lines and a span of time, both configurable)
+//! novelty does not count (there is no "normal" to be novel against yet): only lines
+//! severe by level or meaning are flagged. Every summary says which of these decided.
+//!
+//! The shared types and the [`Scorer`]'s life cycle are here; [`ScorerConfig`] in `config`;
+//! what the words say ([`FAILURE_PROTOTYPES`], the failure axis) in `meaning`; the
+//! persisted per-template counts ([`ScorerState`]) in `state`; the nearest-template cache
+//! in `neighbours`; the steps from a mined line to its [`Score`] in `verdict`, and their
+//! explanation in `summary`.
+
+mod config;
+mod meaning;
+mod neighbours;
+mod state;
+mod summary;
+mod verdict;
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::drain::{TemplateId, TemplateMiner};
+use crate::embedder::{EmbedError, Embedder};
+
+pub use config::ScorerConfig;
+pub use meaning::{FAILURE_PROTOTYPES, ROUTINE_PROTOTYPES};
+pub use state::{ScorerState, TemplateCounts};
+
+use meaning::FailureAxis;
+use neighbours::Neighbours;
+use state::TemplateStats;
+
+/// Something that turns texts into unit-length vectors. Implemented by [`Embedder`];
+/// tests or other backends can provide their own.
+pub trait TextEmbedder {
+    /// One vector per text, in order. May block.
+    fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+impl TextEmbedder for Embedder {
+    fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_blocking(texts)
+    }
+}
+
+/// Log levels, ordered by gravity. Unknown level names parse as `Info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Severity {
+    /// Case-insensitive; accepts the usual spellings (WARN, ERR, FATAL, CRIT, ...).
+    pub fn parse(text: &str) -> Self {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "TRACE" | "DEBUG" => Self::Debug,
+            "WARN" | "WARNING" => Self::Warning,
+            "ERR" | "ERROR" | "SEVERE" => Self::Error,
+            "CRIT" | "CRITICAL" | "FATAL" | "ALERT" | "EMERG" | "EMERGENCY" | "PANIC" => {
+                Self::Critical
+            }
+            _ => Self::Info,
+        }
+    }
+
+    /// Contribution to the score, in [0, 1].
+    fn weight(self) -> f32 {
+        match self {
+            Self::Debug => 0.0,
+            Self::Info => 0.1,
+            Self::Warning => 0.4,
+            Self::Error => 0.8,
+            Self::Critical => 1.0,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "DEBUG",
+            Self::Info => "INFO",
+            Self::Warning => "WARNING",
+            Self::Error => "ERROR",
+            Self::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// An operator's judgement on a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Label {
+    Normal,
+    Anomaly,
+}
+
+/// One line to score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    pub severity: Severity,
+    pub message: String,
+    /// Where the line came from, if known. Not used in scoring yet.
+    pub source: Option<String>,
+}
+
+/// The verdict on one line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// In [0, 1].
+    pub score: f32,
+    pub is_anomaly: bool,
+    pub template_id: TemplateId,
+    pub template: String,
+    /// Plain-words explanation for operators.
+    pub summary: String,
+    /// How unlike every earlier template this one was when it first appeared (0 for
+    /// templates of the warm-up).
+    pub novelty: f32,
+    /// `1 / (1 + ln(lines seen))`: for diagnostics only; repetition does not lower the
+    /// verdict.
+    pub rarity: f32,
+    /// Most similar other known template and its cosine similarity, if any.
+    pub closest: Option<(String, f32)>,
+    pub warming_up: bool,
+    /// How much the template reads like a failure, whatever the line's level: 0 routine,
+    /// 1 as much as the failure prototypes (0 when `meaning_severity_max` is 0).
+    #[serde(default)]
+    pub failure_likeness: f32,
+    /// The template's state when this line was scored.
+    #[serde(default)]
+    pub state: TemplateState,
+    /// What decided the verdict.
+    #[serde(default)]
+    pub decided_by: DecidedBy,
+    /// The prior severity in [0, 1]: the larger of the level's weight and the meaning's.
+    #[serde(default)]
+    pub severity: f32,
+}
+
+/// A template's presence over time (see [`ScorerConfig::presence_window_ms`]); the
+/// serde form of [`ScorerState`] carries the same numbers as `stats.<id>.windows` and
+/// `stats.<id>.max_window_lines`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Presence {
+    /// Separate time windows the template was seen in.
+    pub windows: u32,
+    /// The most lines it had in any one window.
+    pub max_window_lines: u64,
+}
+
+/// What the scorer knows about a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateState {
+    /// No label and no evidence of steady presence: judged by its prior.
+    #[default]
+    Unknown,
+    /// Seen in enough separate episodes at a steady rate.
+    LearnedNormal,
+    LabelledNormal,
+    LabelledAnomaly,
+}
+
+impl TemplateState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::LearnedNormal => "learned_normal",
+            Self::LabelledNormal => "labelled_normal",
+            Self::LabelledAnomaly => "labelled_anomaly",
+        }
+    }
+}
+
+/// Which rule gave a line its verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    /// Level, meaning, novelty (the template is unknown).
+    #[default]
+    Prior,
+    /// Steady presence learned over time.
+    LearnedNormal,
+    /// An operator's label on this template.
+    Label,
+    /// The labels of semantically close templates.
+    NeighbourLabels,
+}
+
+/// Errors from scoring.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error("embedder returned {got} vectors for {want} texts")]
+    EmbedCount { got: usize, want: usize },
+    #[error("template state: {0}")]
+    State(#[from] crate::drain::ImportError),
+}
+
+/// Online scorer; owns the template miner, the embedding cache and the feedback.
+pub struct Scorer<E> {
+    config: ScorerConfig,
+    embedder: E,
+    miner: TemplateMiner,
+    embeddings: HashMap<TemplateId, Vec<f32>>,
+    labels: HashMap<TemplateId, Label>,
+    stats: HashMap<TemplateId, TemplateStats>,
+    lines_seen: u64,
+    first_line_ms: Option<i64>,
+    model_calls: u64,
+    texts_embedded: u64,
+    lines_needing_model: u64,
+    /// Templates that have been scored at least once, in order of first score: the
+    /// candidates for "nearest known template".
+    seen_order: Vec<TemplateId>,
+    seen_index: HashMap<TemplateId, usize>,
+    neighbours: HashMap<TemplateId, Neighbours>,
+    /// Bumped when a template becomes a candidate again (its anomaly label removed):
+    /// every neighbour cache must rescan.
+    closest_epoch: u64,
+    /// Bumped on every label change: nearest-labelled caches must recompute.
+    labels_epoch: u64,
+    /// Embedded on the first batch (when `meaning_severity_max` > 0).
+    failure_axis: Option<FailureAxis>,
+}
+
+impl<E: TextEmbedder> Scorer<E> {
+    pub fn new(config: ScorerConfig, embedder: E) -> Self {
+        let miner = TemplateMiner::new(config.miner.clone());
+        Self {
+            config,
+            embedder,
+            miner,
+            embeddings: HashMap::new(),
+            labels: HashMap::new(),
+            stats: HashMap::new(),
+            lines_seen: 0,
+            first_line_ms: None,
+            model_calls: 0,
+            texts_embedded: 0,
+            lines_needing_model: 0,
+            seen_order: Vec::new(),
+            seen_index: HashMap::new(),
+            neighbours: HashMap::new(),
+            closest_epoch: 0,
+            labels_epoch: 0,
+            failure_axis: None,
+        }
+    }
+
+    /// Resume from a saved state.
+    pub fn from_state(
+        config: ScorerConfig,
+        embedder: E,
+        state: ScorerState,
+    ) -> Result<Self, ScoreError> {
+        let miner = TemplateMiner::import(state.miner)?;
+        let mut seen_order: Vec<TemplateId> = state
+            .stats
+            .iter()
+            .filter(|(_, s)| s.count > 0)
+            .map(|(id, _)| id.clone())
+            .collect();
+        seen_order.sort();
+        let seen_index = seen_order
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
+        Ok(Self {
+            config,
+            embedder,
+            miner,
+            embeddings: state.embeddings,
+            labels: state.labels,
+            stats: state.stats,
+            lines_seen: state.lines_seen,
+            first_line_ms: state.first_line_ms,
+            model_calls: 0,
+            texts_embedded: 0,
+            lines_needing_model: 0,
+            seen_order,
+            seen_index,
+            neighbours: HashMap::new(),
+            closest_epoch: 0,
+            labels_epoch: 0,
+            failure_axis: None,
+        })
+    }
+
+    pub fn export(&self) -> ScorerState {
+        ScorerState {
+            miner: self.miner.export(),
+            embeddings: self.embeddings.clone(),
+            labels: self.labels.clone(),
+            stats: self.stats.clone(),
+            lines_seen: self.lines_seen,
+            first_line_ms: self.first_line_ms,
+        }
+    }
+
+    /// Record an operator's label on a template; later scores use it.
+    pub fn set_label(&mut self, template: &TemplateId, label: Label) {
+        let old = self.labels.insert(template.clone(), label);
+        self.label_changed(old, Some(label));
+    }
+
+    pub fn clear_label(&mut self, template: &TemplateId) {
+        let old = self.labels.remove(template);
+        self.label_changed(old, None);
+    }
+
+    fn label_changed(&mut self, old: Option<Label>, new: Option<Label>) {
+        if old != new {
+            self.labels_epoch += 1;
+        }
+        if old == Some(Label::Anomaly) && new != Some(Label::Anomaly) {
+            self.closest_epoch += 1;
+        }
+    }
+
+    /// How many times the model was asked for embeddings (one call per batch of new
+    /// templates): the cache's effect, visible.
+    pub fn model_calls(&self) -> u64 {
+        self.model_calls
+    }
+
+    /// Give back the embedder (the scorer's learned state is dropped; export it first).
+    pub fn into_embedder(self) -> E {
+        self.embedder
+    }
+
+    /// Template texts sent to the model since this scorer was built.
+    pub fn texts_embedded(&self) -> u64 {
+        self.texts_embedded
+    }
+
+    /// Lines whose template had no cached embedding when their batch arrived (they waited
+    /// for the model) since this scorer was built.
+    pub fn lines_needing_model(&self) -> u64 {
+        self.lines_needing_model
+    }
+
+    pub fn templates(&self) -> usize {
+        self.miner.len()
+    }
+
+    /// Score one line. Blocks while a new template is embedded.
+    pub fn score(&mut self, line: &LogLine) -> Result<Score, ScoreError> {
+        let mut scores = self.score_batch(std::slice::from_ref(line))?;
+        scores
+            .pop()
+            .ok_or(ScoreError::EmbedCount { got: 0, want: 1 })
+    }
+
+    /// Score lines in order. All templates new to this batch are embedded in one model
+    /// request before any line is scored.
+    pub fn score_batch(&mut self, lines: &[LogLine]) -> Result<Vec<Score>, ScoreError> {
+        if self.failure_axis.is_none() && self.config.meaning_severity_max > 0.0 {
+            let texts: Vec<String> = FAILURE_PROTOTYPES
+                .iter()
+                .chain(ROUTINE_PROTOTYPES)
+                .map(|t| t.to_string())
+                .collect();
+            let vectors = self.embedder.embed_texts(texts)?;
+            let (failure, routine) = vectors.split_at(FAILURE_PROTOTYPES.len().min(vectors.len()));
+            self.failure_axis = FailureAxis::from_embeddings(failure, routine);
+        }
+        let mined: Vec<_> = lines.iter().map(|l| self.miner.mine(&l.message)).collect();
+        let mut missing: Vec<(TemplateId, String)> = Vec::new();
+        for m in &mined {
+            if !self.embeddings.contains_key(&m.template_id)
+                && !missing.iter().any(|(id, _)| *id == m.template_id)
+            {
+                // The template text at first sight is what gets embedded; later
+                // generalisation only replaces variable parts with <*>, which does not
+                // change what the message is about.
+                missing.push((m.template_id.clone(), m.template.clone()));
+            }
+        }
+        if !missing.is_empty() {
+            let texts: Vec<String> = missing.iter().map(|(_, t)| embedding_text(t)).collect();
+            let want = texts.len();
+            let vectors = self.embedder.embed_texts(texts)?;
+            self.model_calls += 1;
+            self.texts_embedded += want as u64;
+            self.lines_needing_model += mined
+                .iter()
+                .filter(|m| missing.iter().any(|(id, _)| *id == m.template_id))
+                .count() as u64;
+            if vectors.len() != want {
+                return Err(ScoreError::EmbedCount {
+                    got: vectors.len(),
+                    want,
+                });
+            }
+            for ((id, _), v) in missing.into_iter().zip(vectors) {
+                self.embeddings.insert(id, v);
+            }
+        }
+        Ok(lines
+            .iter()
+            .zip(mined)
+            .map(|(line, m)| self.score_mined(line, m.template_id, m.template))
+            .collect())
+    }
+
+    /// The review queue's inputs for every unlabelled template scored so far: its last
+    /// score, prior severity, whether it is learned normal, and its line count (callers
+    /// that know recent counts pass those to [`crate::review::priority`] instead).
+    pub fn review_inputs(&self) -> Vec<(TemplateId, crate::review::ReviewInput)> {
+        self.stats
+            .iter()
+            .filter(|(id, s)| s.count > 0 && !self.labels.contains_key(*id))
+            .map(|(id, s)| {
+                (
+                    id.clone(),
+                    crate::review::ReviewInput {
+                        score: s.last_score,
+                        lines: s.count,
+                        severity: s.last_severity,
+                        learned_normal: s.learned_normal(&self.config),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// How present a template has been: the time windows it was seen in and the most
+    /// lines of any one of them (what "learned normal" is judged on), for persistence.
+    pub fn presence(&self, id: &TemplateId) -> Option<Presence> {
+        self.stats.get(id).map(|s| Presence {
+            windows: s.windows,
+            max_window_lines: s.max_window_lines,
+        })
+    }
+
+    /// The configuration this scorer runs with.
+    pub fn config(&self) -> &ScorerConfig {
+        &self.config
+    }
+
+    /// The current text of a template (its id when unknown).
+    pub fn template_text(&self, id: &TemplateId) -> String {
+        self.miner
+            .template(id)
+            .map(|t| t.join(" "))
+            .unwrap_or_else(|| id.to_string())
+    }
+}
+
+/// The text the model sees: the template with the miner's wildcard spelled as a word the
+/// tokenizer knows, so `<*>` does not turn into three punctuation tokens.
+fn embedding_text(template: &str) -> String {
+    template.replace(crate::drain::WILDCARD, "<VAR>")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+//! What the scorer learned per template, and its persisted form.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Label, Presence, ScorerConfig};
+use crate::drain::{MinerState, TemplateId};
+
+/// One template's line counts, presence over time and last verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct TemplateStats {
+    pub(super) count: u64,
+    pub(super) first_seen_ms: i64,
+    pub(super) last_seen_ms: i64,
+    /// Timestamp of the template's last alert while its incident is open (no longer
+    /// used; kept so older saved states still read).
+    #[serde(default, skip_serializing)]
+    pub(super) alerting_since_ms: Option<i64>,
+    /// Time windows (see [`ScorerConfig::presence_window_ms`]) the template was seen in.
+    #[serde(default)]
+    pub(super) windows: u32,
+    /// The latest window it was seen in, its lines there, and the most lines of any one.
+    #[serde(default)]
+    pub(super) window: i64,
+    #[serde(default)]
+    pub(super) window_lines: u64,
+    #[serde(default)]
+    pub(super) max_window_lines: u64,
+    /// First seen after the warm-up was over.
+    #[serde(default)]
+    pub(super) new_after_warmup: bool,
+    /// How unlike every template known before it the template was when first seen (0 for
+    /// templates of the warm-up: they are what normal looks like).
+    #[serde(default)]
+    pub(super) novelty: f32,
+    /// The last line's score and prior severity, for the review queue.
+    #[serde(default)]
+    pub(super) last_score: f32,
+    #[serde(default)]
+    pub(super) last_severity: f32,
+}
+
+impl TemplateStats {
+    /// Steady presence: enough episodes, none holding too much of the template's lines.
+    pub(super) fn learned_normal(&self, cfg: &ScorerConfig) -> bool {
+        cfg.is_learned_normal(
+            Presence {
+                windows: self.windows,
+                max_window_lines: self.max_window_lines,
+            },
+            self.count,
+            self.last_seen_ms.saturating_sub(self.first_seen_ms),
+        )
+    }
+}
+
+/// Everything the scorer learned, for persistence (serde). Embeddings are included so a
+/// restarted worker does not re-run the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScorerState {
+    pub miner: MinerState,
+    pub embeddings: HashMap<TemplateId, Vec<f32>>,
+    pub labels: HashMap<TemplateId, Label>,
+    pub(super) stats: HashMap<TemplateId, TemplateStats>,
+    pub(super) lines_seen: u64,
+    pub(super) first_line_ms: Option<i64>,
+}
+
+/// A template's counts as known outside this scorer (another replica, a store), for
+/// [`ScorerState::restore_template`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemplateCounts {
+    /// The template's line count as the caller settled it (typically the larger of its
+    /// own and the other's): replaces the scorer's.
+    pub count: u64,
+    /// Its first and last line, milliseconds since the Unix epoch.
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    /// The time windows it was seen in and the most lines of any one.
+    pub presence: Presence,
+}
+
+impl ScorerState {
+    /// Brings a template's counts up to what is known elsewhere, before the state is
+    /// loaded with [`super::Scorer::from_state`]. The line count is set to
+    /// `counts.count`; the first and last sightings widen to cover `counts`; presence
+    /// takes the larger view, field by field. When more windows are known elsewhere, the
+    /// window of the (merged) last sighting becomes the current one, with none of its
+    /// lines known here, so a later line in it is not counted as a new window. A template
+    /// without counts here starts from `counts`. Returns its presence after the merge.
+    pub fn restore_template(
+        &mut self,
+        id: &TemplateId,
+        counts: TemplateCounts,
+        config: &ScorerConfig,
+    ) -> Presence {
+        let stats = self.stats.entry(id.clone()).or_insert(TemplateStats {
+            count: 0,
+            first_seen_ms: counts.first_seen_ms,
+            last_seen_ms: counts.last_seen_ms,
+            alerting_since_ms: None,
+            windows: 0,
+            window: 0,
+            window_lines: 0,
+            max_window_lines: 0,
+            new_after_warmup: false,
+            novelty: 0.0,
+            last_score: 0.0,
+            last_severity: 0.0,
+        });
+        let last_seen_ms = stats.last_seen_ms.max(counts.last_seen_ms);
+        stats.count = counts.count;
+        stats.first_seen_ms = stats.first_seen_ms.min(counts.first_seen_ms);
+        stats.last_seen_ms = last_seen_ms;
+        if counts.presence.windows > stats.windows {
+            stats.windows = counts.presence.windows;
+            let window = last_seen_ms.div_euclid(config.presence_window_ms.max(1));
+            if window > stats.window {
+                stats.window = window;
+                stats.window_lines = 0;
+            }
+        }
+        stats.max_window_lines = stats.max_window_lines.max(counts.presence.max_window_lines);
+        Presence {
+            windows: stats.windows,
+            max_window_lines: stats.max_window_lines,
+        }
+    }
+
+    /// Counts lines seen elsewhere towards the warm-up: at least `lines_seen` lines, and
+    /// the stream started at the earlier of the two first lines.
+    pub fn merge_warmup(&mut self, lines_seen: u64, first_line_ms: Option<i64>) {
+        self.lines_seen = self.lines_seen.max(lines_seen);
+        self.first_line_ms = match (self.first_line_ms, first_line_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}

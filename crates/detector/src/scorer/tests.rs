@@ -1,0 +1,335 @@
+use super::summary::human_duration;
+use super::*;
+use crate::embedder::EmbedderConfig;
+
+const MINUTE: i64 = 60_000;
+
+fn scorer(warmup_lines: u64) -> Scorer<Embedder> {
+    let embedder = Embedder::start(EmbedderConfig::from_env())
+        .unwrap_or_else(|e| panic!("embedder did not start: {e}"));
+    let config = ScorerConfig {
+        warmup_lines,
+        ..ScorerConfig::default()
+    };
+    Scorer::new(config, embedder)
+}
+
+fn line(t: i64, severity: Severity, message: &str) -> LogLine {
+    LogLine {
+        timestamp_ms: t,
+        severity,
+        message: message.to_string(),
+        source: None,
+    }
+}
+
+const ROUTINE: &[&str] = &[
+    "Accepted publickey for deploy from 10.0.0.5 port 51234 ssh2",
+    "session opened for user deploy by (uid=0)",
+    "session closed for user deploy",
+    "GET /api/health 200 3ms",
+    "Connection to 10.0.0.7 closed",
+    "cache refresh finished in 120 ms",
+];
+
+fn warm_up(s: &mut Scorer<Embedder>, rounds: i64) -> i64 {
+    let mut t = 0;
+    for round in 0..rounds {
+        let batch: Vec<LogLine> = ROUTINE
+            .iter()
+            .map(|m| {
+                t += MINUTE;
+                line(
+                    t,
+                    Severity::Info,
+                    &m.replace("10.0.0.", &format!("10.0.{round}.")),
+                )
+            })
+            .collect();
+        s.score_batch(&batch).expect("scoring works");
+    }
+    t
+}
+
+#[test]
+fn novel_error_after_warm_up_is_flagged_and_routine_is_not() {
+    let mut s = scorer(60);
+    let t = warm_up(&mut s, 12);
+    let novel = s
+        .score(&line(
+            t + MINUTE,
+            Severity::Error,
+            "kernel: Out of memory: Kill process 4242 (java) score 901",
+        ))
+        .expect("scoring works");
+    assert!(novel.is_anomaly, "{novel:?}");
+    assert!(
+        novel.summary.starts_with("New message pattern"),
+        "{}",
+        novel.summary
+    );
+    assert!(
+        novel.summary.contains("severity ERROR"),
+        "{}",
+        novel.summary
+    );
+    assert!(
+        novel.summary.contains("closest known: '"),
+        "{}",
+        novel.summary
+    );
+
+    let routine = s
+        .score(&line(
+            t + 2 * MINUTE,
+            Severity::Info,
+            "session closed for user deploy",
+        ))
+        .expect("scoring works");
+    assert!(!routine.is_anomaly, "{routine:?}");
+    assert!(routine.score < 0.3, "{routine:?}");
+    // Each distinct template was embedded once: one model call per batch with news.
+    assert!(s.model_calls() <= 3, "model calls: {}", s.model_calls());
+}
+
+#[test]
+fn during_warm_up_only_level_and_meaning_count() {
+    let mut s = scorer(1000);
+    warm_up(&mut s, 2);
+    let critical = s
+        .score(&line(
+            0,
+            Severity::Critical,
+            "segfault in worker thread, core dumped",
+        ))
+        .expect("scoring works");
+    assert!(critical.warming_up);
+    assert!(critical.is_anomaly, "{critical:?}");
+    assert!(critical.summary.contains("warm-up"), "{}", critical.summary);
+    let novel_info = s
+        .score(&line(0, Severity::Info, "spooler rotated 12 queue files"))
+        .expect("scoring works");
+    assert!(!novel_info.is_anomaly, "{novel_info:?}");
+    assert_eq!(novel_info.novelty, 0.0, "no novelty counts in the warm-up");
+}
+
+#[test]
+fn every_line_of_an_anomalous_burst_is_flagged_and_a_second_burst_too() {
+    let mut s = scorer(30);
+    let mut t = warm_up(&mut s, 40);
+    let burst = |s: &mut Scorer<Embedder>, t: &mut i64, n: usize| -> Vec<Score> {
+        (0..n)
+            .map(|i| {
+                *t += 2_000;
+                s.score(&line(
+                    *t,
+                    Severity::Critical,
+                    &format!("kernel panic: fatal machine check on cpu {i} bank 4"),
+                ))
+                .expect("scoring works")
+            })
+            .collect()
+    };
+    let first = burst(&mut s, &mut t, 60);
+    assert!(first.iter().all(|sc| sc.is_anomaly), "{:?}", first.last());
+    let last = first.last().expect("60 lines");
+    assert_eq!(last.state, TemplateState::Unknown);
+    assert_eq!(last.decided_by, DecidedBy::Prior);
+    assert!(
+        last.summary.contains("one burst so far"),
+        "{}",
+        last.summary
+    );
+    // The same burst 15 minutes later: still anomalous, every line.
+    t += 15 * MINUTE;
+    let second = burst(&mut s, &mut t, 11);
+    assert!(second.iter().all(|sc| sc.is_anomaly), "{:?}", second.last());
+}
+
+#[test]
+fn a_template_seen_steadily_is_learned_normal() {
+    let mut s = scorer(10);
+    let mut t = 0;
+    let mut last = None;
+    // A CRITICAL routine message every 7 minutes for two hours.
+    for i in 0..18 {
+        t += 7 * MINUTE;
+        last = Some(
+            s.score(&line(
+                t,
+                Severity::Critical,
+                &format!("program load failure for job {i}: user binary not found"),
+            ))
+            .expect("scoring works"),
+        );
+    }
+    let last = last.expect("scored");
+    assert_eq!(last.state, TemplateState::LearnedNormal, "{last:?}");
+    assert!(!last.is_anomaly, "{last:?}");
+    assert!(
+        last.summary.contains("learned as normal"),
+        "{}",
+        last.summary
+    );
+}
+
+#[test]
+fn a_label_decides_later_lines_and_carries_to_close_templates_only() {
+    let mut s = scorer(30);
+    let t = warm_up(&mut s, 6);
+    let failure = "Error loading /usr/lib/x.so: permission denied";
+    let first = s
+        .score(&line(t + MINUTE, Severity::Error, failure))
+        .expect("scoring works");
+    s.set_label(&first.template_id, Label::Anomaly);
+    let again = s
+        .score(&line(t + 2 * MINUTE, Severity::Info, failure))
+        .expect("scoring works");
+    assert!(again.is_anomaly, "{again:?}");
+    assert_eq!(again.state, TemplateState::LabelledAnomaly);
+    assert!(
+        again.summary.contains("marked this pattern anomalous"),
+        "{}",
+        again.summary
+    );
+
+    // A close template (other words, same meaning) follows the label ...
+    let close = s
+        .score(&line(
+            t + 3 * MINUTE,
+            Severity::Info,
+            "Error while loading library /usr/lib/x.so: permission denied",
+        ))
+        .expect("scoring works");
+    assert_ne!(close.template_id, first.template_id);
+    assert!(close.is_anomaly, "{close:?}");
+    assert_eq!(close.decided_by, DecidedBy::NeighbourLabels);
+    assert!(
+        close
+            .summary
+            .contains("which an operator marked anomalous, similarity"),
+        "{}",
+        close.summary
+    );
+    // ... a far one does not.
+    let far = s
+        .score(&line(
+            t + 4 * MINUTE,
+            Severity::Info,
+            "nightly backup rotated 4 archives",
+        ))
+        .expect("scoring works");
+    assert_ne!(far.decided_by, DecidedBy::NeighbourLabels, "{far:?}");
+    assert!(!far.is_anomaly, "{far:?}");
+
+    // Normal works the same way.
+    s.set_label(&first.template_id, Label::Normal);
+    let quiet = s
+        .score(&line(t + 5 * MINUTE, Severity::Error, failure))
+        .expect("scoring works");
+    assert!(!quiet.is_anomaly, "{quiet:?}");
+    assert!(
+        quiet.summary.contains("marked this pattern normal"),
+        "{}",
+        quiet.summary
+    );
+}
+
+#[test]
+fn state_round_trips_and_reuses_cached_embeddings() {
+    let mut s = scorer(0);
+    warm_up(&mut s, 2);
+    let state = s.export();
+    let json = serde_json::to_string(&state).expect("state serialises");
+    let state: ScorerState = serde_json::from_str(&json).expect("state deserialises");
+    let embedder = Embedder::start(EmbedderConfig::from_env()).expect("embedder starts");
+    let mut restored =
+        Scorer::from_state(ScorerConfig::default(), embedder, state).expect("state imports");
+    let r = restored
+        .score(&line(
+            10 * MINUTE,
+            Severity::Info,
+            "session closed for user deploy",
+        ))
+        .expect("scoring works");
+    assert_eq!(restored.model_calls(), 0);
+    assert!(
+        r.summary.starts_with("Known message pattern"),
+        "{}",
+        r.summary
+    );
+}
+
+#[test]
+fn severity_parsing_and_durations() {
+    assert_eq!(Severity::parse("warn"), Severity::Warning);
+    assert_eq!(Severity::parse("FATAL"), Severity::Critical);
+    assert_eq!(Severity::parse("whatever"), Severity::Info);
+    assert_eq!(human_duration(3 * 86_400_000 + 5), "3 days");
+    assert_eq!(human_duration(61_000), "1 minute");
+}
+
+/// Every text at one point: no model needed, and no meaning axis (the prototypes collapse).
+struct Flat;
+
+impl TextEmbedder for Flat {
+    fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(texts.iter().map(|_| vec![1.0, 0.0]).collect())
+    }
+}
+
+#[test]
+fn counts_restored_from_elsewhere_decide_later_lines() {
+    const T0: i64 = 1_767_225_600_000; // on a presence window boundary
+    let config = ScorerConfig::default();
+    let mut s = Scorer::new(config.clone(), Flat);
+    let first = s
+        .score(&line(T0, Severity::Info, "job 1 finished"))
+        .expect("scoring works");
+    assert!(first.warming_up);
+    let mut state = s.export();
+    let presence = state.restore_template(
+        &first.template_id,
+        TemplateCounts {
+            count: 40,
+            first_seen_ms: T0 - 3 * 60 * MINUTE,
+            last_seen_ms: T0 + MINUTE,
+            presence: Presence {
+                windows: 5,
+                max_window_lines: 2,
+            },
+        },
+        &config,
+    );
+    assert_eq!(
+        presence,
+        Presence {
+            windows: 5,
+            max_window_lines: 2
+        }
+    );
+    state.merge_warmup(1_000, Some(T0 - 3 * 60 * MINUTE));
+    let mut s = Scorer::from_state(config, Flat, state).expect("state imports");
+    let next = s
+        .score(&line(T0 + 2 * MINUTE, Severity::Info, "job 2 finished"))
+        .expect("scoring works");
+    assert_eq!(next.template_id, first.template_id);
+    assert!(
+        !next.warming_up,
+        "lines seen elsewhere count towards the warm-up"
+    );
+    assert!(
+        next.summary.contains("seen 40 times in 3 hours"),
+        "{}",
+        next.summary
+    );
+    assert_eq!(next.state, TemplateState::LearnedNormal, "{next:?}");
+    assert_eq!(
+        s.presence(&first.template_id),
+        Some(Presence {
+            windows: 5,
+            max_window_lines: 2
+        }),
+        "a line in the last known window is not a new window"
+    );
+}

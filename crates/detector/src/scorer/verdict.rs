@@ -1,0 +1,302 @@
+//! From a mined line to its [`Score`], step by step: the stream's warm-up, the template's
+//! counts, its prior, the neighbours' vote, the verdict, the words.
+
+use super::summary::explain;
+use super::{DecidedBy, Label, LogLine, Score, Scorer, TemplateState, TemplateStats, TextEmbedder};
+use crate::drain::TemplateId;
+
+/// A template's counts around one new line of it.
+pub(super) struct Sighting {
+    /// Lines of the template before this one.
+    pub(super) seen_before: u64,
+    /// The template's first line before this one was counted.
+    pub(super) previous_first_seen: i64,
+    pub(super) learned_normal: bool,
+    /// Time windows it was seen in, this line's included.
+    pub(super) windows: u32,
+    pub(super) new_after_warmup: bool,
+    /// Its novelty when first seen (0 if this is its first line).
+    pub(super) birth_novelty: f32,
+}
+
+/// The prior of an unknown template and what it was made of.
+pub(super) struct Prior {
+    pub(super) novelty: f32,
+    pub(super) rarity: f32,
+    /// The level's weight.
+    pub(super) level: f32,
+    pub(super) failure_likeness: f32,
+    /// The severity the words give, `meaning_severity_max x failure_likeness`.
+    pub(super) meaning: f32,
+    /// The larger of `level` and `meaning`.
+    pub(super) severity: f32,
+    pub(super) score: f32,
+}
+
+/// What decided a line's score, before the words.
+struct Verdict {
+    state: TemplateState,
+    decided_by: DecidedBy,
+    score: f32,
+    is_anomaly: bool,
+    /// The deciding rule, in words.
+    note: String,
+}
+
+impl<E: TextEmbedder> Scorer<E> {
+    /// Scores one line whose template is mined and embedded.
+    pub(super) fn score_mined(
+        &mut self,
+        line: &LogLine,
+        id: TemplateId,
+        template: String,
+    ) -> Score {
+        let (first_line_ms, warming_up) = self.advance_stream(line);
+        let sighting = self.record_sighting(&id, line, warming_up);
+        // Nearest known template that is not labelled anomalous, and the nearest labelled
+        // ones (either label, above the similarity bar), both excluding this template.
+        let (closest, labelled) = self.neighbours(&id);
+        let nearest_sim = closest.map_or(0.0, |(_, s)| s);
+        let prior = self.prior(line, &id, &sighting, warming_up, nearest_sim);
+        let vote = self.neighbour_vote(&labelled);
+        let verdict = self.decide(&id, prior.score, vote, &sighting);
+        let closest = closest.map(|(i, sim)| (self.template_text(&self.seen_order[i]), sim));
+        let summary = explain(
+            line,
+            first_line_ms,
+            &sighting,
+            &prior,
+            closest.as_ref(),
+            verdict.note,
+            warming_up,
+        );
+        self.remember(&id, &sighting, &prior, verdict.score);
+        Score {
+            score: verdict.score,
+            is_anomaly: verdict.is_anomaly,
+            template_id: id,
+            template,
+            summary,
+            novelty: prior.novelty,
+            rarity: prior.rarity,
+            closest,
+            warming_up,
+            failure_likeness: prior.failure_likeness,
+            state: verdict.state,
+            decided_by: verdict.decided_by,
+            severity: prior.severity,
+        }
+    }
+
+    /// Counts the line in the stream: the time of the stream's first line, and whether
+    /// the warm-up (lines and time) is still on.
+    fn advance_stream(&mut self, line: &LogLine) -> (i64, bool) {
+        let cfg = &self.config;
+        let first_line_ms = *self.first_line_ms.get_or_insert(line.timestamp_ms);
+        self.lines_seen += 1;
+        let warming_up = self.lines_seen <= cfg.warmup_lines
+            || line.timestamp_ms.saturating_sub(first_line_ms) < cfg.warmup_ms;
+        (first_line_ms, warming_up)
+    }
+
+    /// Counts the line in its template's stats and the time windows it was seen in.
+    fn record_sighting(&mut self, id: &TemplateId, line: &LogLine, warming_up: bool) -> Sighting {
+        let cfg = &self.config;
+        let window = line.timestamp_ms.div_euclid(cfg.presence_window_ms.max(1));
+        let stats = self.stats.entry(id.clone()).or_insert(TemplateStats {
+            count: 0,
+            first_seen_ms: line.timestamp_ms,
+            last_seen_ms: line.timestamp_ms,
+            alerting_since_ms: None,
+            windows: 0,
+            window,
+            window_lines: 0,
+            max_window_lines: 0,
+            new_after_warmup: !warming_up,
+            novelty: 0.0,
+            last_score: 0.0,
+            last_severity: 0.0,
+        });
+        let seen_before = stats.count;
+        let previous_first_seen = stats.first_seen_ms;
+        if seen_before == 0 || window > stats.window {
+            stats.windows += 1;
+            stats.window = window;
+            stats.window_lines = 0;
+        }
+        stats.count += 1;
+        stats.window_lines += 1;
+        stats.max_window_lines = stats.max_window_lines.max(stats.window_lines);
+        stats.first_seen_ms = stats.first_seen_ms.min(line.timestamp_ms);
+        stats.last_seen_ms = stats.last_seen_ms.max(line.timestamp_ms);
+        Sighting {
+            seen_before,
+            previous_first_seen,
+            learned_normal: stats.learned_normal(cfg),
+            windows: stats.windows,
+            new_after_warmup: stats.new_after_warmup,
+            birth_novelty: stats.novelty,
+        }
+    }
+
+    /// The unknown template's prior: severity (level or meaning), novelty against the
+    /// nearest known template (`nearest_sim`), and newness since the warm-up.
+    fn prior(
+        &self,
+        line: &LogLine,
+        id: &TemplateId,
+        sighting: &Sighting,
+        warming_up: bool,
+        nearest_sim: f32,
+    ) -> Prior {
+        let cfg = &self.config;
+        let seen_before = sighting.seen_before;
+        // Novelty is the template's at first sight (against what was known then); a
+        // template of the warm-up has none: it is part of what normal looks like.
+        let novelty = if seen_before > 0 {
+            sighting.birth_novelty
+        } else if warming_up {
+            0.0
+        } else {
+            ((cfg.similar_at - nearest_sim) / cfg.novelty_span).clamp(0.0, 1.0)
+        };
+        // Diagnostics only (the verdict does not decay with repetition).
+        #[allow(clippy::cast_precision_loss)]
+        let rarity = 1.0 / (1.0 + (seen_before as f32 + 1.0).ln());
+        let level = line.severity.weight();
+        let failure_likeness = match (&self.failure_axis, self.embeddings.get(id)) {
+            (Some(axis), Some(e)) => axis.failure_likeness(e),
+            _ => 0.0,
+        };
+        let meaning = cfg.meaning_severity_max * failure_likeness;
+        let severity = level.max(meaning);
+        let newness = if sighting.new_after_warmup && !warming_up {
+            cfg.new_weight
+        } else {
+            0.0
+        };
+        let floor = cfg.novelty_severity_floor.clamp(0.0, 1.0);
+        let novelty_part = cfg.novelty_weight * novelty * (floor + (1.0 - floor) * severity);
+        let score = (cfg.severity_weight * severity + novelty_part + newness).clamp(0.0, 1.0);
+        Prior {
+            novelty,
+            rarity,
+            level,
+            failure_likeness,
+            meaning,
+            severity,
+            score,
+        }
+    }
+
+    /// The labelled neighbours' vote, weighted by similarity: the winning label and its
+    /// most similar template, if any neighbour is labelled.
+    fn neighbour_vote(&self, labelled: &[(usize, f32, Label)]) -> Option<(TemplateId, f32, Label)> {
+        let (mut anomaly, mut normal) = (0.0f32, 0.0f32);
+        for &(_, sim, label) in labelled {
+            match label {
+                Label::Anomaly => anomaly += sim,
+                Label::Normal => normal += sim,
+            }
+        }
+        let winner = if anomaly > normal {
+            Label::Anomaly
+        } else {
+            Label::Normal
+        };
+        labelled
+            .iter()
+            .find(|(_, _, l)| *l == winner)
+            .map(|&(i, sim, l)| (self.seen_order[i].clone(), sim, l))
+    }
+
+    /// The template's state and score: its own label first, then its neighbours' vote,
+    /// then learned normal, else the prior.
+    fn decide(
+        &self,
+        id: &TemplateId,
+        prior: f32,
+        vote: Option<(TemplateId, f32, Label)>,
+        sighting: &Sighting,
+    ) -> Verdict {
+        let cfg = &self.config;
+        let (learned_normal, windows) = (sighting.learned_normal, sighting.windows);
+        let own_label = self.labels.get(id).copied();
+        let high = (cfg.threshold + 1.0) / 2.0;
+        let low = cfg.threshold * 0.5;
+        let (state, decided_by, score, note) = match (own_label, vote, learned_normal) {
+            (Some(Label::Anomaly), _, _) => (
+                TemplateState::LabelledAnomaly,
+                DecidedBy::Label,
+                prior.max(high),
+                "an operator marked this pattern anomalous".to_string(),
+            ),
+            (Some(Label::Normal), _, _) => (
+                TemplateState::LabelledNormal,
+                DecidedBy::Label,
+                prior.min(low),
+                "an operator marked this pattern normal".to_string(),
+            ),
+            (None, Some((other, sim, label)), _) => {
+                let text = self.template_text(&other);
+                let (score, word) = match label {
+                    Label::Anomaly => (prior.max(high), "anomalous"),
+                    Label::Normal => (prior.min(low), "normal"),
+                };
+                (
+                    if learned_normal {
+                        TemplateState::LearnedNormal
+                    } else {
+                        TemplateState::Unknown
+                    },
+                    DecidedBy::NeighbourLabels,
+                    score,
+                    format!(
+                        "close to '{text}' which an operator marked {word}, similarity {sim:.2}"
+                    ),
+                )
+            }
+            (None, None, true) => (
+                TemplateState::LearnedNormal,
+                DecidedBy::LearnedNormal,
+                (prior * 0.5).min(low),
+                format!("learned as normal: seen steadily, in {windows} separate time windows"),
+            ),
+            (None, None, false) => {
+                let why = if sighting.seen_before == 0 {
+                    "not learned as normal yet".to_string()
+                } else if windows == 1 {
+                    "not learned as normal: one burst so far".to_string()
+                } else {
+                    format!("not learned as normal: seen in {windows} time windows, in bursts")
+                };
+                (TemplateState::Unknown, DecidedBy::Prior, prior, why)
+            }
+        };
+        let score = score.clamp(0.0, 1.0);
+        Verdict {
+            state,
+            decided_by,
+            score,
+            is_anomaly: score >= cfg.threshold,
+            note,
+        }
+    }
+
+    /// Keeps what later lines need: a new template becomes a neighbour candidate and its
+    /// novelty at first sight is kept; the last score and severity feed the review queue.
+    fn remember(&mut self, id: &TemplateId, sighting: &Sighting, prior: &Prior, score: f32) {
+        let first_sight = sighting.seen_before == 0;
+        if first_sight {
+            self.seen_index.insert(id.clone(), self.seen_order.len());
+            self.seen_order.push(id.clone());
+        }
+        if let Some(stats) = self.stats.get_mut(id) {
+            stats.last_score = score;
+            stats.last_severity = prior.severity;
+            if first_sight {
+                stats.novelty = prior.novelty;
+            }
+        }
+    }
+}
