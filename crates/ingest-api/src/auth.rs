@@ -32,8 +32,17 @@ const DB_KEYS_REFRESH: Duration = Duration::from_secs(15);
 const MIN_DB_KEYS_REFRESH: Duration = Duration::from_secs(1);
 
 /// Configured secrets as (key id, secret) pairs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct HmacKeys(pub Vec<(String, String)>);
+
+/// The key ids only: the settings are `Debug`, and a secret must not reach a log.
+impl std::fmt::Debug for HmacKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(id, _)| format!("{id}:[redacted]")))
+            .finish()
+    }
+}
 
 /// Parses `id1:secret1,id2:secret2`. A bare `secret` gets the id `default`.
 pub fn parse_keys(raw: &str) -> Result<HmacKeys, String> {

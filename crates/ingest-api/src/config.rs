@@ -1,8 +1,11 @@
 //! Settings of the ingest API: flags that are also environment variables.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, time::Duration};
 
 use common::config::{parse_listen_addr, ServiceArgs};
+
+/// The variable of the dashboard's operator token ([`Settings::dashboard_token`]).
+pub const DASHBOARD_TOKEN_ENV: &str = "LOGCANARY_DASHBOARD_TOKEN";
 
 #[derive(clap::Parser, Clone, Debug)]
 #[command(
@@ -79,9 +82,21 @@ pub struct Settings {
         long,
         env = "LOGCANARY_READ_TOKEN",
         value_name = "LOGCANARY_READ_TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = parse_secret
     )]
-    pub read_token: Option<String>,
+    pub read_token: Option<Secret>,
+
+    /// Operator token of the dashboard's feedback buttons (`Authorization: Bearer
+    /// <token>`). Unset or empty: the page is read-only (its feedback endpoints answer 403).
+    #[arg(
+        long,
+        env = DASHBOARD_TOKEN_ENV,
+        value_name = "LOGCANARY_DASHBOARD_TOKEN",
+        hide_env_values = true,
+        value_parser = parse_secret
+    )]
+    pub dashboard_token: Option<Secret>,
 
     /// Score at or above which the analysis workers flag an entry (0..=1); give ingest-api
     /// the workers' value. The review queue (`GET /api/review/`) asks first about the
@@ -122,10 +137,85 @@ impl Settings {
     }
 }
 
+/// A secret setting (a token): its `Debug` shows that it is set, never its value, so
+/// logging the settings cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for comparing with what a request presents.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+fn parse_secret(raw: &str) -> Result<Secret, String> {
+    Ok(Secret::new(raw))
+}
+
 /// A number from 0 to 1.
 fn parse_unit(raw: &str) -> Result<f64, String> {
     match raw.parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
         _ => Err(format!("expected a number from 0 to 1, got {raw:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn tokens_are_read_from_the_flags_and_never_shown() {
+        let cli = Cli::try_parse_from([
+            "ingest-api",
+            "--dashboard-token=operator-s3cret",
+            "--read-token=reader-s3cret",
+            "--hmac-keys=k1:hmac-s3cret",
+        ])
+        .expect("settings parse");
+        let settings = &cli.settings;
+        assert_eq!(
+            settings.dashboard_token.as_ref().map(Secret::expose),
+            Some("operator-s3cret")
+        );
+        assert_eq!(
+            settings.read_token.as_ref().map(Secret::expose),
+            Some("reader-s3cret")
+        );
+        let debug = format!("{cli:?}");
+        for secret in ["operator-s3cret", "reader-s3cret", "hmac-s3cret"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
+    fn secret_variables_hide_their_values_in_help() {
+        let command = Cli::command();
+        for id in ["dashboard_token", "read_token", "hmac_keys"] {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap_or_else(|| panic!("no argument {id}"));
+            assert!(arg.is_hide_env_values_set(), "{id}");
+        }
+        let dashboard = command
+            .get_arguments()
+            .find(|a| a.get_id() == "dashboard_token")
+            .and_then(|a| a.get_env())
+            .and_then(|e| e.to_str());
+        assert_eq!(dashboard, Some(DASHBOARD_TOKEN_ENV));
     }
 }

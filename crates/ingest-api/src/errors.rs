@@ -1,11 +1,27 @@
 //! API errors and their JSON bodies, in the shape Django REST framework clients expect:
 //! `{"detail": "..."}` or per-field `{"field": ["message", ...]}`.
 
-use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use actix_web::{http::StatusCode, web, HttpResponse, ResponseError};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 /// Per-field validation messages; nested lists (batch entries) are JSON values too.
 pub type FieldErrors = Map<String, Value>;
+
+/// Error bodies: `{"detail": "..."}` or per-field lists of messages.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    detail: String,
+}
+
+/// Adds `message` to the list of messages of `field`.
+pub fn push(errors: &mut FieldErrors, field: &str, message: impl Into<String>) {
+    let entry = errors.entry(field.to_owned()).or_insert_with(|| json!([]));
+    if let Value::Array(list) = entry {
+        list.push(Value::String(message.into()));
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -15,6 +31,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller may be known, but this is turned off or not theirs to do.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     /// The request is valid but the resource is not in a state that allows it yet.
@@ -54,6 +73,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -79,4 +99,18 @@ impl ResponseError for ApiError {
         };
         HttpResponse::build(self.status_code()).json(body)
     }
+}
+
+/// actix-web's extractor settings with our error bodies, registered on the whole app so a
+/// rejected query string or path answers in the same JSON shape as every handler error.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error, _req| {
+        ApiError::BadRequest(format!("Invalid query string: {error}")).into()
+    })
+}
+
+/// See [`query_config`]. A path segment that does not fit its type names no resource.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|_error, _req| ApiError::NotFound("Not found.".into()).into())
 }

@@ -5,19 +5,28 @@
 //! It does not score: scoring happens in the workers. Of the detector it uses only the pure
 //! review ranking ([`detector::review`], for `GET /api/review/`); ONNX Runtime is loaded at
 //! run time by the workers alone, never by this binary.
+//!
+//! Layout: [`routes`] holds one module per HTTP resource and only handles requests; what
+//! they share lives in modules named after it: the request state ([`state`]), the
+//! extractors that check a request before its handler runs ([`access`] for reads,
+//! [`body`] for signed writes), query-string checks ([`query`], [`pagination`]), error
+//! bodies ([`errors`], [`fallback`]) and time formatting ([`rfc3339`]).
 
-pub mod alerts;
+pub mod access;
 pub mod auth;
 pub mod body;
+pub mod broker;
 pub mod config;
 pub mod errors;
+pub mod fallback;
+pub mod feedback;
 pub mod ingest;
 pub mod openapi;
-pub mod patterns;
-pub mod periodic;
+pub mod pagination;
+pub mod query;
 pub mod review;
+pub mod rfc3339;
 pub mod routes;
 pub mod startup;
-pub mod templates;
+pub mod state;
 pub mod validation;
-pub mod web;

@@ -1,36 +1,42 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations. A copy lives in
 //! `proto/openapi.json`; a test fails when the two drift apart.
+//!
+//! Each operation's tag is set on its handler (`tag = ...`): they are the module paths the
+//! handlers had when the document was first published, kept so the document stays the
+//! same whatever the modules are called now.
 
 use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
     Modify, OpenApi,
 };
 
-use crate::{patterns, routes, templates};
+use crate::routes::{
+    alerts, analysis, dashboard, entries, patterns, periodic, review, stats, tasks, templates,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "logcanary ingest API", description = "Signed log ingestion, analysis tasks and results. Writes carry X-HMAC-Signature (see API.md)."),
     paths(
-        routes::create_log,
-        routes::list_logs,
-        routes::get_log,
-        routes::batch_analysis,
-        routes::pattern_analysis,
-        routes::real_time_analysis,
-        routes::dashboard,
-        routes::task_status,
+        entries::create_log,
+        entries::list_logs,
+        entries::get_log,
+        analysis::batch_analysis,
+        analysis::pattern_analysis,
+        analysis::real_time_analysis,
+        dashboard::dashboard,
+        tasks::task_status,
         templates::feedback,
         templates::list_templates,
-        crate::review::review_queue,
-        crate::alerts::list_alerts,
-        crate::periodic::list_periodic_tasks,
-        crate::periodic::create_periodic_task,
-        crate::periodic::get_periodic_task,
-        crate::periodic::update_periodic_task,
-        crate::periodic::delete_periodic_task,
+        review::review_queue,
+        alerts::list_alerts,
+        periodic::list_periodic_tasks,
+        periodic::create_periodic_task,
+        periodic::get_periodic_task,
+        periodic::update_periodic_task,
+        periodic::delete_periodic_task,
         patterns::list_patterns,
-        crate::web::queue_stats,
+        stats::queue_stats,
     ),
     modifiers(&HmacScheme)
 )]

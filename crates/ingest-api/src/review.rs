@@ -1,5 +1,5 @@
-//! `GET /api/review/`: the review queue, the unlabelled templates an operator should
-//! answer first.
+//! The review queue (`GET /api/review/`, served by [`crate::routes::review`]): the
+//! unlabelled templates an operator should answer first, ranked and cached here.
 //!
 //! An answer (`POST /api/logs/{id}/feedback/`, or the dashboard's buttons) labels a
 //! template, and every later line of it follows the label. The queue ranks templates by
@@ -15,46 +15,24 @@
 //! [`REVIEW_TTL`] per query (however many dashboards poll) and dropped at once when an
 //! operator labels a template.
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use db::templates::ReviewCandidate;
-use detector::{
-    review::{priority, ReviewInput},
-    scorer::{Presence, ScorerConfig},
-};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::{
     collections::HashMap,
     sync::Mutex,
     time::{Duration, Instant},
 };
-use utoipa::{IntoParams, ToSchema};
 
-use crate::{
-    body::check_read_access,
-    errors::ApiError,
-    routes::{resource, ErrorBody},
-    startup::AppState,
+use db::templates::ReviewCandidate;
+use detector::{
+    review::{priority, ReviewInput},
+    scorer::{Presence, ScorerConfig},
 };
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Templates ranked per request, the most frequent in the window: a bound on the rows
 /// read and sorted, whatever the number of templates. A template below it has fewer
 /// lines than each of these, so it could only outrank them by being far more uncertain.
 pub const MAX_CANDIDATES: i64 = 2000;
-
-/// Registers the review queue.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/review/").route(web::get().to(review_queue)));
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ReviewQuery {
-    /// Window of recent lines, in hours: 1 to 720 (default 24).
-    hours: Option<String>,
-    /// Templates returned, 1 to 200 (default 20).
-    limit: Option<String>,
-}
 
 /// How long one answer of the review queue is served again.
 pub const REVIEW_TTL: Duration = Duration::from_secs(10);
@@ -69,13 +47,13 @@ pub struct ReviewCache {
 }
 
 impl ReviewCache {
-    fn get(&self, key: (i32, i32)) -> Option<Vec<ReviewItemOut>> {
+    pub(crate) fn get(&self, key: (i32, i32)) -> Option<Vec<ReviewItemOut>> {
         let answers = self.answers.lock().ok()?;
         let (at, items) = answers.get(&key)?;
         (at.elapsed() < REVIEW_TTL).then(|| items.clone())
     }
 
-    fn put(&self, key: (i32, i32), items: Vec<ReviewItemOut>) {
+    pub(crate) fn put(&self, key: (i32, i32), items: Vec<ReviewItemOut>) {
         if let Ok(mut answers) = self.answers.lock() {
             answers.retain(|_, (at, _)| at.elapsed() < REVIEW_TTL);
             answers.insert(key, (Instant::now(), items));
@@ -116,17 +94,13 @@ pub struct ReviewItemOut {
     sample_log_entry_id: i64,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct ReviewPage {
-    /// Highest priority first.
-    results: Vec<ReviewItemOut>,
-    /// The window the lines were counted in.
-    hours: i32,
-}
-
 /// Ranks candidates by review priority for a detector flagging at `threshold`, highest
 /// first (ties: more recent lines, then the older template), and keeps `limit`.
-fn rank(candidates: Vec<ReviewCandidate>, threshold: f32, limit: usize) -> Vec<ReviewItemOut> {
+pub(crate) fn rank(
+    candidates: Vec<ReviewCandidate>,
+    threshold: f32,
+    limit: usize,
+) -> Vec<ReviewItemOut> {
     let detector = ScorerConfig::default();
     let mut items: Vec<ReviewItemOut> = candidates
         .into_iter()
@@ -164,68 +138,6 @@ fn rank(candidates: Vec<ReviewCandidate>, threshold: f32, limit: usize) -> Vec<R
     });
     items.truncate(limit);
     items
-}
-
-/// `raw` as an integer in `range`, `default` when absent; otherwise a field error.
-fn int_param(
-    errors: &mut crate::errors::FieldErrors,
-    field: &str,
-    raw: Option<&str>,
-    range: std::ops::RangeInclusive<i32>,
-    default: i32,
-) -> i32 {
-    match raw {
-        None | Some("") => default,
-        Some(raw) => match raw.parse::<i32>() {
-            Ok(n) if range.contains(&n) => n,
-            _ => {
-                errors.insert(
-                    field.into(),
-                    json!([format!(
-                        "Ensure this value is an integer from {} to {}.",
-                        range.start(),
-                        range.end()
-                    )]),
-                );
-                default
-            }
-        },
-    }
-}
-
-/// The review queue: unlabelled templates ranked by how many verdicts an operator's
-/// answer would change (uncertain, frequent and severe first).
-#[utoipa::path(get, path = "/api/review/", params(ReviewQuery),
-    responses((status = 200, body = ReviewPage), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)))]
-pub async fn review_queue(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    check_read_access(&req, &state)?;
-    let query = web::Query::<ReviewQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::BadRequest(format!("Invalid query string: {e}")))?
-        .into_inner();
-    let mut errors = crate::errors::FieldErrors::new();
-    let hours = int_param(&mut errors, "hours", query.hours.as_deref(), 1..=720, 24);
-    let limit = int_param(&mut errors, "limit", query.limit.as_deref(), 1..=200, 20);
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    if let Some(results) = state.review_cache.get((hours, limit)) {
-        return Ok(HttpResponse::Ok().json(ReviewPage { results, hours }));
-    }
-    let candidates = state
-        .db
-        .run(move |c| db::templates::review_candidates(c, hours, MAX_CANDIDATES))
-        .await?;
-    let results = rank(
-        candidates,
-        state.anomaly_threshold,
-        usize::try_from(limit).unwrap_or(20),
-    );
-    state.review_cache.put((hours, limit), results.clone());
-    Ok(HttpResponse::Ok().json(ReviewPage { results, hours }))
 }
 
 #[cfg(test)]
@@ -267,26 +179,6 @@ mod tests {
         assert!(ranked.windows(2).all(|w| w[0].priority >= w[1].priority));
         assert_eq!(ranked[0].severity, "CRITICAL");
         assert_eq!(ranked[0].sample_log_entry_id, 400);
-    }
-
-    #[test]
-    fn params_default_and_refuse_out_of_range() {
-        let mut errors = crate::errors::FieldErrors::new();
-        assert_eq!(int_param(&mut errors, "limit", None, 1..=200, 20), 20);
-        assert_eq!(
-            int_param(&mut errors, "limit", Some("200"), 1..=200, 20),
-            200
-        );
-        assert!(errors.is_empty());
-        for bad in ["0", "201", "x", "-1", "1.5"] {
-            let mut errors = crate::errors::FieldErrors::new();
-            int_param(&mut errors, "limit", Some(bad), 1..=200, 20);
-            assert_eq!(
-                errors["limit"],
-                json!(["Ensure this value is an integer from 1 to 200."]),
-                "{bad}"
-            );
-        }
     }
 
     #[test]

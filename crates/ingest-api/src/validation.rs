@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::errors::{ApiError, FieldErrors};
+use crate::errors::{push, ApiError, FieldErrors};
 
 pub const SEVERITIES: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 pub const MAX_MESSAGE_CHARS: usize = 65_536;
@@ -43,13 +43,6 @@ fn type_name(v: &Value) -> &'static str {
         Value::String(_) => "str",
         Value::Array(_) => "list",
         Value::Object(_) => "dict",
-    }
-}
-
-fn push(errors: &mut FieldErrors, field: &str, message: impl Into<String>) {
-    let entry = errors.entry(field.to_owned()).or_insert_with(|| json!([]));
-    if let Value::Array(list) = entry {
-        list.push(Value::String(message.into()));
     }
 }
 

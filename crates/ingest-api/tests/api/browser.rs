@@ -103,7 +103,7 @@ async fn stored_label(app: &TestApp, template_id: i64) -> Option<String> {
 #[tokio::test]
 async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
     // The only test in this binary, so setting the variable races with nothing.
-    std::env::set_var(logcanary_ingest_api::web::DASHBOARD_TOKEN_ENV, TOKEN);
+    std::env::set_var(logcanary_ingest_api::config::DASHBOARD_TOKEN_ENV, TOKEN);
     let app = spawn_app().await;
 
     let (disk_entry, disk_template) = analysed(

@@ -8,20 +8,21 @@
 //! `next_run_at` (at once for an interval, as django-celery-beat does; the next match
 //! for cron). Bad input is a 400 naming the field, nested for `interval`.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use contracts::tasks;
 use db::periodic::{PeriodicFields, PeriodicTask, Schedule, PERIODS};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::{
-    body::{check_read_access, signed_json},
-    errors::{ApiError, FieldErrors},
-    routes::{resource, rfc3339, ErrorBody},
-    startup::AppState,
+    access::ReadAccess,
+    body::{SignedDelete, SignedJson},
+    errors::{push, ApiError, ErrorBody, FieldErrors},
+    fallback::resource,
+    rfc3339,
+    state::AppState,
 };
 
 /// Tasks a schedule may fire: those whose arguments are known ahead (the others take log
@@ -120,11 +121,11 @@ impl From<PeriodicTask> for PeriodicTaskOut {
             cron: t.cron,
             timezone: t.timezone,
             enabled: t.enabled,
-            last_run_at: t.last_run_at.map(rfc3339),
-            next_run_at: t.next_run_at.map(rfc3339),
+            last_run_at: t.last_run_at.map(rfc3339::format),
+            next_run_at: t.next_run_at.map(rfc3339::format),
             total_run_count: t.total_run_count,
-            created_at: rfc3339(t.created_at),
-            updated_at: rfc3339(t.updated_at),
+            created_at: rfc3339::format(t.created_at),
+            updated_at: rfc3339::format(t.updated_at),
         }
     }
 }
@@ -132,13 +133,6 @@ impl From<PeriodicTask> for PeriodicTaskOut {
 #[derive(Serialize, ToSchema)]
 pub struct PeriodicTaskPage {
     results: Vec<PeriodicTaskOut>,
-}
-
-fn push(errors: &mut FieldErrors, field: &str, message: impl Into<String>) {
-    let entry = errors.entry(field.to_owned()).or_insert_with(|| json!([]));
-    if let Value::Array(list) = entry {
-        list.push(Value::String(message.into()));
-    }
 }
 
 fn nested(errors: &mut FieldErrors, field: &str, inner: &str, message: impl Into<String>) {
@@ -413,13 +407,12 @@ fn name_taken() -> ApiError {
 }
 
 /// Periodic tasks, oldest first.
-#[utoipa::path(get, path = "/api/periodic-tasks/",
+#[utoipa::path(get, path = "/api/periodic-tasks/", tag = "crate::periodic",
     responses((status = 200, body = PeriodicTaskPage)))]
 pub async fn list_periodic_tasks(
-    req: HttpRequest,
+    _: ReadAccess,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_read_access(&req, &state)?;
     let rows = state.db.run(db::periodic::list).await?;
     Ok(HttpResponse::Ok().json(PeriodicTaskPage {
         results: rows.into_iter().map(Into::into).collect(),
@@ -427,16 +420,14 @@ pub async fn list_periodic_tasks(
 }
 
 /// Create a periodic task; the scheduler fires it from its `next_run_at` on.
-#[utoipa::path(post, path = "/api/periodic-tasks/", request_body = PeriodicTaskIn,
+#[utoipa::path(post, path = "/api/periodic-tasks/", tag = "crate::periodic", request_body = PeriodicTaskIn,
     responses((status = 201, body = PeriodicTaskOut), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 415, body = ErrorBody)),
     security(("hmac" = [])))]
 pub async fn create_periodic_task(
-    req: HttpRequest,
-    payload: web::Payload,
+    SignedJson(body): SignedJson,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = signed_json(&req, payload, &state).await?;
     let fields = validate(&body, None, Utc::now())?;
     let stored = state
         .db
@@ -459,14 +450,13 @@ pub async fn create_periodic_task(
 }
 
 /// One periodic task.
-#[utoipa::path(get, path = "/api/periodic-tasks/{id}/", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/periodic-tasks/{id}/", tag = "crate::periodic", params(("id" = i64, Path)),
     responses((status = 200, body = PeriodicTaskOut), (status = 404, body = ErrorBody)))]
 pub async fn get_periodic_task(
-    req: HttpRequest,
+    _: ReadAccess,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_read_access(&req, &state)?;
     let id = parse_id(&path)?;
     let row = state
         .db
@@ -477,18 +467,16 @@ pub async fn get_periodic_task(
 }
 
 /// Change some fields of a periodic task (enable, disable, reschedule, rename, ...).
-#[utoipa::path(patch, path = "/api/periodic-tasks/{id}/", params(("id" = i64, Path)),
+#[utoipa::path(patch, path = "/api/periodic-tasks/{id}/", tag = "crate::periodic", params(("id" = i64, Path)),
     request_body = PeriodicTaskIn,
     responses((status = 200, body = PeriodicTaskOut), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)),
     security(("hmac" = [])))]
 pub async fn update_periodic_task(
-    req: HttpRequest,
+    SignedJson(body): SignedJson,
     path: web::Path<String>,
-    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = signed_json(&req, payload, &state).await?;
     let id = parse_id(&path)?;
     let now = Utc::now();
     let updated = state
@@ -512,28 +500,14 @@ pub async fn update_periodic_task(
 }
 
 /// Delete a periodic task; tasks it already fired are kept.
-#[utoipa::path(delete, path = "/api/periodic-tasks/{id}/", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/api/periodic-tasks/{id}/", tag = "crate::periodic", params(("id" = i64, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("hmac" = [])))]
 pub async fn delete_periodic_task(
-    req: HttpRequest,
+    _: SignedDelete,
     path: web::Path<String>,
-    mut payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    // A DELETE has no JSON to parse, but it is a write: its (usually empty) body is signed.
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::BadRequest(format!("Could not read the request body: {e}")))?;
-        if body.len() + chunk.len() > 64 * 1024 {
-            return Err(ApiError::PayloadTooLarge(
-                "A DELETE body must stay small.".into(),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    state.verifier.verify(&req, &body).await?;
     let id = parse_id(&path)?;
     if state.db.run(move |c| db::periodic::delete(c, id)).await? {
         tracing::info!(periodic_task_id = id, "Periodic task deleted.");

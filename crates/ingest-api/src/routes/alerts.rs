@@ -2,18 +2,19 @@
 //! state per channel (pending, sent, failed, suppressed by the cooldown), attempts and
 //! last error.
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use actix_web::{web, HttpResponse};
 use db::alerts::{Alert, ListFilter};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    body::check_read_access,
-    errors::ApiError,
-    routes::{resource, rfc3339, ErrorBody},
-    startup::AppState,
+    access::ReadAccess,
+    errors::{ApiError, ErrorBody},
+    fallback::resource,
+    pagination,
+    query::QueryCheck,
+    rfc3339,
+    state::AppState,
 };
 
 /// Kinds of alert the notifier records.
@@ -92,8 +93,8 @@ impl From<Alert> for AlertOut {
             log_entry_id: a.log_entry_id,
             pattern_detection_id: a.pattern_detection_id,
             task_id: a.task_id.map(|t| t.to_string()),
-            created_at: rfc3339(a.created_at),
-            sent_at: a.sent_at.map(rfc3339),
+            created_at: rfc3339::format(a.created_at),
+            sent_at: a.sent_at.map(rfc3339::format),
             payload: a.payload,
         }
     }
@@ -108,71 +109,22 @@ pub struct AlertPage {
 
 /// Recent alerts and their delivery state, newest first, with filters and keyset
 /// pagination.
-#[utoipa::path(get, path = "/api/alerts/", params(AlertsQuery),
+#[utoipa::path(get, path = "/api/alerts/", tag = "crate::alerts", params(AlertsQuery),
     responses((status = 200, body = AlertPage), (status = 400, body = ErrorBody)))]
 pub async fn list_alerts(
-    req: HttpRequest,
+    _: ReadAccess,
+    query: web::Query<AlertsQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_read_access(&req, &state)?;
-    let query = web::Query::<AlertsQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::BadRequest(format!("Invalid query string: {e}")))?
-        .into_inner();
-    let mut errors = crate::errors::FieldErrors::new();
-    let mut bad = |field: &str, msg: String| {
-        errors.insert(field.to_owned(), json!([msg]));
-    };
-    let mut choice = |field: &str, raw: Option<String>, allowed: &[&str]| {
-        let value = raw.filter(|s| !s.is_empty())?;
-        if allowed.contains(&value.as_str()) {
-            Some(value)
-        } else {
-            bad(
-                field,
-                format!("Select a valid choice. {value} is not one of the available choices."),
-            );
-            None
-        }
-    };
-    let status = choice("status", query.status, &db::alerts::status::ALL);
-    let kind = choice("kind", query.kind, &KINDS);
+    let query = query.into_inner();
+    let mut check = QueryCheck::new();
+    let status = check.choice("status", query.status, &db::alerts::status::ALL);
+    let kind = check.choice("kind", query.kind, &KINDS);
     let channel = query.channel.filter(|s| !s.is_empty());
-    let since = match query.since.filter(|s| !s.is_empty()) {
-        None => None,
-        Some(raw) => match DateTime::parse_from_rfc3339(&raw) {
-            Ok(t) => Some(t.with_timezone(&Utc)),
-            Err(_) => {
-                bad("since", "Enter a valid date/time (RFC 3339).".into());
-                None
-            }
-        },
-    };
-    let limit = match query.limit.as_deref() {
-        None | Some("") => 100,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                bad(
-                    "limit",
-                    "Ensure this value is an integer from 1 to 1000.".into(),
-                );
-                100
-            }
-        },
-    };
-    let before_id = match query.cursor.as_deref() {
-        None | Some("") => None,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(id) if id > 0 => Some(id),
-            _ => {
-                bad("cursor", "Invalid cursor.".into());
-                None
-            }
-        },
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let since = check.time("since", query.since.as_deref());
+    let limit = check.limit(query.limit.as_deref());
+    let before_id = check.cursor(query.cursor.as_deref(), pagination::decode_id);
+    check.finish()?;
     let filter = ListFilter {
         status,
         kind,

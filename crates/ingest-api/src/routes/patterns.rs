@@ -1,18 +1,19 @@
 //! `GET /api/patterns/`: the patterns found by the periodic analysis
 //! (`logs.tasks.detect_anomaly_patterns`) and the real-time worker, newest first.
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::DateTime;
+use actix_web::{web, HttpResponse};
 use db::patterns::{PatternDetection, PatternFilter};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    body::check_read_access,
-    errors::ApiError,
-    routes::{resource, rfc3339, ErrorBody},
-    startup::AppState,
+    access::ReadAccess,
+    errors::{ApiError, ErrorBody},
+    fallback::resource,
+    pagination,
+    query::QueryCheck,
+    rfc3339,
+    state::AppState,
 };
 
 /// The kinds of pattern, as stored.
@@ -58,12 +59,12 @@ impl From<PatternDetection> for PatternOut {
             kind: p.kind,
             source: p.source,
             severity: p.severity,
-            window_start: rfc3339(p.window_start),
-            window_end: rfc3339(p.window_end),
+            window_start: rfc3339::format(p.window_start),
+            window_end: rfc3339::format(p.window_end),
             details: p.details,
             log_entry_ids: p.log_entry_ids,
             task_id: p.task_id.map(|t| t.to_string()),
-            detected_at: rfc3339(p.detected_at),
+            detected_at: rfc3339::format(p.detected_at),
         }
     }
 }
@@ -93,78 +94,21 @@ pub struct PatternPage {
 }
 
 /// Detected patterns, newest first, with filters and keyset pagination.
-#[utoipa::path(get, path = "/api/patterns/", params(PatternsQuery),
+#[utoipa::path(get, path = "/api/patterns/", tag = "patterns", params(PatternsQuery),
     responses((status = 200, body = PatternPage), (status = 400, body = ErrorBody)))]
 pub async fn list_patterns(
-    req: HttpRequest,
+    _: ReadAccess,
+    query: web::Query<PatternsQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_read_access(&req, &state)?;
-    let query = web::Query::<PatternsQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::BadRequest(format!("Invalid query string: {e}")))?
-        .into_inner();
-    let mut errors = crate::errors::FieldErrors::new();
-    let kind = query.kind.filter(|s| !s.is_empty());
-    if let Some(k) = &kind {
-        if !KINDS.contains(&k.as_str()) {
-            errors.insert(
-                "kind".into(),
-                json!([format!(
-                    "Select a valid choice. {k} is not one of the available choices."
-                )]),
-            );
-        }
-    }
-    let severity = query.severity.filter(|s| !s.is_empty());
-    if let Some(s) = &severity {
-        if !["WARNING", "CRITICAL"].contains(&s.as_str()) {
-            errors.insert(
-                "severity".into(),
-                json!([format!(
-                    "Select a valid choice. {s} is not one of the available choices."
-                )]),
-            );
-        }
-    }
-    let since = match query.since.as_deref() {
-        None | Some("") => None,
-        Some(raw) => match DateTime::parse_from_rfc3339(raw) {
-            Ok(t) => Some(t.to_utc()),
-            Err(_) => {
-                errors.insert(
-                    "since".into(),
-                    json!(["Enter a valid date/time (RFC 3339)."]),
-                );
-                None
-            }
-        },
-    };
-    let limit = match query.limit.as_deref() {
-        None | Some("") => 100,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                errors.insert(
-                    "limit".into(),
-                    json!(["Ensure this value is an integer from 1 to 1000."]),
-                );
-                100
-            }
-        },
-    };
-    let before_id = match query.cursor.as_deref() {
-        None | Some("") => None,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(id) if id > 0 => Some(id),
-            _ => {
-                errors.insert("cursor".into(), json!(["Invalid cursor."]));
-                None
-            }
-        },
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let query = query.into_inner();
+    let mut check = QueryCheck::new();
+    let kind = check.choice("kind", query.kind, &KINDS);
+    let severity = check.choice("severity", query.severity, &["WARNING", "CRITICAL"]);
+    let since = check.time("since", query.since.as_deref());
+    let limit = check.limit(query.limit.as_deref());
+    let before_id = check.cursor(query.cursor.as_deref(), pagination::decode_id);
+    check.finish()?;
     let filter = PatternFilter {
         kind,
         source: query.source,

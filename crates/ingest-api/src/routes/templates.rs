@@ -1,0 +1,157 @@
+//! Operator feedback and the mined templates it applies to.
+//!
+//! `POST /api/logs/{id}/feedback/` labels the template of an analysed entry `normal` or
+//! `anomaly` (signed like every write), through [`crate::feedback::apply_feedback`]: the
+//! template's entries of the last hour are re-scored with the label (`is_anomaly` follows
+//! it and their summary says so) and the answer reports how many changed (`rescored`).
+//! `GET /api/templates/` lists the templates with their counts and labels.
+
+use actix_web::{web, HttpResponse};
+use db::templates::{TemplateOrder, TemplateRow};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    access::ReadAccess,
+    body::SignedJson,
+    errors::{ApiError, ErrorBody},
+    fallback::resource,
+    feedback::{apply_feedback, FeedbackTarget},
+    query::QueryCheck,
+    rfc3339,
+    state::AppState,
+    validation,
+};
+
+/// Registers the feedback and template routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/logs/{id}/feedback/").route(web::post().to(feedback)))
+        .service(resource("/api/templates/").route(web::get().to(list_templates)));
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedbackLabel {
+    Normal,
+    Anomaly,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the contract; the body is validated field by field
+pub struct FeedbackIn {
+    /// The operator's judgement on the entry's message pattern.
+    label: FeedbackLabel,
+}
+
+/// A mined message template.
+#[derive(Serialize, ToSchema)]
+pub struct TemplateOut {
+    /// The `template_id` of log entries.
+    id: i64,
+    /// The detector's stable template id.
+    template_key: String,
+    /// Text with variable parts replaced by placeholders (`<*>`, `<NUM>`, `<IP>`, ...).
+    template: String,
+    /// Lines seen with this template.
+    count: i64,
+    first_seen: String,
+    last_seen: String,
+    /// `normal`, `anomaly` or null.
+    label: Option<String>,
+    labelled_at: Option<String>,
+}
+
+impl From<TemplateRow> for TemplateOut {
+    fn from(t: TemplateRow) -> Self {
+        Self {
+            id: t.id,
+            template_key: t.template_key,
+            template: t.template,
+            count: t.count,
+            first_seen: rfc3339::format(t.first_seen),
+            last_seen: rfc3339::format(t.last_seen),
+            label: t.label,
+            labelled_at: t.labelled_at.map(rfc3339::format),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FeedbackOut {
+    log_entry_id: i64,
+    /// The template now labelled.
+    template: TemplateOut,
+    /// Entries of the template received in the last hour whose verdict (`is_anomaly`) and
+    /// summary were re-scored with the label (0 when they already agreed).
+    rescored: u64,
+}
+
+/// Label the template of an analysed entry; later lines of that template (and of close
+/// ones) are scored with it, and its entries of the last hour are re-scored with it.
+#[utoipa::path(post, path = "/api/logs/{id}/feedback/", tag = "templates", params(("id" = i64, Path)), request_body = FeedbackIn,
+    responses((status = 200, body = FeedbackOut), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The entry has not been analysed yet"),
+        (status = 415, body = ErrorBody)),
+    security(("hmac" = [])))]
+pub async fn feedback(
+    SignedJson(value): SignedJson,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id: i64 = path
+        .parse()
+        .map_err(|_| ApiError::NotFound("No log entry with this id.".into()))?;
+    let label = validation::feedback_label(&value)?;
+    let done = apply_feedback(&state, FeedbackTarget::Entry(id), label).await?;
+    Ok(HttpResponse::Ok().json(FeedbackOut {
+        log_entry_id: id,
+        template: done.row.into(),
+        rescored: done.rescored,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TemplatesQuery {
+    /// `-count` (most frequent first, the default) or `-last_seen` (most recently seen first).
+    ordering: Option<String>,
+    /// Page size, 1 to 1 000 (default 100).
+    limit: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TemplatePage {
+    results: Vec<TemplateOut>,
+}
+
+/// Mined templates with their counts, first and last sighting and labels.
+#[utoipa::path(get, path = "/api/templates/", tag = "templates", params(TemplatesQuery),
+    responses((status = 200, body = TemplatePage), (status = 400, body = ErrorBody)))]
+pub async fn list_templates(
+    _: ReadAccess,
+    query: web::Query<TemplatesQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut check = QueryCheck::new();
+    let order = match query.ordering.as_deref() {
+        None | Some("") | Some("-count") => TemplateOrder::MostFrequent,
+        Some("-last_seen") => TemplateOrder::Newest,
+        Some(other) => {
+            check.fail(
+                "ordering",
+                format!("\"{other}\" is not a valid choice; use -count or -last_seen."),
+            );
+            TemplateOrder::MostFrequent
+        }
+    };
+    let limit = check.limit(query.limit.as_deref());
+    check.finish()?;
+    let rows = state
+        .db
+        .run(move |c| db::templates::list(c, order, limit))
+        .await?;
+    Ok(HttpResponse::Ok().json(TemplatePage {
+        results: rows.into_iter().map(Into::into).collect(),
+    }))
+}
