@@ -2,68 +2,27 @@
 //! and keeps accepting entries while the broker is down, and the cached queue depths the
 //! dashboard polls.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use crate::ingest::{Outgoing, Publish};
+/// After a failed connect, publishes fail fast for this long instead of making every
+/// request wait for a connect timeout.
+pub const RECONNECT_BACKOFF: Duration = Duration::from_secs(2);
 
-/// The AMQP publisher, connected on first use and re-created after a failure, so the API
-/// starts and keeps accepting entries while the broker is down.
-pub struct LazyPublisher {
-    url: String,
-    topology: mq::Topology,
-    state: Mutex<(Option<mq::Publisher>, Option<Instant>)>,
-}
-
-/// After a failed connect, fail fast for this long instead of making every request wait
-/// for a connect timeout.
-const RECONNECT_BACKOFF: Duration = Duration::from_secs(2);
-
-impl LazyPublisher {
-    pub fn new(url: String, topology: mq::Topology) -> Self {
-        Self {
-            url,
-            topology,
-            state: Mutex::new((None, None)),
-        }
-    }
-
-    async fn publisher(&self) -> Result<mq::Publisher, String> {
-        let mut state = self.state.lock().await;
-        if let Some(p) = &state.0 {
-            if p.is_connected() {
-                return Ok(p.clone());
-            }
-        }
-        if let Some(failed_at) = state.1 {
-            if failed_at.elapsed() < RECONNECT_BACKOFF {
-                return Err("broker unreachable (recent connection attempt failed)".into());
-            }
-        }
-        match mq::Publisher::connect(&self.url, self.topology.clone(), "ingest-api").await {
-            Ok(p) => {
-                *state = (Some(p.clone()), None);
-                Ok(p)
-            }
-            Err(e) => {
-                *state = (None, Some(Instant::now()));
-                Err(format!("cannot connect to the broker: {e}"))
-            }
-        }
-    }
-
-    pub async fn is_connected(&self) -> bool {
-        self.state
-            .lock()
-            .await
-            .0
-            .as_ref()
-            .is_some_and(|p| p.is_connected())
-    }
+/// The API's publisher: connects on first use (so the API starts, and keeps accepting
+/// entries into the outbox, while the broker is down) and fails fast for
+/// [`RECONNECT_BACKOFF`] after a failed connect.
+pub fn publisher(url: &str, topology: mq::Topology) -> mq::Publisher {
+    mq::Publisher::lazy(
+        url,
+        topology,
+        "ingest-api",
+        mq::PublisherConfig {
+            reconnect_backoff: RECONNECT_BACKOFF,
+            ..mq::PublisherConfig::default()
+        },
+    )
 }
 
 /// How long one reading of the broker's queue depths is served before the broker is asked
@@ -74,7 +33,7 @@ const QUEUE_DEPTHS_TTL: Duration = Duration::from_secs(2);
 /// [`QUEUE_DEPTHS_TTL`] however many dashboards poll. An unreachable broker is an answer
 /// too (the error text), cached the same way.
 pub struct QueueDepths {
-    publisher: Arc<LazyPublisher>,
+    publisher: mq::Publisher,
     last: Mutex<Option<(Instant, DepthsReading)>>,
 }
 
@@ -82,7 +41,7 @@ pub struct QueueDepths {
 type DepthsReading = Result<Vec<mq::QueueDepth>, String>;
 
 impl QueueDepths {
-    pub fn new(publisher: Arc<LazyPublisher>) -> Self {
+    pub fn new(publisher: mq::Publisher) -> Self {
         Self {
             publisher,
             last: Mutex::new(None),
@@ -98,19 +57,12 @@ impl QueueDepths {
                 return reading.clone();
             }
         }
-        let reading = match self.publisher.publisher().await {
-            Ok(p) => p.queue_depths().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
+        let reading = self
+            .publisher
+            .queue_depths()
+            .await
+            .map_err(|e| e.to_string());
         *last = Some((Instant::now(), reading.clone()));
         reading
-    }
-}
-
-#[async_trait::async_trait]
-impl Publish for LazyPublisher {
-    async fn publish(&self, messages: &[Outgoing]) -> Result<(), String> {
-        let publisher = self.publisher().await?;
-        Publish::publish(&publisher, messages).await
     }
 }

@@ -22,32 +22,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use contracts::v1;
+use contracts::{v1, Task};
 use db::models::{NewLogEntry, NewTask};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
 
 use crate::errors::ApiError;
-
-/// A message to publish once the rows are committed.
-#[derive(Debug, Clone)]
-pub enum Outgoing {
-    Analyze(v1::AnalyzeLogEntry),
-    Batch(v1::BatchAnalyzeLogs),
-    Patterns(v1::DetectAnomalyPatterns),
-    RealTime(v1::AnalyzeRealTimeStream),
-}
-
-impl Outgoing {
-    fn task_id(&self) -> &str {
-        match self {
-            Outgoing::Analyze(m) => &m.task_id,
-            Outgoing::Batch(m) => &m.task_id,
-            Outgoing::Patterns(m) => &m.task_id,
-            Outgoing::RealTime(m) => &m.task_id,
-        }
-    }
-}
 
 /// One request's writes.
 #[derive(Debug)]
@@ -92,7 +72,7 @@ pub enum MessagesFor {
     /// One `batch_analyze_logs` over all entries.
     Batch { task_id: Uuid },
     /// Ready-made messages (tasks without new entries).
-    Ready(Vec<Outgoing>),
+    Ready(Vec<Task>),
 }
 
 /// What the request gets back: the ids of its entries, in input order.
@@ -113,7 +93,7 @@ pub struct Ingestor {
 
 /// Messages of one committed group, on their way to the broker.
 struct PublishJob {
-    messages: Vec<Outgoing>,
+    messages: Vec<Task>,
 }
 
 /// Most entries written in one transaction; keeps a transaction short and its statement
@@ -122,7 +102,7 @@ const MAX_ENTRIES_PER_COMMIT: usize = 20_000;
 
 impl Ingestor {
     /// Starts `committers` committer tasks and as many publishers.
-    pub fn start(db: db::Db, publisher: Arc<dyn Publish>, committers: usize) -> Self {
+    pub fn start(db: db::Db, outbox: outbox::Outbox, committers: usize) -> Self {
         let (tx, rx) = mpsc::channel::<(Submission, Reply)>(4096);
         // Bounded: when the broker is slow, committers wait here, and requests wait for
         // committers, instead of memory filling with unpublished messages.
@@ -139,8 +119,7 @@ impl Ingestor {
             ));
             tokio::spawn(publish_stage(
                 publish_rx.clone(),
-                db.clone(),
-                publisher.clone(),
+                outbox.clone(),
                 unpublished.clone(),
             ));
         }
@@ -170,37 +149,6 @@ impl Ingestor {
         answer
             .await
             .map_err(|_| ApiError::Internal("the ingest committer stopped".into()))?
-    }
-}
-
-/// Publishing, as the committer needs it (implemented by the AMQP publisher).
-#[async_trait::async_trait]
-pub trait Publish: Send + Sync + 'static {
-    async fn publish(&self, messages: &[Outgoing]) -> Result<(), String>;
-}
-
-#[async_trait::async_trait]
-impl Publish for mq::Publisher {
-    async fn publish(&self, messages: &[Outgoing]) -> Result<(), String> {
-        let mut analyze = Vec::new();
-        let mut batch = Vec::new();
-        let mut patterns = Vec::new();
-        let mut realtime = Vec::new();
-        for m in messages {
-            match m {
-                Outgoing::Analyze(m) => analyze.push(m.clone()),
-                Outgoing::Batch(m) => batch.push(m.clone()),
-                Outgoing::Patterns(m) => patterns.push(m.clone()),
-                Outgoing::RealTime(m) => realtime.push(m.clone()),
-            }
-        }
-        let (a, b, p, r) = tokio::join!(
-            self.publish_many(&analyze),
-            self.publish_many(&batch),
-            self.publish_many(&patterns),
-            self.publish_many(&realtime),
-        );
-        a.and(b).and(p).and(r).map_err(|e| e.to_string())
     }
 }
 
@@ -282,14 +230,14 @@ async fn commit_group(db: &db::Db, group: Vec<(Submission, Reply)>) -> Option<Pu
         match plan {
             MessagesFor::EachEntry => {
                 for (id, task) in ids.iter().zip(entry_task) {
-                    messages.push(Outgoing::Analyze(v1::AnalyzeLogEntry {
+                    messages.push(Task::AnalyzeLogEntry(v1::AnalyzeLogEntry {
                         task_id: task.to_string(),
                         log_entry_id: *id,
                     }));
                 }
             }
             MessagesFor::Batch { task_id } => {
-                messages.push(Outgoing::Batch(v1::BatchAnalyzeLogs {
+                messages.push(Task::BatchAnalyzeLogs(v1::BatchAnalyzeLogs {
                     task_id: task_id.to_string(),
                     log_entry_ids: ids.clone(),
                 }))
@@ -311,8 +259,7 @@ async fn commit_group(db: &db::Db, group: Vec<(Submission, Reply)>) -> Option<Pu
 /// then records the outcome on the task rows.
 async fn publish_stage(
     rx: Arc<Mutex<mpsc::Receiver<PublishJob>>>,
-    db: db::Db,
-    publisher: Arc<dyn Publish>,
+    outbox: outbox::Outbox,
     unpublished: Arc<AtomicUsize>,
 ) {
     loop {
@@ -333,38 +280,17 @@ async fn publish_stage(
                 }
             }
         }
-        publish_and_record(&db, publisher.as_ref(), messages).await;
+        publish_and_record(&outbox, &messages).await;
         unpublished.fetch_sub(jobs, Ordering::AcqRel);
     }
 }
 
-async fn publish_and_record(db: &db::Db, publisher: &dyn Publish, messages: Vec<Outgoing>) {
+/// Publishes through the outbox (which records the outcome on the task rows); a failure
+/// leaves the tasks PENDING for the relay.
+async fn publish_and_record(outbox: &outbox::Outbox, messages: &[Task]) {
     let started = Instant::now();
-    let task_ids: Vec<Uuid> = messages
-        .iter()
-        .filter_map(|m| Uuid::parse_str(m.task_id()).ok())
-        .collect();
-    match publisher.publish(&messages).await {
-        Ok(()) => {
-            if let Err(error) = db
-                .run(move |c| db::tasks::mark_published(c, &task_ids))
-                .await
-            {
-                // The messages are on the broker; the relay may publish them again, which
-                // workers tolerate (idempotent per task id).
-                tracing::warn!(%error, "Published, but could not record it.");
-            }
-        }
-        Err(error) => {
-            metrics::counter!("logcanary_publish_failures_total").increment(1);
-            tracing::warn!(%error, tasks = task_ids.len(), "Broker unavailable; tasks stay PENDING for the relay.");
-            if let Err(error) = db
-                .run(move |c| db::tasks::mark_publish_failed(c, &task_ids, &error))
-                .await
-            {
-                tracing::warn!(%error, "Could not record the failed publish; the relay will still see the task unpublished.");
-            }
-        }
+    if outbox.publish_tasks(messages).await.is_err() {
+        metrics::counter!("logcanary_publish_failures_total").increment(1);
     }
     metrics::histogram!("logcanary_publish_seconds").record(started.elapsed().as_secs_f64());
 }

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::{
     auth::{ClaimedSignature, Verifier},
-    broker::{LazyPublisher, QueueDepths},
+    broker::{self, QueueDepths},
     config::Settings,
     errors, fallback,
     ingest::Ingestor,
@@ -57,12 +57,16 @@ impl Application {
             settings.service.db_pool_size,
         )
         .context("creating the database pool (DATABASE_URL)")?;
-        let publisher = Arc::new(LazyPublisher::new(
-            settings.service.amqp_url.clone(),
+        let publisher = broker::publisher(
+            &settings.service.amqp_url,
             mq::Topology::new(settings.service.amqp_prefix.clone())
                 .with_quorum_queues(settings.service.amqp_quorum),
-        ));
-        let ingestor = Ingestor::start(db.clone(), publisher.clone(), settings.committers);
+        );
+        let ingestor = Ingestor::start(
+            db.clone(),
+            outbox::Outbox::new(db.clone(), publisher.clone()),
+            settings.committers,
+        );
         let drain = ingestor.clone();
         let verifier = Verifier::new(
             keys,
@@ -93,13 +97,11 @@ impl Application {
             let publisher = readiness_pub.clone();
             Box::pin(async move {
                 let database = db.ping().await.map_err(|e| e.to_string());
-                metrics::gauge!("logcanary_amqp_connected").set(
-                    if publisher.is_connected().await {
-                        1.0
-                    } else {
-                        0.0
-                    },
-                );
+                metrics::gauge!("logcanary_amqp_connected").set(if publisher.is_connected() {
+                    1.0
+                } else {
+                    0.0
+                });
                 // The broker is not required: entries are accepted and relayed later.
                 vec![("database", database)]
             })

@@ -14,7 +14,7 @@ use crate::{
     body::SignedJson,
     errors::{ApiError, ErrorBody},
     fallback::resource,
-    ingest::{new_task, MessagesFor, Outgoing, Submission},
+    ingest::{new_task, MessagesFor, Submission},
     routes::entries::LogEntryIn,
     state::AppState,
     validation,
@@ -99,10 +99,12 @@ pub async fn pattern_analysis(
         .submit(Submission::one_task(
             new_task(task_id, tasks::DETECT_ANOMALY_PATTERNS, json!([hours])),
             vec![],
-            MessagesFor::Ready(vec![Outgoing::Patterns(v1::DetectAnomalyPatterns {
-                task_id: task_id.to_string(),
-                time_window_hours: hours,
-            })]),
+            MessagesFor::Ready(vec![contracts::Task::DetectAnomalyPatterns(
+                v1::DetectAnomalyPatterns {
+                    task_id: task_id.to_string(),
+                    time_window_hours: hours,
+                },
+            )]),
         ))
         .await?;
     Ok(HttpResponse::Accepted().json(PatternAnalysisAccepted {
@@ -163,10 +165,12 @@ pub async fn real_time_analysis(
                 json!({"log_entry_ids": ids}),
             ),
             vec![],
-            MessagesFor::Ready(vec![Outgoing::RealTime(v1::AnalyzeRealTimeStream {
-                task_id: task_id.to_string(),
-                log_entry_ids: ids.clone(),
-            })]),
+            MessagesFor::Ready(vec![contracts::Task::AnalyzeRealTimeStream(
+                v1::AnalyzeRealTimeStream {
+                    task_id: task_id.to_string(),
+                    log_entry_ids: ids.clone(),
+                },
+            )]),
         ))
         .await?;
     Ok(HttpResponse::Accepted().json(RealTimeAccepted {
