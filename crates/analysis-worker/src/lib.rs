@@ -25,6 +25,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         ScoringSetup {
             service: settings.service.clone(),
             scorer: settings.scoring.scorer_config(),
+            embedder: settings.scoring.embedder_config(),
             template_refresh: settings.scoring.template_refresh(),
             patterns: settings.patterns.clone(),
             connection_name: "analysis-worker",
@@ -42,18 +43,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         },
         scoring: scoring.handler.clone(),
     });
-    mq::service::serve(
-        mq::service::Service {
-            name: "Analysis worker",
-            admin_addr: settings.admin_addr,
-            readiness,
-            amqp_url: &settings.service.amqp_url,
-            topology: mq::Topology::new(settings.service.amqp_prefix.clone())
-                .with_quorum_queues(settings.service.amqp_quorum),
-            consumer,
-        },
-        handler,
-        shutdown,
-    )
-    .await
+    let service = mq::service::Service::new(
+        "Analysis worker",
+        &settings.service,
+        settings.admin_addr,
+        readiness,
+        consumer,
+    );
+    mq::service::serve(service, handler, shutdown).await
 }

@@ -1,4 +1,5 @@
 use logcanary_analysis_worker::{config::Settings, run};
+use mq::service::ConsumerSettings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ pub struct ServiceArgs {
         long,
         env = "DATABASE_URL",
         value_name = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/logcanary"
     )]
     pub database_url: String,
@@ -24,6 +25,7 @@ pub struct ServiceArgs {
         long,
         env = "AMQP_URL",
         value_name = "AMQP_URL",
+        hide_env_values = true,
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,

@@ -89,9 +89,16 @@ impl EmbedderConfig {
     /// default under the repository root, found as the nearest ancestor of the current
     /// directory that has a `.cache/` directory (else the current directory itself).
     pub fn from_env() -> Self {
+        Self::with_defaults(env_path(MODEL_DIR_ENV), env_path(ORT_DYLIB_ENV))
+    }
+
+    /// The given paths, each falling back to its default under the repository root (see
+    /// [`EmbedderConfig::from_env`]); binaries pass what clap read from
+    /// `LOGCANARY_MODEL_DIR` / `ORT_DYLIB_PATH`.
+    pub fn with_defaults(model_dir: Option<PathBuf>, ort_dylib: Option<PathBuf>) -> Self {
         let root = default_root();
-        let model_dir = env_path(MODEL_DIR_ENV).unwrap_or_else(|| root.join(DEFAULT_MODEL_DIR));
-        let ort_dylib = env_path(ORT_DYLIB_ENV).unwrap_or_else(|| root.join(DEFAULT_ORT_DYLIB));
+        let model_dir = model_dir.unwrap_or_else(|| root.join(DEFAULT_MODEL_DIR));
+        let ort_dylib = ort_dylib.unwrap_or_else(|| root.join(DEFAULT_ORT_DYLIB));
         Self::new(model_dir, ort_dylib)
     }
 

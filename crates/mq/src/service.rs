@@ -74,6 +74,31 @@ impl ConsumerDefaults {
     }
 }
 
+/// Settings of a consuming binary: its clap settings with its own consumer defaults.
+pub trait ConsumerSettings: clap::Parser {
+    /// This binary's defaults of the consumer flags.
+    const CONSUMER_DEFAULTS: ConsumerDefaults;
+
+    /// The settings from the process's arguments and environment (exits with clap's
+    /// message on bad input).
+    fn load() -> Self {
+        Self::CONSUMER_DEFAULTS.parse()
+    }
+
+    /// The settings from `args` (and the environment).
+    ///
+    /// # Errors
+    ///
+    /// clap's error for arguments that do not parse.
+    fn load_from<I, S>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString> + Clone,
+    {
+        Self::CONSUMER_DEFAULTS.try_parse_from(args)
+    }
+}
+
 impl ConsumerArgs {
     /// The consumer's configuration for `queues`, waiting up to `batch_wait` for a batch
     /// to fill; `connection_name` names the broker connection (the binary).
@@ -119,6 +144,28 @@ pub struct Service<'a> {
     pub amqp_url: &'a str,
     pub topology: Topology,
     pub consumer: ConsumerConfig,
+}
+
+impl<'a> Service<'a> {
+    /// A service on the broker and queue-name prefix of `service` (`AMQP_URL`,
+    /// `LOGCANARY_AMQP_PREFIX`, quorum queues).
+    pub fn new(
+        name: &'static str,
+        service: &'a common::config::ServiceArgs,
+        admin_addr: SocketAddr,
+        readiness: ReadinessFn,
+        consumer: ConsumerConfig,
+    ) -> Self {
+        Self {
+            name,
+            admin_addr,
+            readiness,
+            amqp_url: &service.amqp_url,
+            topology: Topology::new(service.amqp_prefix.clone())
+                .with_quorum_queues(service.amqp_quorum),
+            consumer,
+        }
+    }
 }
 
 /// Starts the admin server (`/livez`, `/readyz`, `/metrics`), consumes with `handler`

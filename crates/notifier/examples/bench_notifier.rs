@@ -10,6 +10,7 @@
 //! `batch_max` 1 sends one webhook per alert (the delivery path's own rate); the default
 //! (100) groups what arrives together, as in production.
 
+use mq::service::ConsumerSettings;
 use std::time::{Duration, Instant};
 
 use contracts::{queues, tasks, v1};

@@ -49,7 +49,12 @@ pub struct Settings {
 
     /// SMTP server: `smtp://host:port` (plain), `smtp://host:port?tls=required` (STARTTLS),
     /// `smtps://user:pass@host:port` (TLS). Unset: no email.
-    #[arg(long, env = "LOGCANARY_SMTP_URL", value_name = "LOGCANARY_SMTP_URL")]
+    #[arg(
+        long,
+        env = "LOGCANARY_SMTP_URL",
+        value_name = "LOGCANARY_SMTP_URL",
+        hide_env_values = true
+    )]
     pub smtp_url: Option<String>,
 
     /// Alert email recipients, comma-separated (`ops@example.com,Jo <jo@example.com>`).
@@ -73,7 +78,8 @@ pub struct Settings {
     #[arg(
         long,
         env = "LOGCANARY_WEBHOOK_URLS",
-        value_name = "LOGCANARY_WEBHOOK_URLS"
+        value_name = "LOGCANARY_WEBHOOK_URLS",
+        hide_env_values = true
     )]
     pub webhook_urls: Option<String>,
 
@@ -191,33 +197,15 @@ fn list(raw: Option<&str>) -> Vec<&str> {
         .collect()
 }
 
-/// This binary's defaults of the consumer flags.
-pub const CONSUMER_DEFAULTS: mq::service::ConsumerDefaults = mq::service::ConsumerDefaults {
-    concurrency: "1",
-    prefetch: "256",
-    batch_max: "100",
-};
+impl mq::service::ConsumerSettings for Settings {
+    const CONSUMER_DEFAULTS: mq::service::ConsumerDefaults = mq::service::ConsumerDefaults {
+        concurrency: "1",
+        prefetch: "256",
+        batch_max: "100",
+    };
+}
 
 impl Settings {
-    /// The settings from the process's arguments and environment (exits with clap's
-    /// message on bad input).
-    pub fn load() -> Self {
-        CONSUMER_DEFAULTS.parse()
-    }
-
-    /// The settings from `args` (and the environment).
-    ///
-    /// # Errors
-    ///
-    /// clap's error for arguments that do not parse.
-    pub fn load_from<I, S>(args: I) -> Result<Self, clap::Error>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<std::ffi::OsString> + Clone,
-    {
-        CONSUMER_DEFAULTS.try_parse_from(args)
-    }
-
     /// Checks the channel settings; the error names the variable at fault.
     ///
     /// # Errors
@@ -316,6 +304,8 @@ pub fn redact_path(raw: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use mq::service::ConsumerSettings;
+
     use super::*;
 
     fn settings(args: &[&str]) -> Settings {

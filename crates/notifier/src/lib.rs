@@ -96,18 +96,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         group_window_ms = settings.group_window_ms,
         "Notifier settings."
     );
-    mq::service::serve(
-        mq::service::Service {
-            name: "Notifier",
-            admin_addr: settings.admin_addr,
-            readiness,
-            amqp_url: &settings.service.amqp_url,
-            topology: mq::Topology::new(settings.service.amqp_prefix.clone())
-                .with_quorum_queues(settings.service.amqp_quorum),
-            consumer,
-        },
-        handler,
-        shutdown,
-    )
-    .await
+    let service = mq::service::Service::new(
+        "Notifier",
+        &settings.service,
+        settings.admin_addr,
+        readiness,
+        consumer,
+    );
+    mq::service::serve(service, handler, shutdown).await
 }

@@ -61,33 +61,15 @@ fn parse_queue(raw: &str) -> Result<String, String> {
     }
 }
 
-/// This binary's defaults of the consumer flags.
-pub const CONSUMER_DEFAULTS: mq::service::ConsumerDefaults = mq::service::ConsumerDefaults {
-    concurrency: "2",
-    prefetch: "64",
-    batch_max: "32",
-};
+impl mq::service::ConsumerSettings for Settings {
+    const CONSUMER_DEFAULTS: mq::service::ConsumerDefaults = mq::service::ConsumerDefaults {
+        concurrency: "2",
+        prefetch: "64",
+        batch_max: "32",
+    };
+}
 
 impl Settings {
-    /// The settings from the process's arguments and environment (exits with clap's
-    /// message on bad input).
-    pub fn load() -> Self {
-        CONSUMER_DEFAULTS.parse()
-    }
-
-    /// The settings from `args` (and the environment).
-    ///
-    /// # Errors
-    ///
-    /// clap's error for arguments that do not parse.
-    pub fn load_from<I, S>(args: I) -> Result<Self, clap::Error>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<std::ffi::OsString> + Clone,
-    {
-        CONSUMER_DEFAULTS.try_parse_from(args)
-    }
-
     pub fn consumer_config(&self) -> mq::ConsumerConfig {
         self.consumer.config(
             self.queues.clone(),

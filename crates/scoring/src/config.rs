@@ -38,6 +38,17 @@ pub struct ScoringArgs {
         default_value_t = 5000
     )]
     pub template_refresh_ms: u64,
+
+    /// Directory holding the sentence model (`model.onnx`, `tokenizer.json`); default
+    /// `.cache/model` under the nearest ancestor directory that has a `.cache/` (where
+    /// `make setup` puts it).
+    #[arg(long, env = "LOGCANARY_MODEL_DIR", value_name = "LOGCANARY_MODEL_DIR")]
+    pub model_dir: Option<std::path::PathBuf>,
+
+    /// The ONNX Runtime shared library (`libonnxruntime.so`); default under `.cache/`
+    /// like the model.
+    #[arg(long, env = "ORT_DYLIB_PATH", value_name = "ORT_DYLIB_PATH")]
+    pub ort_dylib_path: Option<std::path::PathBuf>,
 }
 
 impl ScoringArgs {
@@ -54,6 +65,16 @@ impl ScoringArgs {
                 .map_or(defaults.meaning_severity_max, |m| m as f32),
             ..defaults
         }
+    }
+
+    /// Where the model and ONNX Runtime are loaded from.
+    pub fn embedder_config(&self) -> detector::embedder::EmbedderConfig {
+        detector::embedder::EmbedderConfig::with_defaults(
+            self.model_dir.clone().filter(|p| !p.as_os_str().is_empty()),
+            self.ort_dylib_path
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
+        )
     }
 
     pub fn template_refresh(&self) -> Duration {

@@ -52,6 +52,8 @@ pub struct Scoring {
 pub struct ScoringSetup {
     pub service: common::config::ServiceArgs,
     pub scorer: detector::scorer::ScorerConfig,
+    /// Where the model and ONNX Runtime are ([`config::ScoringArgs::embedder_config`]).
+    pub embedder: EmbedderConfig,
     pub template_refresh: Duration,
     pub patterns: config::PatternSettings,
     /// Name of the process's broker connection (`analysis-worker`, `realtime-worker`).
@@ -75,7 +77,7 @@ pub async fn start_scoring(
         .map_err(|e| anyhow::anyhow!("LOGCANARY_PATTERN_*: {e}"))?;
     let db = db::Db::connect_lazy(&setup.service.database_url, setup.service.db_pool_size)
         .context("creating the database pool (DATABASE_URL)")?;
-    let embedder_config = EmbedderConfig::from_env();
+    let embedder_config = setup.embedder;
     let model_dir = embedder_config.model_dir.clone();
     let embedder = tokio::task::spawn_blocking(move || Embedder::start(embedder_config))
         .await

@@ -2,6 +2,7 @@
 //! receiver, the real broker and a database of the test's own. The notifier runs
 //! in-process (`run`), fed through the real `notifications` queue.
 
+use mq::service::ConsumerSettings;
 use std::time::Duration;
 
 use contracts::{tasks, v1};
