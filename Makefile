@@ -52,6 +52,7 @@ openapi: ## Regenerate proto/openapi.json from the code
 bench: PROFILE = release
 bench: setup build-release ## Load the stack and its parts, then the detector; prints figures (see BENCHMARKS.md)
 	bash scripts/bench.sh
+	bash scripts/bench-worker.sh
 	bash scripts/bench-detector.sh
 
 # Needs the model and ONNX Runtime only: no services, no database, no debug build.
@@ -66,6 +67,10 @@ eval-all: ## Every set of make eval-data with both baselines, without and with F
 eval-data: ## Build labelled sets from ../shared/data/loghub into .cache/eval/
 	python3 scripts/make-labelled-sets.py
 
+bench-worker: PROFILE = release
+bench-worker: setup build-release ## Worker drain on the 13 Loghub systems interleaved, cold and warm; POST -> scored latency
+	bash scripts/bench-worker.sh
+
 bench-detector: ## Detector benchmarks only (embedding ratio, lines/s, memory)
 	bash scripts/bench-detector.sh
 
@@ -74,4 +79,4 @@ help: ## Show this help
 		/^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
 		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
-.PHONY: run test setup migrate build-release lint fmt openapi bench eval eval-all eval-data bench-detector help
+.PHONY: run test setup migrate build-release lint fmt openapi bench eval eval-all eval-data bench-worker bench-detector help

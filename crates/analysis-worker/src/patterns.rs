@@ -41,17 +41,20 @@ const RESULT_DETECTIONS: usize = 100;
 enum PatternError {
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("{0}")]
-    Permanent(String),
+    #[error(transparent)]
+    Delivery(#[from] mq::DeliveryError),
+    /// The thresholds do not make sense together (a configuration error).
+    #[error(transparent)]
+    Config(#[from] detector::patterns::ConfigError),
     #[error("the analysis task panicked")]
     Panicked,
 }
 
-impl PatternError {
-    fn is_transient(&self) -> bool {
+impl mq::Classify for PatternError {
+    fn is_retryable(&self) -> bool {
         match self {
             PatternError::Db(e) => e.is_transient(),
-            PatternError::Permanent(_) => false,
+            PatternError::Delivery(_) | PatternError::Config(_) => false,
             PatternError::Panicked => true,
         }
     }
@@ -59,12 +62,9 @@ impl PatternError {
 
 /// Runs one `detect_anomaly_patterns` delivery to its outcome.
 pub async fn run(ctx: &TaskContext, delivery: &Delivery) -> Outcome {
-    let msg = match delivery.decode::<v1::DetectAnomalyPatterns>() {
-        Ok(m) => m,
-        Err(e) => return Outcome::Fail(e.to_string()),
-    };
-    let Ok(task_id) = Uuid::parse_str(&msg.task_id) else {
-        return Outcome::Fail(format!("task id {:?} is not a UUID", msg.task_id));
+    let (msg, task_id) = match delivery.decode_task::<v1::DetectAnomalyPatterns>() {
+        Ok(decoded) => decoded,
+        Err(e) => return Outcome::from_error(&e),
     };
     let hours = match msg.time_window_hours {
         0 => DEFAULT_HOURS,
@@ -79,18 +79,15 @@ pub async fn run(ctx: &TaskContext, delivery: &Delivery) -> Outcome {
             outcome
         }
         Err(error) => {
-            let reason = error.to_string();
-            if error.is_transient() {
+            if mq::Classify::is_retryable(&error) {
+                let reason = error.to_string();
                 tracing::warn!(%task_id, error = %reason, "Pattern analysis failed; retrying.");
-                let r = reason.clone();
                 let _ = ctx
                     .db
-                    .run(move |c| db::tasks::mark_retry(c, task_id, &r))
+                    .run(move |c| db::tasks::mark_retry(c, task_id, &reason))
                     .await;
-                Outcome::Retry(reason)
-            } else {
-                Outcome::Fail(reason)
             }
+            Outcome::from_error(&error)
         }
     }
 }
@@ -108,12 +105,12 @@ async fn analyse_task(
         }
         StartDecision::Unknown => {
             return Ok((
-                Outcome::Fail(format!("task {task_id} has no record in the database")),
+                Outcome::from_error(&mq::DeliveryError::NoRecord(task_id)),
                 Vec::new(),
             ))
         }
     };
-    let config = ctx.patterns.config().map_err(PatternError::Permanent)?;
+    let config = ctx.patterns.config()?;
     let end = task.created_at;
     let start = end - chrono::Duration::hours(i64::from(hours));
     let baseline_hours = i64::from(ctx.patterns.baseline_hours);

@@ -8,40 +8,48 @@
 //! operators change retention through `PATCH /api/periodic-tasks/{id}/`.
 
 use chrono::Utc;
-use contracts::{v1, TaskMessage};
+use contracts::v1;
 use db::{retention::RetentionPolicy, tasks::StartDecision};
 use mq::{Delivery, Outcome};
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::tasks::TaskContext;
 
+/// Why a clean-up did not run.
+#[derive(Debug, thiserror::Error)]
+enum RetentionError {
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Delivery(#[from] mq::DeliveryError),
+    #[error("bad retention args: {key}: {message}")]
+    Args { key: String, message: String },
+}
+
+impl mq::Classify for RetentionError {
+    fn is_retryable(&self) -> bool {
+        // Deleted batches stay deleted; a retry continues where this one stopped.
+        matches!(self, RetentionError::Db(e) if e.is_transient())
+    }
+}
+
 /// Runs one clean-up delivery.
 pub async fn run(ctx: &TaskContext, delivery: &Delivery) -> Outcome {
-    let msg = match v1::CleanupOldResults::decode_body(&delivery.body) {
-        Ok(msg) => msg,
-        Err(e) => return Outcome::Fail(e.to_string()),
-    };
-    let Ok(task_id) = Uuid::parse_str(msg.task_id()) else {
-        return Outcome::Fail(format!("task id {:?} is not a UUID", msg.task_id));
+    let task_id = match delivery.decode_task::<v1::CleanupOldResults>() {
+        Ok((_, task_id)) => task_id,
+        Err(e) => return Outcome::from_error(&e),
     };
     let started = std::time::Instant::now();
     let result = ctx
         .db
-        .run(move |c| {
+        .run_as(move |c| -> Result<_, RetentionError> {
             let task = match db::tasks::start(c, task_id)? {
                 StartDecision::Run(task) => task,
-                StartDecision::AlreadyFinished(_) => return Ok(Ok(None)),
-                StartDecision::Unknown => {
-                    return Ok(Err(format!("task {task_id} has no record in the database")))
-                }
+                StartDecision::AlreadyFinished(_) => return Ok(None),
+                StartDecision::Unknown => return Err(mq::DeliveryError::NoRecord(task_id).into()),
             };
-            let policy = match RetentionPolicy::from_args(&task.args) {
-                Ok(policy) => policy,
-                Err((key, message)) => {
-                    return Ok(Err(format!("bad retention args: {key}: {message}")))
-                }
-            };
+            let policy = RetentionPolicy::from_args(&task.args)
+                .map_err(|(key, message)| RetentionError::Args { key, message })?;
             let report = db::retention::run(c, Utc::now(), &policy)?;
             let result = json!({
                 "tasks_deleted": report.tasks_deleted,
@@ -59,11 +67,11 @@ pub async fn run(ctx: &TaskContext, delivery: &Delivery) -> Outcome {
                 },
             });
             db::tasks::mark_success(c, task_id, &result)?;
-            Ok(Ok(Some(report)))
+            Ok(Some(report))
         })
         .await;
     match result {
-        Ok(Ok(Some(report))) => {
+        Ok(Some(report)) => {
             tracing::info!(
                 %task_id,
                 tasks = report.tasks_deleted,
@@ -87,10 +95,7 @@ pub async fn run(ctx: &TaskContext, delivery: &Delivery) -> Outcome {
             }
             Outcome::Done
         }
-        Ok(Ok(None)) => Outcome::Done,
-        Ok(Err(permanent)) => Outcome::Fail(permanent),
-        // Deleted batches stay deleted; a retry continues where this one stopped.
-        Err(e) if e.is_transient() => Outcome::Retry(e.to_string()),
-        Err(e) => Outcome::Fail(e.to_string()),
+        Ok(None) => Outcome::Done,
+        Err(e) => Outcome::from_error(&e),
     }
 }

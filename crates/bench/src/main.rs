@@ -57,6 +57,26 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Posts a realistic stream (`scripts/make-stream.py`: the 13 Loghub samples
+    /// interleaved), repeated to `lines`, in groups of `group` consecutive lines: one group
+    /// in `single_every` as single-entry POSTs, the others as one batch POST each. The
+    /// backlog a worker then drains (scripts/bench-worker.sh).
+    Replay {
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        url: String,
+        #[arg(long, default_value = "dev-secret")]
+        secret: String,
+        #[arg(long, default_value = ".cache/bench/loghub-stream.jsonl")]
+        file: std::path::PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        lines: usize,
+        #[arg(long, default_value_t = 200)]
+        group: usize,
+        #[arg(long, default_value_t = 3)]
+        single_every: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// Confirmed publishes per second straight to RabbitMQ (the broker's ceiling).
     Amqp {
         #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
@@ -100,6 +120,26 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             seconds,
         } => batch(url, secret, size, concurrency, seconds).await,
+        Cmd::Replay {
+            url,
+            secret,
+            file,
+            lines,
+            group,
+            single_every,
+            concurrency,
+        } => {
+            replay(
+                url,
+                secret,
+                file,
+                lines,
+                group.max(1),
+                single_every.max(1),
+                concurrency.max(1),
+            )
+            .await
+        }
         Cmd::Amqp {
             url,
             batch,
@@ -289,6 +329,109 @@ async fn batch(
         json!({"bench": "batch", "batch_size": size, "concurrency": concurrency, "seconds": elapsed,
                "entries": entries, "errors": errors, "entries_per_second": entries as f64 / elapsed,
                "p50_ms": percentile(&latencies, 0.5), "p99_ms": percentile(&latencies, 0.99)})
+    );
+    Ok(())
+}
+
+/// One request of a replay: a single entry or a batch.
+enum Post {
+    Single(serde_json::Value),
+    Batch(Vec<serde_json::Value>),
+}
+
+async fn replay(
+    url: String,
+    secret: String,
+    file: std::path::PathBuf,
+    lines: usize,
+    group: usize,
+    single_every: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!(
+            "reading {} (make it with scripts/make-stream.py)",
+            file.display()
+        )
+    })?;
+    let stream: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", file.display()))?;
+    anyhow::ensure!(!stream.is_empty(), "{} is empty", file.display());
+    // Timestamps 5 ms apart, ending now: the stream's own order, all in the past.
+    let step_ms = 5i64;
+    let base = chrono::Utc::now() - chrono::Duration::milliseconds(step_ms * lines as i64);
+    let entries: Vec<serde_json::Value> = (0..lines)
+        .map(|i| {
+            let mut e = stream[i % stream.len()].clone();
+            let at = base + chrono::Duration::milliseconds(step_ms * i as i64);
+            e["timestamp"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            e
+        })
+        .collect();
+    let mut posts = Vec::new();
+    for (g, chunk) in entries.chunks(group).enumerate() {
+        if g % single_every == 0 {
+            posts.extend(chunk.iter().cloned().map(Post::Single));
+        } else {
+            posts.push(Post::Batch(chunk.to_vec()));
+        }
+    }
+    let singles = posts
+        .iter()
+        .filter(|p| matches!(p, Post::Single(_)))
+        .count();
+    let requests = posts.len();
+    let queue = Arc::new(tokio::sync::Mutex::new(posts.into_iter()));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (queue, client, url, secret, errors) = (
+            queue.clone(),
+            client.clone(),
+            url.clone(),
+            secret.clone(),
+            errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().await.next();
+                let Some(post) = next else { break };
+                let (endpoint, body, expect) = match post {
+                    Post::Single(e) => (format!("{url}/api/logs/"), e, 201),
+                    Post::Batch(list) => (
+                        format!("{url}/api/batch-analysis/"),
+                        json!({"log_entries": list}),
+                        202,
+                    ),
+                };
+                let body = serde_json::to_vec(&body).unwrap_or_default();
+                match signed(&client, &endpoint, &secret, body).send().await {
+                    Ok(r) if r.status().as_u16() == expect => {}
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({"bench": "replay", "lines": lines, "stream_lines": stream.len(), "requests": requests,
+               "single_entry_requests": singles, "batch_requests": requests - singles,
+               "group": group, "errors": errors.load(Ordering::Relaxed), "seconds": elapsed,
+               "lines_per_second": lines as f64 / elapsed})
     );
     Ok(())
 }

@@ -126,6 +126,11 @@ fn describe_metrics() {
         "Inference time of one scoring batch (embedding included)."
     );
     metrics::describe_histogram!(
+        "logcanary_scoring_stage_seconds",
+        Unit::Seconds,
+        "Time of one stage of a scoring batch: fetch (read tasks and entries), sync (pull shared templates), score (the detector; embed is the model's share of it), write (the scoring transaction), publish (alert tasks)."
+    );
+    metrics::describe_histogram!(
         "logcanary_inference_batch_size",
         "Log lines per scoring batch."
     );

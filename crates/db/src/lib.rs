@@ -122,15 +122,26 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
     {
+        self.run_as(f).await
+    }
+
+    /// [`Db::run`] for work with an error type of its own (a task's error enum that has a
+    /// database variant); pool and join failures arrive as that type's `From<DbError>`.
+    pub async fn run_as<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
+    {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool
                 .get()
-                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+                .map_err(|e| E::from(DbError::Unavailable(e.to_string())))?;
             f(&mut conn)
         })
         .await
-        .map_err(|_| DbError::Join)?
+        .map_err(|_| E::from(DbError::Join))?
     }
 
     /// Readiness: can we get a connection and run a trivial query, and has the database

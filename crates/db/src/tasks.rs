@@ -169,6 +169,66 @@ pub fn start(conn: &mut PgConnection, id: Uuid) -> Result<StartDecision, DbError
     })
 }
 
+/// [`start`] for many tasks in three statements (lock in id order, then one update):
+/// what a worker does with a micro-batch of small tasks. Returns a decision per id, in
+/// the order of `ids`; a started task's attempts count one more.
+pub fn start_many(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, StartDecision)>, DbError> {
+    conn.transaction(|conn| {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let current: Vec<(Uuid, String)> = tasks::table
+            .filter(tasks::id.eq_any(&sorted))
+            .order(tasks::id.asc())
+            .select((tasks::id, tasks::status))
+            .for_update()
+            .load(conn)?;
+        let current: std::collections::HashMap<Uuid, String> = current.into_iter().collect();
+        let runnable: Vec<Uuid> = sorted
+            .iter()
+            .copied()
+            .filter(|id| {
+                current
+                    .get(id)
+                    .is_some_and(|s| s != status::SUCCESS && s != status::FAILURE)
+            })
+            .collect();
+        let started: Vec<Task> = if runnable.is_empty() {
+            Vec::new()
+        } else {
+            diesel::update(tasks::table.filter(tasks::id.eq_any(&runnable)))
+                .set((
+                    tasks::status.eq(status::STARTED),
+                    tasks::attempts.eq(tasks::attempts + 1),
+                    tasks::started_at.eq(crate::db_now()),
+                    // A message that reached a worker was published, whatever the API recorded.
+                    tasks::published_at.eq(diesel::dsl::sql::<
+                        diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+                    >("COALESCE(published_at, now())")),
+                    tasks::updated_at.eq(diesel::dsl::now),
+                ))
+                .returning(Task::as_returning())
+                .get_results(conn)?
+        };
+        let mut started: std::collections::HashMap<Uuid, Task> =
+            started.into_iter().map(|t| (t.id, t)).collect();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let decision = match (started.remove(id), current.get(id)) {
+                    (Some(task), _) => StartDecision::Run(Box::new(task)),
+                    (None, Some(state)) => StartDecision::AlreadyFinished(state.clone()),
+                    (None, None) => StartDecision::Unknown,
+                };
+                (*id, decision)
+            })
+            .collect())
+    })
+}
+
 /// Marks a task RETRY with the error that caused it (the broker holds the retry).
 pub fn mark_retry(conn: &mut PgConnection, id: Uuid, error: &str) -> Result<(), DbError> {
     diesel::update(
@@ -216,6 +276,28 @@ pub fn mark_success(
             tasks::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)?;
+    Ok(())
+}
+
+/// [`mark_success`] for many tasks in one statement.
+pub fn mark_success_many(
+    conn: &mut PgConnection,
+    results: &[(Uuid, serde_json::Value)],
+) -> Result<(), DbError> {
+    use diesel::sql_types::{Array, Jsonb, Uuid as SqlUuid};
+    if results.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = results.iter().map(|(id, _)| *id).collect();
+    let values: Vec<&serde_json::Value> = results.iter().map(|(_, r)| r).collect();
+    diesel::sql_query(
+        "UPDATE tasks t SET status = 'SUCCESS', result = u.result, \
+             finished_at = clock_timestamp(), updated_at = now() \
+         FROM unnest($1::uuid[], $2::jsonb[]) AS u(id, result) WHERE t.id = u.id",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<Jsonb>, _>(&values)
+    .execute(conn)?;
     Ok(())
 }
 

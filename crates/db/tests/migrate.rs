@@ -330,3 +330,64 @@ fn a_commit_group_larger_than_the_bound_parameter_limit_is_stored() {
     drop(conn);
     drop(scratch);
 }
+
+/// The set-based task lifecycle a worker uses for a micro-batch: one decision per task
+/// (started, finished before, or unknown), attempts counted once, and every result written
+/// by one statement.
+#[test]
+fn tasks_of_a_batch_start_and_succeed_together() {
+    use logcanary_db::{
+        models::NewTask,
+        tasks::{get, insert, mark_success, mark_success_many, start_many, StartDecision},
+    };
+
+    let scratch = ScratchDb::new("start_many");
+    let url = scratch.url.clone();
+    logcanary_db::migrate(&url).expect("migrate");
+    let mut conn = PgConnection::establish(&url).unwrap();
+    let task = |id| NewTask {
+        id,
+        task_name: "logs.tasks.analyze_log_entry".into(),
+        queue: "analysis".into(),
+        args: serde_json::json!({}),
+    };
+    let (a, b, done, unknown) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    insert(&mut conn, &[task(a), task(b), task(done)]).unwrap();
+    mark_success(&mut conn, done, &serde_json::json!({"earlier": true})).unwrap();
+
+    let decisions = start_many(&mut conn, &[b, done, unknown, a]).unwrap();
+    let ids: Vec<_> = decisions.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [b, done, unknown, a], "decisions in the order asked");
+    assert!(matches!(&decisions[0].1, StartDecision::Run(t) if t.id == b && t.attempts == 1));
+    assert_eq!(
+        decisions[1].1,
+        StartDecision::AlreadyFinished("SUCCESS".into())
+    );
+    assert_eq!(decisions[2].1, StartDecision::Unknown);
+    assert!(matches!(&decisions[3].1, StartDecision::Run(t) if t.id == a && t.status == "STARTED"));
+
+    mark_success_many(
+        &mut conn,
+        &[
+            (a, serde_json::json!({"n": 1})),
+            (b, serde_json::json!({"n": 2})),
+        ],
+    )
+    .unwrap();
+    for (id, n) in [(a, 1), (b, 2)] {
+        let t = get(&mut conn, id).unwrap().unwrap();
+        assert_eq!(t.status, "SUCCESS");
+        assert_eq!(t.result, Some(serde_json::json!({"n": n})));
+        assert!(t.finished_at.is_some());
+    }
+    // A finished task is not started again.
+    let again = start_many(&mut conn, &[a]).unwrap();
+    assert_eq!(again[0].1, StartDecision::AlreadyFinished("SUCCESS".into()));
+    drop(conn);
+    drop(scratch);
+}

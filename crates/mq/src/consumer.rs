@@ -98,6 +98,29 @@ impl Delivery {
         self.last_error.as_deref()
     }
 
+    /// The message id (the task id) as a UUID.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::DeliveryError::TaskId`] (permanent) when it is not one.
+    pub fn task_uuid(&self) -> Result<uuid::Uuid, crate::DeliveryError> {
+        uuid::Uuid::parse_str(&self.task_id)
+            .map_err(|_| crate::DeliveryError::TaskId(self.task_id.clone()))
+    }
+
+    /// A message decoded as `M`, with the task id it carries as a UUID.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::DeliveryError`] (permanent) when the body does not decode or its task id
+    /// is not a UUID.
+    pub fn decode_task<M: TaskMessage>(&self) -> Result<(M, uuid::Uuid), crate::DeliveryError> {
+        let msg = self.decode::<M>()?;
+        let id = uuid::Uuid::parse_str(msg.task_id())
+            .map_err(|_| crate::DeliveryError::TaskId(msg.task_id().to_owned()))?;
+        Ok((msg, id))
+    }
+
     /// Decodes the body as `M`.
     ///
     /// # Errors
@@ -156,6 +179,18 @@ pub enum Outcome {
     Retry(String),
     /// A permanent error or a poison message: dead-letter now.
     Fail(String),
+}
+
+impl Outcome {
+    /// `Retry` for an error that may clear on a later attempt, `Fail` otherwise, with the
+    /// error's message as the reason.
+    pub fn from_error<E: crate::Classify + ?Sized>(error: &E) -> Self {
+        if error.is_retryable() {
+            Outcome::Retry(error.to_string())
+        } else {
+            Outcome::Fail(error.to_string())
+        }
+    }
 }
 
 /// The work a consumer does.

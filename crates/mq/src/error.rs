@@ -44,6 +44,39 @@ pub enum MqError {
     InvalidConfig(String),
 }
 
+/// An error that knows whether trying again can help: what decides between
+/// [`crate::Outcome::Retry`] and [`crate::Outcome::Fail`] ([`crate::Outcome::from_error`]).
+pub trait Classify: std::fmt::Display {
+    /// True when the same work may succeed on a later attempt.
+    fn is_retryable(&self) -> bool;
+}
+
+impl Classify for MqError {
+    fn is_retryable(&self) -> bool {
+        self.is_transient()
+    }
+}
+
+/// What is wrong with a delivery itself; permanent: no retry can fix the message.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The body is not the message its task name says, or the task name is unknown.
+    #[error(transparent)]
+    Decode(#[from] contracts::ContractError),
+    /// The message id is not a task id.
+    #[error("task id {0:?} is not a UUID")]
+    TaskId(String),
+    /// The task has no row (its database was reset, or it was deleted).
+    #[error("task {0} has no record in the database")]
+    NoRecord(uuid::Uuid),
+}
+
+impl Classify for DeliveryError {
+    fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
 impl MqError {
     /// Whether the same call may succeed later (everything but a wrong task name or
     /// configuration).

@@ -26,7 +26,7 @@ mod topology;
 use std::time::Duration;
 
 pub use consumer::{run_consumer, ConsumerConfig, Delivery, Handler, Outcome};
-pub use error::MqError;
+pub use error::{Classify, DeliveryError, MqError};
 pub use publisher::{Publisher, PublisherConfig};
 pub use topology::{delete_topology, queue_depth, QueueDepth, Topology, RETRY_LEVELS};
 

@@ -101,6 +101,12 @@ pub enum TaskError {
     NoOutcome,
 }
 
+impl mq::Classify for TaskError {
+    fn is_retryable(&self) -> bool {
+        TaskError::is_retryable(self)
+    }
+}
+
 impl TaskError {
     /// The broker should deliver the task again (with backoff, up to its attempt limit).
     pub fn is_retryable(&self) -> bool {
@@ -120,11 +126,7 @@ impl TaskError {
 
     /// What the consumer does with the delivery: retry or dead-letter, with the reason.
     pub fn outcome(&self) -> Outcome {
-        if self.is_retryable() {
-            Outcome::Retry(self.to_string())
-        } else {
-            Outcome::Fail(self.to_string())
-        }
+        Outcome::from_error(self)
     }
 }
 

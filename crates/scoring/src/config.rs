@@ -182,7 +182,7 @@ impl PatternSettings {
     /// # Errors
     ///
     /// When the values do not make sense together; the message names the problem.
-    pub fn config(&self) -> Result<PatternConfig, String> {
+    pub fn config(&self) -> Result<PatternConfig, detector::patterns::ConfigError> {
         let c = PatternConfig {
             cluster_min: self.cluster_min as usize,
             cluster_window_ms: i64::from(self.cluster_window_secs) * 1000,
@@ -196,7 +196,7 @@ impl PatternSettings {
             severity_min_distance: self.severity_min_distance,
             ..PatternConfig::default()
         };
-        c.validate().map_err(|e| e.to_string())?;
+        c.validate()?;
         Ok(c)
     }
 }

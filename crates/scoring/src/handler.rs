@@ -30,7 +30,6 @@ use db::{
 use detector::scorer::Score;
 use diesel::Connection;
 use mq::{Delivery, Outcome};
-use prost::Message;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -76,10 +75,10 @@ pub enum AnalyseError {
     Sync(DbError),
 }
 
-impl AnalyseError {
+impl mq::Classify for AnalyseError {
     /// Database errors say for themselves; the model and the merge are retried (a stuck
     /// inference thread or a bad row should not lose the message at once).
-    pub fn is_transient(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         match self {
             AnalyseError::Db(e) => e.is_transient(),
             // A replica that cannot sync must not score alone, nor drop the message.
@@ -104,30 +103,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ScoringHandler {
-    fn decode(delivery: &Delivery) -> Result<(Uuid, &'static str, Vec<i64>), String> {
-        let task_id = Uuid::parse_str(&delivery.task_id)
-            .map_err(|_| format!("message id {:?} is not a task id", delivery.task_id))?;
+    fn decode(delivery: &Delivery) -> Result<(Uuid, &'static str, Vec<i64>), mq::DeliveryError> {
+        let id = delivery.task_uuid()?;
         match delivery.task_name.as_str() {
             tasks::ANALYZE_LOG_ENTRY => {
-                let m = v1::AnalyzeLogEntry::decode(delivery.body.as_slice())
-                    .map_err(|e| format!("undecodable {}: {e}", tasks::ANALYZE_LOG_ENTRY))?;
-                Ok((task_id, tasks::ANALYZE_LOG_ENTRY, vec![m.log_entry_id]))
+                let m = delivery.decode::<v1::AnalyzeLogEntry>()?;
+                Ok((id, tasks::ANALYZE_LOG_ENTRY, vec![m.log_entry_id]))
             }
             tasks::BATCH_ANALYZE_LOGS => {
-                let m = v1::BatchAnalyzeLogs::decode(delivery.body.as_slice())
-                    .map_err(|e| format!("undecodable {}: {e}", tasks::BATCH_ANALYZE_LOGS))?;
-                Ok((task_id, tasks::BATCH_ANALYZE_LOGS, m.log_entry_ids))
+                let m = delivery.decode::<v1::BatchAnalyzeLogs>()?;
+                Ok((id, tasks::BATCH_ANALYZE_LOGS, m.log_entry_ids))
             }
-            other => Err(format!(
-                "task {other} is not an entry-scoring task; logcanary {} cannot score it",
-                env!("CARGO_PKG_VERSION")
-            )),
+            other => Err(contracts::ContractError::UnknownTask(other.to_owned()).into()),
         }
     }
 
     async fn publish_alerts(&self, alerts: Vec<v1::SendCriticalAnomalyAlert>) {
+        if alerts.is_empty() {
+            return;
+        }
+        let started = Instant::now();
         // The alert tasks are already committed; if publishing fails the relay sends them.
         let _ = self.outbox.publish(&alerts).await;
+        stage("publish", started);
     }
 
     /// Pulls the templates and labels stored since the last pull into the scorer, unless
@@ -197,6 +195,7 @@ impl ScoringHandler {
             .collect();
         all_ids.sort_unstable();
         all_ids.dedup();
+        let fetch = Instant::now();
         let (statuses, entries) = self
             .db
             .run(move |c| {
@@ -206,6 +205,7 @@ impl ScoringHandler {
                 ))
             })
             .await?;
+        stage("fetch", fetch);
         let statuses: HashMap<Uuid, String> = statuses.into_iter().collect();
 
         let mut results = Vec::with_capacity(jobs.len());
@@ -218,10 +218,7 @@ impl ScoringHandler {
                 }
                 None => results.push((
                     job.index,
-                    Outcome::Fail(format!(
-                        "task {} has no record in the database",
-                        job.task_id
-                    )),
+                    Outcome::from_error(&mq::DeliveryError::NoRecord(job.task_id)),
                     Vec::new(),
                 )),
                 Some(_) => runnable.push(job),
@@ -242,7 +239,9 @@ impl ScoringHandler {
         // The detector expects lines in time order.
         to_score.sort_by_key(|e| (e.logged_at, e.id));
 
+        let sync = Instant::now();
         self.refresh_templates(false).await?;
+        stage("sync", sync);
         let mut scored: HashMap<i64, (LogEntry, Score)> = HashMap::new();
         let mut templates: HashMap<String, TouchedTemplate> = HashMap::new();
         if !to_score.is_empty() {
@@ -258,6 +257,7 @@ impl ScoringHandler {
                 .map_err(|e| AnalyseError::Score(e.to_string()))?;
             metrics::histogram!("logcanary_scoring_seconds")
                 .record(started.elapsed().as_secs_f64());
+            stage("score", started);
             templates = batch
                 .templates
                 .into_iter()
@@ -270,10 +270,12 @@ impl ScoringHandler {
                 .collect();
         }
 
+        let write_started = Instant::now();
         let (written, stored_keys) = self
             .db
             .run(move |c| c.transaction(|c| write(c, runnable, &scored, &templates)))
             .await?;
+        stage("write", write_started);
         if !stored_keys.is_empty() {
             let detector = self.detector.clone();
             // Off the runtime: a batch being scored may hold the lock for a while.
@@ -298,7 +300,7 @@ impl ScoringHandler {
                     task_name,
                     entry_ids,
                 }),
-                Err(reason) => outcomes[index] = Some(Outcome::Fail(reason)),
+                Err(error) => outcomes[index] = Some(Outcome::from_error(&error)),
             }
         }
         if !jobs.is_empty() {
@@ -313,7 +315,7 @@ impl ScoringHandler {
                 }
                 Err(error) => {
                     let reason = error.to_string();
-                    let retry = error.is_transient();
+                    let retry = mq::Classify::is_retryable(&error);
                     tracing::warn!(error = %reason, retry, "Analysis batch failed.");
                     for (index, delivery) in batch.iter().enumerate() {
                         if outcomes[index].is_none() {
@@ -363,6 +365,13 @@ impl mq::Handler for ScoringHandler {
         metrics::counter!("logcanary_tasks_total", "task" => delivery.task_name.clone(), "outcome" => "failure").increment(1);
     }
 }
+/// Time of one stage of a scoring batch (`fetch`, `sync`, `score` with `embed` inside it,
+/// `write`, `publish`), for the worker-drain benchmark and dashboards.
+fn stage(name: &'static str, started: Instant) {
+    metrics::histogram!("logcanary_scoring_stage_seconds", "stage" => name)
+        .record(started.elapsed().as_secs_f64());
+}
+
 /// True for an anomaly the notifier must hear about at once.
 fn is_critical(severity: &str, score: &EntryScore) -> bool {
     score.is_anomaly && matches!(severity, "ERROR" | "CRITICAL")
@@ -380,8 +389,10 @@ fn write(
     // One lock order on task rows for every worker.
     jobs.sort_by_key(|j| j.task_id);
     let mut started = Vec::new();
-    for job in jobs {
-        match db::tasks::start(conn, job.task_id)? {
+    let task_ids: Vec<Uuid> = jobs.iter().map(|j| j.task_id).collect();
+    let decisions = db::tasks::start_many(conn, &task_ids)?;
+    for (job, (_, decision)) in jobs.into_iter().zip(decisions) {
+        match decision {
             StartDecision::Run(_) => started.push(job),
             StartDecision::AlreadyFinished(state) => {
                 tracing::info!(task_id = %job.task_id, state, "Task finished while this batch was scored; acknowledging.");
@@ -389,10 +400,7 @@ fn write(
             }
             StartDecision::Unknown => results.push((
                 job.index,
-                Outcome::Fail(format!(
-                    "task {} has no record in the database",
-                    job.task_id
-                )),
+                Outcome::from_error(&mq::DeliveryError::NoRecord(job.task_id)),
                 Vec::new(),
             )),
         }
@@ -473,6 +481,8 @@ fn write(
         .collect();
 
     let mut alerted = HashSet::new();
+    let mut new_alert_tasks = Vec::new();
+    let mut successes = Vec::new();
     for job in started {
         if job.entry_ids.iter().any(|id| unscored.contains(id)) {
             // Not seen by the first read (cannot happen with entries stored before their
@@ -539,15 +549,17 @@ fn write(
             json!({"processed": job_scores.len(), "anomalies": anomalies, "missing_log_entry_ids": missing,
                    "alerts_queued": alerts.len()})
         };
-        if !alert_tasks.is_empty() {
-            db::tasks::insert(conn, &alert_tasks)?;
-        }
-        db::tasks::mark_success(conn, job.task_id, &result)?;
+        new_alert_tasks.extend(alert_tasks);
+        successes.push((job.task_id, result));
         metrics::counter!("logcanary_tasks_total", "task" => job.task_name, "outcome" => status::SUCCESS).increment(1);
         metrics::counter!("logcanary_entries_scored_total").increment(job_scores.len() as u64);
         metrics::counter!("logcanary_anomalies_flagged_total").increment(anomalies as u64);
         results.push((job.index, Outcome::Done, alerts));
     }
+    if !new_alert_tasks.is_empty() {
+        db::tasks::insert(conn, &new_alert_tasks)?;
+    }
+    db::tasks::mark_success_many(conn, &successes)?;
     let stored = deltas
         .into_iter()
         .filter(|d| d.embedding.is_some())

@@ -44,7 +44,12 @@ pub struct SharedEmbedder(pub Arc<Embedder>);
 
 impl TextEmbedder for SharedEmbedder {
     fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        self.0.embed_blocking(texts)
+        let started = std::time::Instant::now();
+        let result = self.0.embed_blocking(texts);
+        // The "embed" stage of a batch, inside its "score" stage.
+        metrics::histogram!("logcanary_scoring_stage_seconds", "stage" => "embed")
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 }
 
