@@ -3,6 +3,12 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
+# On CI (a clean checkout, built once) incremental compilation only costs: its caches are
+# written and never read again. Developers keep it.
+ifeq ($(CI),true)
+export CARGO_INCREMENTAL := 0
+endif
+
 ##@ The two commands
 
 # Which build `migrate` (and so `setup`) uses: debug for `make test`, release for

@@ -20,6 +20,8 @@ export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export LOGCANARY_AMQP_PREFIX=benchw.
 export LOGCANARY_HMAC_KEYS=default:bench-secret
 export LOGCANARY_LOG_FORMAT=json RUST_LOG=warn
+# As the images and `make run` start the scoring workers (deploy/Dockerfile).
+export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072}
 API=http://127.0.0.1:8110
 WORKER_ADMIN=127.0.0.1:9196
 mkdir -p target/bench
@@ -40,6 +42,8 @@ cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done;
 trap cleanup EXIT
 
 LOGCANARY_HTTP_ADDR=127.0.0.1:8110 LOGCANARY_ADMIN_ADDR=127.0.0.1:9195 "$BIN/ingest-api" & pids+=($!)
+# The scheduler as in the stack: its relay, and the planner statistics it keeps current.
+LOGCANARY_ADMIN_ADDR=127.0.0.1:9197 "$BIN/scheduler" & pids+=($!)
 for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:9195/readyz >/dev/null 2>&1 && break; sleep 0.1; done
 
 sql() { psql -h 127.0.0.1 -U postgres -d $DB -Atc "$1"; }
@@ -50,7 +54,8 @@ drain() {
   local phase=$1 lines_before scored_before
   scored_before=$(sql "SELECT count(*) FROM log_entries WHERE analyzed_at IS NOT NULL")
   lines_before=$(sql "SELECT count(*) FROM log_entries")
-  LOGCANARY_ADMIN_ADDR=$WORKER_ADMIN "$BIN/analysis-worker" & local wpid=$!
+  # shellcheck disable=SC2086 # BENCH_WORKER_ARGS: extra worker flags, word-split on purpose
+  LOGCANARY_ADMIN_ADDR=$WORKER_ADMIN "$BIN/analysis-worker" ${BENCH_WORKER_ARGS:-} & local wpid=$!
   pids+=($wpid)
   for _ in $(seq 1 600); do curl -fsS "http://$WORKER_ADMIN/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   local start end rss=0 r

@@ -61,8 +61,8 @@ fn parse_queue(raw: &str) -> Result<String, String> {
 impl mq::service::ConsumerSettings for Settings {
     const CONSUMER_DEFAULTS: mq::service::ConsumerDefaults = mq::service::ConsumerDefaults {
         concurrency: "2",
-        prefetch: "64",
-        batch_max: "32",
+        prefetch: "1024",
+        batch_max: "256",
     };
 }
 

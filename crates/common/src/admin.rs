@@ -249,6 +249,18 @@ pub struct AdminServer {
 
 impl AdminServer {
     /// Binds `addr` (port 0 picks a free port) and serves the three endpoints.
+    /// [`AdminServer::start`] with the error every binary reports: the address and the
+    /// variable that set it (`LOGCANARY_ADMIN_ADDR`).
+    ///
+    /// # Errors
+    ///
+    /// The address cannot be bound.
+    pub fn bind(addr: SocketAddr, readiness: ReadinessFn) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        Self::start(addr, readiness)
+            .with_context(|| format!("binding the admin address {addr} (LOGCANARY_ADMIN_ADDR)"))
+    }
+
     pub fn start(addr: SocketAddr, readiness: ReadinessFn) -> std::io::Result<Self> {
         let metrics = metrics_handle();
         let server = HttpServer::new(move || {

@@ -62,6 +62,10 @@ pub struct EmbedderConfig {
     pub queue_capacity: usize,
     /// Texts per `session.run`; 8-32 is the sweet spot on small CPUs.
     pub max_batch: usize,
+    /// Most padded tokens (texts x longest text) per `session.run`: long texts go in
+    /// smaller batches, so the attention buffers (texts x heads x tokens^2) stay small and
+    /// resident memory stays bounded whatever the mix of lengths.
+    pub max_batch_tokens: usize,
     /// Truncation length in tokens (sentence-transformers uses 256 for MiniLM).
     pub max_tokens: usize,
     /// ONNX Runtime intra-op threads.
@@ -79,6 +83,7 @@ impl EmbedderConfig {
             ort_dylib: ort_dylib.into(),
             queue_capacity: 64,
             max_batch: 32,
+            max_batch_tokens: 2048,
             max_tokens: 256,
             intra_threads: 1,
             memory_arena: false,
@@ -269,6 +274,7 @@ struct Worker {
     /// `last_hidden_state` when the model has it, else its first output.
     output_name: String,
     max_batch: usize,
+    max_batch_tokens: usize,
     dim: usize,
 }
 
@@ -349,6 +355,7 @@ impl Worker {
             wants_token_types,
             output_name,
             max_batch: config.max_batch.max(1),
+            max_batch_tokens: config.max_batch_tokens.max(1),
             dim: 0,
         };
         // One probe run tells the embedding width and proves the model actually runs.
@@ -418,12 +425,24 @@ impl Worker {
         order.sort_by_key(|&i| encodings[i].get_ids().len());
 
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(self.max_batch) {
+        // In length order, so the last text of a chunk is its longest.
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len()
+                && end - start < self.max_batch
+                && (end - start + 1) * encodings[order[end]].get_ids().len()
+                    <= self.max_batch_tokens
+            {
+                end += 1;
+            }
+            let chunk = &order[start..end];
             let batch: Vec<&tokenizers::Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
             let vectors = self.run_batch(&batch)?;
             for (&i, v) in chunk.iter().zip(vectors) {
                 out[i] = v;
             }
+            start = end;
         }
         Ok(out)
     }

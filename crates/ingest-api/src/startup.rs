@@ -106,12 +106,7 @@ impl Application {
                 vec![("database", database)]
             })
         });
-        let admin = AdminServer::start(settings.admin_addr, readiness).with_context(|| {
-            format!(
-                "binding the admin address {} (LOGCANARY_ADMIN_ADDR)",
-                settings.admin_addr
-            )
-        })?;
+        let admin = AdminServer::bind(settings.admin_addr, readiness)?;
 
         let mut server = HttpServer::new(move || {
             let verifier = state.verifier.clone();

@@ -188,9 +188,7 @@ pub async fn serve<H: Handler>(
         topology,
         consumer,
     } = service;
-    let admin = AdminServer::start(admin_addr, readiness).with_context(|| {
-        format!("binding the admin address {admin_addr} (LOGCANARY_ADMIN_ADDR)")
-    })?;
+    let admin = AdminServer::bind(admin_addr, readiness)?;
     tracing::info!(queues = ?consumer.queues, admin_port = admin.addr.port(), "{name} starting.");
     let result = run_consumer(amqp_url, topology, consumer, handler, shutdown).await;
     admin.stop().await;

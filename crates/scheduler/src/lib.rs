@@ -35,6 +35,12 @@ const FIRE_BATCH: i64 = 100;
 /// How long one publish (connect included) may take before it counts as failed.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often the leader looks for tables whose planner statistics are stale.
+const STATISTICS_EVERY: Duration = Duration::from_secs(15);
+
+/// Rows changed since the last `ANALYZE` below which a table is left alone.
+const STATISTICS_MIN_CHANGED: i64 = 10_000;
+
 /// What one relay pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RelayReport {
@@ -125,6 +131,22 @@ impl Scheduler {
         }
         self.publish(items, now).await;
         Ok(report)
+    }
+
+    /// Analyses the tables whose planner statistics are stale
+    /// ([`db::stats::refresh_planner_statistics`]); failures are logged, not fatal.
+    pub async fn refresh_statistics(&self) {
+        match self
+            .db
+            .run(|c| db::stats::refresh_planner_statistics(c, STATISTICS_MIN_CHANGED))
+            .await
+        {
+            Ok(tables) if !tables.is_empty() => {
+                tracing::info!(?tables, "Planner statistics refreshed.");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "Could not refresh planner statistics."),
+        }
     }
 
     /// One relay pass as of `now`: fails the tasks out of attempts, then claims and
@@ -265,12 +287,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             vec![("database", db.ping().await.map_err(|e| e.to_string()))]
         })
     });
-    let admin = AdminServer::start(settings.admin_addr, readiness).with_context(|| {
-        format!(
-            "binding the admin address {} (LOGCANARY_ADMIN_ADDR)",
-            settings.admin_addr
-        )
-    })?;
+    let admin = AdminServer::bind(settings.admin_addr, readiness)?;
     tracing::info!(
         admin_port = admin.addr.port(),
         tick_ms = settings.tick_ms,
@@ -280,6 +297,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let mut tick = tokio::time::interval(settings.tick());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_relay: Option<tokio::time::Instant> = None;
+    let mut last_statistics: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -298,6 +316,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             if let Err(error) = scheduler.relay(Utc::now()).await {
                 tracing::warn!(%error, "Relay pass failed; retrying.");
             }
+        }
+        if last_statistics.is_none_or(|t| t.elapsed() >= STATISTICS_EVERY) {
+            last_statistics = Some(tokio::time::Instant::now());
+            scheduler.refresh_statistics().await;
         }
     }
     lock.release().await;

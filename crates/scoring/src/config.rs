@@ -49,6 +49,12 @@ pub struct ScoringArgs {
     /// like the model.
     #[arg(long, env = "ORT_DYLIB_PATH", value_name = "ORT_DYLIB_PATH")]
     pub ort_dylib_path: Option<std::path::PathBuf>,
+
+    /// Threads ONNX Runtime uses for one model run. The model runs only for texts never
+    /// seen (new templates), so more threads mostly speed up a cold start (two threads:
+    /// 2 960 lines/s cold against 2 120 with one, on two cores; BENCHMARKS.md).
+    #[arg(long, env = "LOGCANARY_MODEL_THREADS", value_name = "LOGCANARY_MODEL_THREADS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub model_threads: u16,
 }
 
 impl ScoringArgs {
@@ -69,12 +75,15 @@ impl ScoringArgs {
 
     /// Where the model and ONNX Runtime are loaded from.
     pub fn embedder_config(&self) -> detector::embedder::EmbedderConfig {
-        detector::embedder::EmbedderConfig::with_defaults(
-            self.model_dir.clone().filter(|p| !p.as_os_str().is_empty()),
-            self.ort_dylib_path
-                .clone()
-                .filter(|p| !p.as_os_str().is_empty()),
-        )
+        detector::embedder::EmbedderConfig {
+            intra_threads: usize::from(self.model_threads),
+            ..detector::embedder::EmbedderConfig::with_defaults(
+                self.model_dir.clone().filter(|p| !p.as_os_str().is_empty()),
+                self.ort_dylib_path
+                    .clone()
+                    .filter(|p| !p.as_os_str().is_empty()),
+            )
+        }
     }
 
     pub fn template_refresh(&self) -> Duration {

@@ -628,3 +628,64 @@ async fn a_task_whose_entries_are_gone_is_failed_not_published() {
     assert!(task.error.unwrap_or_default().contains("no longer exists"));
     env.cleanup().await;
 }
+
+/// The leader keeps the planner's statistics current when many rows changed (autovacuum
+/// never analyses the partitioned `log_entries` parent, and may be off): a table with
+/// enough changed rows is analysed, one with few is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_planner_statistics_are_refreshed() {
+    let env = Env::new().await;
+    let scheduler = env.scheduler(DEAD_BROKER);
+    let analysed_at = |table: &'static str| {
+        let db = env.db.db.clone();
+        async move {
+            db.run(move |c| {
+                use diesel::RunQueryDsl;
+                #[derive(diesel::QueryableByName)]
+                struct A {
+                    #[diesel(sql_type = diesel::sql_types::Bool)]
+                    analysed: bool,
+                }
+                let rows: Vec<A> = diesel::sql_query(format!(
+                    "SELECT last_analyze IS NOT NULL AS analysed FROM pg_stat_user_tables WHERE relname = '{table}'"
+                ))
+                .load(c)?;
+                Ok(rows.first().is_some_and(|r| r.analysed))
+            })
+            .await
+            .expect("reading pg_stat_user_tables")
+        }
+    };
+    env.db
+        .db
+        .run(|c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(
+                "INSERT INTO tasks (id, task_name, queue, args) \
+                 SELECT gen_random_uuid(), 'logs.tasks.analyze_log_entry', 'analysis', '{}'::jsonb \
+                 FROM generate_series(1, 12000)",
+            )
+            .execute(c)?;
+            Ok(())
+        })
+        .await
+        .expect("inserting tasks");
+    // The statistics collector reports changes asynchronously.
+    let mut analysed = false;
+    for _ in 0..50 {
+        scheduler.refresh_statistics().await;
+        if analysed_at("tasks").await {
+            analysed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        analysed,
+        "12 000 new task rows get the tasks table analysed"
+    );
+    assert!(
+        !analysed_at("templates").await,
+        "an unchanged table is left alone"
+    );
+}
