@@ -49,16 +49,22 @@ for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:9195/readyz >/dev/null 2>&1
 sql() { psql -h 127.0.0.1 -U postgres -d $DB -Atc "$1"; }
 pending() { sql "SELECT count(*) FROM tasks WHERE status NOT IN ('SUCCESS','FAILURE') AND task_name IN ('logs.tasks.analyze_log_entry','logs.tasks.batch_analyze_logs')"; }
 
-# Drains the backlog with a fresh worker; prints one JSON line. $1: cold | warm.
+# Drains the backlog with fresh workers; prints one JSON line. $1: cold | warm | warm_2x,
+# $2: replicas (default 1; stage times and memory are the first replica's).
 drain() {
-  local phase=$1 lines_before scored_before
+  local phase=$1 replicas=${2:-1} scored_before templates_before
   scored_before=$(sql "SELECT count(*) FROM log_entries WHERE analyzed_at IS NOT NULL")
-  lines_before=$(sql "SELECT count(*) FROM log_entries")
-  # shellcheck disable=SC2086 # BENCH_WORKER_ARGS: extra worker flags, word-split on purpose
-  LOGCANARY_ADMIN_ADDR=$WORKER_ADMIN "$BIN/analysis-worker" ${BENCH_WORKER_ARGS:-} & local wpid=$!
-  pids+=($wpid)
-  for _ in $(seq 1 600); do curl -fsS "http://$WORKER_ADMIN/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-  local start end rss=0 r
+  templates_before=$(sql "SELECT count(*) FROM templates")
+  local wpids=() i
+  for i in $(seq 0 $((replicas - 1))); do
+    # shellcheck disable=SC2086 # BENCH_WORKER_ARGS: extra worker flags, word-split on purpose
+    LOGCANARY_ADMIN_ADDR=127.0.0.1:$((9196 + 10 * i)) "$BIN/analysis-worker" ${BENCH_WORKER_ARGS:-} & wpids+=($!)
+    pids+=($!)
+  done
+  for i in $(seq 0 $((replicas - 1))); do
+    for _ in $(seq 1 600); do curl -fsS "http://127.0.0.1:$((9196 + 10 * i))/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  local wpid=${wpids[0]} start end rss=0 r
   start=$(date +%s.%N)
   for _ in $(seq 1 36000); do
     r=$(awk '/VmRSS/ {print $2}' "/proc/$wpid/status" 2>/dev/null || echo 0)
@@ -68,11 +74,12 @@ drain() {
   done
   end=$(date +%s.%N)
   curl -fsS "http://$WORKER_ADMIN/metrics" > "target/bench/worker-$phase.metrics" || true
-  local scored
+  local scored new_templates
   scored=$(( $(sql "SELECT count(*) FROM log_entries WHERE analyzed_at IS NOT NULL") - scored_before ))
-  python3 - "$phase" "$scored" "$start" "$end" "$rss" "$lines_before" "target/bench/worker-$phase.metrics" <<'PY' | tee -a "$out"
+  new_templates=$(( $(sql "SELECT count(*) FROM templates") - templates_before ))
+  python3 - "$phase" "$scored" "$start" "$end" "$rss" "$replicas" "target/bench/worker-$phase.metrics" "$new_templates" <<'PY' | tee -a "$out"
 import json, re, sys
-phase, scored, a, b, rss_kib, lines, metrics = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+phase, scored, a, b, rss_kib, replicas, metrics, new_templates = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7], int(sys.argv[8])
 stages, counters = {}, {}
 for line in open(metrics):
     m = re.match(r'logcanary_scoring_stage_seconds_sum\{stage="(\w+)"\} (\S+)', line)
@@ -83,14 +90,16 @@ for line in open(metrics):
         counters[m.group(1)] = counters.get(m.group(1), 0.0) + float(m.group(4))
 hits, misses = counters.get("logcanary_embedding_cache_hits_total", 0), counters.get("logcanary_embedding_cache_misses_total", 0)
 seconds = b - a
-print(json.dumps({"bench": f"worker_drain_{phase}", "lines_scored": scored, "seconds": round(seconds, 2),
+print(json.dumps({"bench": f"worker_drain_{phase}", "replicas": replicas, "lines_scored": scored, "seconds": round(seconds, 2),
     "lines_per_second": round(scored / seconds, 1) if seconds else None,
     "model_share": round(misses / (hits + misses), 4) if hits + misses else None,
-    "texts_embedded": int(misses), "stage_seconds": stages,
+    "texts_embedded": int(misses), "new_templates": new_templates, "stage_seconds": stages,
     "handler_seconds": round(counters.get("logcanary_mq_processing_seconds_sum", 0), 2),
     "peak_rss_mib": round(rss_kib / 1024, 1)}))
 PY
-  if [[ "$phase" != warm ]]; then kill -TERM "$wpid"; wait "$wpid" 2>/dev/null || true; fi
+  if [[ "$phase" != warm ]]; then
+    for wpid in "${wpids[@]}"; do kill -TERM "$wpid"; wait "$wpid" 2>/dev/null || true; done
+  fi
 }
 
 post() {
@@ -114,6 +123,17 @@ sql "SELECT json_build_object('bench', 'post_to_scored', 'rate', $RATE, 'entries
        'max_ms', round((max(extract(epoch FROM analyzed_at - received_at)) * 1000)::numeric, 1))
      FROM log_entries WHERE id > $mark AND analyzed_at IS NOT NULL" | tee -a "$out"
 
+# Two replicas on one queue, warm: the template store stays consistent (no template
+# created twice, every line scored once) and how close to 2x the cores allow.
+for p in "${pids[@]}"; do
+  if ps -o args= -p "$p" 2>/dev/null | grep -q analysis-worker; then kill -TERM "$p"; wait "$p" 2>/dev/null || true; fi
+done
+post
+drain warm_2x 2
+sql "SELECT json_build_object('bench', 'consistency', 'templates', count(*), 'distinct_keys', count(DISTINCT template_key),
+       'entries', (SELECT count(*) FROM log_entries), 'scored', (SELECT count(*) FROM log_entries WHERE analyzed_at IS NOT NULL),
+       'tasks_started_twice', (SELECT count(*) FROM tasks WHERE attempts > 1)) FROM templates" | tee -a "$out"
+
 python3 - "$out" <<'PY' | tee target/bench/worker-summary.txt
 import json, sys
 r = {json.loads(l)["bench"] + str(i): json.loads(l) for i, l in enumerate(open(sys.argv[1]))}
@@ -121,9 +141,11 @@ for d in r.values():
     b = d["bench"]
     if b.startswith("worker_drain"):
         st = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(d["stage_seconds"].items()))
-        print(f"{b:22s}: {d['lines_per_second']:.0f} lines/s ({d['lines_scored']} lines in {d['seconds']} s), model for {100 * (d['model_share'] or 0):.2f}% of lines, peak RSS {d['peak_rss_mib']} MiB; stages: {st}")
+        print(f"{b:22s}: {d['lines_per_second']:.0f} lines/s ({d['lines_scored']} lines in {d['seconds']} s, {d['replicas']} replica(s), {d['new_templates']} new templates), model for {100 * (d['model_share'] or 0):.2f}% of lines, peak RSS {d['peak_rss_mib']} MiB; stages: {st}")
     elif b == "replay":
         print(f"{'ingest (replay)':22s}: {d['lines_per_second']:.0f} lines/s ({d['requests']} requests, {d['single_entry_requests']} single-entry)")
+    elif b == "consistency":
+        print(f"after all phases        : {d['templates']} templates ({d['distinct_keys']} distinct keys), {d['scored']} of {d['entries']} entries scored, {d['tasks_started_twice']} tasks started twice")
     elif b == "post_to_scored":
         print(f"POST -> scored at {d['rate']}/s: p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, max {d['max_ms']} ms ({d['entries']} entries)")
 PY

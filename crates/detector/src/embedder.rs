@@ -83,7 +83,7 @@ impl EmbedderConfig {
             ort_dylib: ort_dylib.into(),
             queue_capacity: 64,
             max_batch: 32,
-            max_batch_tokens: 2048,
+            max_batch_tokens: 1024,
             max_tokens: 256,
             intra_threads: 1,
             memory_arena: false,
