@@ -139,34 +139,9 @@ impl Eq for Task {}
 
 /// Marks a task STARTED unless it already finished.
 pub fn start(conn: &mut PgConnection, id: Uuid) -> Result<StartDecision, DbError> {
-    conn.transaction(|conn| {
-        let Some(task) = tasks::table
-            .find(id)
-            .select(Task::as_select())
-            .for_update()
-            .first(conn)
-            .optional()?
-        else {
-            return Ok(StartDecision::Unknown);
-        };
-        if task.status == status::SUCCESS || task.status == status::FAILURE {
-            return Ok(StartDecision::AlreadyFinished(task.status));
-        }
-        let task = diesel::update(tasks::table.find(id))
-            .set((
-                tasks::status.eq(status::STARTED),
-                tasks::attempts.eq(tasks::attempts + 1),
-                tasks::started_at.eq(crate::db_now()),
-                // A message that reached a worker was published, whatever the API recorded.
-                tasks::published_at.eq(diesel::dsl::sql::<
-                    diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-                >("COALESCE(published_at, now())")),
-                tasks::updated_at.eq(diesel::dsl::now),
-            ))
-            .returning(Task::as_returning())
-            .get_result(conn)?;
-        Ok(StartDecision::Run(Box::new(task)))
-    })
+    Ok(start_many(conn, &[id])?
+        .pop()
+        .map_or(StartDecision::Unknown, |(_, decision)| decision))
 }
 
 /// [`start`] for many tasks in three statements (lock in id order, then one update):
