@@ -11,7 +11,8 @@ PROFILE=${PROFILE:-release}
 BIN="target/$PROFILE"
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/logcanary}
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
-export LOGCANARY_HMAC_KEYS=${LOGCANARY_HMAC_KEYS:-default:dev-secret}
+# The development key may do everything (ingest, read, operate, admin); see API.md.
+export LOGCANARY_HMAC_KEYS=${LOGCANARY_HMAC_KEYS:-default@ingest+read+operate+admin:dev-secret}
 export LOGCANARY_LOG_FORMAT=${LOGCANARY_LOG_FORMAT:-pretty}
 
 "$BIN/ingest-api" migrate
@@ -73,17 +74,20 @@ logcanary is running:
   admin       ingest-api :9100, analysis-worker :9101, notifier :9103, scheduler :9104 (/livez /readyz /metrics)
   alerts      email $([ -n "${LOGCANARY_SMTP_URL:-}" ] && echo on || echo 'off (set LOGCANARY_SMTP_URL)'), webhooks $([ -n "${LOGCANARY_WEBHOOK_URLS:-}" ] && echo on || echo 'off (set LOGCANARY_WEBHOOK_URLS)'); GET /api/alerts/
   HMAC key    LOGCANARY_HMAC_KEYS=$LOGCANARY_HMAC_KEYS
+  reads       open (development, no LOGCANARY_READ_TOKEN); production needs a credential
 
 Try it (another terminal):
   body='{"timestamp":"'\$(date -u +%FT%TZ)'","severity":"ERROR","message":"Database connection failed after 3 retries"}'
   sig=\$(printf '%s' "\$body" | openssl dgst -sha256 -hmac dev-secret | sed 's/^.* //')
   curl -s -X POST http://127.0.0.1:8000/api/logs/ -H 'Content-Type: application/json' -H "X-HMAC-Signature: \$sig" -d "\$body"
 
-Periodic tasks (the scheduler fires them; the worker runs them):
+Periodic tasks (the scheduler fires them; the worker runs them). Endpoints beyond the old
+API need the request-bound signature (method, path, query, time and body; API.md):
   curl -s http://127.0.0.1:8000/api/periodic-tasks/
   body='{"name":"clean-up every minute","task":"logs.tasks.cleanup_old_results","interval":{"every":1,"period":"minutes"}}'
-  sig=\$(printf '%s' "\$body" | openssl dgst -sha256 -hmac dev-secret | sed 's/^.* //')
-  curl -s -X POST http://127.0.0.1:8000/api/periodic-tasks/ -H 'Content-Type: application/json' -H "X-HMAC-Signature: \$sig" -d "\$body"
+  t=\$(date +%s)
+  mac=\$(printf 'v2\\nPOST\\n/api/periodic-tasks/\\n\\n%s\\n%s' "\$t" "\$body" | openssl dgst -sha256 -hmac dev-secret | sed 's/^.* //')
+  curl -s -X POST http://127.0.0.1:8000/api/periodic-tasks/ -H 'Content-Type: application/json' -H "X-HMAC-Signature: t=\$t,v2=\$mac" -d "\$body"
 
 A process that dies is restarted (see the run-stack lines). Ctrl-C stops everything.
 MSG

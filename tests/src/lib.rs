@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use test_support::{free_port, Spawned, TestDb, TEST_KEY_ID, TEST_SECRET};
+use test_support::{free_port, Spawned, TestDb};
 
 pub struct Stack {
     pub db: TestDb,
@@ -45,10 +45,7 @@ impl Stack {
                 "LOGCANARY_ADMIN_ADDR",
                 format!("127.0.0.1:{api_admin_port}"),
             ),
-            (
-                "LOGCANARY_HMAC_KEYS",
-                format!("{TEST_KEY_ID}:{TEST_SECRET}"),
-            ),
+            ("LOGCANARY_HMAC_KEYS", test_support::test_hmac_keys()),
             ("LOGCANARY_HTTP_WORKERS", "2".to_owned()),
         ]);
         let ingest = Spawned::start("ingest-api", &[], &api_env, api_admin_port).await;
@@ -146,7 +143,7 @@ impl Stack {
             .header("Content-Type", "application/json")
             .header(
                 "X-HMAC-Signature",
-                test_support::timestamped_signature(&bytes),
+                test_support::request_signature("POST", path, &bytes),
             )
             .body(bytes)
             .send()

@@ -78,6 +78,15 @@ fn describe_metrics() {
         Unit::Seconds,
         "HTTP request latency by route pattern and method."
     );
+    metrics::describe_gauge!(
+        "logcanary_http_inflight_body_bytes",
+        Unit::Bytes,
+        "Request-body bytes held by requests being read (bounded by LOGCANARY_MAX_INFLIGHT_BODY_BYTES)."
+    );
+    metrics::describe_counter!(
+        "logcanary_http_body_budget_refusals_total",
+        "Requests answered 503 because the in-flight body budget was full."
+    );
     metrics::describe_counter!(
         "logcanary_entries_ingested_total",
         "Log entries accepted by the API."

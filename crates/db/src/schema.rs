@@ -114,6 +114,7 @@ diesel::table! {
         active -> Bool,
         created_at -> Timestamptz,
         expires_at -> Nullable<Timestamptz>,
+        scopes -> Array<Text>,
     }
 }
 

@@ -1,5 +1,7 @@
-// logcanary dashboard: reads the open JSON APIs and polls them; no dependencies.
-// Feedback buttons send the operator token (LOGCANARY_DASHBOARD_TOKEN), never an HMAC key.
+// logcanary dashboard: reads the JSON APIs and polls them; no dependencies.
+// Every call sends the operator token saved in the page (LOGCANARY_DASHBOARD_TOKEN, or the
+// read token for a read-only page) as a bearer token, never an HMAC key. In production
+// every read needs it.
 "use strict";
 
 const POLL_MS = 5000;
@@ -31,8 +33,17 @@ function svg(tag, attrs, text) {
   return node;
 }
 
+function authHeaders() {
+  const token = localStorage.getItem(TOKEN_KEY) || "";
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
 async function getJson(path) {
-  const resp = await fetch(path, { headers: { Accept: "application/json" } });
+  const resp = await fetch(path, { headers: { Accept: "application/json", ...authHeaders() } });
+  if (resp.status === 401 || resp.status === 403) {
+    // Shown in the refresh status line: reads need a (valid) token here.
+    throw new Error(`${path}: HTTP ${resp.status}, reads need the dashboard token`);
+  }
   if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
   return resp.json();
 }
@@ -152,13 +163,14 @@ async function sendLabel(path, label) {
   if (!token) { $("token-state").textContent = "enter the dashboard token first"; $("token").focus(); return; }
   const resp = await fetch(path, {
     method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    headers: { "Content-Type": "application/json", ...authHeaders() },
     body: JSON.stringify({ label }),
   });
   const body = await resp.json().catch(() => ({}));
   const rescored = body.rescored ? `, ${body.rescored} recent ${body.rescored === 1 ? "entry" : "entries"} re-scored` : "";
-  $("token-state").textContent = resp.ok ? `template #${body.id} marked ${body.label}${rescored}` : (body.detail || `HTTP ${resp.status}`);
   await refresh();
+  // After the refresh, whose own messages (a refused token) this answer replaces.
+  $("token-state").textContent = resp.ok ? `template #${body.id} marked ${body.label}${rescored}` : (body.detail || `HTTP ${resp.status}`);
 }
 
 // --- refresh ---
@@ -246,6 +258,7 @@ function init() {
     localStorage.setItem(TOKEN_KEY, $("token").value);
     $("token").value = "";
     $("token-state").textContent = "token saved";
+    refresh();
   });
   const linked = /^#entry=(\d+)$/.exec(location.hash);
   refresh().then(() => { if (linked) showEntry(Number(linked[1])); });

@@ -1,8 +1,19 @@
-//! Request signatures: which secrets are valid, and the check every write goes through
-//! before its body is parsed.
+//! Who may do what: the credentials a request can present, the scopes each grants, and
+//! the signature check every signed request goes through as its body arrives.
 //!
-//! Secrets come from `LOGCANARY_HMAC_KEYS` (`id:secret,...`) and the `api_keys` table
-//! (re-read every [`DB_KEYS_REFRESH`], so a rotated key takes effect without a restart).
+//! Credentials (API.md, "Authentication"):
+//! - HMAC keys, from `LOGCANARY_HMAC_KEYS` (`id@scope+scope:secret,...`) and the
+//!   `api_keys` table (re-read every [`DB_KEYS_REFRESH`], so a rotated key takes effect
+//!   without a restart), each with its [`Scopes`];
+//! - bearer tokens: `LOGCANARY_READ_TOKEN` (`read`) and `LOGCANARY_DASHBOARD_TOKEN`
+//!   (`read` + `operate`), see [`crate::access`].
+//!
+//! Signatures ([`common::signing`]): the request-bound `t=..,v2=..` is accepted
+//! everywhere; the old clients' forms (body-only legacy, and `t=..,v1=..`) only on the old
+//! API's POST endpoints ([`WritePolicy::old_api`]), legacy only while
+//! `LOGCANARY_HMAC_LEGACY` is on. The header is checked before a byte of the body is
+//! read, and the MAC is computed as the body streams in ([`PendingCheck::update`]).
+//!
 //! Replays of timestamped signatures are refused: a per-process cache answers a replay to
 //! the same replica at once, and every new signature is then claimed in the shared
 //! `used_signatures` table (batched: one statement for the claims that arrive together),
@@ -11,55 +22,244 @@
 //! timestamp, so nothing can tell their replays from a client sending the same body again.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
+    fmt,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use actix_web::{HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
-use common::signing::Signature;
+use common::signing::{MacState, RequestLine, Signature};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::errors::ApiError;
+use crate::{config::weak_secret, errors::ApiError};
 
 pub const SIGNATURE_HEADER: &str = "X-HMAC-Signature";
 pub const KEY_ID_HEADER: &str = "X-HMAC-Key-Id";
-/// (key id, secret) pairs.
-type Keys = Vec<(String, Vec<u8>)>;
 
 const DB_KEYS_REFRESH: Duration = Duration::from_secs(15);
 const MIN_DB_KEYS_REFRESH: Duration = Duration::from_secs(1);
 
-/// Configured secrets as (key id, secret) pairs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct HmacKeys(pub Vec<(String, String)>);
+/// What a credential may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// The old API's POST endpoints: entries, batches, pattern and real-time analysis.
+    Ingest,
+    /// Every GET under `/api/` and the dashboard's panels.
+    Read,
+    /// Feedback, template labels, periodic tasks, triggering analysis.
+    Operate,
+    /// Keys (`GET /api/keys/`).
+    Admin,
+}
 
-/// The key ids only: the settings are `Debug`, and a secret must not reach a log.
-impl std::fmt::Debug for HmacKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|(id, _)| format!("{id}:[redacted]")))
-            .finish()
+impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Ingest, Scope::Read, Scope::Operate, Scope::Admin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Operate => "operate",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.name() == raw)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
     }
 }
 
-/// Parses `id1:secret1,id2:secret2`. A bare `secret` gets the id `default`.
+/// A set of [`Scope`]s.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    pub const NONE: Scopes = Scopes(0);
+
+    pub fn of(scopes: &[Scope]) -> Self {
+        Scopes(scopes.iter().fold(0, |bits, s| bits | s.bit()))
+    }
+
+    pub fn all() -> Self {
+        Self::of(&Scope::ALL)
+    }
+
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+
+    /// Whether any scope of `other` is in this set.
+    pub fn intersects(self, other: Scopes) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
+    }
+
+    /// `ingest+read`, as in `LOGCANARY_HMAC_KEYS`.
+    pub fn names(self) -> Vec<&'static str> {
+        self.iter().map(Scope::name).collect()
+    }
+
+    /// Parses `ingest+read` (or `ingest,read`, as the database stores a list).
+    pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut scopes = Scopes::NONE;
+        for name in names {
+            let name = name.trim();
+            let scope = Scope::parse(name).ok_or_else(|| {
+                format!("unknown scope {name:?}; the scopes are ingest, read, operate and admin")
+            })?;
+            scopes.0 |= scope.bit();
+        }
+        if scopes == Scopes::NONE {
+            return Err("a key needs at least one scope".into());
+        }
+        Ok(scopes)
+    }
+}
+
+impl fmt::Debug for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.names().join("+"))
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// One HMAC key: its id, its secret (never shown) and what it may do.
+#[derive(Clone)]
+pub struct HmacKey {
+    pub id: String,
+    pub secret: SecretString,
+    pub scopes: Scopes,
+}
+
+impl HmacKey {
+    pub fn new(id: impl Into<String>, secret: &str, scopes: Scopes) -> Self {
+        Self {
+            id: id.into(),
+            secret: SecretString::from(secret.to_owned()),
+            scopes,
+        }
+    }
+}
+
+/// The key id and scopes only: the settings are `Debug`, and a secret must not reach a log.
+impl fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}:[redacted]", self.id, self.scopes)
+    }
+}
+
+/// Configured keys (`LOGCANARY_HMAC_KEYS`).
+#[derive(Clone, Debug)]
+pub struct HmacKeys(pub Vec<HmacKey>);
+
+/// The scopes of a configured key that names none (`id:secret`, the old form): the old
+/// API's POST endpoints, which is all the old clients did with it.
+pub const DEFAULT_KEY_SCOPES: [Scope; 1] = [Scope::Ingest];
+
+/// Parses `id@scope+scope:secret,...`: `id:secret` (no scopes) gets
+/// [`DEFAULT_KEY_SCOPES`], a bare `secret` the id `default`. The secret may contain `:`
+/// and `@`; the error never repeats it.
 pub fn parse_keys(raw: &str) -> Result<HmacKeys, String> {
     let mut keys = Vec::new();
-    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, secret) = part.split_once(':').unwrap_or(("default", part));
+    for (n, part) in raw
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
+        let n = n + 1;
+        let (name, secret) = part.split_once(':').unwrap_or(("default", part));
+        let (id, scopes) = match name.split_once('@') {
+            Some((id, scopes)) => (
+                id,
+                Scopes::parse(scopes.split('+')).map_err(|e| format!("key {n} ({id}): {e}"))?,
+            ),
+            None => (name, Scopes::of(&DEFAULT_KEY_SCOPES)),
+        };
         if id.is_empty() || secret.is_empty() {
             return Err(format!(
-                "expected id:secret pairs separated by commas, got {part:?}"
+                "key {n} has an empty id or secret; expected id@scope+scope:secret pairs separated by commas"
             ));
         }
-        keys.push((id.to_owned(), secret.to_owned()));
+        keys.push(HmacKey::new(id, secret, scopes));
     }
     if keys.is_empty() {
-        return Err("at least one id:secret pair is required".into());
+        return Err("at least one id@scope+scope:secret pair is required".into());
     }
     Ok(HmacKeys(keys))
+}
+
+/// How a signed endpoint is reached: who may call it, which signature forms it takes,
+/// and how large its body may be. Registered on each resource as app data.
+#[derive(Clone, Copy, Debug)]
+pub struct WritePolicy {
+    /// Any one of these scopes is enough.
+    pub scopes: &'static [Scope],
+    /// One of the old API's POST endpoints: the old clients' body-only signatures are
+    /// accepted here (legacy only while `LOGCANARY_HMAC_LEGACY` is on).
+    pub old_api: bool,
+    /// Largest body, in bytes; `None`: `LOGCANARY_MAX_BODY_BYTES`.
+    pub max_body: Option<usize>,
+}
+
+impl WritePolicy {
+    /// An endpoint added by logcanary: request-bound signatures only.
+    pub const fn bound(scopes: &'static [Scope], max_body: usize) -> Self {
+        Self {
+            scopes,
+            old_api: false,
+            max_body: Some(max_body),
+        }
+    }
+
+    /// One of the old API's POST endpoints.
+    pub const fn old_api(scopes: &'static [Scope], max_body: Option<usize>) -> Self {
+        Self {
+            scopes,
+            old_api: true,
+            max_body,
+        }
+    }
+}
+
+/// Who made a request, once their credential held.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The key id, or `read-token` / `dashboard-token` for a bearer token, or
+    /// `anonymous` for an open read in development.
+    pub id: String,
+    pub scopes: Scopes,
+}
+
+impl Caller {
+    /// 403 unless the caller holds one of `needed`.
+    pub fn require(&self, needed: &[Scope]) -> Result<(), ApiError> {
+        if self.scopes.intersects(Scopes::of(needed)) {
+            return Ok(());
+        }
+        let needed: Vec<&str> = needed.iter().map(|s| s.name()).collect();
+        Err(ApiError::Forbidden(format!(
+            "The credential \"{}\" may not do this: it needs the {} scope (it has {}).",
+            self.id,
+            needed.join(" or "),
+            self.scopes
+        )))
+    }
 }
 
 #[derive(Clone)]
@@ -68,10 +268,14 @@ pub struct Verifier {
 }
 
 struct Inner {
-    config_keys: Vec<(String, Vec<u8>)>,
+    config_keys: Vec<HmacKey>,
     db: db::Db,
-    db_keys: Mutex<(Option<Instant>, Keys)>,
+    /// Keys of `api_keys`, and when they were read.
+    db_keys: Mutex<(Option<Instant>, Arc<Vec<HmacKey>>)>,
     legacy_allowed: bool,
+    production: bool,
+    /// Stored keys refused for a weak secret, already warned about.
+    weak_warned: Mutex<HashSet<String>>,
     tolerance: Duration,
     seen: Mutex<ReplayCache>,
     /// Claims of new signatures in `used_signatures`; `None` keeps replay protection to
@@ -119,11 +323,60 @@ struct ReplayCache {
     last_prune: i64,
 }
 
+/// A signature whose header held, being checked against the body as it arrives: one MAC
+/// per candidate key (the key the request names, or every key).
+pub struct PendingCheck {
+    signature: Signature,
+    keys: Arc<Vec<HmacKey>>,
+    /// Indexes into `keys` with their MAC so far.
+    macs: Vec<(usize, MacState)>,
+    key_id: Option<String>,
+}
+
+impl PendingCheck {
+    /// Feeds the next chunk of the body to every candidate MAC.
+    pub fn update(&mut self, chunk: &[u8]) {
+        for (_, mac) in &mut self.macs {
+            mac.update(chunk);
+        }
+    }
+
+    /// The key whose MAC matched. Every candidate is compared (no early exit), so the
+    /// timing does not tell which key matched.
+    fn matched(&self) -> Option<HmacKey> {
+        let expected = self.signature.mac();
+        self.macs.iter().fold(None, |found, (i, mac)| {
+            let ok = mac.matches(expected);
+            if ok && found.is_none() {
+                Some(self.keys[*i].clone())
+            } else {
+                found
+            }
+        })
+    }
+}
+
+/// The method, path and query of `req`, as a v2 signature binds them.
+pub fn request_line(req: &HttpRequest) -> RequestLine<'_> {
+    RequestLine {
+        method: req.method().as_str(),
+        path: req.path(),
+        query: req.query_string(),
+    }
+}
+
+/// The single answer for a signature that does not hold, whatever the reason (unknown key
+/// id, wrong secret, wrong body): it must not tell which key ids exist.
+fn invalid_signature() -> ApiError {
+    ApiError::Unauthorized("Invalid signature.".into())
+}
+
 impl Verifier {
     pub fn new(
-        config_keys: Vec<(String, String)>,
+        config_keys: Vec<HmacKey>,
         db: db::Db,
         legacy_allowed: bool,
+        production: bool,
         tolerance: Duration,
         guard: ReplayGuard,
     ) -> Self {
@@ -134,13 +387,12 @@ impl Verifier {
         });
         Self {
             inner: Arc::new(Inner {
-                config_keys: config_keys
-                    .into_iter()
-                    .map(|(id, s)| (id, s.into_bytes()))
-                    .collect(),
+                config_keys,
                 db,
-                db_keys: Mutex::new((None, Vec::new())),
+                db_keys: Mutex::new((None, Arc::new(Vec::new()))),
                 legacy_allowed,
+                production,
+                weak_warned: Mutex::new(HashSet::new()),
                 tolerance,
                 seen: Mutex::new(ReplayCache::default()),
                 claims,
@@ -148,9 +400,16 @@ impl Verifier {
         }
     }
 
-    /// Verifies the request's signature over the raw `body`. Errors are 401s that say
-    /// what is wrong without revealing which secrets exist.
-    pub async fn verify(&self, req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
+    /// Whether the request carries a signature header at all.
+    pub fn is_signed(req: &HttpRequest) -> bool {
+        req.headers().contains_key(SIGNATURE_HEADER)
+    }
+
+    /// Checks the signature header before the body is read: present, well formed, a form
+    /// this endpoint takes, a timestamp inside the window. Then prepares one MAC per
+    /// candidate key, to be fed the body. Errors are 401s that say what is wrong without
+    /// revealing which keys exist.
+    pub async fn begin(&self, req: &HttpRequest, old_api: bool) -> Result<PendingCheck, ApiError> {
         let header = req
             .headers()
             .get(SIGNATURE_HEADER)
@@ -168,33 +427,95 @@ impl Verifier {
             ),
             None => None,
         };
-
-        if let Signature::Timestamped { t, .. } = &signature {
+        match &signature {
+            Signature::Bound { .. } => {}
+            _ if !old_api => {
+                return Err(ApiError::Unauthorized(
+                    "This endpoint needs a request-bound signature: t=<unix seconds>,v2=<hex> (see API.md).".into(),
+                ))
+            }
+            Signature::Legacy { .. } if !self.inner.legacy_allowed => {
+                return Err(ApiError::Unauthorized(
+                    "Plain body signatures are disabled; use t=<unix seconds>,v2=<hex>.".into(),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(t) = signature.timestamp() {
             let now = chrono::Utc::now().timestamp();
             if (now - t).unsigned_abs() > self.inner.tolerance.as_secs() {
                 return Err(ApiError::Unauthorized(
                     "Signature timestamp is outside the tolerance window.".into(),
                 ));
             }
-        } else if !self.inner.legacy_allowed {
-            return Err(ApiError::Unauthorized(
-                "Plain body signatures are disabled; use t=<unix seconds>,v1=<hex>.".into(),
-            ));
         }
+        let keys = self.keys(false).await;
+        Ok(self.pending(req, signature, keys, key_id))
+    }
 
-        // A key added to api_keys moments ago may not be in the cache yet: on a miss, look
-        // again with fresh keys (at most once per MIN_DB_KEYS_REFRESH, so a flood of bad
-        // requests cannot turn into a flood of queries).
-        let mut result = self.check(&signature, key_id.as_deref(), body, false).await;
-        if result.is_err() {
-            result = self.check(&signature, key_id.as_deref(), body, true).await;
+    fn pending(
+        &self,
+        req: &HttpRequest,
+        signature: Signature,
+        keys: Arc<Vec<HmacKey>>,
+        key_id: Option<String>,
+    ) -> PendingCheck {
+        let line = request_line(req);
+        let macs = keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| key_id.as_deref().is_none_or(|id| k.id == id))
+            .map(|(i, k)| {
+                (
+                    i,
+                    signature.start(k.secret.expose_secret().as_bytes(), line),
+                )
+            })
+            .collect();
+        PendingCheck {
+            signature,
+            keys,
+            macs,
+            key_id,
         }
-        result?;
-        if let Signature::Timestamped { t, mac } = signature {
-            let mac: [u8; 32] = mac
-                .as_slice()
-                .try_into()
-                .map_err(|_| ApiError::Unauthorized("Invalid X-HMAC-Signature header.".into()))?;
+    }
+
+    /// Ends the check once the whole `body` has been fed to `pending`: the key that
+    /// matched (401 if none), its scope (403), then the replay guard (401). On success the
+    /// caller is also put in the request's extensions.
+    pub async fn finish(
+        &self,
+        req: &HttpRequest,
+        pending: PendingCheck,
+        body: &[u8],
+        needed: &[Scope],
+    ) -> Result<Caller, ApiError> {
+        let key = match pending.matched() {
+            Some(key) => key,
+            None => {
+                // A key added to api_keys moments ago may not be in the cache yet: look
+                // again with fresh keys (at most once per MIN_DB_KEYS_REFRESH, so a flood
+                // of bad requests cannot turn into a flood of queries), over the body
+                // already read.
+                let keys = self.keys(true).await;
+                if Arc::ptr_eq(&keys, &pending.keys) {
+                    return Err(invalid_signature());
+                }
+                let mut again = self.pending(req, pending.signature.clone(), keys, pending.key_id);
+                again.update(body);
+                again.matched().ok_or_else(invalid_signature)?
+            }
+        };
+        let caller = Caller {
+            id: key.id.clone(),
+            scopes: key.scopes,
+        };
+        caller.require(needed)?;
+        if let Some(t) = pending.signature.timestamp() {
+            let mac: [u8; 32] =
+                pending.signature.mac().try_into().map_err(|_| {
+                    ApiError::Unauthorized("Invalid X-HMAC-Signature header.".into())
+                })?;
             self.check_replay(t, mac)?;
             if let Err(error) = self.claim_shared(t, mac).await {
                 // Not recorded anywhere: the client may retry with the same signature.
@@ -205,7 +526,18 @@ impl Verifier {
             // middleware gives the claim back with [`Verifier::release`].
             req.extensions_mut().insert(ClaimedSignature(mac));
         }
-        Ok(())
+        req.extensions_mut().insert(caller.clone());
+        Ok(caller)
+    }
+
+    /// The configured and stored keys, for `GET /api/keys/`.
+    pub async fn all_keys(&self) -> Arc<Vec<HmacKey>> {
+        self.keys(false).await
+    }
+
+    /// How many keys come from configuration (they are first in [`Verifier::all_keys`]).
+    pub fn config_key_count(&self) -> usize {
+        self.inner.config_keys.len()
     }
 
     /// Gives back the signature a failed request claimed (see [`ClaimedSignature`]), so
@@ -264,39 +596,6 @@ impl Verifier {
         }
     }
 
-    async fn check(
-        &self,
-        signature: &Signature,
-        key_id: Option<&str>,
-        body: &[u8],
-        refresh: bool,
-    ) -> Result<(), ApiError> {
-        let keys = self.keys(refresh).await;
-        let candidates: Vec<&Vec<u8>> = match key_id {
-            Some(id) => {
-                let found: Vec<&Vec<u8>> = keys
-                    .iter()
-                    .filter(|(kid, _)| kid == id)
-                    .map(|(_, s)| s)
-                    .collect();
-                if found.is_empty() {
-                    return Err(ApiError::Unauthorized("Unknown key id.".into()));
-                }
-                found
-            }
-            None => keys.iter().map(|(_, s)| s).collect(),
-        };
-        // Every candidate is checked (no early exit), so timing does not tell which key matched.
-        let valid = candidates
-            .iter()
-            .fold(false, |ok, secret| signature.verify(secret, body) | ok);
-        if valid {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized("Invalid signature.".into()))
-        }
-    }
-
     fn check_replay(&self, t: i64, key: [u8; 32]) -> Result<(), ApiError> {
         let window = self.inner.tolerance.as_secs() as i64;
         let now = chrono::Utc::now().timestamp();
@@ -317,8 +616,10 @@ impl Verifier {
         Ok(())
     }
 
-    async fn keys(&self, refresh: bool) -> Vec<(String, Vec<u8>)> {
-        let mut keys = self.inner.config_keys.clone();
+    /// Configured keys first, then the stored ones (cached for `DB_KEYS_REFRESH`, or
+    /// `MIN_DB_KEYS_REFRESH` when `refresh`). The same `Arc` comes back while nothing
+    /// was re-read.
+    async fn keys(&self, refresh: bool) -> Arc<Vec<HmacKey>> {
         let max_age = if refresh {
             MIN_DB_KEYS_REFRESH
         } else {
@@ -331,32 +632,53 @@ impl Verifier {
                 _ => None,
             })
         };
-        let db_keys = match cached {
-            Some(k) => k,
-            None => match self.inner.db.run(db::api_keys::active).await {
-                Ok(rows) => {
-                    let fresh: Vec<(String, Vec<u8>)> = rows
-                        .into_iter()
-                        .map(|(id, s)| (id, s.into_bytes()))
-                        .collect();
-                    if let Ok(mut g) = self.inner.db_keys.lock() {
-                        *g = (Some(Instant::now()), fresh.clone());
-                    }
-                    fresh
+        if let Some(keys) = cached {
+            return keys;
+        }
+        match self.inner.db.run(db::api_keys::active).await {
+            Ok(rows) => {
+                let mut keys = self.inner.config_keys.clone();
+                keys.extend(rows.into_iter().filter_map(|row| self.stored_key(row)));
+                let keys = Arc::new(keys);
+                if let Ok(mut g) = self.inner.db_keys.lock() {
+                    *g = (Some(Instant::now()), keys.clone());
                 }
-                Err(error) => {
-                    // Keep verifying with the configured keys and the last known ones.
-                    tracing::warn!(%error, "Cannot read api_keys; using the last known keys.");
-                    self.inner
-                        .db_keys
-                        .lock()
-                        .map(|g| g.1.clone())
-                        .unwrap_or_default()
+                keys
+            }
+            Err(error) => {
+                // Keep verifying with the configured keys and the last known ones.
+                tracing::warn!(%error, "Cannot read api_keys; using the last known keys.");
+                let last = self.inner.db_keys.lock().map(|g| g.1.clone()).ok();
+                match last {
+                    Some(keys) if !keys.is_empty() => keys,
+                    _ => Arc::new(self.inner.config_keys.clone()),
                 }
-            },
+            }
+        }
+    }
+
+    /// A row of `api_keys` as a key, unless its scopes are unknown or (in production) its
+    /// secret is weak: such a row is skipped with a warning naming only its id.
+    fn stored_key(&self, row: db::api_keys::StoredKey) -> Option<HmacKey> {
+        let problem = match Scopes::parse(row.scopes.iter().map(String::as_str)) {
+            Err(e) => Some(e),
+            Ok(_) if self.inner.production => weak_secret(&row.secret).map(str::to_owned),
+            Ok(_) => None,
         };
-        keys.extend(db_keys);
-        keys
+        if let Some(problem) = problem {
+            let first = self
+                .inner
+                .weak_warned
+                .lock()
+                .map(|mut w| w.insert(row.key_id.clone()))
+                .unwrap_or(false);
+            if first {
+                tracing::warn!(key_id = %row.key_id, %problem, "Ignoring a key of api_keys.");
+            }
+            return None;
+        }
+        let scopes = Scopes::parse(row.scopes.iter().map(String::as_str)).ok()?;
+        Some(HmacKey::new(row.key_id, &row.secret, scopes))
     }
 }
 
@@ -428,19 +750,72 @@ async fn run_claims(db: db::Db, mut rx: mpsc::Receiver<Claim>) {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_keys;
+    use super::*;
+
+    fn summary(raw: &str) -> Vec<(String, String, Scopes)> {
+        parse_keys(raw)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|k| (k.id, k.secret.expose_secret().to_owned(), k.scopes))
+            .collect()
+    }
 
     #[test]
-    fn key_lists() {
+    fn key_lists_with_and_without_scopes() {
         assert_eq!(
-            parse_keys("a:1, b:2").unwrap().0,
-            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+            summary("a:1, b@read+operate:2:with:colons"),
+            vec![
+                ("a".into(), "1".into(), Scopes::of(&[Scope::Ingest])),
+                (
+                    "b".into(),
+                    "2:with:colons".into(),
+                    Scopes::of(&[Scope::Read, Scope::Operate])
+                ),
+            ]
         );
         assert_eq!(
-            parse_keys("s3cret").unwrap().0,
-            vec![("default".into(), "s3cret".into())]
+            summary("s3cret"),
+            vec![(
+                "default".into(),
+                "s3cret".into(),
+                Scopes::of(&[Scope::Ingest])
+            )]
         );
         assert!(parse_keys("").is_err());
         assert!(parse_keys("a:").is_err());
+        assert!(parse_keys("a@root:x").is_err());
+    }
+
+    #[test]
+    fn parse_errors_never_repeat_the_secret() {
+        for raw in [
+            "good:fine,:topsecret-value",
+            "a@nonsense:topsecret-value",
+            "a@:topsecret-value",
+        ] {
+            let error = parse_keys(raw).unwrap_err();
+            assert!(!error.contains("topsecret"), "{error}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_ids_and_scopes_only() {
+        let keys = parse_keys("ops@read+operate:very-secret-value").unwrap();
+        let shown = format!("{keys:?}");
+        assert!(shown.contains("ops@read+operate"), "{shown}");
+        assert!(!shown.contains("very-secret-value"), "{shown}");
+    }
+
+    #[test]
+    fn a_caller_needs_one_of_the_scopes() {
+        let caller = Caller {
+            id: "shipper".into(),
+            scopes: Scopes::of(&[Scope::Ingest]),
+        };
+        assert!(caller.require(&[Scope::Ingest, Scope::Operate]).is_ok());
+        let error = caller.require(&[Scope::Operate]).unwrap_err();
+        assert!(matches!(error, ApiError::Forbidden(_)));
+        assert!(error.to_string().contains("operate"), "{error}");
     }
 }

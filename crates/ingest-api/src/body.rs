@@ -1,19 +1,45 @@
-//! Reading a write request's body: content type, size limit, signature, then JSON.
-//! The order matters: nothing is parsed before the signature over the raw bytes holds.
+//! Reading a request's body within bounds, and a signed write's body with its signature.
 //!
-//! Handlers take the result as an extractor: [`SignedJson`] for the JSON writes,
-//! [`SignedDelete`] for a DELETE (signed, nothing to parse). Either answers with our
-//! error bodies (415, 413, 401, 400) before the handler runs.
+//! Every body is read through [`read_body`]: at most the endpoint's limit (413), within
+//! `LOGCANARY_BODY_TIMEOUT_SECS` (408), and only while the bytes all requests hold
+//! together stay under `LOGCANARY_MAX_INFLIGHT_BODY_BYTES` (503 with `Retry-After`), so
+//! no number of slow or bogus uploads can grow the process past that budget.
+//!
+//! A signed write is checked in this order, nothing parsed before its signature holds:
+//! content type (415), declared length (413), signature header (401, before a byte of the
+//! body is read), the body itself fed to the MAC as it arrives (413, 408, 503), the MAC
+//! (401), the key's scope (403), replay (401), then JSON (400). Handlers take the result as
+//! an extractor: [`SignedJson`] for the JSON writes, [`SignedDelete`] for a DELETE (signed,
+//! nothing to parse). Which scopes, signature forms and body limit apply is the
+//! resource's [`WritePolicy`], registered with it.
 
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage, HttpRequest};
 use futures::{future::LocalBoxFuture, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{access::app_state, errors::ApiError, validation};
+use crate::{
+    access::app_state,
+    auth::{Caller, WritePolicy},
+    errors::ApiError,
+    validation,
+};
 
-/// Largest body of a signed DELETE: it has nothing to say, so it stays small.
-const MAX_DELETE_BODY_BYTES: usize = 64 * 1024;
+/// Body limit of the small writes (a DELETE, feedback, periodic tasks, a pattern run).
+pub const SMALL_BODY_BYTES: usize = 64 * 1024;
+/// Body limit of `POST /api/logs/`: one entry of at most 65 536 characters, even with
+/// every character JSON-escaped (`\uXXXX`), fits.
+pub const ENTRY_BODY_BYTES: usize = 512 * 1024;
+/// Body limit of `POST /api/real-time-analysis/`: 10 000 ids.
+pub const IDS_BODY_BYTES: usize = 1024 * 1024;
 
 /// A JSON body whose signature held, parsed as `T` (by default the raw [`Value`], which
 /// the handler validates field by field with [`crate::validation`]).
@@ -32,27 +58,17 @@ async fn signed_json<T: DeserializeOwned>(
     req: HttpRequest,
     payload: Payload,
 ) -> Result<SignedJson<T>, ApiError> {
+    let policy = write_policy(&req)?;
     require_json(&req)?;
-    let limit = app_state(&req)?.max_body_bytes;
-    if let Some(length) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if length > limit {
-            return Err(too_large(limit));
-        }
-    }
-    let body = read_signed(&req, payload, limit, || too_large(limit)).await?;
+    let (body, _) = read_signed(&req, payload, policy).await?;
     let value = validation::parse_json(&body)?;
     serde_json::from_value(value)
         .map(SignedJson)
         .map_err(|e| ApiError::BadRequest(format!("JSON parse error - {e}")))
 }
 
-/// A DELETE whose (usually empty) body carries a valid signature: a DELETE has no JSON
-/// to parse, but it is a write.
+/// A DELETE whose (usually empty) body carries a valid request-bound signature: a DELETE
+/// has no JSON to parse, but it is a write.
 pub struct SignedDelete;
 
 impl FromRequest for SignedDelete {
@@ -63,13 +79,20 @@ impl FromRequest for SignedDelete {
         let req = req.clone();
         let payload = payload.take();
         Box::pin(async move {
-            read_signed(&req, payload, MAX_DELETE_BODY_BYTES, || {
-                ApiError::PayloadTooLarge("A DELETE body must stay small.".into())
-            })
-            .await
-            .map(|_| SignedDelete)
+            let policy = write_policy(&req)?;
+            read_signed(&req, payload, policy)
+                .await
+                .map(|_| SignedDelete)
         })
     }
+}
+
+/// The resource's [`WritePolicy`]; a signed extractor on a resource without one is a
+/// programming error.
+fn write_policy(req: &HttpRequest) -> Result<WritePolicy, ApiError> {
+    req.app_data::<WritePolicy>()
+        .copied()
+        .ok_or_else(|| ApiError::Internal(format!("no write policy on {}", req.path())))
 }
 
 /// Refuses (415) a body that is not declared `application/json`.
@@ -89,34 +112,77 @@ pub fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-/// The whole body, once its signature held; refused with `too_large()` as soon as it
-/// passes `limit` bytes.
-async fn read_signed(
+/// The whole body, once its signature held and its key has one of the policy's scopes.
+pub async fn read_signed(
     req: &HttpRequest,
     payload: Payload,
-    limit: usize,
-    too_large: impl Fn() -> ApiError,
-) -> Result<web::BytesMut, ApiError> {
-    let body = read_limited(payload, limit, too_large).await?;
-    app_state(req)?.verifier.verify(req, &body).await?;
-    Ok(body)
+    policy: WritePolicy,
+) -> Result<(web::BytesMut, Caller), ApiError> {
+    let state = app_state(req)?;
+    let limit = policy.max_body.unwrap_or(state.max_body_bytes);
+    // A declared length past the limit is refused before the signature is looked at.
+    check_declared_length(req, limit)?;
+    let mut pending = state.verifier.begin(req, policy.old_api).await?;
+    let body = read_body(req, payload, limit, |chunk| pending.update(chunk)).await?;
+    let caller = state
+        .verifier
+        .finish(req, pending, &body, policy.scopes)
+        .await?;
+    Ok((body, caller))
 }
 
-/// The whole body, refused with `too_large()` as soon as it passes `limit` bytes.
-async fn read_limited(
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+fn check_declared_length(req: &HttpRequest, limit: usize) -> Result<(), ApiError> {
+    match declared_length(req) {
+        Some(length) if length > limit => Err(too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
+/// The whole body, each chunk passed to `on_chunk` as it arrives: refused with 413 past
+/// `limit` bytes, 408 past the body time-out, 503 when the in-flight budget cannot hold
+/// it. The bytes stay counted against the budget until the request is dropped.
+pub async fn read_body(
+    req: &HttpRequest,
     mut payload: Payload,
     limit: usize,
-    too_large: impl Fn() -> ApiError,
+    mut on_chunk: impl FnMut(&[u8]),
 ) -> Result<web::BytesMut, ApiError> {
+    let state = app_state(req)?;
+    check_declared_length(req, limit)?;
+    let mut permit = state.body_budget.permit();
+    if let Some(length) = declared_length(req) {
+        permit.grow_to(length)?;
+    }
+    let deadline = tokio::time::Instant::now() + state.body_timeout;
     let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
+    loop {
+        let next = tokio::time::timeout_at(deadline, payload.next())
+            .await
+            .map_err(|_| {
+                ApiError::RequestTimeout(format!(
+                    "The request body did not arrive within {} s.",
+                    state.body_timeout.as_secs()
+                ))
+            })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk
             .map_err(|e| ApiError::BadRequest(format!("Could not read the request body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
+        let length = body.len() + chunk.len();
+        if length > limit {
+            return Err(too_large(limit));
         }
+        permit.grow_to(length)?;
+        on_chunk(&chunk);
         body.extend_from_slice(&chunk);
     }
+    req.extensions_mut().insert(permit);
     Ok(body)
 }
 
@@ -124,4 +190,78 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!(
         "Request body is larger than the limit of {limit} bytes."
     ))
+}
+
+/// Request-body bytes all requests together may hold (`LOGCANARY_MAX_INFLIGHT_BODY_BYTES`).
+#[derive(Clone)]
+pub struct BodyBudget {
+    limit: usize,
+    used: Arc<AtomicUsize>,
+}
+
+impl BodyBudget {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    fn permit(&self) -> BodyPermit {
+        BodyPermit {
+            budget: self.clone(),
+            held: 0,
+        }
+    }
+}
+
+/// Bytes one request holds of the [`BodyBudget`]; given back when dropped.
+pub struct BodyPermit {
+    budget: BodyBudget,
+    held: usize,
+}
+
+impl BodyPermit {
+    /// Holds `total` bytes in all (no-op when it already does), or answers 503.
+    fn grow_to(&mut self, total: usize) -> Result<(), ApiError> {
+        if total <= self.held {
+            return Ok(());
+        }
+        let more = total - self.held;
+        let limit = self.budget.limit;
+        self.budget
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + more <= limit).then_some(used + more)
+            })
+            .map_err(|_| {
+                metrics::counter!("logcanary_http_body_budget_refusals_total").increment(1);
+                ApiError::Busy(
+                    "The server is receiving too many request bodies at once; retry shortly."
+                        .into(),
+                )
+            })?;
+        self.held = total;
+        metrics::gauge!("logcanary_http_inflight_body_bytes").set(self.budget.used() as f64);
+        Ok(())
+    }
+}
+
+impl Drop for BodyPermit {
+    fn drop(&mut self) {
+        if self.held > 0 {
+            self.budget.used.fetch_sub(self.held, Ordering::AcqRel);
+            metrics::gauge!("logcanary_http_inflight_body_bytes").set(self.budget.used() as f64);
+        }
+    }
+}
+
+/// The time-out of [`read_body`] (`LOGCANARY_BODY_TIMEOUT_SECS`).
+pub fn body_timeout(secs: u64) -> Duration {
+    Duration::from_secs(secs.max(1))
 }

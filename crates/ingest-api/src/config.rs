@@ -43,14 +43,16 @@ pub struct Settings {
     #[arg(long, env = "LOGCANARY_ADMIN_ADDR", value_name = "LOGCANARY_ADMIN_ADDR", default_value = ":9100", value_parser = parse_listen_addr)]
     pub admin_addr: SocketAddr,
 
-    /// HMAC secrets as `id:secret,id2:secret2`. Unset: the development key
-    /// `default:dev-secret`, refused when LOGCANARY_ENV=production.
+    /// HMAC keys as `id@scope+scope:secret,...` (scopes: ingest, read, operate, admin;
+    /// `id:secret` alone gets `ingest`). Unset: the development key `default:dev-secret`
+    /// with every scope, refused when LOGCANARY_ENV=production.
     #[arg(long, env = "LOGCANARY_HMAC_KEYS", value_name = "LOGCANARY_HMAC_KEYS", value_parser = crate::auth::parse_keys, hide_env_values = true)]
     pub hmac_keys: Option<crate::auth::HmacKeys>,
 
-    /// Accept the old clients' plain body signature (no replay protection).
-    #[arg(long, env = "LOGCANARY_HMAC_LEGACY", value_name = "LOGCANARY_HMAC_LEGACY", default_value_t = true, action = clap::ArgAction::Set)]
-    pub hmac_legacy: bool,
+    /// Accept the old clients' plain body signature (no replay protection) on the old
+    /// API's POST endpoints. Default: on in development, off in production.
+    #[arg(long, env = "LOGCANARY_HMAC_LEGACY", value_name = "LOGCANARY_HMAC_LEGACY", action = clap::ArgAction::Set)]
+    pub hmac_legacy: Option<bool>,
 
     /// Accepted clock difference for timestamped signatures, in seconds.
     #[arg(
@@ -73,11 +75,27 @@ pub struct Settings {
     )]
     pub replay_guard: crate::auth::ReplayGuard,
 
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted body of a batch (`POST /api/batch-analysis/`), in bytes. The other
+    /// endpoints have smaller limits of their own (API.md).
     #[arg(long, env = "LOGCANARY_MAX_BODY_BYTES", value_name = "LOGCANARY_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// If set, reads (GET) need `Authorization: Bearer <token>`.
+    /// Request-body bytes all requests together may hold while they are read; a request
+    /// past it answers 503 with `Retry-After`.
+    #[arg(long, env = "LOGCANARY_MAX_INFLIGHT_BODY_BYTES", value_name = "LOGCANARY_MAX_INFLIGHT_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_inflight_body_bytes: usize,
+
+    /// Seconds a request body may take to arrive, whole; slower ones answer 408.
+    #[arg(
+        long,
+        env = "LOGCANARY_BODY_TIMEOUT_SECS",
+        value_name = "LOGCANARY_BODY_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub body_timeout_secs: u64,
+
+    /// Bearer token with the `read` scope. Set, reads (GET) need a credential in every
+    /// environment; in production they always do.
     #[arg(
         long,
         env = "LOGCANARY_READ_TOKEN",
@@ -87,8 +105,9 @@ pub struct Settings {
     )]
     pub read_token: Option<Secret>,
 
-    /// Operator token of the dashboard's feedback buttons (`Authorization: Bearer
-    /// <token>`). Unset or empty: the page is read-only (its feedback endpoints answer 403).
+    /// Operator token of the dashboard (`Authorization: Bearer <token>`), with the `read`
+    /// and `operate` scopes: the page sends it on every call. Unset or empty: the page's
+    /// feedback endpoints answer 403.
     #[arg(
         long,
         env = DASHBOARD_TOKEN_ENV,
@@ -121,35 +140,128 @@ pub struct Settings {
     )]
     pub committers: usize,
 
-    /// `production` refuses development defaults such as the dev HMAC key.
+    /// `production` requires a credential on every read and refuses development defaults,
+    /// weak secrets and the old body-only signatures (unless LOGCANARY_HMAC_LEGACY=true).
     #[arg(
         long,
         env = "LOGCANARY_ENV",
         value_name = "LOGCANARY_ENV",
-        default_value = "development"
+        value_enum,
+        default_value_t = Environment::Development
     )]
-    pub environment: String,
+    pub environment: Environment,
+}
+
+/// Where the API runs (`LOGCANARY_ENV`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    /// Reads open unless a read token is set, development key allowed.
+    Development,
+    /// Every read needs a credential; secrets must be strong.
+    Production,
 }
 
 impl Settings {
     pub fn hmac_tolerance(&self) -> Duration {
         Duration::from_secs(self.hmac_tolerance_secs)
     }
+
+    pub fn production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+
+    /// Whether the old body-only signatures are accepted on the old API's POST endpoints.
+    pub fn legacy_signatures(&self) -> bool {
+        self.hmac_legacy.unwrap_or(!self.production())
+    }
+
+    /// The configured HMAC keys, or the development key with every scope. In production
+    /// the keys must be set and every secret strong (see [`weak_secret`]); errors name
+    /// the key id and the variable, never the secret.
+    pub fn checked_keys(&self) -> Result<Vec<crate::auth::HmacKey>, String> {
+        use crate::auth::{HmacKey, Scopes};
+        let production = self.production();
+        let keys = match &self.hmac_keys {
+            Some(keys) => keys.0.clone(),
+            None if production => {
+                return Err("LOGCANARY_HMAC_KEYS must be set when LOGCANARY_ENV=production".into())
+            }
+            None => {
+                tracing::warn!(
+                    "LOGCANARY_HMAC_KEYS is not set; using the development key default:dev-secret with every scope."
+                );
+                vec![HmacKey::new("default", "dev-secret", Scopes::all())]
+            }
+        };
+        if production {
+            for key in &keys {
+                if let Some(problem) =
+                    weak_secret(secrecy::ExposeSecret::expose_secret(&key.secret))
+                {
+                    return Err(format!(
+                        "LOGCANARY_HMAC_KEYS: the secret of key {:?} {problem}; LOGCANARY_ENV=production needs strong secrets",
+                        key.id
+                    ));
+                }
+            }
+            for (name, token) in [
+                ("LOGCANARY_READ_TOKEN", &self.read_token),
+                (DASHBOARD_TOKEN_ENV, &self.dashboard_token),
+            ] {
+                if let Some(problem) = token.as_ref().and_then(|t| weak_secret(t.expose())) {
+                    return Err(format!(
+                        "{name} {problem}; LOGCANARY_ENV=production needs strong secrets"
+                    ));
+                }
+            }
+        }
+        Ok(keys)
+    }
 }
 
-/// A secret setting (a token): its `Debug` shows that it is set, never its value, so
-/// logging the settings cannot leak it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// Shortest secret accepted in production, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Why `secret` is too weak for production, if it is: shorter than [`MIN_SECRET_BYTES`],
+/// a known placeholder (`CHANGE-ME`, `dev-secret`, ...) or one character repeated.
+pub fn weak_secret(secret: &str) -> Option<&'static str> {
+    const PLACEHOLDERS: [&str; 10] = [
+        "change-me",
+        "changeme",
+        "change_me",
+        "replace-me",
+        "replaceme",
+        "placeholder",
+        "dev-secret",
+        "example",
+        "your-secret",
+        "secret-here",
+    ];
+    let lower = secret.to_ascii_lowercase();
+    if PLACEHOLDERS.iter().any(|p| lower.contains(p)) {
+        Some("is a placeholder")
+    } else if secret.len() < MIN_SECRET_BYTES {
+        Some("is shorter than 32 bytes")
+    } else if secret.chars().all(|c| secret.starts_with(c)) {
+        Some("is one character repeated")
+    } else {
+        None
+    }
+}
+
+/// A secret setting (a token), held as a [`secrecy::SecretString`]: its `Debug` shows
+/// that it is set, never its value, so logging the settings cannot leak it.
+#[derive(Clone)]
+pub struct Secret(secrecy::SecretString);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(secrecy::SecretString::from(value.into()))
     }
 
     /// The value, for comparing with what a request presents.
     pub fn expose(&self) -> &str {
-        &self.0
+        secrecy::ExposeSecret::expose_secret(&self.0)
     }
 }
 

@@ -23,6 +23,9 @@ pub fn push(errors: &mut FieldErrors, field: &str, message: impl Into<String>) {
     }
 }
 
+/// `Retry-After` of a 503 [`ApiError::Busy`], in seconds.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("validation failed")]
@@ -43,6 +46,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// Too much is being received at once: 503 with `Retry-After`, the detail shown.
+    #[error("{0}")]
+    Busy(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -78,7 +87,8 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Busy(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -97,7 +107,18 @@ impl ResponseError for ApiError {
             }
             other => json!({"detail": other.to_string()}),
         };
-        HttpResponse::build(self.status_code()).json(body)
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Busy(_)) {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, BUSY_RETRY_AFTER_SECS));
+        }
+        if matches!(self, ApiError::RequestTimeout(_) | ApiError::Busy(_)) {
+            // The rest of the body is not read: the connection cannot be reused.
+            response.insert_header((
+                actix_web::http::header::CONNECTION,
+                actix_web::http::header::HeaderValue::from_static("close"),
+            ));
+        }
+        response.json(body)
     }
 }
 

@@ -6,12 +6,17 @@
 //! same whatever the modules are called now.
 
 use utoipa::{
-    openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
+    openapi::{
+        security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        },
+        ContentBuilder, ResponseBuilder,
+    },
     Modify, OpenApi,
 };
 
 use crate::routes::{
-    alerts, analysis, dashboard, entries, patterns, periodic, review, stats, tasks, templates,
+    alerts, analysis, dashboard, entries, keys, patterns, periodic, review, stats, tasks, templates,
 };
 
 #[derive(OpenApi)]
@@ -37,6 +42,7 @@ use crate::routes::{
         periodic::delete_periodic_task,
         patterns::list_patterns,
         stats::queue_stats,
+        keys::list_keys,
     ),
     modifiers(&HmacScheme)
 )]
@@ -45,15 +51,61 @@ struct ApiDoc;
 struct HmacScheme;
 
 impl Modify for HmacScheme {
+    /// The two credentials, and on every GET the ones that may read (with 401 and 403):
+    /// writes name their scopes on their handlers.
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "hmac",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-HMAC-Signature",
-                "hex HMAC-SHA256 of the raw body, `sha256=<hex>`, or `t=<unix seconds>,v1=<hex of HMAC(\"<t>.<body>\")>`",
+                "`t=<unix seconds>,v2=<hex>`: HMAC-SHA256 of \"v2\\n<METHOD>\\n<path>\\n<query>\\n<t>\\n\" + body with a key holding the scope (API.md). The old API's POST endpoints also take `t=<t>,v1=<hex of HMAC(\"<t>.<body>\")>` and, in development, the hex HMAC of the body alone.",
             ))),
         );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "LOGCANARY_READ_TOKEN (read) or LOGCANARY_DASHBOARD_TOKEN (read, operate)",
+                    ))
+                    .build(),
+            ),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some(get) = item.get.as_mut() else {
+                continue;
+            };
+            let scope = if path == "/api/keys/" {
+                "admin"
+            } else {
+                "read"
+            };
+            let mut credentials = vec![SecurityRequirement::new("hmac", [scope])];
+            if scope == "read" {
+                credentials.insert(0, SecurityRequirement::new("bearer", [scope]));
+            }
+            get.security = Some(credentials);
+            for (status, what) in [
+                ("401", "No credential, or one that does not hold (reads are open only in development without a read token)."),
+                ("403", "The credential lacks the scope."),
+            ] {
+                get.responses.responses.entry(status.to_owned()).or_insert_with(|| {
+                    utoipa::openapi::RefOr::T(
+                        ResponseBuilder::new()
+                            .description(what)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                });
+            }
+        }
     }
 }
 

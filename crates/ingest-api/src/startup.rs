@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
+    access::BearerTokens,
     auth::{ClaimedSignature, Verifier},
+    body::{body_timeout, BodyBudget},
     broker::{self, QueueDepths},
     config::Settings,
     errors, fallback,
@@ -36,22 +38,36 @@ pub struct Application {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The `method` label of the HTTP metrics: the standard methods by name, anything else
+/// (a client can send any token) as `other`, so clients cannot create series at will.
+fn method_label(method: &actix_web::http::Method) -> String {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    let name = method.as_str();
+    if KNOWN.contains(&name) {
+        name.to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
 impl Application {
     /// Binds both ports (0 picks free ones) and prepares the server; does not need the
     /// database or the broker to be up (readiness reports them).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let keys = match settings.hmac_keys.clone() {
-            Some(keys) => keys.0,
-            None if settings.environment == "production" => {
-                anyhow::bail!("LOGCANARY_HMAC_KEYS must be set when LOGCANARY_ENV=production")
-            }
-            None => {
-                tracing::warn!(
-                    "LOGCANARY_HMAC_KEYS is not set; using the development key default:dev-secret."
-                );
-                vec![("default".to_owned(), "dev-secret".to_owned())]
-            }
-        };
+        let keys = settings.checked_keys().map_err(anyhow::Error::msg)?;
+        let production = settings.production();
+        let reads_open = !production && settings.read_token.is_none();
+        if reads_open {
+            tracing::warn!(
+                "Reads are open: LOGCANARY_ENV=development and LOGCANARY_READ_TOKEN is not set, so anyone who reaches this port reads every entry, alert and task. Production requires a credential on every read."
+            );
+        }
+        let legacy = settings.legacy_signatures();
+        if legacy {
+            tracing::warn!("Plain body signatures are accepted on the old API's POST endpoints (LOGCANARY_HMAC_LEGACY); they cannot be told from replays.");
+        }
         let db = db::Db::connect_lazy(
             &settings.service.database_url,
             settings.service.db_pool_size,
@@ -71,7 +87,8 @@ impl Application {
         let verifier = Verifier::new(
             keys,
             db.clone(),
-            settings.hmac_legacy,
+            legacy,
+            production,
             settings.hmac_tolerance(),
             settings.replay_guard,
         );
@@ -80,11 +97,13 @@ impl Application {
             ingestor,
             verifier,
             max_body_bytes: settings.max_body_bytes,
-            read_token: settings.read_token.clone(),
-            dashboard_token: settings
-                .dashboard_token
-                .clone()
-                .filter(|t| !t.expose().trim().is_empty()),
+            body_budget: BodyBudget::new(settings.max_inflight_body_bytes),
+            body_timeout: body_timeout(settings.body_timeout_secs),
+            tokens: BearerTokens::new(
+                settings.read_token.clone(),
+                settings.dashboard_token.clone(),
+            ),
+            reads_open,
             anomaly_threshold: settings.anomaly_threshold as f32,
             queue_depths: QueueDepths::new(publisher.clone()),
             review_cache: ReviewCache::default(),
@@ -124,7 +143,7 @@ impl Application {
                         .map(str::to_owned)
                         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
                     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-                    let method = req.method().to_string();
+                    let method = method_label(req.method());
                     let span = tracing::info_span!("http", %request_id, %method, %route);
                     let started = Instant::now();
                     let fut = srv.call(req);

@@ -1,7 +1,10 @@
 //! What every request shares, built once by [`crate::startup::Application::build`].
 
+use std::time::Duration;
+
 use crate::{
-    auth::Verifier, broker::QueueDepths, config::Secret, ingest::Ingestor, review::ReviewCache,
+    access::BearerTokens, auth::Verifier, body::BodyBudget, broker::QueueDepths, ingest::Ingestor,
+    review::ReviewCache,
 };
 
 /// Shared by every request.
@@ -9,12 +12,16 @@ pub struct AppState {
     pub db: db::Db,
     pub ingestor: Ingestor,
     pub verifier: Verifier,
+    /// `LOGCANARY_MAX_BODY_BYTES`: the batch endpoint's body limit.
     pub max_body_bytes: usize,
-    /// `LOGCANARY_READ_TOKEN`: reads need it as a bearer token when set.
-    pub read_token: Option<Secret>,
-    /// `LOGCANARY_DASHBOARD_TOKEN` (not empty): the operator token of the dashboard's
-    /// feedback buttons; `None` turns page feedback off.
-    pub dashboard_token: Option<Secret>,
+    /// Body bytes all requests may hold together (`LOGCANARY_MAX_INFLIGHT_BODY_BYTES`).
+    pub body_budget: BodyBudget,
+    /// `LOGCANARY_BODY_TIMEOUT_SECS`.
+    pub body_timeout: Duration,
+    /// The bearer tokens (`LOGCANARY_READ_TOKEN`, `LOGCANARY_DASHBOARD_TOKEN`).
+    pub tokens: BearerTokens,
+    /// Reads need no credential: development, and no read token set.
+    pub reads_open: bool,
     /// The workers' anomaly threshold (`LOGCANARY_ANOMALY_THRESHOLD`), for the review queue.
     pub anomaly_threshold: f32,
     /// Broker queue depths for the dashboard, read through the publisher's connection.

@@ -251,6 +251,67 @@ pub fn timestamped_signature(body: &[u8]) -> String {
     common::signing::sign_timestamped(TEST_SECRET.as_bytes(), chrono::Utc::now().timestamp(), body)
 }
 
+/// A fresh request-bound (`v2`) signature of `method` on `path_and_query` (the query, if
+/// any, after `?`) with `body`, by the test key.
+pub fn request_signature(method: &str, path_and_query: &str, body: &[u8]) -> String {
+    request_signature_with(TEST_SECRET.as_bytes(), method, path_and_query, body)
+}
+
+/// [`request_signature`] with another secret. The same request signed again in this
+/// process gets a later timestamp than the last time (the current second, or the one
+/// after the last used), so a test sending one request twice is not refused as a replay,
+/// as two real requests a second apart would not be.
+pub fn request_signature_with(
+    secret: &[u8],
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
+    use std::{
+        collections::HashMap,
+        hash::{Hash, Hasher},
+        sync::Mutex,
+    };
+    static LAST: Mutex<Option<HashMap<u64, i64>>> = Mutex::new(None);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (secret, method, path_and_query, body).hash(&mut hasher);
+    let key = hasher.finish();
+    let now = chrono::Utc::now().timestamp();
+    let t = {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let map = last.get_or_insert_with(HashMap::new);
+        let t = map.get(&key).map_or(now, |&prev| now.max(prev + 1));
+        map.insert(key, t);
+        t
+    };
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    common::signing::sign_request(
+        secret,
+        t,
+        common::signing::RequestLine {
+            method,
+            path,
+            query,
+        },
+        body,
+    )
+}
+
+/// The old API's POST endpoints, where the old clients' body-only signatures still work.
+pub const OLD_API_POSTS: [&str; 4] = [
+    "/api/logs/",
+    "/api/batch-analysis/",
+    "/api/pattern-analysis/",
+    "/api/real-time-analysis/",
+];
+
+/// `LOGCANARY_HMAC_KEYS` of the tests: the test key with every scope.
+pub fn test_hmac_keys() -> String {
+    format!("{TEST_KEY_ID}@ingest+read+operate+admin:{TEST_SECRET}")
+}
+
 /// Where cargo put this workspace's binaries (next to the test executable's `deps/`).
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test executable");

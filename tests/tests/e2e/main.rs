@@ -9,5 +9,6 @@ mod flow;
 mod metrics;
 mod notifier;
 mod patterns;
+mod probe;
 mod realtime;
 mod scheduler;

@@ -6,17 +6,21 @@ use std::time::Duration;
 
 use logcanary_e2e::{entry_now, Stack};
 use serde_json::{json, Value};
-use test_support::{free_port, Spawned, TEST_KEY_ID, TEST_SECRET};
+use test_support::{free_port, Spawned};
 
 const T: Duration = Duration::from_secs(60);
 
 async fn signed(stack: &Stack, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
     let bytes = serde_json::to_vec(body).unwrap();
+    let method_name = method.to_string();
     let resp = stack
         .client
         .request(method, format!("{}{path}", stack.api))
         .header("Content-Type", "application/json")
-        .header("X-HMAC-Signature", test_support::legacy_signature(&bytes))
+        .header(
+            "X-HMAC-Signature",
+            test_support::request_signature(&method_name, path, &bytes),
+        )
         .body(bytes)
         .send()
         .await
@@ -140,10 +144,7 @@ async fn an_entry_stored_while_the_broker_was_down_is_relayed_and_analysed() {
         ("LOGCANARY_AMQP_PREFIX", stack.prefix.clone()),
         ("LOGCANARY_HTTP_ADDR", format!("127.0.0.1:{port}")),
         ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{admin_port}")),
-        (
-            "LOGCANARY_HMAC_KEYS",
-            format!("{TEST_KEY_ID}:{TEST_SECRET}"),
-        ),
+        ("LOGCANARY_HMAC_KEYS", test_support::test_hmac_keys()),
     ];
     let mut cut_off = Spawned::start("ingest-api", &[], &env, admin_port).await;
     let body = serde_json::to_vec(&entry_now(

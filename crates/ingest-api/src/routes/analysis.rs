@@ -11,7 +11,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    body::SignedJson,
+    auth::{Scope, WritePolicy},
+    body::{SignedJson, IDS_BODY_BYTES, SMALL_BODY_BYTES},
     errors::{ApiError, ErrorBody},
     fallback::resource,
     ingest::{new_task, MessagesFor, Submission},
@@ -20,11 +21,26 @@ use crate::{
     validation,
 };
 
-/// Registers the analysis routes.
+/// Registers the analysis routes, all three the old API's: a batch needs `ingest` (and
+/// may be as large as `LOGCANARY_MAX_BODY_BYTES`); triggering an analysis of what is
+/// stored needs `ingest` (the old clients' keys) or `operate`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/batch-analysis/").route(web::post().to(batch_analysis)))
-        .service(resource("/api/pattern-analysis/").route(web::post().to(pattern_analysis)))
-        .service(resource("/api/real-time-analysis/").route(web::post().to(real_time_analysis)));
+    const TRIGGER: &[Scope] = &[Scope::Ingest, Scope::Operate];
+    cfg.service(
+        resource("/api/batch-analysis/")
+            .app_data(WritePolicy::old_api(&[Scope::Ingest], None))
+            .route(web::post().to(batch_analysis)),
+    )
+    .service(
+        resource("/api/pattern-analysis/")
+            .app_data(WritePolicy::old_api(TRIGGER, Some(SMALL_BODY_BYTES)))
+            .route(web::post().to(pattern_analysis)),
+    )
+    .service(
+        resource("/api/real-time-analysis/")
+            .app_data(WritePolicy::old_api(TRIGGER, Some(IDS_BODY_BYTES)))
+            .route(web::post().to(real_time_analysis)),
+    );
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -46,7 +62,7 @@ pub struct BatchAccepted {
 #[utoipa::path(post, path = "/api/batch-analysis/", tag = "routes", request_body = BatchIn,
     responses((status = 202, body = BatchAccepted), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
-    security(("hmac" = [])))]
+    security(("hmac" = ["ingest"])))]
 pub async fn batch_analysis(
     SignedJson(value): SignedJson,
     state: web::Data<AppState>,
@@ -87,7 +103,7 @@ pub struct PatternAnalysisAccepted {
 /// Queue a pattern analysis over the last `time_window_hours`.
 #[utoipa::path(post, path = "/api/pattern-analysis/", tag = "routes", request_body = PatternAnalysisIn,
     responses((status = 202, body = PatternAnalysisAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("hmac" = [])))]
+    security(("hmac" = ["ingest", "operate"])))]
 pub async fn pattern_analysis(
     SignedJson(value): SignedJson,
     state: web::Data<AppState>,
@@ -131,7 +147,7 @@ pub struct RealTimeAccepted {
 /// Queue low-latency analysis of stored entries.
 #[utoipa::path(post, path = "/api/real-time-analysis/", tag = "routes", request_body = RealTimeIn,
     responses((status = 202, body = RealTimeAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("hmac" = [])))]
+    security(("hmac" = ["ingest", "operate"])))]
 pub async fn real_time_analysis(
     SignedJson(value): SignedJson,
     state: web::Data<AppState>,

@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use crate::{
     access::ReadAccess,
-    body::SignedJson,
+    auth::{Scope, WritePolicy},
+    body::{SignedJson, ENTRY_BODY_BYTES},
     errors::{ApiError, ErrorBody},
     fallback::resource,
     ingest::{new_task, MessagesFor, Submission},
@@ -23,10 +24,16 @@ use crate::{
     validation,
 };
 
-/// Registers the log entry routes.
+/// Registers the log entry routes. `POST /api/logs/` is the old API's: a key with
+/// `ingest`, any signature form the settings allow, one entry's worth of body. The GETs
+/// need `read` ([`ReadAccess`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/api/logs/")
+            .app_data(WritePolicy::old_api(
+                &[Scope::Ingest],
+                Some(ENTRY_BODY_BYTES),
+            ))
             .route(web::post().to(create_log))
             .route(web::get().to(list_logs)),
     )
@@ -74,7 +81,7 @@ pub struct LogEntryCreated {
 #[utoipa::path(post, path = "/api/logs/", tag = "routes", request_body = LogEntryIn,
     responses((status = 201, body = LogEntryCreated), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
-    security(("hmac" = [])))]
+    security(("hmac" = ["ingest"])))]
 pub async fn create_log(
     SignedJson(value): SignedJson,
     state: web::Data<AppState>,

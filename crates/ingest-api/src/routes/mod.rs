@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod analysis;
 pub mod dashboard;
 pub mod entries;
+pub mod keys;
 pub mod openapi;
 pub mod page;
 pub mod patterns;
@@ -30,5 +31,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(periodic::configure)
         .configure(patterns::configure)
         .configure(stats::configure)
+        .configure(keys::configure)
         .configure(page::configure);
 }

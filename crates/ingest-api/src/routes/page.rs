@@ -1,20 +1,21 @@
 //! The web dashboard at `/`: one HTML page, its script and stylesheet, embedded in the
 //! binary (no CDN, works offline), plus the feedback endpoints only the page uses.
 //!
-//! - `GET /`, `GET /ui/app.js`, `GET /ui/app.css`: the page. It reads the open JSON APIs
-//!   (`/api/dashboard/`, `/api/logs/`, `/api/templates/`, `/api/review/`,
-//!   `/api/patterns/`, `/api/alerts/`, `/api/stats/queues/`) and polls them every few
-//!   seconds.
+//! - `GET /`, `GET /ui/app.js`, `GET /ui/app.css`: the page (open: it holds no data). It
+//!   reads the JSON APIs (`/api/dashboard/`, `/api/logs/`, `/api/templates/`,
+//!   `/api/review/`, `/api/patterns/`, `/api/alerts/`, `/api/stats/queues/`), sending the
+//!   token the operator saved on every call, and polls them every few seconds.
 //! - `POST /api/ui/feedback/templates/{id}/` and `POST /api/ui/feedback/logs/{id}/` with
 //!   `{"label": "normal" | "anomaly"}`: the page's "mark normal / mark anomaly" buttons
 //!   (and the review queue's "normal" / "anomaly"). They answer the template's fields and
 //!   `rescored`, like the signed endpoint.
 //!
-//! The page never sees the HMAC secret. Feedback from the page is authorised by an
-//! operator token, `LOGCANARY_DASHBOARD_TOKEN`, which the operator types into the page
-//! once (kept in the browser's `localStorage`) and which is sent as
-//! `Authorization: Bearer <token>`, compared in constant time. Without the variable these
-//! two endpoints answer `403` and the page stays read-only. The JSON content type and the
+//! The page never sees the HMAC secret. It is authorised by an operator token,
+//! `LOGCANARY_DASHBOARD_TOKEN` (`read` + `operate`), which the operator types into the
+//! page once (kept in the browser's `localStorage`) and which is sent as
+//! `Authorization: Bearer <token>` on every call, compared in constant time; the read
+//! token (`read` only) works for the panels but not the buttons. Without the dashboard
+//! token these two endpoints answer `403` and the page stays read-only. The JSON content type and the
 //! `Authorization` header make a cross-site form post impossible without a CORS
 //! preflight, which this server never grants. The label is stored by the same code as
 //! the signed `POST /api/logs/{id}/feedback/` ([`crate::feedback::apply_feedback`]).
@@ -24,8 +25,9 @@ use futures::future::LocalBoxFuture;
 use serde::Serialize;
 
 use crate::{
-    access::{app_state, bearer_matches},
-    body::require_json,
+    access::{app_state, bearer},
+    auth::Scope,
+    body::{read_body, require_json, SMALL_BODY_BYTES},
     config::DASHBOARD_TOKEN_ENV,
     errors::ApiError,
     fallback::resource,
@@ -75,35 +77,34 @@ async fn app_css() -> HttpResponse {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
-/// The label of one of the page's feedback posts. Checked in this order: the body is read
-/// whole, page feedback is on (403 otherwise), the operator token (401), the content type
-/// (415), then the body's `label` (400).
+/// The label of one of the page's feedback posts. Checked in this order, before a byte
+/// of the body is read: page feedback is on (a token with `operate` is set; 403
+/// otherwise), the bearer token (401), its scope (403, the read token), the content type
+/// (415); then the body, read within bounds like every other ([`read_body`]), and its
+/// `label` (400).
 struct PageLabel(&'static str);
 
 impl FromRequest for PageLabel {
-    // The body extractor's own errors (a 413 past its size limit) pass through as they are.
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = web::Bytes::from_request(req, payload);
-        let req = req.clone();
+        let (req, payload) = (req.clone(), payload.take());
         Box::pin(async move {
-            let body = body.await?;
             let state = app_state(&req)?;
-            let Some(token) = &state.dashboard_token else {
+            if !state.tokens.grants(Scope::Operate) {
                 return Err(ApiError::Forbidden(format!(
                     "Feedback from the dashboard is off; set {DASHBOARD_TOKEN_ENV} on ingest-api to turn it on."
-                ))
-                .into());
-            };
-            if !bearer_matches(&req, token.expose()) {
-                return Err(ApiError::Unauthorized(
-                    "The dashboard token is missing or wrong.".into(),
-                )
-                .into());
+                )));
             }
+            let caller = bearer(&req)
+                .and_then(|given| state.tokens.find(given))
+                .ok_or_else(|| {
+                    ApiError::Unauthorized("The dashboard token is missing or wrong.".into())
+                })?;
+            caller.require(&[Scope::Operate])?;
             require_json(&req)?;
+            let body = read_body(&req, payload, SMALL_BODY_BYTES, |_| {}).await?;
             let label = validation::feedback_label(&validation::parse_json(&body)?)?;
             Ok(PageLabel(label))
         })

@@ -18,7 +18,8 @@ use utoipa::ToSchema;
 
 use crate::{
     access::ReadAccess,
-    body::{SignedDelete, SignedJson},
+    auth::{Scope, WritePolicy},
+    body::{SignedDelete, SignedJson, SMALL_BODY_BYTES},
     errors::{push, ApiError, ErrorBody, FieldErrors},
     fallback::resource,
     rfc3339,
@@ -31,15 +32,19 @@ pub const SCHEDULABLE: [&str; 2] = [tasks::DETECT_ANOMALY_PATTERNS, tasks::CLEAN
 
 const MAX_NAME_CHARS: usize = 200;
 
-/// Registers the periodic-task routes.
+/// Registers the periodic-task routes: reads need `read`; every write (POST, PATCH,
+/// DELETE) needs `operate` and a request-bound signature.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    const WRITE: WritePolicy = WritePolicy::bound(&[Scope::Operate], SMALL_BODY_BYTES);
     cfg.service(
         resource("/api/periodic-tasks/")
+            .app_data(WRITE)
             .route(web::get().to(list_periodic_tasks))
             .route(web::post().to(create_periodic_task)),
     )
     .service(
         resource("/api/periodic-tasks/{id}/")
+            .app_data(WRITE)
             .route(web::get().to(get_periodic_task))
             .route(web::patch().to(update_periodic_task))
             .route(web::delete().to(delete_periodic_task)),
@@ -423,7 +428,7 @@ pub async fn list_periodic_tasks(
 #[utoipa::path(post, path = "/api/periodic-tasks/", tag = "crate::periodic", request_body = PeriodicTaskIn,
     responses((status = 201, body = PeriodicTaskOut), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 415, body = ErrorBody)),
-    security(("hmac" = [])))]
+    security(("hmac" = ["operate"])))]
 pub async fn create_periodic_task(
     SignedJson(body): SignedJson,
     state: web::Data<AppState>,
@@ -471,7 +476,7 @@ pub async fn get_periodic_task(
     request_body = PeriodicTaskIn,
     responses((status = 200, body = PeriodicTaskOut), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)),
-    security(("hmac" = [])))]
+    security(("hmac" = ["operate"])))]
 pub async fn update_periodic_task(
     SignedJson(body): SignedJson,
     path: web::Path<String>,
@@ -502,7 +507,7 @@ pub async fn update_periodic_task(
 /// Delete a periodic task; tasks it already fired are kept.
 #[utoipa::path(delete, path = "/api/periodic-tasks/{id}/", tag = "crate::periodic", params(("id" = i64, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("hmac" = [])))]
+    security(("hmac" = ["operate"])))]
 pub async fn delete_periodic_task(
     _: SignedDelete,
     path: web::Path<String>,

@@ -13,7 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     access::ReadAccess,
-    body::SignedJson,
+    auth::{Scope, WritePolicy},
+    body::{SignedJson, SMALL_BODY_BYTES},
     errors::{ApiError, ErrorBody},
     fallback::resource,
     feedback::{apply_feedback, FeedbackTarget},
@@ -23,10 +24,15 @@ use crate::{
     validation,
 };
 
-/// Registers the feedback and template routes.
+/// Registers the feedback and template routes. Feedback needs `operate` and a
+/// request-bound signature; the list needs `read`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/logs/{id}/feedback/").route(web::post().to(feedback)))
-        .service(resource("/api/templates/").route(web::get().to(list_templates)));
+    cfg.service(
+        resource("/api/logs/{id}/feedback/")
+            .app_data(WritePolicy::bound(&[Scope::Operate], SMALL_BODY_BYTES))
+            .route(web::post().to(feedback)),
+    )
+    .service(resource("/api/templates/").route(web::get().to(list_templates)));
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -93,7 +99,7 @@ pub struct FeedbackOut {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "The entry has not been analysed yet"),
         (status = 415, body = ErrorBody)),
-    security(("hmac" = [])))]
+    security(("hmac" = ["operate"])))]
 pub async fn feedback(
     SignedJson(value): SignedJson,
     path: web::Path<String>,

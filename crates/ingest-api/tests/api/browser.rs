@@ -362,3 +362,57 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
     browser.close().await;
     app.cleanup().await;
 }
+
+/// In production every read needs a credential: the page shows why its panels are empty
+/// until the operator saves the dashboard token, then sends it on every call.
+#[tokio::test]
+async fn in_production_the_page_reads_with_the_saved_token() {
+    const PROD_TOKEN: &str = "browser-prod-token-0123456789abcdef0123456789";
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        hmac_keys: Some("ops@ingest+read+operate:browser-prod-key-0123456789abcdef01234".into()),
+        legacy: None,
+        extra_args: vec![
+            "--environment=production".into(),
+            format!("--dashboard-token={PROD_TOKEN}"),
+        ],
+        signing_secret: Some("browser-prod-key-0123456789abcdef01234".into()),
+        ..Default::default()
+    })
+    .await;
+    let (_, kernel_template) = analysed(
+        &app,
+        "CRITICAL",
+        "Kernel panic on node-9",
+        "tbrowserprod00001",
+        "Kernel panic on <*>",
+        0.99,
+        true,
+    )
+    .await;
+    let mut browser = Browser::launch(1200, 900).await;
+    browser.goto(&format!("{}/", app.address)).await;
+    browser
+        .wait_for(
+            "document.getElementById('status').innerText.includes('reads need the dashboard token')",
+            "the page to say that reads need the token",
+        )
+        .await;
+    let row = format!("#templates tr[data-template-id=\"{kernel_template}\"]");
+    assert_eq!(
+        browser
+            .eval(&format!("document.querySelector('{row}') === null"))
+            .await,
+        Value::Bool(true),
+        "nothing is shown without the token"
+    );
+    browser.type_into("#token", PROD_TOKEN).await;
+    browser.click("#token-form button[type=submit]").await;
+    browser
+        .wait_for(
+            &format!("document.querySelector('{row}') !== null && document.getElementById('status').innerText.startsWith('updated')"),
+            "the panels to load with the saved token",
+        )
+        .await;
+    browser.close().await;
+    app.cleanup().await;
+}

@@ -152,7 +152,11 @@ async fn bad_feedback_is_rejected_and_stores_nothing() {
 
     let bytes = b"{\"label\": ";
     let resp = app
-        .post_raw(&path, bytes, Some(test_support::legacy_signature(bytes)))
+        .post_raw(
+            &path,
+            bytes,
+            Some(test_support::request_signature("POST", &path, bytes)),
+        )
         .await;
     assert_eq!(resp.status(), 400);
     let out: Value = resp.json().await.unwrap();

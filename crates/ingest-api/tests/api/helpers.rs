@@ -3,7 +3,12 @@ use std::time::Duration;
 use clap::Parser;
 use logcanary_ingest_api::{config::Cli, startup::Application};
 use serde_json::Value;
-use test_support::{TestDb, TEST_KEY_ID, TEST_SECRET};
+use test_support::TestDb;
+
+/// A log shipper's key: `ingest` only.
+pub const SHIPPER_KEY: &str = "shipper@ingest:shipper-secret";
+/// A key that may only read.
+pub const READER_KEY: &str = "reader@read:reader-secret";
 use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
@@ -12,6 +17,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub prefix: String,
     pub client: reqwest::Client,
+    /// The secret `post_signed` signs with, and whether it may use the legacy form.
+    signing: (String, bool),
     shutdown: CancellationToken,
 }
 
@@ -19,10 +26,17 @@ pub struct Options {
     /// Point the app at another database (e.g. a closed port) instead of the test's own.
     pub database_url: Option<String>,
     pub amqp_url: String,
-    pub legacy: bool,
+    /// `--hmac-legacy`; `None` leaves the environment's default.
+    pub legacy: Option<bool>,
     pub max_body_bytes: usize,
     /// `LOGCANARY_REPLAY_GUARD`: `postgres` or `memory`.
     pub replay_guard: &'static str,
+    /// `LOGCANARY_HMAC_KEYS` instead of the test keys.
+    pub hmac_keys: Option<String>,
+    /// More flags, e.g. `--environment=production`, `--read-token=...`.
+    pub extra_args: Vec<String>,
+    /// The secret `post_signed` signs with (default: the test key's).
+    pub signing_secret: Option<String>,
 }
 
 impl Default for Options {
@@ -30,9 +44,12 @@ impl Default for Options {
         Self {
             database_url: None,
             amqp_url: test_support::amqp_url(),
-            legacy: true,
+            legacy: Some(true),
             max_body_bytes: 1024 * 1024,
             replay_guard: "postgres",
+            hmac_keys: None,
+            extra_args: Vec::new(),
+            signing_secret: None,
         }
     }
 }
@@ -44,7 +61,13 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let db = TestDb::new().await;
     let prefix = test_support::queue_prefix();
-    let cli = Cli::try_parse_from([
+    let hmac_keys = options.hmac_keys.clone().unwrap_or_else(|| {
+        format!(
+            "{},old:old-secret,{SHIPPER_KEY},{READER_KEY}",
+            test_support::test_hmac_keys()
+        )
+    });
+    let mut args = vec![
         "ingest-api".to_owned(),
         format!(
             "--database-url={}",
@@ -57,14 +80,17 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         format!("--amqp-prefix={prefix}"),
         "--http-addr=127.0.0.1:0".into(),
         "--admin-addr=127.0.0.1:0".into(),
-        format!("--hmac-keys={TEST_KEY_ID}:{TEST_SECRET},old:old-secret"),
-        format!("--hmac-legacy={}", options.legacy),
+        format!("--hmac-keys={hmac_keys}"),
         format!("--max-body-bytes={}", options.max_body_bytes),
         format!("--replay-guard={}", options.replay_guard),
         "--http-workers=2".into(),
         "--db-pool-size=4".into(),
-    ])
-    .expect("test settings parse");
+    ];
+    if let Some(legacy) = options.legacy {
+        args.push(format!("--hmac-legacy={legacy}"));
+    }
+    args.extend(options.extra_args.iter().cloned());
+    let cli = Cli::try_parse_from(args).expect("test settings parse");
     let app = Application::build(cli.settings)
         .await
         .expect("the app builds");
@@ -77,6 +103,13 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         admin,
         db,
         prefix,
+        signing: (
+            options
+                .signing_secret
+                .clone()
+                .unwrap_or_else(|| test_support::TEST_SECRET.to_owned()),
+            options.legacy.unwrap_or(false),
+        ),
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -110,10 +143,16 @@ impl TestApp {
         req.send().await.expect("request sent")
     }
 
-    /// POSTs JSON signed with the test key (legacy form).
+    /// POSTs JSON signed with the test key: legacy on the old API's POST endpoints (as
+    /// the old clients do) where the app takes it, request-bound elsewhere.
     pub async fn post_signed(&self, path: &str, body: &Value) -> reqwest::Response {
         let bytes = serde_json::to_vec(body).expect("json");
-        let sig = test_support::legacy_signature(&bytes);
+        let (secret, legacy) = &self.signing;
+        let sig = if *legacy && test_support::OLD_API_POSTS.contains(&path) {
+            common::signing::sign_legacy(secret.as_bytes(), &bytes)
+        } else {
+            test_support::request_signature_with(secret.as_bytes(), "POST", path, &bytes)
+        };
         self.post_raw(path, &bytes, Some(sig)).await
     }
 

@@ -11,5 +11,6 @@ mod patterns;
 mod periodic;
 mod reads;
 mod review;
+mod security;
 mod signatures;
 mod writes;

@@ -5,11 +5,15 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, TestApp};
 
 async fn signed(app: &TestApp, method: reqwest::Method, path: &str, body: &[u8]) -> (u16, Value) {
+    let method_name = method.to_string();
     let resp = app
         .client
         .request(method, format!("{}{path}", app.address))
         .header("Content-Type", "application/json")
-        .header("X-HMAC-Signature", test_support::legacy_signature(body))
+        .header(
+            "X-HMAC-Signature",
+            test_support::request_signature(&method_name, path, body),
+        )
         .body(body.to_vec())
         .send()
         .await

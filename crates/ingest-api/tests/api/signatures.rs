@@ -198,7 +198,7 @@ async fn a_replay_to_another_replica_is_refused_too() {
 #[tokio::test]
 async fn legacy_signatures_can_be_switched_off() {
     let app = spawn_app_with(Options {
-        legacy: false,
+        legacy: Some(false),
         ..Options::default()
     })
     .await;

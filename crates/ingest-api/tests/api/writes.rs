@@ -149,7 +149,8 @@ async fn bad_writes_are_rejected_and_store_nothing() {
         ("/api/pattern-analysis/", br#"{"time_window_hours":"soon"}"#.to_vec(), 400, "time_window_hours"),
         ("/api/real-time-analysis/", br#"{"log_entry_ids":[]}"#.to_vec(), 400, "log_entry_ids"),
         ("/api/real-time-analysis/", br#"{"log_entry_ids":["a"]}"#.to_vec(), 400, "log_entry_ids"),
-        ("/api/logs/", vec![b'x'; 70 * 1024], 413, "detail"),
+        // Far below the batch limit, above one entry's.
+        ("/api/logs/", vec![b'x'; 600 * 1024], 413, "detail"),
     ];
     for (path, body, status, field) in cases {
         let sig = test_support::legacy_signature(&body);
