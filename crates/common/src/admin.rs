@@ -127,7 +127,15 @@ fn describe_metrics() {
     );
     metrics::describe_gauge!(
         "logcanary_templates_known",
-        "Templates the worker's detector knows."
+        "Templates the worker's detector holds in memory (at most LOGCANARY_MAX_TEMPLATES)."
+    );
+    metrics::describe_counter!(
+        "logcanary_templates_evicted_total",
+        "Templates the worker's detector evicted to stay within LOGCANARY_MAX_TEMPLATES (least recently seen first)."
+    );
+    metrics::describe_counter!(
+        "logcanary_templates_restored_total",
+        "Evicted templates brought back from Postgres because their lines came back."
     );
     metrics::describe_histogram!(
         "logcanary_scoring_seconds",
@@ -167,6 +175,10 @@ fn describe_metrics() {
     metrics::describe_gauge!(
         "logcanary_realtime_sources",
         "Sources with a live sliding window in this realtime worker."
+    );
+    metrics::describe_counter!(
+        "logcanary_realtime_sources_evicted_total",
+        "Sources whose sliding windows were dropped to stay within LOGCANARY_MAX_SOURCES (least recently active first)."
     );
     metrics::describe_counter!(
         "logcanary_realtime_patterns_total",

@@ -157,6 +157,58 @@ pub fn changed_since(
 }
 
 #[derive(QueryableByName)]
+struct Key {
+    #[diesel(sql_type = Text)]
+    template_key: String,
+}
+
+/// What a line is routed by when the templates a worker holds have none for it: its
+/// token count and, when the miner routes by more than one token, its second token (one
+/// probe per spelling that routes alike, e.g. each placeholder).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteProbe {
+    pub tokens: i32,
+    pub second: Option<String>,
+}
+
+/// Stored templates a line with one of these `probes` could join (same token count, same
+/// second token when given), most recently seen first, at most `limit`. Uses the
+/// `templates_routing` index.
+pub fn route_candidates(
+    conn: &mut PgConnection,
+    probes: &[RouteProbe],
+    limit: i64,
+) -> Result<Vec<TemplateRow>, DbError> {
+    if probes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let counts: Vec<i32> = probes.iter().map(|p| p.tokens).collect();
+    let seconds: Vec<Option<&str>> = probes.iter().map(|p| p.second.as_deref()).collect();
+    let keys: Vec<Key> = diesel::sql_query(
+        "SELECT t.template_key FROM templates t \
+         JOIN unnest($1::integer[], $2::text[]) AS p(n, second) \
+           ON cardinality(string_to_array(t.template, ' ')) = p.n \
+          AND (p.second IS NULL OR split_part(t.template, ' ', 2) = p.second) \
+         GROUP BY t.template_key, t.last_seen \
+         ORDER BY t.last_seen DESC \
+         LIMIT $3",
+    )
+    .bind::<Array<Integer>, _>(&counts)
+    .bind::<Array<Nullable<Text>>, _>(&seconds)
+    .bind::<BigInt, _>(limit)
+    .load(conn)?;
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = keys.into_iter().map(|k| k.template_key).collect();
+    Ok(templates::table
+        .filter(templates::template_key.eq_any(&keys))
+        .select(TemplateRow::as_select())
+        .order(templates::id.asc())
+        .load(conn)?)
+}
+
+#[derive(QueryableByName)]
 struct KeyEmbedding {
     #[diesel(sql_type = Text)]
     template_key: String,

@@ -24,7 +24,7 @@
 //! - in the (astronomically unlikely) event of a hash collision with a different template
 //!   in the same miner, the hash is recomputed with a numeric salt so ids stay unique.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -248,6 +248,69 @@ impl TemplateMiner {
                 }
             }
         }
+    }
+
+    /// The template `message` would join, without changing anything: `None` when mining
+    /// it would start a new template.
+    pub fn peek(&self, message: &str) -> Option<TemplateId> {
+        self.peek_masked(&mask(message))
+    }
+
+    /// Like [`TemplateMiner::peek`] for a line already passed through [`mask`].
+    pub fn peek_masked(&self, masked: &str) -> Option<TemplateId> {
+        let tokens: Vec<&str> = masked.split_whitespace().collect();
+        let key = self.leaf_key(&tokens);
+        self.leaves
+            .get(&key)
+            .and_then(|members| self.best_match(members, &tokens))
+            .or_else(|| {
+                let strict = (1.0 + self.config.similarity_threshold) / 2.0;
+                self.by_tail
+                    .get(&tail_key(&key))
+                    .and_then(|members| self.best_match_above(members, &tokens, strict))
+            })
+            .map(|index| self.clusters[index].id.clone())
+    }
+
+    /// Forgets the templates `ids` (a bounded miner evicts them); the others keep their
+    /// ids, text, counts and routing. A line of a forgotten template mined later starts a
+    /// new template, unless the template is brought back first (by [`TemplateMiner::import`]
+    /// of a state that has it). Returns how many were removed.
+    pub fn remove(&mut self, ids: &HashSet<TemplateId>) -> usize {
+        let before = self.clusters.len();
+        let mut remap: Vec<Option<usize>> = Vec::with_capacity(before);
+        let mut kept = Vec::with_capacity(before);
+        for cluster in std::mem::take(&mut self.clusters) {
+            if ids.contains(&cluster.id) {
+                remap.push(None);
+            } else {
+                remap.push(Some(kept.len()));
+                kept.push(cluster);
+            }
+        }
+        self.clusters = kept;
+        let removed = before - self.clusters.len();
+        if removed == 0 {
+            return 0;
+        }
+        for members in self.leaves.values_mut().chain(self.by_tail.values_mut()) {
+            members.retain_mut(|index| match remap[*index] {
+                Some(new) => {
+                    *index = new;
+                    true
+                }
+                None => false,
+            });
+        }
+        self.leaves.retain(|_, members| !members.is_empty());
+        self.by_tail.retain(|_, members| !members.is_empty());
+        self.by_id = self
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect();
+        removed
     }
 
     /// Current text of a template.
@@ -528,6 +591,27 @@ mod tests {
             TemplateMiner::import(state),
             Err(ImportError::DuplicateId(_))
         ));
+    }
+
+    #[test]
+    fn a_removed_template_is_gone_and_the_others_still_route() {
+        let mut miner = TemplateMiner::default();
+        let a = miner.mine("session for alice opened from web");
+        let b = miner.mine("Disk quota exceeded for volume data");
+        let c = miner.mine("worker 3 started");
+        assert_eq!(
+            miner.peek("session for bob opened from web"),
+            Some(a.template_id.clone())
+        );
+        let removed = miner.remove(&HashSet::from([a.template_id.clone()]));
+        assert_eq!(removed, 1);
+        assert_eq!(miner.len(), 2);
+        assert_eq!(miner.peek("session for bob opened from web"), None);
+        assert!(miner.template(&a.template_id).is_none());
+        let again = miner.mine("Disk quota exceeded for volume data");
+        assert_eq!(again.template_id, b.template_id);
+        assert_eq!(again.count, 2);
+        assert_eq!(miner.mine("worker 7 started").template_id, c.template_id);
     }
 
     #[test]

@@ -47,6 +47,17 @@ pub struct Settings {
     /// in memory.
     #[arg(long, env = "LOGCANARY_REALTIME_HISTORY_BUCKETS", value_name = "LOGCANARY_REALTIME_HISTORY_BUCKETS", default_value_t = 36, value_parser = clap::value_parser!(u32).range(2..=10_000))]
     pub history_buckets: u32,
+
+    /// Most sources whose sliding windows are kept in memory; past it the least recently
+    /// active source is forgotten (clients name sources, so this bounds memory).
+    #[arg(long, env = "LOGCANARY_MAX_SOURCES", value_name = "LOGCANARY_MAX_SOURCES", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_sources: u32,
+
+    /// How far ahead of this worker's clock an entry's timestamp may be, in seconds; the
+    /// sliding windows take a later one as now plus this, so a line stamped in the far
+    /// future cannot hold its source's windows open.
+    #[arg(long, env = "LOGCANARY_CLOCK_SKEW_SECS", value_name = "LOGCANARY_CLOCK_SKEW_SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(0..=86_400))]
+    pub clock_skew_secs: u32,
 }
 
 fn parse_queue(raw: &str) -> Result<String, String> {

@@ -72,6 +72,8 @@ impl RealtimeHandler {
             entries.into_iter().map(|e| (e.id, e)).collect();
         let mut out = Vec::new();
         let mut windows = lock(&self.windows);
+        windows.set_now(chrono::Utc::now().timestamp_millis());
+        let evicted_before = windows.evicted_sources();
         for job in ran {
             let mut events: Vec<Event> = job
                 .entry_ids
@@ -85,7 +87,8 @@ impl RealtimeHandler {
                     is_anomaly: e.is_anomaly.unwrap_or(false),
                 })
                 .collect();
-            events.sort_by_key(|e| (e.timestamp_ms, e.id));
+            // In the windows' time: a timestamp too far ahead counts as the allowed limit.
+            events.sort_by_key(|e| (windows.clamp(e.timestamp_ms), e.id));
             let mut found = Vec::new();
             for e in &events {
                 for signal in windows.observe(e) {
@@ -95,6 +98,8 @@ impl RealtimeHandler {
             out.push((job.task_id, found));
         }
         windows.evict_idle(chrono::Utc::now().timestamp_millis());
+        metrics::counter!("logcanary_realtime_sources_evicted_total")
+            .increment(windows.evicted_sources() - evicted_before);
         metrics::gauge!("logcanary_realtime_sources").set(windows.sources() as f64);
         Ok(out)
     }

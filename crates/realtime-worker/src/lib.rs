@@ -41,10 +41,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let handler = Arc::new(RealtimeHandler {
         scoring: scoring.handler.clone(),
         bucket_ms: pattern_config.bucket_ms,
-        windows: Mutex::new(StreamWindows::new(
-            pattern_config,
-            settings.history_buckets as usize,
-        )),
+        windows: Mutex::new(
+            StreamWindows::new(pattern_config, settings.history_buckets as usize).with_limits(
+                settings.max_sources as usize,
+                i64::from(settings.clock_skew_secs) * 1000,
+            ),
+        ),
     });
     let service = mq::service::Service::new(
         "Real-time worker",

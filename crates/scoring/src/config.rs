@@ -39,6 +39,13 @@ pub struct ScoringArgs {
     )]
     pub template_refresh_ms: u64,
 
+    /// Most templates this replica keeps in memory (its miner, embeddings and counts).
+    /// Past it the least recently seen are evicted, operator-labelled ones last; a line of
+    /// an evicted template brings it back from Postgres (same row, same id). Each new
+    /// template costs a model run, and clients decide how many there are.
+    #[arg(long, env = "LOGCANARY_MAX_TEMPLATES", value_name = "LOGCANARY_MAX_TEMPLATES", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
+    pub max_templates: u64,
+
     /// Directory holding the sentence model (`model.onnx`, `tokenizer.json`); default
     /// `.cache/model` under the nearest ancestor directory that has a `.cache/` (where
     /// `make setup` puts it).
@@ -69,6 +76,7 @@ impl ScoringArgs {
             meaning_severity_max: self
                 .meaning_severity_max
                 .map_or(defaults.meaning_severity_max, |m| m as f32),
+            max_templates: usize::try_from(self.max_templates).unwrap_or(usize::MAX),
             ..defaults
         }
     }

@@ -27,7 +27,7 @@ use db::{
     templates::TemplateDelta,
     DbError,
 };
-use detector::scorer::Score;
+use detector::scorer::{LogLine, Score};
 use diesel::Connection;
 use mq::{Delivery, Outcome};
 use serde_json::json;
@@ -38,6 +38,10 @@ use crate::shared::{log_line, SharedEmbedder, SharedScorer, TouchedTemplate};
 /// How far back each pull of changed templates reaches before the previous one, so rows
 /// stamped by transactions that were still committing are not missed.
 const REFRESH_OVERLAP: Duration = Duration::from_secs(30);
+
+/// Most stored templates one batch's unmatched lines are compared with when looking for
+/// evicted templates (the most recently seen first).
+const ROUTE_CANDIDATES: i64 = 5_000;
 
 /// The scorer of this replica, shared by all in-flight batches.
 pub type SharedDetector = Arc<Mutex<SharedScorer<SharedEmbedder>>>;
@@ -148,7 +152,9 @@ impl ScoringHandler {
         if !rows.is_empty() {
             let detector = self.detector.clone();
             let (rows, missing) = tokio::task::spawn_blocking(move || {
-                let missing = lock(&detector).missing_embeddings(&rows);
+                let mut d = lock(&detector);
+                let rows = d.loadable(rows);
+                let missing = d.missing_embeddings(&rows);
                 (rows, missing)
             })
             .await
@@ -175,6 +181,57 @@ impl ScoringHandler {
         state.since = Some(state.since.map_or(next, |s| s.max(next)));
         state.last = Some(Instant::now());
         Ok(())
+    }
+
+    /// Brings back from the table the evicted templates that lines of this batch belong
+    /// to (see `shared`'s module docs), so they keep their row and id. Nothing to do (and
+    /// no query) while this replica holds every stored template.
+    async fn restore_evicted(&self, lines: &[LogLine]) -> Result<(), AnalyseError> {
+        let detector = self.detector.clone();
+        let lines = lines.to_vec();
+        let (masked, probes) = tokio::task::spawn_blocking(move || {
+            let d = lock(&detector);
+            let masked = d.unmatched(&lines);
+            let probes = d.route_probes(&masked);
+            (masked, probes)
+        })
+        .await
+        .map_err(|_| AnalyseError::Merge("the restore task panicked".into()))?;
+        if probes.is_empty() {
+            return Ok(());
+        }
+        let candidates = self
+            .db
+            .run(move |c| db::templates::route_candidates(c, &probes, ROUTE_CANDIDATES))
+            .await
+            .map_err(AnalyseError::Sync)?;
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let detector = self.detector.clone();
+        let (rows, missing) = tokio::task::spawn_blocking(move || {
+            let d = lock(&detector);
+            let rows = d.matching(&candidates, &masked);
+            let missing = d.missing_embeddings(&rows);
+            (rows, missing)
+        })
+        .await
+        .map_err(|_| AnalyseError::Merge("the restore task panicked".into()))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let embeddings: HashMap<String, Vec<f32>> = self
+            .db
+            .run(move |c| db::templates::embeddings(c, &missing))
+            .await
+            .map_err(AnalyseError::Sync)?
+            .into_iter()
+            .collect();
+        let detector = self.detector.clone();
+        tokio::task::spawn_blocking(move || lock(&detector).restore(&rows, embeddings))
+            .await
+            .map_err(|_| AnalyseError::Merge("the restore task panicked".into()))?
+            .map_err(|e| AnalyseError::Merge(e.to_string()))
     }
 
     /// Readiness: the shared templates have been loaded at least once.
@@ -249,6 +306,7 @@ impl ScoringHandler {
                 .iter()
                 .map(|e| log_line(e.logged_at, &e.severity, &e.message, e.source.as_deref()))
                 .collect();
+            self.restore_evicted(&lines).await?;
             let detector = self.detector.clone();
             let started = Instant::now();
             let batch = tokio::task::spawn_blocking(move || lock(&detector).score(&lines))

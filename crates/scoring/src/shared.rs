@@ -20,6 +20,20 @@
 //! in, the most lines of any one) decides whether it is learned normal; it is shared too
 //! (`templates.windows`, `templates.max_window_lines`, the largest view any replica
 //! reported), so a restarted or new replica does not flag routine templates again.
+//!
+//! # A bounded number of templates
+//!
+//! Clients decide how many templates there are, so a replica keeps at most
+//! `ScorerConfig::max_templates` (`LOGCANARY_MAX_TEMPLATES`): past it the scorer evicts the
+//! least recently seen, operator-labelled ones last (`logcanary_templates_evicted_total`).
+//! The table keeps every template, so nothing is lost: once this replica holds fewer
+//! templates than the table (it evicted some, or loaded only the most recent at start),
+//! the lines of a batch that no held template would take ([`SharedScorer::unmatched`])
+//! are looked up in the table by how the miner routes them
+//! ([`SharedScorer::route_probes`], `db::templates::route_candidates`), and the stored
+//! templates they would join ([`SharedScorer::matching`]) are brought back with their
+//! embeddings and labels before scoring ([`SharedScorer::restore`]). A re-seen template
+//! keeps its row and id instead of starting a second one.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -27,10 +41,12 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+use db::templates::RouteProbe;
 use db::templates::TemplateRow;
 use detector::{
-    drain::{TemplateId, TemplateRecord, WILDCARD},
+    drain::{MinerState, TemplateId, TemplateMiner, TemplateRecord, STATE_VERSION, WILDCARD},
     embedder::{EmbedError, Embedder},
+    masking::{is_placeholder_token, mask, PLACEHOLDERS},
     scorer::{
         Label, LogLine, Presence, Score, ScoreError, Scorer, ScorerConfig, TemplateCounts,
         TextEmbedder,
@@ -98,6 +114,9 @@ pub struct SharedScorer<E> {
     embedder: E,
     scorer: Scorer<E>,
     known: HashMap<TemplateId, Known>,
+    /// The table may hold templates this replica does not (evicted, or left out of the
+    /// first load): lines no held template takes are looked up there before scoring.
+    partial: bool,
 }
 
 impl<E: TextEmbedder + Clone> SharedScorer<E> {
@@ -108,12 +127,148 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             embedder,
             scorer,
             known: HashMap::new(),
+            partial: false,
         }
     }
 
     /// Templates known to this replica.
     pub fn templates(&self) -> usize {
         self.known.len()
+    }
+
+    /// The rows of a pull this replica can hold: every row of a template it holds (their
+    /// counts and labels apply), and of the others at most `max_templates`, labelled ones
+    /// first, then the most recently seen. Leaving rows out marks the replica partial.
+    pub fn loadable(&mut self, rows: Vec<TemplateRow>) -> Vec<TemplateRow> {
+        let cap = self.config.max_templates.max(1);
+        let (mut held, mut new): (Vec<TemplateRow>, Vec<TemplateRow>) = rows
+            .into_iter()
+            .partition(|r| self.known.contains_key(&TemplateId(r.template_key.clone())));
+        if new.len() > cap {
+            new.sort_by(|a, b| {
+                b.label
+                    .is_some()
+                    .cmp(&a.label.is_some())
+                    .then(b.last_seen.cmp(&a.last_seen))
+            });
+            let left_out = new.len() - cap;
+            new.truncate(cap);
+            self.partial = true;
+            tracing::info!(
+                left_out,
+                max_templates = cap,
+                "More stored templates than LOGCANARY_MAX_TEMPLATES; the least recently seen are loaded when their lines come back."
+            );
+        }
+        held.append(&mut new);
+        held
+    }
+
+    /// Masked texts of the lines no template held here would take, when the table may
+    /// hold templates this replica does not; none otherwise (the usual case, at no cost).
+    pub fn unmatched(&self, lines: &[LogLine]) -> Vec<String> {
+        if !self.partial {
+            return Vec::new();
+        }
+        let mut seen = HashSet::new();
+        lines
+            .iter()
+            .filter(|l| self.scorer.peek_template(&l.message).is_none())
+            .map(|l| mask(&l.message))
+            .filter(|m| seen.insert(m.clone()))
+            .collect()
+    }
+
+    /// How the miner routes these masked lines, as probes of the table: token count and,
+    /// when lines are routed by more than their first token, the second token (a
+    /// placeholder routes with every placeholder).
+    pub fn route_probes(&self, masked: &[String]) -> Vec<RouteProbe> {
+        let by_second = self.config.miner.prefix_depth >= 2;
+        let mut probes = HashSet::new();
+        for m in masked {
+            let tokens: Vec<&str> = m.split_whitespace().collect();
+            let n = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
+            let second = tokens.get(1).copied().unwrap_or("");
+            if !by_second {
+                probes.insert(RouteProbe {
+                    tokens: n,
+                    second: None,
+                });
+            } else if is_placeholder_token(second) {
+                for p in PLACEHOLDERS {
+                    probes.insert(RouteProbe {
+                        tokens: n,
+                        second: Some((*p).to_owned()),
+                    });
+                }
+            } else {
+                probes.insert(RouteProbe {
+                    tokens: n,
+                    second: Some(second.to_owned()),
+                });
+            }
+        }
+        probes.into_iter().collect()
+    }
+
+    /// The rows among `candidates` that one of the masked lines would join, judged as the
+    /// miner would with only those templates.
+    pub fn matching(&self, candidates: &[TemplateRow], masked: &[String]) -> Vec<TemplateRow> {
+        let state = MinerState {
+            version: STATE_VERSION,
+            config: self.config.miner.clone(),
+            templates: candidates
+                .iter()
+                .map(|r| TemplateRecord {
+                    id: TemplateId(r.template_key.clone()),
+                    template: r.template.clone(),
+                    first_seen: r.template.clone(),
+                    count: r.count.max(0) as u64,
+                })
+                .collect(),
+        };
+        let Ok(scratch) = TemplateMiner::import(state) else {
+            return Vec::new();
+        };
+        let wanted: HashSet<TemplateId> = masked
+            .iter()
+            .filter_map(|m| scratch.peek_masked(m))
+            .collect();
+        candidates
+            .iter()
+            .filter(|r| wanted.contains(&TemplateId(r.template_key.clone())))
+            .cloned()
+            .collect()
+    }
+
+    /// Brings evicted templates back from their rows (with `embeddings` for those this
+    /// replica lacks), as the most recently seen, so the batch about to be scored routes
+    /// its lines to them.
+    pub fn restore(
+        &mut self,
+        rows: &[TemplateRow],
+        embeddings: HashMap<String, Vec<f32>>,
+    ) -> Result<(), MergeError> {
+        let fresh = rows
+            .iter()
+            .filter(|r| !self.known.contains_key(&TemplateId(r.template_key.clone())))
+            .count();
+        self.merge(rows, embeddings, true)?;
+        metrics::counter!("logcanary_templates_restored_total").increment(fresh as u64);
+        Ok(())
+    }
+
+    /// Forgets what the scorer evicted.
+    fn drop_evicted(&mut self) {
+        let evicted = self.scorer.take_evicted();
+        if evicted.is_empty() {
+            return;
+        }
+        self.partial = true;
+        for id in &evicted {
+            self.known.remove(id);
+        }
+        metrics::counter!("logcanary_templates_evicted_total").increment(evicted.len() as u64);
     }
 
     /// Keys among `rows` whose embedding this replica lacks (to fetch before [`apply`]).
@@ -139,7 +294,18 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
     pub fn apply(
         &mut self,
         rows: &[TemplateRow],
+        embeddings: HashMap<String, Vec<f32>>,
+    ) -> Result<(), MergeError> {
+        self.merge(rows, embeddings, false)
+    }
+
+    /// [`SharedScorer::apply`]; with `keep`, the templates of `rows` are not evicted by
+    /// this merge.
+    fn merge(
+        &mut self,
+        rows: &[TemplateRow],
         mut embeddings: HashMap<String, Vec<f32>>,
+        keep: bool,
     ) -> Result<(), MergeError> {
         let mut rebuild = Vec::new();
         // Keys new to this replica whose embedding the table holds.
@@ -163,12 +329,22 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             }
         }
         if !rebuild.is_empty() {
-            self.rebuild(&rebuild, &mut embeddings)?;
+            let keep: HashSet<TemplateId> = if keep {
+                rows.iter()
+                    .map(|r| TemplateId(r.template_key.clone()))
+                    .collect()
+            } else {
+                HashSet::new()
+            };
+            self.rebuild(&rebuild, &mut embeddings, &keep)?;
         }
         for row in rows {
             let id = TemplateId(row.template_key.clone());
             let label = row.label.as_deref().and_then(parse_label);
-            let known = self.known.entry(id.clone()).or_default();
+            // Evicted by this very merge (more rows than the cap): nothing to label.
+            let Some(known) = self.known.get_mut(&id) else {
+                continue;
+            };
             if stored.contains(&row.template_key) {
                 known.embedding_stored = true;
             }
@@ -187,7 +363,11 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         &mut self,
         rows: &[&TemplateRow],
         embeddings: &mut HashMap<String, Vec<f32>>,
+        keep: &HashSet<TemplateId>,
     ) -> Result<(), MergeError> {
+        // Templates new to this replica, by last sighting: they count as seen now, in
+        // that order, for eviction.
+        let mut arrived: Vec<(DateTime<Utc>, TemplateId)> = Vec::new();
         let mut state = self.scorer.export();
         let mut index: HashMap<TemplateId, usize> = state
             .miner
@@ -207,6 +387,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                     (record.template.clone(), record.count)
                 }
                 None => {
+                    arrived.push((row.last_seen, id.clone()));
                     index.insert(id.clone(), state.miner.templates.len());
                     state.miner.templates.push(TemplateRecord {
                         id: id.clone(),
@@ -244,6 +425,12 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         }
         state.merge_warmup(lines, first_ms);
         self.scorer = Scorer::from_state(self.config.clone(), self.embedder.clone(), state)?;
+        arrived.sort();
+        for (_, id) in &arrived {
+            self.scorer.touch([id]);
+        }
+        self.scorer.evict_over_cap(keep);
+        self.drop_evicted();
         Ok(())
     }
 
@@ -251,6 +438,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
     pub fn score(&mut self, lines: &[LogLine]) -> Result<ScoredBatch, ScoreError> {
         let embedded_before = self.scorer.texts_embedded();
         let scores = self.scorer.score_batch(lines)?;
+        self.drop_evicted();
         // A line whose template needed no model call was served from the embedding cache.
         let misses = self.scorer.texts_embedded().saturating_sub(embedded_before);
         let hits = (lines.len() as u64).saturating_sub(misses);
@@ -298,6 +486,8 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                 },
             );
         }
+        #[allow(clippy::cast_precision_loss)] // far below 2^52 templates
+        metrics::gauge!("logcanary_templates_known").set(self.known.len() as f64);
         Ok(ScoredBatch {
             scores,
             templates: touched,

@@ -62,7 +62,7 @@ use crate::scorer::Severity;
 pub use batch::{analyse, analyse_counted};
 pub use config::{ConfigError, PatternConfig};
 pub use stats::{chi_square_homogeneity, chi_square_sf, js_distance, robust_stats};
-pub use stream::{StreamSignal, StreamWindows};
+pub use stream::{StreamSignal, StreamWindows, DEFAULT_MAX_FUTURE_MS, DEFAULT_MAX_SOURCES};
 
 /// One scored entry of the window.
 #[derive(Debug, Clone, PartialEq)]

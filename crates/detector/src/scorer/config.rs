@@ -57,6 +57,14 @@ pub struct ScorerConfig {
     /// [`ROUTINE_PROTOTYPES`](super::ROUTINE_PROTOTYPES). 0 turns it off.
     #[serde(default = "default_meaning_severity_max")]
     pub meaning_severity_max: f32,
+    /// Most templates the scorer keeps (miner, embeddings, counts). Past it, the least
+    /// recently seen templates are forgotten first, operator-labelled ones only when
+    /// nothing else is left; a forgotten template seen again starts afresh, unless the
+    /// caller brings it back from where it keeps templates (the scoring workers restore
+    /// it from Postgres). Client input decides how many templates there are, so this
+    /// bounds the scorer's memory.
+    #[serde(default = "default_max_templates")]
+    pub max_templates: usize,
     pub miner: MinerConfig,
 }
 
@@ -90,6 +98,10 @@ fn default_normal_min_span_ms() -> i64 {
 
 fn default_max_window_share() -> f32 {
     ScorerConfig::default().max_window_share
+}
+
+fn default_max_templates() -> usize {
+    ScorerConfig::default().max_templates
 }
 
 fn default_meaning_severity_max() -> f32 {
@@ -128,6 +140,7 @@ impl Default for ScorerConfig {
             normal_min_span_ms: 60 * 60 * 1000,
             max_window_share: 0.5,
             meaning_severity_max: 0.8,
+            max_templates: 50_000,
             miner: MinerConfig::default(),
         }
     }

@@ -40,7 +40,7 @@ mod state;
 mod summary;
 mod verdict;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -254,6 +254,11 @@ pub struct Scorer<E> {
     labels_epoch: u64,
     /// Embedded on the first batch (when `meaning_severity_max` > 0).
     failure_axis: Option<FailureAxis>,
+    /// When each template was last scored (see `ScorerState::recency`), and the next tick.
+    recency: HashMap<TemplateId, u64>,
+    tick: u64,
+    /// Templates forgotten past `max_templates` since the last [`Scorer::take_evicted`].
+    evicted: Vec<TemplateId>,
 }
 
 impl<E: TextEmbedder> Scorer<E> {
@@ -277,6 +282,9 @@ impl<E: TextEmbedder> Scorer<E> {
             closest_epoch: 0,
             labels_epoch: 0,
             failure_axis: None,
+            recency: HashMap::new(),
+            tick: 1,
+            evicted: Vec::new(),
         }
     }
 
@@ -299,6 +307,7 @@ impl<E: TextEmbedder> Scorer<E> {
             .enumerate()
             .map(|(i, id)| (id.clone(), i))
             .collect();
+        let tick = state.recency.values().max().map_or(1, |t| t + 1);
         Ok(Self {
             config,
             embedder,
@@ -317,6 +326,9 @@ impl<E: TextEmbedder> Scorer<E> {
             closest_epoch: 0,
             labels_epoch: 0,
             failure_axis: None,
+            recency: state.recency,
+            tick,
+            evicted: Vec::new(),
         })
     }
 
@@ -328,6 +340,7 @@ impl<E: TextEmbedder> Scorer<E> {
             stats: self.stats.clone(),
             lines_seen: self.lines_seen,
             first_line_ms: self.first_line_ms,
+            recency: self.recency.clone(),
         }
     }
 
@@ -430,11 +443,96 @@ impl<E: TextEmbedder> Scorer<E> {
                 self.embeddings.insert(id, v);
             }
         }
-        Ok(lines
+        let batch: HashSet<TemplateId> = mined.iter().map(|m| m.template_id.clone()).collect();
+        let scores = lines
             .iter()
             .zip(mined)
             .map(|(line, m)| self.score_mined(line, m.template_id, m.template))
-            .collect())
+            .collect();
+        self.touch(batch.iter());
+        self.evict_over_cap(&batch);
+        Ok(scores)
+    }
+
+    /// Marks templates as seen now, for eviction (scoring a line does it; a caller that
+    /// brings a template back does it so the template is not the next to go).
+    pub fn touch<'a>(&mut self, ids: impl IntoIterator<Item = &'a TemplateId>) {
+        for id in ids {
+            self.recency.insert(id.clone(), self.tick);
+        }
+        self.tick += 1;
+    }
+
+    /// Forgets templates while there are more than `max_templates`, least recently seen
+    /// first and operator-labelled ones last, never one of `keep` (the templates of the
+    /// batch being scored, so a batch with more templates than the cap keeps them all
+    /// until the next). To spare the per-template caches, a round that has to evict goes
+    /// 1 % below the cap. What was forgotten is listed by [`Scorer::take_evicted`].
+    pub fn evict_over_cap(&mut self, keep: &HashSet<TemplateId>) {
+        let cap = self.config.max_templates.max(1);
+        let len = self.miner.len();
+        if len <= cap {
+            return;
+        }
+        let target = cap - cap / 100;
+        let mut candidates: Vec<(bool, u64, TemplateId)> = self
+            .miner
+            .records()
+            .filter(|r| !keep.contains(&r.id))
+            .map(|r| {
+                (
+                    self.labels.contains_key(&r.id),
+                    self.recency.get(&r.id).copied().unwrap_or(0),
+                    r.id,
+                )
+            })
+            .collect();
+        candidates.sort_unstable();
+        let victims: HashSet<TemplateId> = candidates
+            .into_iter()
+            .take(len - target)
+            .map(|(_, _, id)| id)
+            .collect();
+        self.forget(&victims);
+    }
+
+    fn forget(&mut self, ids: &HashSet<TemplateId>) {
+        if ids.is_empty() {
+            return;
+        }
+        self.miner.remove(ids);
+        let mut labelled = false;
+        for id in ids {
+            self.embeddings.remove(id);
+            labelled |= self.labels.remove(id).is_some();
+            self.stats.remove(id);
+            self.recency.remove(id);
+        }
+        self.seen_order.retain(|id| !ids.contains(id));
+        self.seen_index = self
+            .seen_order
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
+        // Neighbour caches hold positions in `seen_order`, which moved.
+        self.neighbours.clear();
+        self.closest_epoch += 1;
+        if labelled {
+            self.labels_epoch += 1;
+        }
+        self.evicted.extend(ids.iter().cloned());
+    }
+
+    /// The templates forgotten past `max_templates` since the last call.
+    pub fn take_evicted(&mut self) -> Vec<TemplateId> {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// The template an in-memory template would take `message` to, without changing
+    /// anything; `None` when it would start a new one (see [`TemplateMiner::peek`]).
+    pub fn peek_template(&self, message: &str) -> Option<TemplateId> {
+        self.miner.peek(message)
     }
 
     /// The review queue's inputs for every unlabelled template scored so far: its last

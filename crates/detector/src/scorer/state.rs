@@ -65,6 +65,11 @@ pub struct ScorerState {
     pub(super) stats: HashMap<TemplateId, TemplateStats>,
     pub(super) lines_seen: u64,
     pub(super) first_line_ms: Option<i64>,
+    /// When each template was last scored, in the scorer's own order of lines (not the
+    /// lines' timestamps, which clients choose): what eviction past
+    /// [`ScorerConfig::max_templates`] goes by. Templates without one are the oldest.
+    #[serde(default)]
+    pub(super) recency: HashMap<TemplateId, u64>,
 }
 
 /// A template's counts as known outside this scorer (another replica, a store), for

@@ -333,3 +333,81 @@ fn counts_restored_from_elsewhere_decide_later_lines() {
         "a line in the last known window is not a new window"
     );
 }
+
+/// Orthogonal-ish vectors from a hash of the text: no model needed.
+#[derive(Clone)]
+struct Hashed;
+
+impl TextEmbedder for Hashed {
+    fn embed_texts(
+        &self,
+        texts: Vec<String>,
+    ) -> Result<Vec<Vec<f32>>, crate::embedder::EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let h = t
+                    .bytes()
+                    .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                let mut v = vec![0f32; 32];
+                v[(h % 32) as usize] = 1.0;
+                v
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn a_flood_of_distinct_templates_stays_at_the_cap_and_keeps_labelled_and_recent_ones() {
+    let config = ScorerConfig {
+        warmup_lines: 0,
+        meaning_severity_max: 0.0,
+        max_templates: 10,
+        ..ScorerConfig::default()
+    };
+    let mut s = Scorer::new(config, Hashed);
+    let labelled = s
+        .score(&line(
+            0,
+            Severity::Info,
+            "operator reviewed this exact message",
+        ))
+        .expect("scores")
+        .template_id;
+    s.set_label(&labelled, Label::Normal);
+    let mut evicted = Vec::new();
+    for i in 0..200i64 {
+        // Distinct words, no digits: every line is a template of its own.
+        let word: String = format!("{i:x}")
+            .chars()
+            .map(|c| char::from(b'g' + c.to_digit(16).unwrap_or(0) as u8))
+            .collect();
+        s.score(&line(
+            i + 1,
+            Severity::Info,
+            &format!("flood {word} {word}{word}"),
+        ))
+        .expect("scores");
+        assert!(
+            s.templates() <= 10,
+            "{} templates after line {i}",
+            s.templates()
+        );
+        evicted.extend(s.take_evicted());
+    }
+    assert!(evicted.len() >= 190, "{} evicted", evicted.len());
+    assert!(
+        !evicted.contains(&labelled),
+        "the labelled template is kept"
+    );
+    let again = s
+        .score(&line(
+            300,
+            Severity::Info,
+            "operator reviewed this exact message",
+        ))
+        .expect("scores");
+    assert_eq!(again.template_id, labelled);
+    assert_eq!(again.decided_by, DecidedBy::Label, "{again:?}");
+    assert_eq!(s.export().miner.templates.len(), s.templates());
+}

@@ -600,3 +600,80 @@ fn stream_windows_count_an_entry_listed_twice_once() {
     }
     assert_eq!(w.observe(&ev(3)).len(), 1, "the third distinct anomaly");
 }
+
+#[test]
+fn stream_windows_track_at_most_max_sources_and_forget_the_least_recently_active() {
+    let mut w = StreamWindows::new(PatternConfig::default(), 12).with_limits(100, 5 * MIN);
+    let ev = |id: i64, t: i64, source: &str, anomaly: bool| Event {
+        id,
+        timestamp_ms: t,
+        source: source.into(),
+        severity: Severity::Error,
+        is_anomaly: anomaly,
+    };
+    // "api" starts a burst, then stays active while a flood of distinct sources arrives.
+    assert!(w.observe(&ev(1, T0, "api", true)).is_empty());
+    assert!(w.observe(&ev(2, T0 + 1000, "api", true)).is_empty());
+    let mut id = 10;
+    for i in 0..10_000 {
+        id += 1;
+        w.observe(&ev(id, T0 + 2000, &format!("flood-{i}"), false));
+        assert!(w.sources() <= 100, "{} sources after {i}", w.sources());
+        if i % 50 == 0 {
+            id += 1;
+            w.observe(&ev(id, T0 + 2000, "api", false));
+        }
+    }
+    assert_eq!(w.sources(), 100);
+    assert_eq!(w.evicted_sources(), 10_001 - 100);
+    // The active source kept its window: the third anomaly completes its cluster.
+    let out = w.observe(&ev(id + 1, T0 + 3000, "api", true));
+    assert!(
+        matches!(&out[..], [StreamSignal::Cluster { source, anomalies: 3, .. }] if source == "api"),
+        "{out:?}"
+    );
+}
+
+/// 3000-01-01T00:00:00Z.
+const YEAR_3000: i64 = 32_503_680_000_000;
+
+#[test]
+fn a_line_stamped_in_year_3000_does_not_stop_later_clusters_of_its_source() {
+    let mut w = StreamWindows::new(PatternConfig::default(), 12).with_limits(100, 5 * MIN);
+    let ev = |id: i64, t: i64, anomaly: bool| Event {
+        id,
+        timestamp_ms: t,
+        source: "api".into(),
+        severity: Severity::Error,
+        is_anomaly: anomaly,
+    };
+    w.set_now(T0);
+    // One routine line and one anomalous line from a client whose clock is far off.
+    assert!(w.observe(&ev(1, YEAR_3000, false)).is_empty());
+    assert!(w.observe(&ev(2, YEAR_3000 + 1, true)).is_empty());
+    assert_eq!(w.clamp(YEAR_3000), T0 + 5 * MIN);
+    // Two bursts an hour apart, the wall clock advancing with them: both are clusters.
+    for (burst, start) in [(0, T0 + HOUR), (1, T0 + 3 * HOUR)] {
+        w.set_now(start);
+        let mut found = Vec::new();
+        for k in 0..3 {
+            found.extend(w.observe(&ev(10 * (burst + 1) + k, start + k * MIN, true)));
+        }
+        assert_eq!(found.len(), 1, "burst {burst}: {found:?}");
+        let StreamSignal::Cluster {
+            window_start_ms,
+            window_end_ms,
+            log_entry_ids,
+            ..
+        } = &found[0]
+        else {
+            panic!("burst {burst}: not a cluster: {found:?}");
+        };
+        assert_eq!(*window_start_ms, start, "burst {burst}");
+        assert_eq!(*window_end_ms, start + 2 * MIN + 1, "burst {burst}");
+        assert_eq!(log_entry_ids.len(), 3, "burst {burst}: {log_entry_ids:?}");
+    }
+    // The source is not pinned either: idle for longer than the history, it is forgotten.
+    w.evict_idle(T0 + 3 * HOUR + 13 * HOUR);
+    assert_eq!(w.sources(), 0);
+}

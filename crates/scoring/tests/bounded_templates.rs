@@ -1,0 +1,201 @@
+//! The scoring handler with a cap on the templates it holds: a flood of distinct
+//! templates keeps it at the cap, and a template evicted by the flood is brought back from
+//! Postgres when its lines return, keeping its row.
+//!
+//! Runs the real model (`make setup`) against the real Postgres (`TEST_DATABASE_SERVER`).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::Utc;
+use contracts::{queues, tasks, v1};
+use db::models::{NewLogEntry, NewTask};
+use detector::{
+    drain::TemplateId,
+    embedder::{Embedder, EmbedderConfig},
+    scorer::ScorerConfig,
+};
+use logcanary_scoring::{
+    handler::ScoringHandler,
+    shared::{SharedEmbedder, SharedScorer},
+};
+use mq::{Delivery, Outcome};
+use prost::Message;
+use serde_json::json;
+use test_support::TestDb;
+use uuid::Uuid;
+
+const CAP: usize = 100;
+
+fn handler(test_db: &TestDb) -> ScoringHandler {
+    let embedder = Embedder::start(EmbedderConfig::from_env())
+        .unwrap_or_else(|e| panic!("embedder did not start: {e}"));
+    let config = ScorerConfig {
+        warmup_lines: 0,
+        max_templates: CAP,
+        ..ScorerConfig::default()
+    };
+    let publisher = mq::Publisher::lazy(
+        &test_support::amqp_url(),
+        mq::Topology::new(test_support::queue_prefix()),
+        "scoring-test",
+        mq::PublisherConfig::default(),
+    );
+    ScoringHandler {
+        db: test_db.db.clone(),
+        outbox: outbox::Outbox::new(test_db.db.clone(), publisher),
+        detector: Arc::new(Mutex::new(SharedScorer::new(
+            config,
+            SharedEmbedder(Arc::new(embedder)),
+        ))),
+        refresh_every: Duration::ZERO,
+        refresh: Mutex::default(),
+    }
+}
+
+/// Stores the messages as INFO entries of one batch task and scores it; returns the ids.
+async fn score(h: &ScoringHandler, messages: Vec<String>) -> Vec<i64> {
+    let task_id = Uuid::new_v4();
+    let n = messages.len();
+    let entries: Vec<NewLogEntry> = messages
+        .into_iter()
+        .map(|message| NewLogEntry {
+            logged_at: Utc::now(),
+            severity: "INFO".into(),
+            message,
+            source: Some("app".into()),
+        })
+        .collect();
+    let task = NewTask {
+        id: task_id,
+        task_name: tasks::BATCH_ANALYZE_LOGS.into(),
+        queue: queues::BATCH_PROCESSING.into(),
+        args: json!({}),
+    };
+    let ids =
+        h.db.run(move |c| db::entries::insert_with_tasks(c, &[task], &entries, &vec![task_id; n]))
+            .await
+            .expect("entries stored");
+    let body = v1::BatchAnalyzeLogs {
+        task_id: task_id.to_string(),
+        log_entry_ids: ids.clone(),
+    }
+    .encode_to_vec();
+    let delivery = Delivery::new(
+        queues::BATCH_PROCESSING,
+        tasks::BATCH_ANALYZE_LOGS,
+        task_id.to_string(),
+        body,
+    );
+    let outcomes = h.score_deliveries(&[&delivery]).await;
+    assert_eq!(outcomes, vec![Outcome::Done]);
+    ids
+}
+
+/// A word of letters only (no digits: the masking would make every flood line alike).
+fn word(i: usize) -> String {
+    format!("{i:x}")
+        .chars()
+        .map(|c| char::from(b'g' + c.to_digit(16).unwrap_or(0) as u8))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_flood_of_templates_stays_at_the_cap_and_an_evicted_template_keeps_its_row() {
+    let test_db = TestDb::new().await;
+    let h = handler(&test_db);
+    h.refresh_templates(true).await.expect("templates load");
+
+    let first = score(&h, vec!["session opened for user alice from web".into()]).await;
+    let template_row = test_db
+        .count(&format!(
+            "SELECT template_id FROM log_entries WHERE id = {}",
+            first[0]
+        ))
+        .await;
+    let key: String = {
+        let rows = test_db
+            .count(&format!(
+                "SELECT count(*) FROM templates WHERE id = {template_row}"
+            ))
+            .await;
+        assert_eq!(rows, 1);
+        h.db.run(move |c| db::templates::changed_since(c, None))
+            .await
+            .expect("templates")
+            .0
+            .into_iter()
+            .find(|r| r.id == template_row)
+            .expect("the session template's row")
+            .template_key
+    };
+
+    // Four times the cap of distinct templates, in batches.
+    let flood = 4 * CAP;
+    for chunk in (0..flood).collect::<Vec<_>>().chunks(50) {
+        let messages = chunk
+            .iter()
+            .map(|&i| {
+                let w = word(i);
+                format!("{w} {w}{w} {w}{w}{w}")
+            })
+            .collect();
+        score(&h, messages).await;
+        let held = h.detector.lock().expect("scorer").templates();
+        assert!(held <= CAP, "{held} templates held, cap {CAP}");
+    }
+    assert!(
+        h.detector
+            .lock()
+            .expect("scorer")
+            .presence(&TemplateId(key.clone()))
+            .is_none(),
+        "the flood evicted the session template"
+    );
+    assert_eq!(
+        test_db.count("SELECT count(*) FROM templates").await,
+        flood as i64 + 1,
+        "every template is stored once"
+    );
+
+    // The session template comes back with another user: the same row, counted twice.
+    let again = score(&h, vec!["session opened for user bob from web".into()]).await;
+    assert_eq!(
+        test_db
+            .count(&format!(
+                "SELECT template_id FROM log_entries WHERE id = {}",
+                again[0]
+            ))
+            .await,
+        template_row,
+        "scored under its old template"
+    );
+    assert_eq!(
+        test_db
+            .count("SELECT count(*) FROM templates WHERE template LIKE 'session opened for user%'")
+            .await,
+        1,
+        "no second row for the session template"
+    );
+    assert_eq!(
+        test_db
+            .count(&format!(
+                "SELECT count FROM templates WHERE id = {template_row}"
+            ))
+            .await,
+        2
+    );
+    assert_eq!(
+        test_db
+            .count(&format!(
+                "SELECT count(*) FROM log_entries WHERE id = {} AND analyzed_at IS NOT NULL",
+                again[0]
+            ))
+            .await,
+        1,
+        "the returning line is scored"
+    );
+    assert!(h.detector.lock().expect("scorer").templates() <= CAP);
+}
