@@ -52,13 +52,20 @@ impl Application {
                 vec![("default".to_owned(), "dev-secret".to_owned())]
             }
         };
-        let db = db::Db::connect_lazy(
-            &settings.service.database_url,
+        let db = db::Db::connect_lazy_with(
+            settings.service.database_url(),
             settings.service.db_pool_size,
+            Some(settings.write_statement_timeout()),
         )
         .context("creating the database pool (DATABASE_URL)")?;
+        let read_db = db::Db::connect_lazy_with(
+            settings.service.database_url(),
+            settings.read_pool_size,
+            Some(settings.read_statement_timeout()),
+        )
+        .context("creating the read pool (DATABASE_URL)")?;
         let publisher = broker::publisher(
-            &settings.service.amqp_url,
+            settings.service.amqp_url(),
             mq::Topology::new(settings.service.amqp_prefix.clone())
                 .with_quorum_queues(settings.service.amqp_quorum),
         );
@@ -77,6 +84,7 @@ impl Application {
         );
         let state = web::Data::new(AppState {
             db: db.clone(),
+            read_db,
             ingestor,
             verifier,
             max_body_bytes: settings.max_body_bytes,

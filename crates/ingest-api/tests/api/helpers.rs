@@ -23,6 +23,10 @@ pub struct Options {
     pub max_body_bytes: usize,
     /// `LOGCANARY_REPLAY_GUARD`: `postgres` or `memory`.
     pub replay_guard: &'static str,
+    /// `LOGCANARY_DB_POOL_SIZE`, the write pool.
+    pub db_pool_size: u32,
+    /// More flags, not among the ones above.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -33,6 +37,8 @@ impl Default for Options {
             legacy: true,
             max_body_bytes: 1024 * 1024,
             replay_guard: "postgres",
+            db_pool_size: 4,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -44,7 +50,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let db = TestDb::new().await;
     let prefix = test_support::queue_prefix();
-    let cli = Cli::try_parse_from([
+    let mut args = vec![
         "ingest-api".to_owned(),
         format!(
             "--database-url={}",
@@ -62,9 +68,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         format!("--max-body-bytes={}", options.max_body_bytes),
         format!("--replay-guard={}", options.replay_guard),
         "--http-workers=2".into(),
-        "--db-pool-size=4".into(),
-    ])
-    .expect("test settings parse");
+        format!("--db-pool-size={}", options.db_pool_size),
+    ];
+    args.extend(options.extra_args.iter().cloned());
+    let cli = Cli::try_parse_from(args).expect("test settings parse");
     let app = Application::build(cli.settings)
         .await
         .expect("the app builds");
