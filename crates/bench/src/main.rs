@@ -15,9 +15,10 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use common::config::{ExposeSecret, SecretString};
 use serde_json::json;
 
-#[derive(Parser)]
+#[derive(Parser, Debug)]
 #[command(
     name = "logcanary-bench",
     about = "Load the running stack and probe its parts."
@@ -27,15 +28,18 @@ struct Cli {
     cmd: Cmd,
 }
 
-#[derive(Subcommand)]
+/// Secrets (the HMAC secret, URLs that can hold a password) are `SecretString`s, so the
+/// settings' `Debug` never shows them, and `hide_env_values` keeps them out of `--help`.
+#[derive(Subcommand, Debug)]
 enum Cmd {
     /// Signed single-entry POST /api/logs/ as fast as `concurrency` connections allow,
     /// or at a fixed `rate` (open loop, latency measured from the scheduled send time).
     Single {
         #[arg(long, default_value = "http://127.0.0.1:8000")]
         url: String,
+        /// HMAC secret of the stack under load (its development key by default).
         #[arg(long, default_value = "dev-secret")]
-        secret: String,
+        secret: SecretString,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
         /// Requests per second; 0 = as fast as possible.
@@ -48,8 +52,9 @@ enum Cmd {
     Batch {
         #[arg(long, default_value = "http://127.0.0.1:8000")]
         url: String,
+        /// HMAC secret of the stack under load (its development key by default).
         #[arg(long, default_value = "dev-secret")]
-        secret: String,
+        secret: SecretString,
         #[arg(long, default_value_t = 1000)]
         size: usize,
         #[arg(long, default_value_t = 4)]
@@ -64,8 +69,9 @@ enum Cmd {
     Replay {
         #[arg(long, default_value = "http://127.0.0.1:8000")]
         url: String,
+        /// HMAC secret of the stack under load (its development key by default).
         #[arg(long, default_value = "dev-secret")]
-        secret: String,
+        secret: SecretString,
         #[arg(long, default_value = ".cache/bench/loghub-stream.jsonl")]
         file: std::path::PathBuf,
         #[arg(long, default_value_t = 100_000)]
@@ -80,7 +86,7 @@ enum Cmd {
     /// Confirmed publishes per second straight to RabbitMQ (the broker's ceiling).
     Amqp {
         #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-        url: String,
+        url: SecretString,
         /// Messages per confirm round (as the ingest committer batches them).
         #[arg(long, default_value_t = 64)]
         batch: usize,
@@ -91,8 +97,13 @@ enum Cmd {
     },
     /// Multi-row inserts of entries + tasks straight to Postgres (the database's ceiling).
     Pg {
-        #[arg(long, env = "DATABASE_URL")]
-        url: String,
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            value_name = "DATABASE_URL",
+            hide_env_values = true
+        )]
+        url: SecretString,
         /// Rows per transaction.
         #[arg(long, default_value_t = 1000)]
         rows: usize,
@@ -112,14 +123,14 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             rate,
             seconds,
-        } => single(url, secret, concurrency, rate, seconds).await,
+        } => single(url, expose(secret), concurrency, rate, seconds).await,
         Cmd::Batch {
             url,
             secret,
             size,
             concurrency,
             seconds,
-        } => batch(url, secret, size, concurrency, seconds).await,
+        } => batch(url, expose(secret), size, concurrency, seconds).await,
         Cmd::Replay {
             url,
             secret,
@@ -131,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             replay(
                 url,
-                secret,
+                expose(secret),
                 file,
                 lines,
                 group.max(1),
@@ -145,14 +156,18 @@ async fn main() -> anyhow::Result<()> {
             batch,
             concurrency,
             seconds,
-        } => amqp(url, batch, concurrency, seconds).await,
+        } => amqp(expose(url), batch, concurrency, seconds).await,
         Cmd::Pg {
             url,
             rows,
             concurrency,
             seconds,
-        } => pg(url, rows, concurrency, seconds).await,
+        } => pg(expose(url), rows, concurrency, seconds).await,
     }
+}
+
+fn expose(secret: SecretString) -> String {
+    secret.expose_secret().to_owned()
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -536,4 +551,40 @@ async fn pg(url: String, rows: usize, concurrency: usize, seconds: u64) -> anyho
                "rows": inserted, "rows_per_second": inserted as f64 / elapsed})
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_help_or_debug() {
+        let secrets = [("DATABASE_URL", "postgres://lc:pg-s3cret-1@db:5432/lc")];
+        let (help, debug) = test_support::with_env(&secrets, || {
+            let mut command = Cli::command();
+            let help = command
+                .find_subcommand_mut("pg")
+                .expect("the pg command")
+                .render_long_help()
+                .to_string();
+            let cli = Cli::try_parse_from(["logcanary-bench", "pg"]).expect("settings parse");
+            let Cmd::Pg { url, .. } = &cli.cmd else {
+                panic!("parsed {cli:?}");
+            };
+            assert_eq!(url.expose_secret(), secrets[0].1);
+            (help, format!("{cli:?}"))
+        });
+        assert!(help.contains("DATABASE_URL"), "{help}");
+        assert!(!help.contains("s3cret"), "a secret is in --help: {help}");
+        assert!(!debug.contains("s3cret"), "a secret is in Debug: {debug}");
+        for args in [
+            ["logcanary-bench", "single", "--secret=hmac-s3cret"],
+            ["logcanary-bench", "amqp", "--url=amqp://u:mq-s3cret@h/%2f"],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("settings parse");
+            assert!(!format!("{cli:?}").contains("s3cret"), "{args:?}");
+        }
+    }
 }

@@ -7,6 +7,8 @@
 
 use std::net::SocketAddr;
 
+pub use secrecy::{ExposeSecret, SecretString};
+
 /// Connection settings every process needs.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServiceArgs {
@@ -18,7 +20,7 @@ pub struct ServiceArgs {
         hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/logcanary"
     )]
-    pub database_url: String,
+    pub database_url: SecretString,
 
     /// RabbitMQ connection URL.
     #[arg(
@@ -28,7 +30,7 @@ pub struct ServiceArgs {
         hide_env_values = true,
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
-    pub amqp_url: String,
+    pub amqp_url: SecretString,
 
     /// Prefix for every exchange and queue name; empty in production. Lets tests and
     /// several stacks share one broker without seeing each other's messages.
@@ -65,6 +67,19 @@ pub struct ServiceArgs {
         value_name = "LOGCANARY_LOG_FORMAT"
     )]
     pub log_format: Option<crate::telemetry::LogFormat>,
+}
+
+impl ServiceArgs {
+    /// `DATABASE_URL`. A secret (it can hold a password): log it only through
+    /// [`redact_url`].
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+
+    /// `AMQP_URL`. A secret, like [`ServiceArgs::database_url`].
+    pub fn amqp_url(&self) -> &str {
+        self.amqp_url.expose_secret()
+    }
 }
 
 /// How a worker retries a task that failed with a transient error, shared by every

@@ -32,7 +32,8 @@ use std::{
 
 use diesel::{
     pg::PgConnection,
-    r2d2::{ConnectionManager, Pool, PooledConnection},
+    r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection},
+    RunQueryDsl,
 };
 
 pub use migrate::migrate;
@@ -69,6 +70,18 @@ impl DbError {
             _ => false,
         }
     }
+
+    /// True when Postgres cancelled the statement because it ran past the connection's
+    /// `statement_timeout` (SQLSTATE 57014; see [`Db::connect_lazy_with`]). Transient too:
+    /// the same query may finish in time when the database is less busy.
+    pub fn is_statement_timeout(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        matches!(
+            self,
+            DbError::Query(Error::DatabaseError(DatabaseErrorKind::Unknown, info))
+                if info.message().contains("canceling statement due to statement timeout")
+        )
+    }
 }
 
 /// Server errors diesel reports as `Unknown` that a retry can clear: deadlock (SQLSTATE
@@ -103,13 +116,31 @@ impl Db {
     /// Builds the pool without waiting for the database: connections are opened on
     /// demand, so a service can start (and report not-ready) while Postgres is down.
     pub fn connect_lazy(url: &str, max_size: u32) -> Result<Self, DbError> {
+        Self::connect_lazy_with(url, max_size, None)
+    }
+
+    /// [`Db::connect_lazy`] whose connections run every statement under
+    /// `statement_timeout` (`SET statement_timeout` when a connection is opened; `None` or
+    /// zero: the server's default, normally none). A statement still running after it,
+    /// waiting for a lock included, is cancelled by Postgres and fails with a
+    /// [`DbError`] for which [`DbError::is_statement_timeout`] (and `is_transient`) holds.
+    /// A pool of its own with a short time-out keeps slow reads from holding the
+    /// connections the writes need.
+    pub fn connect_lazy_with(
+        url: &str,
+        max_size: u32,
+        statement_timeout: Option<Duration>,
+    ) -> Result<Self, DbError> {
         let manager = ConnectionManager::<PgConnection>::new(url);
-        let pool = Pool::builder()
+        let mut builder = Pool::builder()
             .max_size(max_size)
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
-            .test_on_check_out(false)
-            .build_unchecked(manager);
+            .test_on_check_out(false);
+        if let Some(timeout) = statement_timeout.filter(|t| !t.is_zero()) {
+            builder = builder.connection_customizer(Box::new(StatementTimeout(timeout)));
+        }
+        let pool = builder.build_unchecked(manager);
         Ok(Self {
             pool,
             schema_current: Arc::new(AtomicBool::new(false)),
@@ -154,7 +185,6 @@ impl Db {
         metrics::gauge!("logcanary_db_pool_idle_connections").set(f64::from(idle));
         let schema_current = Arc::clone(&self.schema_current);
         self.run(move |conn| {
-            use diesel::RunQueryDsl;
             diesel::sql_query("SELECT 1").execute(conn)?;
             if !schema_current.load(Ordering::Relaxed) {
                 let missing = migrate::missing(conn)?;
@@ -179,10 +209,83 @@ impl Db {
     }
 }
 
+/// Sets `statement_timeout` on every connection the pool opens.
+#[derive(Debug)]
+struct StatementTimeout(Duration);
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for StatementTimeout {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        // A whole number of milliseconds, at least 1 (0 would mean no limit).
+        let millis = self.0.as_millis().clamp(1, i32::MAX as u128);
+        diesel::sql_query(format!("SET statement_timeout = {millis}"))
+            .execute(conn)
+            .map(drop)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
 /// The database clock (the real time, not the transaction start) as a nullable
 /// timestamptz, for `started_at`, `finished_at` and the like,
 /// so that every timestamp of a task comes from one clock.
 pub(crate) fn db_now(
 ) -> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>> {
     diesel::dsl::sql("clock_timestamp()")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// The server's maintenance database: these tests create no tables.
+    fn server_db() -> String {
+        let server = std::env::var("TEST_DATABASE_SERVER")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        format!("{server}/postgres")
+    }
+
+    #[tokio::test]
+    async fn a_statement_past_the_pools_timeout_is_cancelled_as_a_transient_timeout() {
+        let db =
+            Db::connect_lazy_with(&server_db(), 1, Some(Duration::from_millis(100))).expect("pool");
+        let started = Instant::now();
+        let err = db
+            .run(|c| {
+                diesel::sql_query("SELECT pg_sleep(5)").execute(c)?;
+                Ok(())
+            })
+            .await
+            .expect_err("pg_sleep(5) outlives a 100 ms statement_timeout");
+        assert!(started.elapsed() < Duration::from_secs(3), "not cancelled");
+        assert!(err.is_statement_timeout(), "{err}");
+        assert!(err.is_transient(), "{err}");
+        // The connection stays usable, time-out included, for the next statement.
+        let shown: String = db
+            .run(|c| {
+                #[derive(diesel::QueryableByName)]
+                struct Setting {
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    statement_timeout: String,
+                }
+                let row: Setting = diesel::sql_query("SHOW statement_timeout").get_result(c)?;
+                Ok(row.statement_timeout)
+            })
+            .await
+            .expect("SHOW");
+        assert_eq!(shown, "100ms");
+    }
+
+    #[tokio::test]
+    async fn without_a_timeout_the_servers_default_holds() {
+        let db = Db::connect_lazy_with(&server_db(), 1, None).expect("pool");
+        db.run(|c| {
+            diesel::sql_query("SELECT pg_sleep(0.3)").execute(c)?;
+            Ok(())
+        })
+        .await
+        .expect("no time-out set");
+        let other = DbError::Unavailable("pool exhausted".into());
+        assert!(!other.is_statement_timeout());
+    }
 }

@@ -180,7 +180,7 @@ async function refresh() {
   const since = new Date(now - 24 * 3600e3).toISOString();
   const results = await Promise.allSettled([
     getJson("/api/dashboard/"),
-    getJson(`/api/logs/?is_anomaly=true&since=${encodeURIComponent(since)}&limit=1000`),
+    getJson(`/api/logs/?is_anomaly=true&since=${encodeURIComponent(since)}&limit=100`),
     getJson("/api/templates/?ordering=-last_seen&limit=50"),
     getJson("/api/patterns/?limit=20"),
     getJson("/api/alerts/?limit=20"),

@@ -150,6 +150,31 @@ pub struct Settings {
         default_value_t = Environment::Development
     )]
     pub environment: Environment,
+
+    /// Database connections of the reads (every GET), a pool apart from the writes'
+    /// (LOGCANARY_DB_POOL_SIZE), so slow reads cannot take the connections ingest needs.
+    #[arg(long, env = "LOGCANARY_READ_POOL_SIZE", value_name = "LOGCANARY_READ_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub read_pool_size: u32,
+
+    /// Time limit of one read statement, in milliseconds (0: none); a read cancelled by it
+    /// answers 503.
+    #[arg(
+        long,
+        env = "LOGCANARY_READ_STATEMENT_TIMEOUT_MS",
+        value_name = "LOGCANARY_READ_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub read_statement_timeout_ms: u64,
+
+    /// Time limit of one statement of the write pool (ingest, signatures, feedback,
+    /// periodic-task changes), in milliseconds (0: none).
+    #[arg(
+        long,
+        env = "LOGCANARY_WRITE_STATEMENT_TIMEOUT_MS",
+        value_name = "LOGCANARY_WRITE_STATEMENT_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub write_statement_timeout_ms: u64,
 }
 
 /// Where the API runs (`LOGCANARY_ENV`).
@@ -164,6 +189,14 @@ pub enum Environment {
 impl Settings {
     pub fn hmac_tolerance(&self) -> Duration {
         Duration::from_secs(self.hmac_tolerance_secs)
+    }
+
+    pub fn read_statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_statement_timeout_ms)
+    }
+
+    pub fn write_statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_statement_timeout_ms)
     }
 
     pub fn production(&self) -> bool {

@@ -25,6 +25,8 @@ pub fn push(errors: &mut FieldErrors, field: &str, message: impl Into<String>) {
 
 /// `Retry-After` of a 503 [`ApiError::Busy`], in seconds.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
+/// The answer to a request whose query Postgres cancelled at the statement time-out.
+pub const QUERY_TIMEOUT_DETAIL: &str = "The query took longer than the server allows and was cancelled; narrow it (filters, a shorter time range, a smaller limit) or retry later.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -54,6 +56,11 @@ pub enum ApiError {
     Busy(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// Postgres cancelled a statement that ran past the pool's `statement_timeout`
+    /// (`LOGCANARY_READ_STATEMENT_TIMEOUT_MS` for reads): 503 saying so, since a narrower
+    /// query or a later retry may succeed.
+    #[error("statement time-out: {0}")]
+    QueryTimeout(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,7 +76,9 @@ impl ApiError {
 
 impl From<db::DbError> for ApiError {
     fn from(e: db::DbError) -> Self {
-        if e.is_transient() {
+        if e.is_statement_timeout() {
+            ApiError::QueryTimeout(e.to_string())
+        } else if e.is_transient() {
             ApiError::Unavailable(e.to_string())
         } else {
             ApiError::Internal(e.to_string())
@@ -88,7 +97,9 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Busy(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy(_) | ApiError::Unavailable(_) | ApiError::QueryTimeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +115,10 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "Request failed: a dependency is unavailable.");
                 json!({"detail": "Service temporarily unavailable, retry later."})
+            }
+            ApiError::QueryTimeout(detail) => {
+                tracing::warn!(error = %detail, "Request failed: a statement ran past its time-out.");
+                json!({"detail": QUERY_TIMEOUT_DETAIL})
             }
             other => json!({"detail": other.to_string()}),
         };

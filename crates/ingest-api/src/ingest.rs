@@ -298,6 +298,7 @@ async fn publish_and_record(outbox: &outbox::Outbox, messages: &[Task]) {
 fn clone_error(e: &ApiError) -> ApiError {
     match e {
         ApiError::Unavailable(s) => ApiError::Unavailable(s.clone()),
+        ApiError::QueryTimeout(s) => ApiError::QueryTimeout(s.clone()),
         ApiError::Internal(s) => ApiError::Internal(s.clone()),
         other => ApiError::Internal(other.to_string()),
     }

@@ -30,3 +30,6 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod validation;
+
+#[cfg(test)]
+mod secret_settings_tests;

@@ -16,13 +16,13 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            let url = cli.settings.service.database_url.clone();
+            let url = cli.settings.service.database_url().to_owned();
             let applied = tokio::task::spawn_blocking(move || db::migrate(&url))
                 .await?
                 .with_context(|| {
                     format!(
                         "migrating {}",
-                        common::config::redact_url(&cli.settings.service.database_url)
+                        common::config::redact_url(cli.settings.service.database_url())
                     )
                 })?;
             tracing::info!(applied = applied.len(), "Database is up to date.");

@@ -94,6 +94,13 @@ pub struct ReviewItemOut {
     sample_log_entry_id: i64,
 }
 
+impl ReviewItemOut {
+    /// The bytes of its text, for the answer's byte budget.
+    pub(crate) fn text_bytes(&self) -> usize {
+        self.template.len()
+    }
+}
+
 /// Ranks candidates by review priority for a detector flagging at `threshold`, highest
 /// first (ties: more recent lines, then the older template), and keeps `limit`.
 pub(crate) fn rank(

@@ -68,13 +68,20 @@ impl Application {
         if legacy {
             tracing::warn!("Plain body signatures are accepted on the old API's POST endpoints (LOGCANARY_HMAC_LEGACY); they cannot be told from replays.");
         }
-        let db = db::Db::connect_lazy(
-            &settings.service.database_url,
+        let db = db::Db::connect_lazy_with(
+            settings.service.database_url(),
             settings.service.db_pool_size,
+            Some(settings.write_statement_timeout()),
         )
         .context("creating the database pool (DATABASE_URL)")?;
+        let read_db = db::Db::connect_lazy_with(
+            settings.service.database_url(),
+            settings.read_pool_size,
+            Some(settings.read_statement_timeout()),
+        )
+        .context("creating the read pool (DATABASE_URL)")?;
         let publisher = broker::publisher(
-            &settings.service.amqp_url,
+            settings.service.amqp_url(),
             mq::Topology::new(settings.service.amqp_prefix.clone())
                 .with_quorum_queues(settings.service.amqp_quorum),
         );
@@ -94,6 +101,7 @@ impl Application {
         );
         let state = web::Data::new(AppState {
             db: db.clone(),
+            read_db,
             ingestor,
             verifier,
             max_body_bytes: settings.max_body_bytes,

@@ -9,7 +9,11 @@ use crate::{
 
 /// Shared by every request.
 pub struct AppState {
+    /// The write pool: ingest, signatures, feedback, periodic-task changes.
     pub db: db::Db,
+    /// The read pool of every GET, with its own size and statement time-out
+    /// (`LOGCANARY_READ_POOL_SIZE`, `LOGCANARY_READ_STATEMENT_TIMEOUT_MS`).
+    pub read_db: db::Db,
     pub ingestor: Ingestor,
     pub verifier: Verifier,
     /// `LOGCANARY_MAX_BODY_BYTES`: the batch endpoint's body limit.

@@ -160,7 +160,7 @@ impl<'a> Service<'a> {
             name,
             admin_addr,
             readiness,
-            amqp_url: &service.amqp_url,
+            amqp_url: service.amqp_url(),
             topology: Topology::new(service.amqp_prefix.clone())
                 .with_quorum_queues(service.amqp_quorum),
             consumer,

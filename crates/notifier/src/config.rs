@@ -5,7 +5,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use common::config::{parse_listen_addr, ServiceArgs};
+use common::config::{parse_listen_addr, ExposeSecret, SecretString, ServiceArgs};
 use lettre::message::Mailbox;
 use url::Url;
 
@@ -55,7 +55,7 @@ pub struct Settings {
         value_name = "LOGCANARY_SMTP_URL",
         hide_env_values = true
     )]
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<SecretString>,
 
     /// Alert email recipients, comma-separated (`ops@example.com,Jo <jo@example.com>`).
     #[arg(
@@ -81,7 +81,7 @@ pub struct Settings {
         value_name = "LOGCANARY_WEBHOOK_URLS",
         hide_env_values = true
     )]
-    pub webhook_urls: Option<String>,
+    pub webhook_urls: Option<SecretString>,
 
     /// Secret for the webhooks' `X-HMAC-Signature: t=..,v1=..` header. Unset: unsigned.
     #[arg(
@@ -90,7 +90,7 @@ pub struct Settings {
         value_name = "LOGCANARY_WEBHOOK_SECRET",
         hide_env_values = true
     )]
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<SecretString>,
 
     /// Base URL of the dashboard, for the links in alerts.
     #[arg(
@@ -130,6 +130,16 @@ pub struct Settings {
 
     #[command(flatten)]
     pub consumer: mq::service::ConsumerArgs,
+
+    /// `production` refuses channel secrets that are still a placeholder (`CHANGE-ME`,
+    /// `dev-secret`, a `...` path as in the docs).
+    #[arg(
+        long,
+        env = "LOGCANARY_ENV",
+        value_name = "LOGCANARY_ENV",
+        default_value = "development"
+    )]
+    pub environment: String,
 }
 
 fn parse_queue(raw: &str) -> Result<String, String> {
@@ -171,6 +181,11 @@ pub enum ConfigError {
     },
     #[error("LOGCANARY_WEBHOOK_URLS: {redacted:?} is not an http(s) URL")]
     WebhookUrl { redacted: String },
+    #[error("{var} still holds a placeholder ({placeholder}); set the real secret, LOGCANARY_ENV=production refuses it")]
+    Placeholder {
+        var: &'static str,
+        placeholder: &'static str,
+    },
     #[error("LOGCANARY_DASHBOARD_URL: {raw:?} is not a URL ({reason})")]
     DashboardUrl {
         raw: String,
@@ -178,8 +193,9 @@ pub enum ConfigError {
     },
 }
 
-/// The delivery channels, checked.
-#[derive(Clone, Debug, Default)]
+/// The delivery channels, checked. Its `Debug` shows no secret: the SMTP URL without its
+/// password, webhooks by host, whether a webhook secret is set.
+#[derive(Clone, Default)]
 pub struct ChannelSettings {
     pub smtp_url: Option<String>,
     pub recipients: Vec<Mailbox>,
@@ -187,6 +203,40 @@ pub struct ChannelSettings {
     pub webhooks: Vec<Url>,
     pub webhook_secret: Option<String>,
     pub dashboard_url: Option<Url>,
+}
+
+impl std::fmt::Debug for ChannelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let webhooks: Vec<String> = self
+            .webhooks
+            .iter()
+            .map(|u| redact_path(u.as_str()))
+            .collect();
+        f.debug_struct("ChannelSettings")
+            .field(
+                "smtp_url",
+                &self.smtp_url.as_deref().map(common::config::redact_url),
+            )
+            .field("recipients", &self.recipients)
+            .field("from", &self.from)
+            .field("webhooks", &webhooks)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("dashboard_url", &self.dashboard_url)
+            .finish()
+    }
+}
+
+/// Stand-ins for a real secret that the manifests (`deploy/k8s/base/common/secret.yaml`:
+/// `CHANGE-ME`) and docs (a webhook path `...`) ship, and the development HMAC key.
+const PLACEHOLDERS: [&str; 5] = ["change-me", "changeme", "change_me", "dev-secret", "/..."];
+
+/// The placeholder in `value`, if it holds one (ignoring case).
+fn placeholder_in(value: &str) -> Option<&'static str> {
+    let lower = value.to_ascii_lowercase();
+    PLACEHOLDERS.into_iter().find(|p| lower.contains(p))
 }
 
 fn list(raw: Option<&str>) -> Vec<&str> {
@@ -212,10 +262,24 @@ impl Settings {
     ///
     /// A setting is invalid ([`ConfigError`]).
     pub fn channels(&self) -> Result<ChannelSettings, ConfigError> {
+        if self.environment == "production" {
+            for (var, value) in [
+                ("LOGCANARY_SMTP_URL", &self.smtp_url),
+                ("LOGCANARY_WEBHOOK_URLS", &self.webhook_urls),
+                ("LOGCANARY_WEBHOOK_SECRET", &self.webhook_secret),
+            ] {
+                if let Some(placeholder) = value
+                    .as_ref()
+                    .and_then(|v| placeholder_in(v.expose_secret()))
+                {
+                    return Err(ConfigError::Placeholder { var, placeholder });
+                }
+            }
+        }
         let smtp_url = self
             .smtp_url
-            .as_deref()
-            .map(str::trim)
+            .as_ref()
+            .map(|s| s.expose_secret().trim())
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
         let recipients = list(self.alert_emails.as_deref())
@@ -249,7 +313,7 @@ impl Settings {
                 raw: self.alert_from.clone(),
                 reason,
             })?;
-        let webhooks = list(self.webhook_urls.as_deref())
+        let webhooks = list(self.webhook_urls.as_ref().map(|s| s.expose_secret()))
             .into_iter()
             .map(|raw| match Url::parse(raw) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
@@ -272,7 +336,11 @@ impl Settings {
             recipients,
             from: Some(from),
             webhooks,
-            webhook_secret: self.webhook_secret.clone().filter(|s| !s.trim().is_empty()),
+            webhook_secret: self
+                .webhook_secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned())
+                .filter(|s| !s.trim().is_empty()),
             dashboard_url: Some(dashboard_url),
         })
     }
@@ -311,7 +379,90 @@ mod tests {
     fn settings(args: &[&str]) -> Settings {
         let mut all = vec!["notifier"];
         all.extend_from_slice(args);
+        // Not while `secrets_never_show_in_help_or_debug` has secrets in the environment.
+        let _env = test_support::env_lock();
         Settings::load_from(all).expect("valid flags")
+    }
+
+    #[test]
+    fn secrets_never_show_in_help_or_debug() {
+        use clap::CommandFactory;
+
+        let secrets = [
+            ("DATABASE_URL", "postgres://lc:pg-s3cret-1@db:5432/lc"),
+            ("AMQP_URL", "amqp://lc:mq-s3cret-2@mq:5672/%2f"),
+            (
+                "LOGCANARY_SMTP_URL",
+                "smtps://alerts:smtp-s3cret-3@mail.example.com:465",
+            ),
+            (
+                "LOGCANARY_WEBHOOK_URLS",
+                "https://hooks.example.com/services/T0/B0/hook-s3cret-4",
+            ),
+            ("LOGCANARY_WEBHOOK_SECRET", "sign-s3cret-5"),
+        ];
+        let (help, debug, channels) = test_support::with_env(&secrets, || {
+            let help = Settings::CONSUMER_DEFAULTS
+                .apply(Settings::command())
+                .render_long_help()
+                .to_string();
+            let parsed = Settings::load_from(["notifier", "--alert-emails=ops@example.com"])
+                .expect("settings parse");
+            assert_eq!(parsed.service.database_url(), secrets[0].1);
+            assert_eq!(
+                parsed.webhook_secret.as_ref().map(|s| s.expose_secret()),
+                Some(secrets[4].1)
+            );
+            let channels = parsed.channels().expect("valid channels");
+            assert_eq!(channels.webhooks[0].as_str(), secrets[3].1);
+            (help, format!("{parsed:?}"), format!("{channels:?}"))
+        });
+        for (var, _) in secrets {
+            assert!(help.contains(var), "{var} is not in --help");
+        }
+        for shown in [&help, &debug, &channels] {
+            assert!(!shown.contains("s3cret"), "a secret is shown: {shown}");
+        }
+        // Flags are secrets too.
+        let parsed = settings(&[
+            "--smtp-url=smtp://u:flag-s3cret@h:25",
+            "--webhook-secret=flag-s3cret",
+        ]);
+        assert!(!format!("{parsed:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn production_refuses_placeholder_channel_secrets() {
+        for (flag, var) in [
+            (
+                "--smtp-url=smtps://alerts:CHANGE-ME@mail:465",
+                "LOGCANARY_SMTP_URL",
+            ),
+            (
+                "--webhook-urls=https://hooks.slack.com/services/...",
+                "LOGCANARY_WEBHOOK_URLS",
+            ),
+            ("--webhook-secret=change-me", "LOGCANARY_WEBHOOK_SECRET"),
+        ] {
+            let mut args = vec![flag, "--alert-emails=ops@example.com"];
+            if !flag.starts_with("--smtp-url") {
+                args = vec![flag];
+            }
+            let err = settings(&[&args[..], &["--environment=production"][..]].concat())
+                .channels()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(var) && err.contains("placeholder"), "{err}");
+            assert!(!err.contains("alerts:"), "{err}");
+            // Outside production the same value is accepted (a developer's stack).
+            assert!(settings(&args).channels().is_ok(), "{flag}");
+        }
+        let real = settings(&[
+            "--environment=production",
+            "--webhook-urls=https://hooks.example.com/services/T0/B0/real",
+            "--webhook-secret=9f2c1e77a0",
+        ]);
+        assert_eq!(real.channels().expect("real secrets").webhooks.len(), 1);
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let channels = channels(&settings)?;
     let checked = settings.channels()?;
     let db = db::Db::connect_lazy(
-        &settings.service.database_url,
+        settings.service.database_url(),
         settings.service.db_pool_size,
     )
     .context("creating the database pool (DATABASE_URL)")?;

@@ -89,3 +89,34 @@ impl Settings {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use mq::service::ConsumerSettings;
+
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_help_or_debug() {
+        let secrets = [
+            ("DATABASE_URL", "postgres://lc:pg-s3cret-1@db:5432/lc"),
+            ("AMQP_URL", "amqp://lc:mq-s3cret-2@mq:5672/%2f"),
+        ];
+        let (help, debug) = test_support::with_env(&secrets, || {
+            let help = Settings::CONSUMER_DEFAULTS
+                .apply(Settings::command())
+                .render_long_help()
+                .to_string();
+            let parsed = Settings::load_from(["realtime-worker"]).expect("settings parse");
+            assert_eq!(parsed.service.database_url(), secrets[0].1);
+            assert_eq!(parsed.service.amqp_url(), secrets[1].1);
+            (help, format!("{parsed:?}"))
+        });
+        for (var, _) in secrets {
+            assert!(help.contains(var), "{var} is not in --help");
+        }
+        assert!(!help.contains("s3cret"), "a secret is in --help: {help}");
+        assert!(!debug.contains("s3cret"), "a secret is in Debug: {debug}");
+    }
+}

@@ -261,18 +261,18 @@ fn task_label(name: &str) -> &'static str {
 /// Runs the scheduler until `shutdown` fires, then releases leadership and returns.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let db = db::Db::connect_lazy(
-        &settings.service.database_url,
+        settings.service.database_url(),
         settings.service.db_pool_size,
     )
     .context("creating the database pool (DATABASE_URL)")?;
     let scheduler = Scheduler::new(
         db.clone(),
-        &settings.service.amqp_url,
+        settings.service.amqp_url(),
         mq::Topology::new(settings.service.amqp_prefix.clone())
             .with_quorum_queues(settings.service.amqp_quorum),
         settings.relay_policy(),
     );
-    let lock = LeaderLock::new(&settings.service.database_url, LEADER_LOCK_KEY);
+    let lock = LeaderLock::new(settings.service.database_url(), LEADER_LOCK_KEY);
 
     let readiness_db = db.clone();
     let readiness_pub = scheduler.publisher.clone();

@@ -75,7 +75,7 @@ pub async fn start_scoring(
         .patterns
         .config()
         .map_err(|e| anyhow::anyhow!("LOGCANARY_PATTERN_*: {e}"))?;
-    let db = db::Db::connect_lazy(&setup.service.database_url, setup.service.db_pool_size)
+    let db = db::Db::connect_lazy(setup.service.database_url(), setup.service.db_pool_size)
         .context("creating the database pool (DATABASE_URL)")?;
     let embedder_config = setup.embedder;
     let model_dir = embedder_config.model_dir.clone();
@@ -94,7 +94,7 @@ pub async fn start_scoring(
     let topology = mq::Topology::new(setup.service.amqp_prefix.clone())
         .with_quorum_queues(setup.service.amqp_quorum);
     let publisher = mq::Publisher::lazy(
-        &setup.service.amqp_url,
+        setup.service.amqp_url(),
         topology,
         setup.connection_name,
         mq::PublisherConfig {

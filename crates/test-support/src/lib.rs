@@ -16,6 +16,34 @@ use std::{
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
 
+/// Runs `f` with the environment variables `vars` set, and removes them again after,
+/// holding a process-wide lock: `cargo test` runs a binary's tests on threads of one
+/// process, so a test that parses settings from the same variables takes [`env_lock`]
+/// and never sees these values. (Under nextest every test has a process of its own.)
+pub fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
+    let _guard = env_lock();
+    for (name, value) in vars {
+        std::env::set_var(name, value);
+    }
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    for (name, _) in vars {
+        std::env::remove_var(name);
+    }
+    match out {
+        Ok(out) => out,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// The lock [`with_env`] holds while its variables are set.
+pub fn env_lock() -> std::sync::MutexGuard<'static, ()> {
+    static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that panicked while holding it left the environment restored (see
+    // `with_env`), so the lock stays usable.
+    ENV.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Server URL (no database) used to create per-test databases.
 pub fn postgres_server_url() -> String {
     std::env::var("TEST_DATABASE_SERVER")

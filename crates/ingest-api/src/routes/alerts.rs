@@ -100,6 +100,11 @@ impl From<Alert> for AlertOut {
     }
 }
 
+/// The bytes of an alert's large fields, for the page budget.
+fn alert_bytes(a: &Alert) -> usize {
+    a.payload.to_string().len() + a.last_error.as_ref().map_or(0, String::len) + a.dedup_key.len()
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct AlertPage {
     results: Vec<AlertOut>,
@@ -133,9 +138,15 @@ pub async fn list_alerts(
         before_id,
         limit: limit + 1,
     };
-    let mut rows = state.db.run(move |c| db::alerts::list(c, &filter)).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
+    let mut rows = state
+        .read_db
+        .run(move |c| db::alerts::list(c, &filter))
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let fit = pagination::fitting(&rows, pagination::MAX_PAGE_BYTES, alert_bytes);
+    let next = if more || fit < rows.len() {
+        rows.truncate(fit);
         rows.last().map(|a| a.id.to_string())
     } else {
         None

@@ -39,7 +39,7 @@ pub async fn dashboard(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let d = state
-        .db
+        .read_db
         .run(|c| db::dashboard::load(c, Utc::now(), 10))
         .await?;
     Ok(HttpResponse::Ok().json(DashboardOut {

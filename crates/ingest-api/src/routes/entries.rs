@@ -165,12 +165,18 @@ pub async fn get_log(
     let not_found = || ApiError::NotFound("No log entry with this id.".into());
     let id: i64 = path.parse().map_err(|_| not_found())?;
     let (entry, status) = state
-        .db
+        .read_db
         .run(move |c| db::entries::get_with_status(c, id))
         .await?
         .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(entry_out(entry, status.as_deref())))
 }
+
+/// Longest time range (`since` to `until`, or to now) of a text search (`q`).
+pub const MAX_SEARCH_DAYS: i64 = 7;
+
+/// The 400 of a text search without a bounded time range.
+pub const SEARCH_RANGE_MESSAGE: &str = "A text search needs a time range of at most 7 days: give since (and until, default now) no more than 7 days apart with q.";
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -183,7 +189,7 @@ pub struct ListQuery {
     since: Option<String>,
     /// RFC 3339; entries logged before.
     until: Option<String>,
-    /// Substring of the message.
+    /// Substring of the message. Only with `since`, at most 7 days before `until` (or now).
     q: Option<String>,
     /// Page size, 1 to 1 000 (default 100).
     limit: Option<String>,
@@ -199,6 +205,9 @@ pub struct LogPage {
 }
 
 /// Entries, newest first, with filters and keyset pagination.
+///
+/// A page holds at most 4 MiB of message text: past that it ends early, and `next` goes on
+/// from its last entry.
 #[utoipa::path(get, path = "/api/logs/", tag = "routes", params(ListQuery),
     responses((status = 200, body = LogPage), (status = 400, body = ErrorBody)))]
 pub async fn list_logs(
@@ -222,18 +231,37 @@ pub async fn list_logs(
     let until = check.time("until", query.until.as_deref());
     let limit = check.limit(query.limit.as_deref());
     let before = check.cursor(query.cursor.as_deref(), pagination::decode_time_id);
+    let contains = query.q.filter(|s| !s.is_empty());
+    // The text search scans every message in its range (no index serves a substring), so
+    // it needs a bounded one. An unreadable `since` already has its own message.
+    let since_unreadable = since.is_none() && query.since.as_deref().is_some_and(|s| !s.is_empty());
+    if contains.is_some() && !since_unreadable {
+        let within = since.is_some_and(|since| {
+            until.unwrap_or_else(chrono::Utc::now) - since
+                <= chrono::Duration::days(MAX_SEARCH_DAYS)
+        });
+        if !within {
+            check.fail("q", SEARCH_RANGE_MESSAGE);
+        }
+    }
     check.finish()?;
     let filter = db::entries::ListFilter {
         severity,
         is_anomaly,
         since,
         until,
-        contains: query.q.filter(|s| !s.is_empty()),
+        contains,
         before,
         limit,
     };
-    let rows = state.db.run(move |c| db::entries::list(c, &filter)).await?;
-    let next = if rows.len() as i64 == limit {
+    let mut rows = state
+        .read_db
+        .run(move |c| db::entries::list(c, &filter))
+        .await?;
+    let full = rows.len() as i64 == limit;
+    let fit = pagination::fitting(&rows, pagination::MAX_PAGE_BYTES, |e| e.message.len());
+    let next = if full || fit < rows.len() {
+        rows.truncate(fit);
         rows.last()
             .map(|e| pagination::encode_time_id(e.logged_at, e.id))
     } else {

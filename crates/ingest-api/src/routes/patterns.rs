@@ -117,11 +117,17 @@ pub async fn list_patterns(
         before_id,
         limit,
     };
-    let rows = state
-        .db
+    let mut rows = state
+        .read_db
         .run(move |c| db::patterns::list(c, &filter))
         .await?;
-    let next = if rows.len() as i64 == limit {
+    let full = rows.len() as i64 == limit;
+    // An id is at most 20 digits and a comma in the answer.
+    let fit = pagination::fitting(&rows, pagination::MAX_PAGE_BYTES, |p| {
+        p.details.to_string().len() + 21 * p.log_entry_ids.len()
+    });
+    let next = if full || fit < rows.len() {
+        rows.truncate(fit);
         rows.last().map(|p| p.id.to_string())
     } else {
         None

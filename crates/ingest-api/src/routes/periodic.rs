@@ -418,7 +418,7 @@ pub async fn list_periodic_tasks(
     _: ReadAccess,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let rows = state.db.run(db::periodic::list).await?;
+    let rows = state.read_db.run(db::periodic::list).await?;
     Ok(HttpResponse::Ok().json(PeriodicTaskPage {
         results: rows.into_iter().map(Into::into).collect(),
     }))
@@ -464,7 +464,7 @@ pub async fn get_periodic_task(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
     let row = state
-        .db
+        .read_db
         .run(move |c| db::periodic::get(c, id))
         .await?
         .ok_or_else(not_found)?;

@@ -8,6 +8,7 @@ use crate::{
     access::ReadAccess,
     errors::{ApiError, ErrorBody},
     fallback::resource,
+    pagination,
     query::QueryCheck,
     review::{rank, ReviewItemOut, MAX_CANDIDATES},
     state::AppState,
@@ -53,14 +54,21 @@ pub async fn review_queue(
         return Ok(HttpResponse::Ok().json(ReviewPage { results, hours }));
     }
     let candidates = state
-        .db
+        .read_db
         .run(move |c| db::templates::review_candidates(c, hours, MAX_CANDIDATES))
         .await?;
-    let results = rank(
+    let mut results = rank(
         candidates,
         state.anomaly_threshold,
         usize::try_from(limit).unwrap_or(20),
     );
+    // The highest priorities that fit the byte budget; the rest wait for the next answer.
+    let fit = pagination::fitting(
+        &results,
+        pagination::MAX_PAGE_BYTES,
+        ReviewItemOut::text_bytes,
+    );
+    results.truncate(fit);
     state.review_cache.put((hours, limit), results.clone());
     Ok(HttpResponse::Ok().json(ReviewPage { results, hours }))
 }

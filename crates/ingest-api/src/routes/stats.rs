@@ -62,7 +62,7 @@ pub async fn queue_stats(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (rows, depths) = futures::join!(
-        state.db.run(db::stats::task_counts),
+        state.read_db.run(db::stats::task_counts),
         state.queue_depths.read()
     );
     let (queues, broker_error) = match depths {

@@ -45,7 +45,7 @@ pub async fn task_status(
     let not_found = || ApiError::NotFound("No task with this id.".into());
     let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
     let task = state
-        .db
+        .read_db
         .run(move |c| db::tasks::get(c, id))
         .await?
         .ok_or_else(not_found)?;

@@ -18,6 +18,7 @@ use crate::{
     errors::{ApiError, ErrorBody},
     fallback::resource,
     feedback::{apply_feedback, FeedbackTarget},
+    pagination,
     query::QueryCheck,
     rfc3339,
     state::AppState,
@@ -153,10 +154,15 @@ pub async fn list_templates(
     };
     let limit = check.limit(query.limit.as_deref());
     check.finish()?;
-    let rows = state
-        .db
+    let mut rows = state
+        .read_db
         .run(move |c| db::templates::list(c, order, limit))
         .await?;
+    // No cursor here: an answer past the byte budget just holds fewer templates.
+    let fit = pagination::fitting(&rows, pagination::MAX_PAGE_BYTES, |t| {
+        t.template.len() + t.template_key.len()
+    });
+    rows.truncate(fit);
     Ok(HttpResponse::Ok().json(TemplatePage {
         results: rows.into_iter().map(Into::into).collect(),
     }))

@@ -33,6 +33,8 @@ pub struct Options {
     pub replay_guard: &'static str,
     /// `LOGCANARY_HMAC_KEYS` instead of the test keys.
     pub hmac_keys: Option<String>,
+    /// `LOGCANARY_DB_POOL_SIZE`, the write pool.
+    pub db_pool_size: u32,
     /// More flags, e.g. `--environment=production`, `--read-token=...`.
     pub extra_args: Vec<String>,
     /// The secret `post_signed` signs with (default: the test key's).
@@ -47,6 +49,7 @@ impl Default for Options {
             legacy: Some(true),
             max_body_bytes: 1024 * 1024,
             replay_guard: "postgres",
+            db_pool_size: 4,
             hmac_keys: None,
             extra_args: Vec::new(),
             signing_secret: None,
@@ -84,7 +87,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         format!("--max-body-bytes={}", options.max_body_bytes),
         format!("--replay-guard={}", options.replay_guard),
         "--http-workers=2".into(),
-        "--db-pool-size=4".into(),
+        format!("--db-pool-size={}", options.db_pool_size),
     ];
     if let Some(legacy) = options.legacy {
         args.push(format!("--hmac-legacy={legacy}"));

@@ -53,8 +53,9 @@ async fn listing_filters_and_pages_newest_first() {
         .await
         .unwrap();
     assert_eq!(errors["results"].as_array().unwrap().len(), 5);
+    let searched_from = urlencode(&(base - chrono::Duration::minutes(1)).to_rfc3339());
     let q: Value = app
-        .get("/api/logs/?q=job%207%20")
+        .get(&format!("/api/logs/?q=job%207%20&since={searched_from}"))
         .await
         .json()
         .await
@@ -88,7 +89,7 @@ async fn listing_filters_and_pages_newest_first() {
     app.cleanup().await;
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
 
