@@ -131,6 +131,13 @@ pub fn parse_listen_addr(raw: &str) -> Result<SocketAddr, String> {
 }
 
 /// Reads a URL-ish secret for logging without leaking the password.
+/// The password of a `scheme://user:password@host/...` URL, as written (not decoded).
+pub fn url_password(url: &str) -> Option<&str> {
+    let scheme_end = url.find("://")?;
+    let at = url.rfind('@').filter(|at| *at > scheme_end)?;
+    url[scheme_end + 3..at].split_once(':').map(|(_, p)| p)
+}
+
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {

@@ -3,7 +3,9 @@
 //! make, and refuses MACs that are not 32 bytes. Written against the public functions
 //! only, so a new signature scheme can be added beside them.
 
-use logcanary_common::signing::{sign_legacy, sign_timestamped, Signature, SignatureParseError};
+use logcanary_common::signing::{
+    sign_legacy, sign_request, sign_timestamped, RequestLine, Signature, SignatureParseError,
+};
 use proptest::prelude::*;
 
 /// Header-ish text: the characters a signature header is made of, plus anything else.
@@ -118,5 +120,38 @@ proptest! {
             Signature::parse(&format!("t={t},{junk},v1={mac}")),
             Err(SignatureParseError::Malformed)
         );
+    }
+
+    #[test]
+    fn a_request_bound_signature_holds_for_its_request_only(
+        secret in proptest::collection::vec(any::<u8>(), 0..80),
+        body in proptest::collection::vec(any::<u8>(), 0..300),
+        t in any::<i64>(),
+        method in "(GET|POST|PATCH|DELETE)",
+        path in "/[a-z0-9/%._-]{0,40}",
+        query in "[a-z0-9=&%]{0,30}",
+        split in 0usize..300,
+    ) {
+        let line = RequestLine { method: &method, path: &path, query: &query };
+        let header = sign_request(&secret, t, line, &body);
+        let sig = Signature::parse(&header).expect("a header sign_request made");
+        let bound_at_t = matches!(sig, Signature::Bound { t: read, .. } if read == t);
+        prop_assert!(bound_at_t);
+        prop_assert!(sig.verify_request(&secret, line, &body));
+        // Fed in two chunks, as the server reads a body, the MAC is the same.
+        let (a, b) = body.split_at(split.min(body.len()));
+        let mut state = sig.start(&secret, line);
+        state.update(a);
+        state.update(b);
+        prop_assert!(state.matches(sig.mac()));
+        // Another path or query does not verify; nor does the body-only reading of it.
+        let other_path = format!("{path}x");
+        let other = RequestLine { path: &other_path, ..line };
+        prop_assert!(!sig.verify_request(&secret, other, &body));
+        let other_query = format!("{query}&x");
+        let other = RequestLine { query: &other_query, ..line };
+        prop_assert!(!sig.verify_request(&secret, other, &body));
+        let as_v1 = Signature::parse(&header.replace("v2=", "v1=")).expect("same shape");
+        prop_assert!(!as_v1.verify(&secret, &body));
     }
 }

@@ -237,6 +237,16 @@ impl Settings {
                     ));
                 }
             }
+            for (name, url) in [
+                ("DATABASE_URL", self.service.database_url()),
+                ("AMQP_URL", self.service.amqp_url()),
+            ] {
+                if common::config::url_password(url).is_some_and(is_placeholder) {
+                    return Err(format!(
+                        "{name} has a placeholder password; LOGCANARY_ENV=production needs real secrets"
+                    ));
+                }
+            }
             for (name, token) in [
                 ("LOGCANARY_READ_TOKEN", &self.read_token),
                 (DASHBOARD_TOKEN_ENV, &self.dashboard_token),
@@ -258,6 +268,21 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// Why `secret` is too weak for production, if it is: shorter than [`MIN_SECRET_BYTES`],
 /// a known placeholder (`CHANGE-ME`, `dev-secret`, ...) or one character repeated.
 pub fn weak_secret(secret: &str) -> Option<&'static str> {
+    if is_placeholder(secret) {
+        return Some("is a placeholder");
+    }
+    if secret.len() < MIN_SECRET_BYTES {
+        Some("is shorter than 32 bytes")
+    } else if secret.chars().all(|c| secret.starts_with(c)) {
+        Some("is one character repeated")
+    } else {
+        None
+    }
+}
+
+/// Whether `secret` is (or contains) a known placeholder such as `CHANGE-ME`. Checked on
+/// the passwords of `DATABASE_URL` and `AMQP_URL` too, which may be shorter than 32 bytes.
+pub fn is_placeholder(secret: &str) -> bool {
     const PLACEHOLDERS: [&str; 10] = [
         "change-me",
         "changeme",
@@ -271,15 +296,7 @@ pub fn weak_secret(secret: &str) -> Option<&'static str> {
         "secret-here",
     ];
     let lower = secret.to_ascii_lowercase();
-    if PLACEHOLDERS.iter().any(|p| lower.contains(p)) {
-        Some("is a placeholder")
-    } else if secret.len() < MIN_SECRET_BYTES {
-        Some("is shorter than 32 bytes")
-    } else if secret.chars().all(|c| secret.starts_with(c)) {
-        Some("is one character repeated")
-    } else {
-        None
-    }
+    PLACEHOLDERS.iter().any(|p| lower.contains(p))
 }
 
 /// A secret setting (a token), held as a [`secrecy::SecretString`]: its `Debug` shows

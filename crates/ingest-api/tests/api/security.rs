@@ -467,6 +467,27 @@ async fn production_refuses_weak_secrets_without_showing_them() {
             );
         }
     }
+    // A placeholder database password is refused too (and not shown).
+    let mut args = vec![
+        "ingest-api".to_owned(),
+        "--database-url=postgres://logcanary:CHANGE-ME@127.0.0.1:5432/x".to_owned(),
+        "--http-addr=127.0.0.1:0".into(),
+        "--admin-addr=127.0.0.1:0".into(),
+        "--environment=production".into(),
+    ];
+    args.push("--hmac-keys=k@ingest:0123456789abcdef0123456789abcdef".into());
+    let settings = logcanary_ingest_api::config::Cli::try_parse_from(args)
+        .unwrap()
+        .settings;
+    let error = match logcanary_ingest_api::startup::Application::build(settings).await {
+        Ok(_) => panic!("a CHANGE-ME database password started in production"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        error.contains("DATABASE_URL has a placeholder password"),
+        "{error}"
+    );
+    assert!(!error.contains("CHANGE-ME"), "{error}");
     // A strong key starts.
     let ok = build(&["--hmac-keys=k@ingest:0123456789abcdef0123456789abcdef"]);
     assert!(
