@@ -88,3 +88,11 @@ class SignV2(requests.auth.AuthBase):
 def before_call(context, case, kwargs):
     # Passed on to `requests.Session.request(auth=...)`: applied after the body is encoded.
     kwargs["auth"] = SignV2()
+
+
+@schemathesis.check
+def signature_accepted(ctx, response, case):
+    """Every request carries a valid, fresh signature of a key with every scope, so a 401
+    means the signing above is broken (and the run would only test the authentication)."""
+    if response.status_code == 401:
+        raise AssertionError(f"A signed request was refused with 401: {response.text[:300]}")
