@@ -6,7 +6,9 @@
 #  - Debian's kubectl (package kubernetes-client: kubectl 1.20 with kustomize v2.0.3) in
 #    .cache/kubectl-debian/, extracted from the .deb without installing it (it would conflict
 #    with another /usr/bin/kubectl): the overlays must render with it as well as with the
-#    kubectl on PATH (kustomize v5).
+#    kubectl on PATH (kustomize v5);
+#  - a venv of its own with schemathesis, which tests/tests/e2e/schemathesis.rs runs against a
+#    live ingest-api's /api/openapi.json (signing each request with tests/schemathesis/hooks.py).
 # promtool and the PATH kubectl come from Debian packages (scripts/services.sh).
 # Idempotent: does nothing when everything is in place at the pinned versions.
 set -euo pipefail
@@ -49,6 +51,39 @@ else
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PINS[@]}"
   pins_installed || die "$VENV does not have the pinned versions after pip install: ${PINS[*]}"
   say "installed ${PINS[*]} in $VENV"
+fi
+
+# --- schemathesis, in a venv of its own ------------------------------------------------
+# Apart from the validators: it brings its own hypothesis, requests and jsonschema stack,
+# which must not move the validators' pins (or be moved by them).
+ST_VENV=.cache/schemathesis-venv
+# Exact versions. schemathesis 4.32.5 is the newest release (it installs on Python 3.11);
+# hypothesis generates the cases, jsonschema_rs validates the responses and requests is the
+# transport the signing hook plugs into (an auth callable on the prepared request), so they
+# are pinned too.
+ST_PINS=(
+  schemathesis==4.32.5
+  hypothesis==6.170.17
+  jsonschema_rs==0.60.3
+  requests==2.34.2
+)
+st_pins_installed() {
+  [[ -x $ST_VENV/bin/python && -x $ST_VENV/bin/schemathesis ]] \
+    && "$ST_VENV/bin/python" - "${ST_PINS[@]}" 2>/dev/null <<'EOF'
+import importlib.metadata, sys
+pins = (pin.split("==") for pin in sys.argv[1:])
+sys.exit(any(importlib.metadata.version(name) != version for name, version in pins))
+EOF
+}
+if st_pins_installed; then
+  say "ok      $ST_VENV"
+else
+  command -v python3 >/dev/null 2>&1 || die "python3 is required"
+  [[ -x $ST_VENV/bin/python ]] || python3 -m venv "$ST_VENV" \
+    || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  "$ST_VENV/bin/pip" install --quiet --disable-pip-version-check "${ST_PINS[@]}"
+  st_pins_installed || die "$ST_VENV does not have the pinned versions after pip install: ${ST_PINS[*]}"
+  say "installed ${ST_PINS[*]} in $ST_VENV"
 fi
 
 # --- Debian's kubectl (kustomize v2.0.3) -------------------------------------------------

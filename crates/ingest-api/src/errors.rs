@@ -9,10 +9,47 @@ use utoipa::ToSchema;
 /// Per-field validation messages; nested lists (batch entries) are JSON values too.
 pub type FieldErrors = Map<String, Value>;
 
-/// Error bodies: `{"detail": "..."}` or per-field lists of messages.
+/// Error bodies: `{"detail": "..."}` (a 400 may carry per-field messages instead).
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
     detail: String,
+}
+
+/// A 400: `{"detail": "..."}` (the body is not JSON, for one) or per-field messages.
+// Documentation only: the answers are built by `ApiError`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum BadRequestBody {
+    Detail(ErrorBody),
+    Fields(FieldErrorsBody),
+}
+
+/// Per-field validation messages, `{"field": ["message", ...]}` (`non_field_errors` for the
+/// body as a whole).
+// Documentation of `FieldErrors` only.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct FieldErrorsBody(std::collections::BTreeMap<String, FieldError>);
+
+/// A field's messages; an object field (`interval`) has the messages of each of its fields
+/// instead, and a list field (`log_entries`) one object of them per item (`{}` for an item
+/// without errors).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum FieldError {
+    Messages(Vec<FieldMessage>),
+    Nested(std::collections::BTreeMap<String, Vec<String>>),
+}
+
+/// One message of a field, or the messages of one item of a list field.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum FieldMessage {
+    Message(String),
+    Item(std::collections::BTreeMap<String, Vec<String>>),
 }
 
 /// Adds `message` to the list of messages of `field`.

@@ -12,3 +12,4 @@ mod patterns;
 mod probe;
 mod realtime;
 mod scheduler;
+mod schemathesis;

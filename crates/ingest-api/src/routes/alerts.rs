@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     access::ReadAccess,
-    errors::{ApiError, ErrorBody},
+    errors::{ApiError, BadRequestBody},
     fallback::resource,
     pagination,
     query::QueryCheck,
@@ -115,7 +115,7 @@ pub struct AlertPage {
 /// Recent alerts and their delivery state, newest first, with filters and keyset
 /// pagination.
 #[utoipa::path(get, path = "/api/alerts/", tag = "crate::alerts", params(AlertsQuery),
-    responses((status = 200, body = AlertPage), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = AlertPage), (status = 400, body = BadRequestBody)))]
 pub async fn list_alerts(
     _: ReadAccess,
     query: web::Query<AlertsQuery>,

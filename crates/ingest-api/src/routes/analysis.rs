@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     auth::{Scope, WritePolicy},
     body::{SignedJson, IDS_BODY_BYTES, SMALL_BODY_BYTES},
-    errors::{ApiError, ErrorBody},
+    errors::{ApiError, BadRequestBody, ErrorBody},
     fallback::resource,
     ingest::{new_task, MessagesFor, Submission},
     routes::entries::LogEntryIn,
@@ -60,7 +60,7 @@ pub struct BatchAccepted {
 
 /// Store up to 10 000 entries and queue one batch analysis over them.
 #[utoipa::path(post, path = "/api/batch-analysis/", tag = "routes", request_body = BatchIn,
-    responses((status = 202, body = BatchAccepted), (status = 400, body = ErrorBody),
+    responses((status = 202, body = BatchAccepted), (status = 400, body = BadRequestBody),
         (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
     security(("hmac" = ["ingest"])))]
 pub async fn batch_analysis(
@@ -102,7 +102,7 @@ pub struct PatternAnalysisAccepted {
 
 /// Queue a pattern analysis over the last `time_window_hours`.
 #[utoipa::path(post, path = "/api/pattern-analysis/", tag = "routes", request_body = PatternAnalysisIn,
-    responses((status = 202, body = PatternAnalysisAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 202, body = PatternAnalysisAccepted), (status = 400, body = BadRequestBody), (status = 401, body = ErrorBody)),
     security(("hmac" = ["ingest", "operate"])))]
 pub async fn pattern_analysis(
     SignedJson(value): SignedJson,
@@ -146,7 +146,7 @@ pub struct RealTimeAccepted {
 
 /// Queue low-latency analysis of stored entries.
 #[utoipa::path(post, path = "/api/real-time-analysis/", tag = "routes", request_body = RealTimeIn,
-    responses((status = 202, body = RealTimeAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 202, body = RealTimeAccepted), (status = 400, body = BadRequestBody), (status = 401, body = ErrorBody)),
     security(("hmac" = ["ingest", "operate"])))]
 pub async fn real_time_analysis(
     SignedJson(value): SignedJson,

@@ -14,7 +14,7 @@ use crate::{
     access::ReadAccess,
     auth::{Scope, WritePolicy},
     body::{SignedJson, ENTRY_BODY_BYTES},
-    errors::{ApiError, ErrorBody},
+    errors::{ApiError, BadRequestBody, ErrorBody},
     fallback::resource,
     ingest::{new_task, MessagesFor, Submission},
     pagination,
@@ -79,7 +79,7 @@ pub struct LogEntryCreated {
 
 /// Store one entry and queue its analysis.
 #[utoipa::path(post, path = "/api/logs/", tag = "routes", request_body = LogEntryIn,
-    responses((status = 201, body = LogEntryCreated), (status = 400, body = ErrorBody),
+    responses((status = 201, body = LogEntryCreated), (status = 400, body = BadRequestBody),
         (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
     security(("hmac" = ["ingest"])))]
 pub async fn create_log(
@@ -209,7 +209,7 @@ pub struct LogPage {
 /// A page holds at most 4 MiB of message text: past that it ends early, and `next` goes on
 /// from its last entry.
 #[utoipa::path(get, path = "/api/logs/", tag = "routes", params(ListQuery),
-    responses((status = 200, body = LogPage), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = LogPage), (status = 400, body = BadRequestBody)))]
 pub async fn list_logs(
     _: ReadAccess,
     query: web::Query<ListQuery>,

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     access::ReadAccess,
-    errors::{ApiError, ErrorBody},
+    errors::{ApiError, BadRequestBody},
     fallback::resource,
     pagination,
     query::QueryCheck,
@@ -95,7 +95,7 @@ pub struct PatternPage {
 
 /// Detected patterns, newest first, with filters and keyset pagination.
 #[utoipa::path(get, path = "/api/patterns/", tag = "patterns", params(PatternsQuery),
-    responses((status = 200, body = PatternPage), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = PatternPage), (status = 400, body = BadRequestBody)))]
 pub async fn list_patterns(
     _: ReadAccess,
     query: web::Query<PatternsQuery>,

@@ -20,7 +20,7 @@ use crate::{
     access::ReadAccess,
     auth::{Scope, WritePolicy},
     body::{SignedDelete, SignedJson, SMALL_BODY_BYTES},
-    errors::{push, ApiError, ErrorBody, FieldErrors},
+    errors::{push, ApiError, BadRequestBody, ErrorBody, FieldErrors},
     fallback::resource,
     rfc3339,
     state::AppState,
@@ -62,6 +62,18 @@ pub struct IntervalIn {
     period: String,
 }
 
+/// A task's `args`: a list (`[hours]`, `[]`) or an object (`{"time_window_hours": 24}`,
+/// the clean-up's ages in days).
+fn args_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ArrayBuilder::new())
+            .item(ObjectBuilder::new().schema_type(Type::Object))
+            .build(),
+    )
+}
+
 /// A periodic task to create; on PATCH every field is optional.
 #[derive(Deserialize, ToSchema)]
 #[allow(dead_code)] // documents the contract; bodies are validated field by field
@@ -75,7 +87,7 @@ pub struct PeriodicTaskIn {
     /// Task arguments: `[hours]` for pattern analysis; `[]` or ages in days
     /// (`task_days`, `entry_days`, `anomaly_days`, `detection_days`, `alert_days`) for
     /// the clean-up. Default `[]`.
-    #[schema(value_type = Object, example = json!([24]))]
+    #[schema(schema_with = args_schema, example = json!([24]))]
     args: Option<Value>,
     /// Either this ...
     interval: Option<IntervalIn>,
@@ -94,7 +106,8 @@ pub struct PeriodicTaskOut {
     id: i64,
     name: String,
     task: String,
-    #[schema(value_type = Object)]
+    /// As sent ([`PeriodicTaskIn`]), or `[]` by default.
+    #[schema(schema_with = args_schema)]
     args: Value,
     interval: Option<IntervalIn>,
     cron: Option<String>,
@@ -215,8 +228,10 @@ fn validate(
         ),
     }
     match obj.get("args") {
-        None | Some(Value::Null) if creating => {}
         None => {}
+        // The default, as on creation: a PATCH to null stored a null the task's reader and
+        // the documented list-or-object shape do not expect.
+        Some(Value::Null) => fields.args = json!([]),
         Some(args) => fields.args = args.clone(),
     }
     if let Some(enabled) = obj.get("enabled") {
@@ -426,7 +441,7 @@ pub async fn list_periodic_tasks(
 
 /// Create a periodic task; the scheduler fires it from its `next_run_at` on.
 #[utoipa::path(post, path = "/api/periodic-tasks/", tag = "crate::periodic", request_body = PeriodicTaskIn,
-    responses((status = 201, body = PeriodicTaskOut), (status = 400, body = ErrorBody),
+    responses((status = 201, body = PeriodicTaskOut), (status = 400, body = BadRequestBody),
         (status = 401, body = ErrorBody), (status = 415, body = ErrorBody)),
     security(("hmac" = ["operate"])))]
 pub async fn create_periodic_task(
@@ -474,7 +489,7 @@ pub async fn get_periodic_task(
 /// Change some fields of a periodic task (enable, disable, reschedule, rename, ...).
 #[utoipa::path(patch, path = "/api/periodic-tasks/{id}/", tag = "crate::periodic", params(("id" = i64, Path)),
     request_body = PeriodicTaskIn,
-    responses((status = 200, body = PeriodicTaskOut), (status = 400, body = ErrorBody),
+    responses((status = 200, body = PeriodicTaskOut), (status = 400, body = BadRequestBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)),
     security(("hmac" = ["operate"])))]
 pub async fn update_periodic_task(

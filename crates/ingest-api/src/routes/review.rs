@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     access::ReadAccess,
-    errors::{ApiError, ErrorBody},
+    errors::{ApiError, BadRequestBody, ErrorBody},
     fallback::resource,
     pagination,
     query::QueryCheck,
@@ -39,7 +39,7 @@ pub struct ReviewPage {
 /// The review queue: unlabelled templates ranked by how many verdicts an operator's
 /// answer would change (uncertain, frequent and severe first).
 #[utoipa::path(get, path = "/api/review/", params(ReviewQuery), tag = "crate::review",
-    responses((status = 200, body = ReviewPage), (status = 400, body = ErrorBody),
+    responses((status = 200, body = ReviewPage), (status = 400, body = BadRequestBody),
         (status = 401, body = ErrorBody)))]
 pub async fn review_queue(
     _: ReadAccess,

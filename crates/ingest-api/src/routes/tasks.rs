@@ -24,7 +24,8 @@ pub struct TaskStatusOut {
     /// PENDING, STARTED, RETRY, SUCCESS or FAILURE.
     status: String,
     task_name: String,
-    #[schema(value_type = Object)]
+    /// The task's result once it succeeded, else null.
+    #[schema(value_type = Option<Object>)]
     result: Option<serde_json::Value>,
     error: Option<String>,
     attempts: i32,

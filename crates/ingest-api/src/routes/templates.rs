@@ -15,7 +15,7 @@ use crate::{
     access::ReadAccess,
     auth::{Scope, WritePolicy},
     body::{SignedJson, SMALL_BODY_BYTES},
-    errors::{ApiError, ErrorBody},
+    errors::{ApiError, BadRequestBody, ErrorBody},
     fallback::resource,
     feedback::{apply_feedback, FeedbackTarget},
     pagination,
@@ -96,7 +96,7 @@ pub struct FeedbackOut {
 /// Label the template of an analysed entry; later lines of that template (and of close
 /// ones) are scored with it, and its entries of the last hour are re-scored with it.
 #[utoipa::path(post, path = "/api/logs/{id}/feedback/", tag = "templates", params(("id" = i64, Path)), request_body = FeedbackIn,
-    responses((status = 200, body = FeedbackOut), (status = 400, body = ErrorBody),
+    responses((status = 200, body = FeedbackOut), (status = 400, body = BadRequestBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "The entry has not been analysed yet"),
         (status = 415, body = ErrorBody)),
@@ -134,7 +134,7 @@ pub struct TemplatePage {
 
 /// Mined templates with their counts, first and last sighting and labels.
 #[utoipa::path(get, path = "/api/templates/", tag = "templates", params(TemplatesQuery),
-    responses((status = 200, body = TemplatePage), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = TemplatePage), (status = 400, body = BadRequestBody)))]
 pub async fn list_templates(
     _: ReadAccess,
     query: web::Query<TemplatesQuery>,

@@ -279,3 +279,34 @@ async fn every_field_is_validated_by_name() {
     assert_eq!(app.db.count("SELECT count(*) FROM periodic_tasks").await, 3);
     app.cleanup().await;
 }
+
+/// Found by schemathesis (tests/tests/e2e/schemathesis.rs): a PATCH to `"args": null`
+/// stored a null, which the list-or-object `args` of the documented schema (and the task's
+/// reader) do not allow. It means the default, `[]`, as on creation.
+#[tokio::test]
+async fn a_patch_to_null_args_resets_them_to_the_default() {
+    let app = spawn_app().await;
+    let (status, created) = create(
+        &app,
+        &json!({
+            "name": "cleanup weekly",
+            "task": "logs.tasks.cleanup_old_results",
+            "args": {"task_days": 7},
+            "interval": {"every": 7, "period": "days"},
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let (status, updated) = patch(&app, id, &json!({"args": null})).await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["args"], json!([]));
+    let got: Value = app
+        .get(&format!("/api/periodic-tasks/{id}/"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["args"], json!([]));
+    app.cleanup().await;
+}
