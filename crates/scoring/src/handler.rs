@@ -159,13 +159,7 @@ impl ScoringHandler {
             })
             .await
             .map_err(|_| AnalyseError::Merge("the merge task panicked".into()))?;
-            let embeddings: HashMap<String, Vec<f32>> = self
-                .db
-                .run(move |c| db::templates::embeddings(c, &missing))
-                .await
-                .map_err(AnalyseError::Sync)?
-                .into_iter()
-                .collect();
+            let embeddings = self.stored_embeddings(missing).await?;
             let detector = self.detector.clone();
             let templates = tokio::task::spawn_blocking(move || {
                 let mut d = lock(&detector);
@@ -181,6 +175,20 @@ impl ScoringHandler {
         state.since = Some(state.since.map_or(next, |s| s.max(next)));
         state.last = Some(Instant::now());
         Ok(())
+    }
+
+    /// The stored embeddings of the templates `keys`, for rows read without theirs.
+    async fn stored_embeddings(
+        &self,
+        keys: Vec<String>,
+    ) -> Result<HashMap<String, Vec<f32>>, AnalyseError> {
+        Ok(self
+            .db
+            .run(move |c| db::templates::embeddings(c, &keys))
+            .await
+            .map_err(AnalyseError::Sync)?
+            .into_iter()
+            .collect())
     }
 
     /// Brings back from the table the evicted templates that lines of this batch belong
@@ -220,13 +228,7 @@ impl ScoringHandler {
         if rows.is_empty() {
             return Ok(());
         }
-        let embeddings: HashMap<String, Vec<f32>> = self
-            .db
-            .run(move |c| db::templates::embeddings(c, &missing))
-            .await
-            .map_err(AnalyseError::Sync)?
-            .into_iter()
-            .collect();
+        let embeddings = self.stored_embeddings(missing).await?;
         let detector = self.detector.clone();
         tokio::task::spawn_blocking(move || lock(&detector).restore(&rows, embeddings))
             .await

@@ -35,6 +35,22 @@ pub fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// The password-bearing URLs every service reads, with `s3cret` in each password.
+pub const SERVICE_SECRETS: [(&str, &str); 2] = [
+    ("DATABASE_URL", "postgres://lc:pg-s3cret-1@db:5432/lc"),
+    ("AMQP_URL", "amqp://lc:mq-s3cret-2@mq:5672/%2f"),
+];
+
+/// Asserts that `--help` names every variable of `secrets` and that neither it nor the
+/// settings' `Debug` shows any value containing `marker`.
+pub fn assert_secrets_hidden(secrets: &[(&str, &str)], marker: &str, help: &str, debug: &str) {
+    for (var, _) in secrets {
+        assert!(help.contains(var), "{var} is not in --help");
+    }
+    assert!(!help.contains(marker), "a secret is in --help: {help}");
+    assert!(!debug.contains(marker), "a secret is in Debug: {debug}");
+}
+
 /// The lock [`with_env`] holds while its variables are set.
 pub fn env_lock() -> std::sync::MutexGuard<'static, ()> {
     static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
