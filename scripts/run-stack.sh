@@ -14,6 +14,10 @@ export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 # The development key may do everything (ingest, read, operate, admin); see API.md.
 export LOGCANARY_HMAC_KEYS=${LOGCANARY_HMAC_KEYS:-default@ingest+read+operate+admin:dev-secret}
 export LOGCANARY_LOG_FORMAT=${LOGCANARY_LOG_FORMAT:-pretty}
+# The log shippers' development API token (ingest only; refused in production). Only its
+# SHA-256 is configured; `ingest-api create-token --name NAME` makes real ones.
+DEV_SHIPPER_TOKEN=lc_dev-shipper-token
+export LOGCANARY_API_TOKENS=${LOGCANARY_API_TOKENS:-dev@ingest:$(printf '%s' "$DEV_SHIPPER_TOKEN" | sha256sum | cut -d' ' -f1)}
 
 "$BIN/ingest-api" migrate
 
@@ -74,6 +78,8 @@ logcanary is running:
   admin       ingest-api :9100, analysis-worker :9101, notifier :9103, scheduler :9104 (/livez /readyz /metrics)
   alerts      email $([ -n "${LOGCANARY_SMTP_URL:-}" ] && echo on || echo 'off (set LOGCANARY_SMTP_URL)'), webhooks $([ -n "${LOGCANARY_WEBHOOK_URLS:-}" ] && echo on || echo 'off (set LOGCANARY_WEBHOOK_URLS)'); GET /api/alerts/
   HMAC key    LOGCANARY_HMAC_KEYS=$LOGCANARY_HMAC_KEYS
+  shippers    API token $DEV_SHIPPER_TOKEN (ingest): OTLP http://127.0.0.1:8000/v1/logs,
+              Loki http://127.0.0.1:8000/loki/api/v1/push, Elasticsearch http://127.0.0.1:8000 (README)
   reads       open (development, no LOGCANARY_READ_TOKEN); production needs a credential
 
 Try it (another terminal):

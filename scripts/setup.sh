@@ -15,6 +15,7 @@ fi
 
 bash scripts/fetch-ml-assets.sh
 bash scripts/fetch-validators.sh
+bash scripts/fetch-shippers.sh
 
 command -v cargo >/dev/null 2>&1 || { echo "setup: error: cargo is required (https://rustup.rs)" >&2; exit 1; }
 echo "setup: done"

@@ -46,6 +46,7 @@ impl Stack {
                 format!("127.0.0.1:{api_admin_port}"),
             ),
             ("LOGCANARY_HMAC_KEYS", test_support::test_hmac_keys()),
+            ("LOGCANARY_API_TOKENS", test_support::test_api_tokens()),
             ("LOGCANARY_HTTP_WORKERS", "2".to_owned()),
         ]);
         let ingest = Spawned::start("ingest-api", &[], &api_env, api_admin_port).await;

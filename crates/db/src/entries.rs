@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::{
     pg::PgConnection,
     prelude::*,
-    sql_types::{Array, BigInt, Bool, Double, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{Array, BigInt, Bool, Double, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use uuid::Uuid;
 
@@ -27,25 +27,53 @@ pub fn insert_entries(
     entries: &[NewLogEntry],
     task_ids: &[Uuid],
 ) -> Result<Vec<i64>, DbError> {
+    insert_entries_with_attributes(conn, entries, task_ids, &[])
+}
+
+/// [`insert_entries`], with `attributes[i]` (a JSON object, or None) stored beside
+/// `entries[i]`; an empty `attributes` stores none.
+pub fn insert_entries_with_attributes(
+    conn: &mut PgConnection,
+    entries: &[NewLogEntry],
+    task_ids: &[Uuid],
+    attributes: &[Option<serde_json::Value>],
+) -> Result<Vec<i64>, DbError> {
     debug_assert_eq!(entries.len(), task_ids.len());
+    debug_assert!(attributes.is_empty() || attributes.len() == entries.len());
     let logged: Vec<DateTime<Utc>> = entries.iter().map(|e| e.logged_at).collect();
     let severity: Vec<&str> = entries.iter().map(|e| e.severity.as_str()).collect();
     let message: Vec<&str> = entries.iter().map(|e| e.message.as_str()).collect();
     let source: Vec<Option<&str>> = entries.iter().map(|e| e.source.as_deref()).collect();
-    // One statement with five array parameters, whatever the batch size: no bind-parameter
+    // One statement with array parameters, whatever the batch size: no bind-parameter
     // limit and one plan. Ids come from one sequence in row order, so sorting the returned
-    // ids restores input order.
-    let mut rows: Vec<IdRow> = diesel::sql_query(
-        "INSERT INTO log_entries (logged_at, severity, message, source, analysis_task_id) \
-         SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::uuid[]) \
-         RETURNING id",
-    )
-    .bind::<Array<Timestamptz>, _>(&logged)
-    .bind::<Array<Text>, _>(&severity)
-    .bind::<Array<Text>, _>(&message)
-    .bind::<Array<Nullable<Text>>, _>(&source)
-    .bind::<Array<SqlUuid>, _>(task_ids)
-    .load(conn)?;
+    // ids restores input order. Entries of the JSON API have no attributes: their batches
+    // skip that column (and its array) altogether.
+    let mut rows: Vec<IdRow> = if attributes.iter().all(Option::is_none) {
+        diesel::sql_query(
+            "INSERT INTO log_entries (logged_at, severity, message, source, analysis_task_id) \
+             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::uuid[]) \
+             RETURNING id",
+        )
+        .bind::<Array<Timestamptz>, _>(&logged)
+        .bind::<Array<Text>, _>(&severity)
+        .bind::<Array<Text>, _>(&message)
+        .bind::<Array<Nullable<Text>>, _>(&source)
+        .bind::<Array<SqlUuid>, _>(task_ids)
+        .load(conn)?
+    } else {
+        diesel::sql_query(
+            "INSERT INTO log_entries (logged_at, severity, message, source, analysis_task_id, attributes) \
+             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::jsonb[]) \
+             RETURNING id",
+        )
+        .bind::<Array<Timestamptz>, _>(&logged)
+        .bind::<Array<Text>, _>(&severity)
+        .bind::<Array<Text>, _>(&message)
+        .bind::<Array<Nullable<Text>>, _>(&source)
+        .bind::<Array<SqlUuid>, _>(task_ids)
+        .bind::<Array<Nullable<Jsonb>>, _>(attributes)
+        .load(conn)?
+    };
     rows.sort_unstable_by_key(|r| r.id);
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
@@ -65,13 +93,25 @@ pub fn insert_with_tasks(
     entries: &[NewLogEntry],
     entry_task: &[Uuid],
 ) -> Result<Vec<i64>, DbError> {
+    insert_with_tasks_and_attributes(conn, new_tasks, entries, entry_task, &[])
+}
+
+/// [`insert_with_tasks`] with each entry's attributes (see
+/// [`insert_entries_with_attributes`]).
+pub fn insert_with_tasks_and_attributes(
+    conn: &mut PgConnection,
+    new_tasks: &[NewTask],
+    entries: &[NewLogEntry],
+    entry_task: &[Uuid],
+    attributes: &[Option<serde_json::Value>],
+) -> Result<Vec<i64>, DbError> {
     conn.transaction(|conn| {
         for chunk in new_tasks.chunks(TASK_ROWS_PER_STATEMENT) {
             diesel::insert_into(tasks::table)
                 .values(chunk)
                 .execute(conn)?;
         }
-        insert_entries(conn, entries, entry_task)
+        insert_entries_with_attributes(conn, entries, entry_task, attributes)
     })
 }
 
@@ -87,6 +127,16 @@ pub fn get_with_status(
         .first::<(LogEntry, Option<String>)>(conn)
         .optional()?;
     Ok(row)
+}
+
+/// The stored attributes of entry `id` (what a shipper sent beside the line), if any.
+pub fn attributes(conn: &mut PgConnection, id: i64) -> Result<Option<serde_json::Value>, DbError> {
+    Ok(log_entries::table
+        .filter(log_entries::id.eq(id))
+        .select(log_entries::attributes)
+        .first::<Option<serde_json::Value>>(conn)
+        .optional()?
+        .flatten())
 }
 
 /// Entries by id (any order); missing ids are simply absent.

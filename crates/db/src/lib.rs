@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod api_keys;
+pub mod api_tokens;
 pub mod dashboard;
 pub mod entries;
 pub mod migrate;

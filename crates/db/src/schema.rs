@@ -15,6 +15,7 @@ diesel::table! {
         summary -> Nullable<Text>,
         template_id -> Nullable<Int8>,
         analyzed_at -> Nullable<Timestamptz>,
+        attributes -> Nullable<Jsonb>,
     }
 }
 
@@ -115,6 +116,17 @@ diesel::table! {
         created_at -> Timestamptz,
         expires_at -> Nullable<Timestamptz>,
         scopes -> Array<Text>,
+    }
+}
+
+diesel::table! {
+    /// Shipper tokens, by the SHA-256 of the token (`crate::api_tokens`).
+    api_tokens (name) {
+        name -> Text,
+        token_sha256 -> Bytea,
+        scopes -> Array<Text>,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
     }
 }
 

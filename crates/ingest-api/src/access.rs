@@ -3,7 +3,8 @@
 //! uses too.
 //!
 //! A GET is let through with, in this order: a bearer token (`LOGCANARY_READ_TOKEN`:
-//! `read`; `LOGCANARY_DASHBOARD_TOKEN`: `read` + `operate`), else a request-bound HMAC
+//! `read`; `LOGCANARY_DASHBOARD_TOKEN`: `read` + `operate`; or an API token with its
+//! scopes, [`crate::tokens`]), else a request-bound HMAC
 //! signature (`t=..,v2=..`) of a key with the scope, else nothing at all, but only for
 //! reads in development with no read token set ([`AppState::reads_open`]). A credential
 //! that does not hold answers 401; one that holds without the scope, 403.
@@ -63,7 +64,15 @@ fn not_authenticated() -> ApiError {
 async fn authorize(req: &HttpRequest, payload: Payload, needed: Scope) -> Result<Caller, ApiError> {
     let state = app_state(req)?;
     if let Some(given) = bearer(req) {
-        let caller = state.tokens.find(given).ok_or_else(not_authenticated)?;
+        let caller = match state.tokens.find(given) {
+            Some(caller) => caller,
+            // An API token (`ingest-api create-token --scopes read`) reads too.
+            None => state
+                .api_tokens
+                .find(&[given.to_owned()])
+                .await
+                .ok_or_else(not_authenticated)?,
+        };
         caller.require(&[needed])?;
         req.extensions_mut().insert(caller.clone());
         return Ok(caller);

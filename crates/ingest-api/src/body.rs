@@ -228,7 +228,7 @@ pub struct BodyPermit {
 
 impl BodyPermit {
     /// Holds `total` bytes in all (no-op when it already does), or answers 503.
-    fn grow_to(&mut self, total: usize) -> Result<(), ApiError> {
+    pub fn grow_to(&mut self, total: usize) -> Result<(), ApiError> {
         if total <= self.held {
             return Ok(());
         }

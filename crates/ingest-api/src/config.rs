@@ -28,6 +28,25 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Make an API token for a log shipper, store its SHA-256 in `api_tokens` and print
+    /// the token (shown this once). Creating a token again under a name replaces it.
+    CreateToken {
+        /// Name of the token (the shipper or team it is for), shown in logs and errors.
+        #[arg(long)]
+        name: String,
+        /// Scopes, `+`-separated (ingest, read, operate, admin).
+        #[arg(long, default_value = "ingest")]
+        scopes: String,
+        /// Store nothing: print the token and the `LOGCANARY_API_TOKENS` entry that
+        /// holds its digest, for configuration instead of the database.
+        #[arg(long)]
+        no_store: bool,
+    },
+    /// Revoke the stored API token of this name (replicas stop accepting it within 10 s).
+    RevokeToken {
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -48,6 +67,12 @@ pub struct Settings {
     /// with every scope, refused when LOGCANARY_ENV=production.
     #[arg(long, env = "LOGCANARY_HMAC_KEYS", value_name = "LOGCANARY_HMAC_KEYS", value_parser = crate::auth::parse_keys, hide_env_values = true)]
     pub hmac_keys: Option<crate::auth::HmacKeys>,
+
+    /// API tokens of the log shippers (OTLP, Loki, Elasticsearch bulk) as
+    /// `name@scope+scope:<sha256 hex>,...` (`name:<hex>` gets `ingest`): digests only,
+    /// made by `ingest-api create-token --no-store`. Tokens in `api_tokens` count too.
+    #[arg(long, env = "LOGCANARY_API_TOKENS", value_name = "LOGCANARY_API_TOKENS", value_parser = crate::tokens::parse_tokens, hide_env_values = true)]
+    pub api_tokens: Option<crate::tokens::ConfiguredTokens>,
 
     /// Accept the old clients' plain body signature (no replay protection) on the old
     /// API's POST endpoints. Default: on in development, off in production.
@@ -246,6 +271,18 @@ impl Settings {
                         "{name} has a placeholder password; LOGCANARY_ENV=production needs real secrets"
                     ));
                 }
+            }
+            let dev = crate::tokens::digest(crate::tokens::DEV_TOKEN);
+            if let Some(t) = self
+                .api_tokens
+                .iter()
+                .flat_map(|t| &t.0)
+                .find(|t| t.sha256 == dev)
+            {
+                return Err(format!(
+                    "LOGCANARY_API_TOKENS: token {:?} is the development token of make run; LOGCANARY_ENV=production needs tokens from ingest-api create-token",
+                    t.name
+                ));
             }
             for (name, token) in [
                 ("LOGCANARY_READ_TOKEN", &self.read_token),

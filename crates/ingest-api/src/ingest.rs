@@ -38,6 +38,8 @@ pub struct Submission {
     pub entry_task: Vec<Uuid>,
     /// Filled in once the entry ids are known (they are assigned by the insert).
     pub messages: MessagesFor,
+    /// What a shipper sent beside each line, same length as `entries`; empty: nothing.
+    pub attributes: Vec<Option<serde_json::Value>>,
 }
 
 impl Submission {
@@ -48,6 +50,34 @@ impl Submission {
             tasks: vec![task],
             entries,
             messages,
+            attributes: Vec::new(),
+        }
+    }
+
+    /// Shipped entries: one `batch_analyze_logs` task per [`validation::MAX_BATCH`]
+    /// entries (the batch endpoint's size, which the workers are built for), all stored in
+    /// one transaction, with each entry's attributes.
+    pub fn shipped(
+        entries: Vec<NewLogEntry>,
+        attributes: Vec<Option<serde_json::Value>>,
+    ) -> Self {
+        let mut tasks = Vec::new();
+        let mut entry_task = Vec::with_capacity(entries.len());
+        for chunk in entries.chunks(crate::validation::MAX_BATCH) {
+            let id = Uuid::new_v4();
+            tasks.push(new_task(
+                id,
+                contracts::tasks::BATCH_ANALYZE_LOGS,
+                serde_json::json!({"count": chunk.len()}),
+            ));
+            entry_task.extend(std::iter::repeat_n(id, chunk.len()));
+        }
+        Self {
+            tasks,
+            entries,
+            entry_task,
+            messages: MessagesFor::BatchPerTask,
+            attributes,
         }
     }
 }
@@ -71,6 +101,8 @@ pub enum MessagesFor {
     EachEntry,
     /// One `batch_analyze_logs` over all entries.
     Batch { task_id: Uuid },
+    /// One `batch_analyze_logs` per task, over the entries of that task.
+    BatchPerTask,
     /// Ready-made messages (tasks without new entries).
     Ready(Vec<Task>),
 }
@@ -193,19 +225,35 @@ async fn commit_group(db: &db::Db, group: Vec<(Submission, Reply)>) -> Option<Pu
     let mut all_tasks = Vec::new();
     let mut all_entries = Vec::new();
     let mut all_entry_task = Vec::new();
+    let with_attributes = submissions.iter().any(|s| !s.attributes.is_empty());
+    let mut all_attributes = Vec::new();
     let mut sizes = Vec::with_capacity(requests);
     let mut message_plans = Vec::with_capacity(requests);
     for s in submissions {
         sizes.push(s.entries.len());
-        all_tasks.extend(s.tasks);
         all_entry_task.extend(s.entry_task.iter().copied());
-        message_plans.push((s.messages, s.entry_task));
+        if with_attributes {
+            if s.attributes.is_empty() {
+                all_attributes.extend(std::iter::repeat_n(None, s.entries.len()));
+            } else {
+                all_attributes.extend(s.attributes);
+            }
+        }
+        let task_order: Vec<Uuid> = s.tasks.iter().map(|t| t.id).collect();
+        message_plans.push((s.messages, s.entry_task, task_order));
+        all_tasks.extend(s.tasks);
         all_entries.extend(s.entries);
     }
     let entry_count = all_entries.len();
     let stored = db
         .run(move |conn| {
-            db::entries::insert_with_tasks(conn, &all_tasks, &all_entries, &all_entry_task)
+            db::entries::insert_with_tasks_and_attributes(
+                conn,
+                &all_tasks,
+                &all_entries,
+                &all_entry_task,
+                &all_attributes,
+            )
         })
         .await;
     let ids = match stored {
@@ -224,7 +272,7 @@ async fn commit_group(db: &db::Db, group: Vec<(Submission, Reply)>) -> Option<Pu
     let mut per_request_ids = Vec::with_capacity(requests);
     let mut messages = Vec::new();
     let mut offset = 0;
-    for (size, (plan, entry_task)) in sizes.into_iter().zip(message_plans) {
+    for (size, (plan, entry_task, task_order)) in sizes.into_iter().zip(message_plans) {
         let ids = ids[offset..offset + size].to_vec();
         offset += size;
         match plan {
@@ -241,6 +289,20 @@ async fn commit_group(db: &db::Db, group: Vec<(Submission, Reply)>) -> Option<Pu
                     task_id: task_id.to_string(),
                     log_entry_ids: ids.clone(),
                 }))
+            }
+            MessagesFor::BatchPerTask => {
+                for task in task_order {
+                    let log_entry_ids = ids
+                        .iter()
+                        .zip(&entry_task)
+                        .filter(|(_, t)| **t == task)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    messages.push(Task::BatchAnalyzeLogs(v1::BatchAnalyzeLogs {
+                        task_id: task.to_string(),
+                        log_entry_ids,
+                    }));
+                }
             }
             MessagesFor::Ready(ready) => messages.extend(ready),
         }

@@ -9,7 +9,8 @@
 //! Layout: [`routes`] holds one module per HTTP resource and only handles requests; what
 //! they share lives in modules named after it: the request state ([`state`]), the
 //! extractors that check a request before its handler runs ([`access`] for reads,
-//! [`body`] for signed writes), query-string checks ([`query`], [`pagination`]), error
+//! [`body`] for signed writes, [`shipper`] and [`tokens`] for the log shippers' protocols
+//! and API tokens), query-string checks ([`query`], [`pagination`]), error
 //! bodies ([`errors`], [`fallback`]) and time formatting ([`rfc3339`]).
 
 pub mod access;
@@ -27,8 +28,10 @@ pub mod query;
 pub mod review;
 pub mod rfc3339;
 pub mod routes;
+pub mod shipper;
 pub mod startup;
 pub mod state;
+pub mod tokens;
 pub mod validation;
 
 #[cfg(test)]

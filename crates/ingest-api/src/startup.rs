@@ -99,11 +99,16 @@ impl Application {
             settings.hmac_tolerance(),
             settings.replay_guard,
         );
+        let api_tokens = crate::tokens::ApiTokens::new(
+            settings.api_tokens.clone().unwrap_or_default(),
+            db.clone(),
+        );
         let state = web::Data::new(AppState {
             db: db.clone(),
             read_db,
             ingestor,
             verifier,
+            api_tokens,
             max_body_bytes: settings.max_body_bytes,
             body_budget: BodyBudget::new(settings.max_inflight_body_bytes),
             body_timeout: body_timeout(settings.body_timeout_secs),

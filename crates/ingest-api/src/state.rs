@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::{
     access::BearerTokens, auth::Verifier, body::BodyBudget, broker::QueueDepths, ingest::Ingestor,
-    review::ReviewCache,
+    review::ReviewCache, tokens::ApiTokens,
 };
 
 /// Shared by every request.
@@ -16,6 +16,8 @@ pub struct AppState {
     pub read_db: db::Db,
     pub ingestor: Ingestor,
     pub verifier: Verifier,
+    /// The shippers' API tokens (`LOGCANARY_API_TOKENS` and `api_tokens`).
+    pub api_tokens: ApiTokens,
     /// `LOGCANARY_MAX_BODY_BYTES`: the batch endpoint's body limit.
     pub max_body_bytes: usize,
     /// Body bytes all requests may hold together (`LOGCANARY_MAX_INFLIGHT_BODY_BYTES`).

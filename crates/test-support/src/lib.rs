@@ -356,6 +356,23 @@ pub fn test_hmac_keys() -> String {
     format!("{TEST_KEY_ID}@ingest+read+operate+admin:{TEST_SECRET}")
 }
 
+/// The API token of the tests' log shipper (`ingest` only).
+pub const SHIPPER_TOKEN: &str = "lc_test-shipper-token-with-ingest-scope";
+/// An API token with `read` only: a shipper request with it answers 403.
+pub const READ_ONLY_TOKEN: &str = "lc_test-reader-token-with-read-scope";
+
+/// `LOGCANARY_API_TOKENS` of the tests: [`SHIPPER_TOKEN`] (`shipper@ingest`) and
+/// [`READ_ONLY_TOKEN`] (`reader@read`), as the digests the setting takes.
+pub fn test_api_tokens() -> String {
+    use sha2::Digest;
+    let hash = |t: &str| hex::encode(sha2::Sha256::digest(t.as_bytes()));
+    format!(
+        "shipper@ingest:{},reader@read:{}",
+        hash(SHIPPER_TOKEN),
+        hash(READ_ONLY_TOKEN)
+    )
+}
+
 /// Where cargo put this workspace's binaries (next to the test executable's `deps/`).
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test executable");

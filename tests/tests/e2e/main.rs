@@ -12,4 +12,5 @@ mod patterns;
 mod probe;
 mod realtime;
 mod scheduler;
+mod shippers;
 mod schemathesis;

@@ -128,6 +128,12 @@ pub struct LogEntryOut {
     analysis_task_id: Option<String>,
     /// `processing`, `analyzed` or `failed`.
     status: String,
+    /// What a log shipper sent beside the line (OTLP resource and record attributes, Loki
+    /// labels, the other fields of an Elasticsearch document); only on `GET
+    /// /api/logs/{id}/`, and only for entries that have some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    attributes: Option<serde_json::Value>,
 }
 
 fn entry_out(e: LogEntry, task_status: Option<&str>) -> LogEntryOut {
@@ -151,6 +157,7 @@ fn entry_out(e: LogEntry, task_status: Option<&str>) -> LogEntryOut {
         template_id: e.template_id,
         analysis_task_id: e.analysis_task_id.map(|t| t.to_string()),
         status: status.into(),
+        attributes: None,
     }
 }
 
@@ -164,12 +171,20 @@ pub async fn get_log(
 ) -> Result<HttpResponse, ApiError> {
     let not_found = || ApiError::NotFound("No log entry with this id.".into());
     let id: i64 = path.parse().map_err(|_| not_found())?;
-    let (entry, status) = state
+    let (entry, status, attributes) = state
         .read_db
-        .run(move |c| db::entries::get_with_status(c, id))
+        .run(move |c| {
+            let Some((entry, status)) = db::entries::get_with_status(c, id)? else {
+                return Ok(None);
+            };
+            Ok(Some((entry, status, db::entries::attributes(c, id)?)))
+        })
         .await?
         .ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(entry_out(entry, status.as_deref())))
+    Ok(HttpResponse::Ok().json(LogEntryOut {
+        attributes,
+        ..entry_out(entry, status.as_deref())
+    }))
 }
 
 /// Longest time range (`since` to `until`, or to now) of a text search (`q`).

@@ -14,6 +14,7 @@ pub mod page;
 pub mod patterns;
 pub mod periodic;
 pub mod review;
+pub mod shippers;
 pub mod stats;
 pub mod tasks;
 pub mod templates;
@@ -32,5 +33,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(patterns::configure)
         .configure(stats::configure)
         .configure(keys::configure)
+        .configure(shippers::configure)
         .configure(page::configure);
 }

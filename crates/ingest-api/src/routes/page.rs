@@ -65,8 +65,36 @@ fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
-async fn index() -> HttpResponse {
+/// The page; or, to an Elasticsearch client or Beat (which ask `GET /` for the version
+/// and product before they send), the Elasticsearch root document
+/// ([`crate::routes::shippers::elastic_root`]). Browsers are never taken for one.
+async fn index(req: HttpRequest) -> HttpResponse {
+    if is_elastic_client(&req) {
+        return crate::routes::shippers::elastic_root();
+    }
     asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+/// An Elasticsearch client: the official clients' meta header or media type, or a Beats /
+/// Logstash / Fluent user agent, and no request for HTML.
+fn is_elastic_client(req: &HttpRequest) -> bool {
+    let text = |name: header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let accept = text(header::ACCEPT);
+    if accept.contains("text/html") {
+        return false;
+    }
+    let agent = text(header::USER_AGENT);
+    req.headers().contains_key("x-elastic-client-meta")
+        || accept.contains("elasticsearch")
+        || ["elastic", "beat", "logstash", "fluent"]
+            .iter()
+            .any(|a| agent.contains(a))
 }
 
 async fn app_js() -> HttpResponse {

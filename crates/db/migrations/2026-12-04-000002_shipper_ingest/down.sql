@@ -1,0 +1,2 @@
+ALTER TABLE log_entries DROP COLUMN attributes;
+DROP TABLE api_tokens;
