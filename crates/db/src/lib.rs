@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod api_keys;
 pub mod dashboard;
 pub mod entries;
+pub mod incidents;
 pub mod migrate;
 pub mod models;
 pub mod patterns;
