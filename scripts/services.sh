@@ -14,7 +14,7 @@ as_root() {
 }
 
 # Debian packages that building and running need; installed only if missing.
-PACKAGES=(libpq-dev postgresql postgresql-client rabbitmq-server python3 python3-pip python3-venv curl ca-certificates prometheus chromium)
+PACKAGES=(libpq-dev postgresql postgresql-client rabbitmq-server python3 python3-pip python3-venv curl ca-certificates prometheus prometheus-alertmanager chromium)
 # kubectl (for `kubectl kustomize` in the deploy tests): Debian's kubernetes-client, unless
 # another package already provides one (they conflict on /usr/bin/kubectl).
 command -v kubectl >/dev/null 2>&1 || PACKAGES+=(kubernetes-client)

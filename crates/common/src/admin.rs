@@ -197,6 +197,10 @@ fn describe_metrics() {
         Unit::Seconds,
         "Time of one alert delivery attempt, by channel."
     );
+    metrics::describe_counter!(
+        "logcanary_incident_updates_total",
+        "Incidents on Alertmanager and PagerDuty sent again or ended, by channel, action (repost, resolve) and outcome (sent, failed)."
+    );
     metrics::describe_histogram!(
         "logcanary_scheduler_lag_seconds",
         Unit::Seconds,

@@ -11,6 +11,7 @@ pub mod api_keys;
 pub mod api_tokens;
 pub mod dashboard;
 pub mod entries;
+pub mod incidents;
 pub mod migrate;
 pub mod models;
 pub mod patterns;

@@ -60,6 +60,9 @@ pub struct AlertItem {
     pub lines: Vec<Line>,
     #[serde(default)]
     pub log_entry_id: Option<i64>,
+    /// The template of an anomalous line, when the scorer assigned one.
+    #[serde(default)]
+    pub template_id: Option<i64>,
     #[serde(default)]
     pub pattern_detection_id: Option<i64>,
     /// Pattern kind (`anomaly_cluster`, `error_spike`, ...).
@@ -146,6 +149,7 @@ pub fn critical(
         source,
         lines: entry.map(Line::from).into_iter().collect(),
         log_entry_id: Some(log_entry_id),
+        template_id: entry.and_then(|e| e.template_id),
         pattern_detection_id: None,
         pattern_kind: None,
         window: None,
@@ -190,6 +194,7 @@ pub fn pattern(p: &PatternForAlert, samples: &[LogEntry], dashboard: &Url) -> Al
         source,
         lines,
         log_entry_id: None,
+        template_id: None,
         pattern_detection_id: Some(p.id),
         pattern_kind: Some(p.kind.clone()),
         window: Some((p.window_start, p.window_end)),

@@ -13,7 +13,7 @@ use url::Url;
 #[command(
     name = "notifier",
     version,
-    about = "logcanary notifier: delivers critical-anomaly and pattern alerts by email (SMTP) and webhooks, with dedup, cooldown and grouping."
+    about = "logcanary notifier: delivers critical-anomaly and pattern alerts by email (SMTP), webhooks, Prometheus Alertmanager and PagerDuty, with dedup, cooldown and grouping."
 )]
 pub struct Settings {
     #[command(flatten)]
@@ -91,6 +91,49 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub webhook_secret: Option<SecretString>,
+
+    /// Prometheus Alertmanager base URLs, comma-separated (`http://alertmanager:9093`):
+    /// alerts are posted to `<base>/api/v2/alerts`, re-posted while they keep firing and
+    /// ended with `endsAt`. Unset: no Alertmanager.
+    #[arg(
+        long,
+        env = "LOGCANARY_ALERTMANAGER_URLS",
+        value_name = "LOGCANARY_ALERTMANAGER_URLS",
+        hide_env_values = true
+    )]
+    pub alertmanager_urls: Option<SecretString>,
+
+    /// Seconds between re-posts of a firing alert to Alertmanager; keep it well below
+    /// Alertmanager's `resolve_timeout` (5 min by default), after which an alert that was
+    /// not posted again counts as resolved.
+    #[arg(long, env = "LOGCANARY_ALERTMANAGER_REPOST_SECS", value_name = "LOGCANARY_ALERTMANAGER_REPOST_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub alertmanager_repost_secs: u64,
+
+    /// PagerDuty Events API v2 routing key (the integration key of a service's Events API
+    /// v2 integration). Unset: no PagerDuty.
+    #[arg(
+        long,
+        env = "LOGCANARY_PAGERDUTY_ROUTING_KEY",
+        value_name = "LOGCANARY_PAGERDUTY_ROUTING_KEY",
+        hide_env_values = true
+    )]
+    pub pagerduty_routing_key: Option<SecretString>,
+
+    /// PagerDuty Events API v2 endpoint (another one for a proxy or a test receiver).
+    #[arg(
+        long,
+        env = "LOGCANARY_PAGERDUTY_URL",
+        value_name = "LOGCANARY_PAGERDUTY_URL",
+        hide_env_values = true,
+        default_value = crate::pagerduty::DEFAULT_URL
+    )]
+    pub pagerduty_url: SecretString,
+
+    /// Seconds without a new alert of the same key (kind + template, or pattern kind +
+    /// source; sent or suppressed) after which its incident ends: Alertmanager gets the
+    /// alert with `endsAt`, PagerDuty a `resolve`. Unset: the cooldown.
+    #[arg(long, env = "LOGCANARY_INCIDENT_RESOLVE_SECS", value_name = "LOGCANARY_INCIDENT_RESOLVE_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub incident_resolve_secs: Option<u64>,
 
     /// Base URL of the dashboard, for the links in alerts.
     #[arg(
@@ -181,6 +224,12 @@ pub enum ConfigError {
     },
     #[error("LOGCANARY_WEBHOOK_URLS: {redacted:?} is not an http(s) URL")]
     WebhookUrl { redacted: String },
+    #[error("LOGCANARY_ALERTMANAGER_URLS: {redacted:?} is not an http(s) URL")]
+    AlertmanagerUrl { redacted: String },
+    #[error("LOGCANARY_PAGERDUTY_URL: {redacted:?} is not an http(s) URL")]
+    PagerDutyUrl { redacted: String },
+    #[error("LOGCANARY_PAGERDUTY_ROUTING_KEY is not a routing key: expected the integration key of an Events API v2 integration (32 characters, no spaces)")]
+    PagerDutyRoutingKey,
     #[error("{var} still holds a placeholder ({placeholder}); set the real secret, LOGCANARY_ENV=production refuses it")]
     Placeholder {
         var: &'static str,
@@ -194,7 +243,8 @@ pub enum ConfigError {
 }
 
 /// The delivery channels, checked. Its `Debug` shows no secret: the SMTP URL without its
-/// password, webhooks by host, whether a webhook secret is set.
+/// password, webhooks and Alertmanagers by host, whether a webhook secret is set,
+/// PagerDuty's endpoint by host and never its routing key.
 #[derive(Clone, Default)]
 pub struct ChannelSettings {
     pub smtp_url: Option<String>,
@@ -202,13 +252,37 @@ pub struct ChannelSettings {
     pub from: Option<Mailbox>,
     pub webhooks: Vec<Url>,
     pub webhook_secret: Option<String>,
+    /// Base URLs.
+    pub alertmanagers: Vec<Url>,
+    pub pagerduty: Option<PagerDutySettings>,
     pub dashboard_url: Option<Url>,
+}
+
+/// PagerDuty's endpoint and routing key, checked.
+#[derive(Clone)]
+pub struct PagerDutySettings {
+    pub url: Url,
+    pub routing_key: String,
+}
+
+impl std::fmt::Debug for PagerDutySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PagerDutySettings")
+            .field("url", &redact_path(self.url.as_str()))
+            .field("routing_key", &"[redacted]")
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for ChannelSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let webhooks: Vec<String> = self
             .webhooks
+            .iter()
+            .map(|u| redact_path(u.as_str()))
+            .collect();
+        let alertmanagers: Vec<String> = self
+            .alertmanagers
             .iter()
             .map(|u| redact_path(u.as_str()))
             .collect();
@@ -224,6 +298,8 @@ impl std::fmt::Debug for ChannelSettings {
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| "[redacted]"),
             )
+            .field("alertmanagers", &alertmanagers)
+            .field("pagerduty", &self.pagerduty)
             .field("dashboard_url", &self.dashboard_url)
             .finish()
     }
@@ -264,14 +340,20 @@ impl Settings {
     pub fn channels(&self) -> Result<ChannelSettings, ConfigError> {
         if self.environment == "production" {
             for (var, value) in [
-                ("LOGCANARY_SMTP_URL", &self.smtp_url),
-                ("LOGCANARY_WEBHOOK_URLS", &self.webhook_urls),
-                ("LOGCANARY_WEBHOOK_SECRET", &self.webhook_secret),
+                ("LOGCANARY_SMTP_URL", self.smtp_url.as_ref()),
+                ("LOGCANARY_WEBHOOK_URLS", self.webhook_urls.as_ref()),
+                ("LOGCANARY_WEBHOOK_SECRET", self.webhook_secret.as_ref()),
+                (
+                    "LOGCANARY_ALERTMANAGER_URLS",
+                    self.alertmanager_urls.as_ref(),
+                ),
+                (
+                    "LOGCANARY_PAGERDUTY_ROUTING_KEY",
+                    self.pagerduty_routing_key.as_ref(),
+                ),
+                ("LOGCANARY_PAGERDUTY_URL", Some(&self.pagerduty_url)),
             ] {
-                if let Some(placeholder) = value
-                    .as_ref()
-                    .and_then(|v| placeholder_in(v.expose_secret()))
-                {
+                if let Some(placeholder) = value.and_then(|v| placeholder_in(v.expose_secret())) {
                     return Err(ConfigError::Placeholder { var, placeholder });
                 }
             }
@@ -322,6 +404,35 @@ impl Settings {
                 }),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let alertmanagers = list(self.alertmanager_urls.as_ref().map(|s| s.expose_secret()))
+            .into_iter()
+            .map(|raw| {
+                http_url(raw).ok_or_else(|| ConfigError::AlertmanagerUrl {
+                    redacted: redact_path(raw),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let pagerduty = match self
+            .pagerduty_routing_key
+            .as_ref()
+            .map(|k| k.expose_secret().trim())
+            .filter(|k| !k.is_empty())
+        {
+            None => None,
+            Some(key) => {
+                if !key.chars().all(|c| c.is_ascii_graphic()) {
+                    return Err(ConfigError::PagerDutyRoutingKey);
+                }
+                let raw = self.pagerduty_url.expose_secret().trim();
+                let url = http_url(raw).ok_or_else(|| ConfigError::PagerDutyUrl {
+                    redacted: redact_path(raw),
+                })?;
+                Some(PagerDutySettings {
+                    url,
+                    routing_key: key.to_owned(),
+                })
+            }
+        };
         let mut dashboard_url =
             Url::parse(self.dashboard_url.trim()).map_err(|reason| ConfigError::DashboardUrl {
                 raw: self.dashboard_url.clone(),
@@ -341,6 +452,8 @@ impl Settings {
                 .as_ref()
                 .map(|s| s.expose_secret().to_owned())
                 .filter(|s| !s.trim().is_empty()),
+            alertmanagers,
+            pagerduty,
             dashboard_url: Some(dashboard_url),
         })
     }
@@ -353,6 +466,15 @@ impl Settings {
         )
     }
 
+    /// How long an incident stays open without a new alert of its key.
+    pub fn incident_resolve(&self) -> Duration {
+        Duration::from_secs(
+            self.incident_resolve_secs
+                .unwrap_or(self.cooldown_secs)
+                .max(1),
+        )
+    }
+
     pub fn delivery_policy(&self) -> crate::deliver::RetryPolicy {
         crate::deliver::RetryPolicy {
             attempts: self.delivery_attempts,
@@ -360,6 +482,13 @@ impl Settings {
             backoff_max: Duration::from_millis(self.delivery_backoff_max_ms),
         }
     }
+}
+
+/// `raw` as an http(s) URL with a host.
+fn http_url(raw: &str) -> Option<Url> {
+    Url::parse(raw)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 /// A webhook URL for messages: scheme and host only (Slack puts its secret in the path).
@@ -400,6 +529,19 @@ mod tests {
                 "https://hooks.example.com/services/T0/B0/hook-s3cret-4",
             ),
             ("LOGCANARY_WEBHOOK_SECRET", "sign-s3cret-5"),
+            (
+                "LOGCANARY_ALERTMANAGER_URLS",
+                "http://am:am-s3cret-6@alertmanager:9093,https://am2.example.com/am-s3cret-7/",
+            ),
+            // 32 characters, like a real integration key.
+            (
+                "LOGCANARY_PAGERDUTY_ROUTING_KEY",
+                "R0s3cret8pd0000000000000000000FF",
+            ),
+            (
+                "LOGCANARY_PAGERDUTY_URL",
+                "https://relay:px-s3cret-9@pd-relay.example.com/v2/enqueue",
+            ),
         ];
         let (help, debug, channels) = test_support::with_env(&secrets, || {
             let help = Settings::CONSUMER_DEFAULTS
@@ -415,20 +557,79 @@ mod tests {
             );
             let channels = parsed.channels().expect("valid channels");
             assert_eq!(channels.webhooks[0].as_str(), secrets[3].1);
+            assert_eq!(channels.alertmanagers.len(), 2);
+            let pd = channels.pagerduty.as_ref().expect("PagerDuty on");
+            assert_eq!(pd.routing_key, secrets[6].1);
+            assert_eq!(pd.url.as_str(), secrets[7].1);
             (help, format!("{parsed:?}"), format!("{channels:?}"))
         });
-        for (var, _) in secrets {
-            assert!(help.contains(var), "{var} is not in --help");
-        }
-        for shown in [&help, &debug, &channels] {
-            assert!(!shown.contains("s3cret"), "a secret is shown: {shown}");
-        }
+        test_support::assert_secrets_hidden(&secrets, "s3cret", &help, &debug);
+        assert!(
+            !channels.contains("s3cret"),
+            "a secret is shown: {channels}"
+        );
+        assert!(
+            help.contains("https://events.pagerduty.com/v2/enqueue"),
+            "the default endpoint is shown"
+        );
         // Flags are secrets too.
         let parsed = settings(&[
             "--smtp-url=smtp://u:flag-s3cret@h:25",
             "--webhook-secret=flag-s3cret",
+            "--pagerduty-routing-key=flag-s3cret",
         ]);
         assert!(!format!("{parsed:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn channel_errors_never_show_the_routing_key_or_url_secrets() {
+        for (args, var) in [
+            (
+                vec!["--pagerduty-routing-key=not a s3cret key"],
+                "LOGCANARY_PAGERDUTY_ROUTING_KEY",
+            ),
+            (
+                vec![
+                    "--pagerduty-routing-key=R0s3cret8pd0000000000000000000FF",
+                    "--pagerduty-url=ftp://u:s3cret@pd/v2/enqueue",
+                ],
+                "LOGCANARY_PAGERDUTY_URL",
+            ),
+            (
+                vec!["--alertmanager-urls=http://am:9093,mailto:s3cret@x"],
+                "LOGCANARY_ALERTMANAGER_URLS",
+            ),
+            (
+                vec![
+                    "--environment=production",
+                    "--pagerduty-routing-key=s3cret-CHANGE-ME",
+                ],
+                "LOGCANARY_PAGERDUTY_ROUTING_KEY",
+            ),
+        ] {
+            let err = settings(&args).channels().unwrap_err();
+            let (text, debug) = (err.to_string(), format!("{err:?}"));
+            assert!(text.contains(var), "{text}");
+            assert!(
+                !text.contains("s3cret") && !debug.contains("s3cret"),
+                "{text} / {debug}"
+            );
+        }
+        // PagerDuty is off without a routing key, whatever the endpoint.
+        let off = settings(&["--pagerduty-url=https://pd.example.com/v2/enqueue"]);
+        assert!(off.channels().unwrap().pagerduty.is_none());
+    }
+
+    #[test]
+    fn incidents_resolve_after_the_cooldown_unless_told_otherwise() {
+        let s = settings(&[]);
+        assert_eq!(s.incident_resolve(), Duration::from_secs(900));
+        assert_eq!(s.alertmanager_repost_secs, 60);
+        let s = settings(&["--cooldown-secs=120"]);
+        assert_eq!(s.incident_resolve(), Duration::from_secs(120));
+        let s = settings(&["--incident-resolve-secs=30"]);
+        assert_eq!(s.incident_resolve(), Duration::from_secs(30));
+        assert!(Settings::load_from(["notifier", "--alertmanager-repost-secs=0"]).is_err());
     }
 
     #[test]
@@ -443,6 +644,18 @@ mod tests {
                 "LOGCANARY_WEBHOOK_URLS",
             ),
             ("--webhook-secret=change-me", "LOGCANARY_WEBHOOK_SECRET"),
+            (
+                "--alertmanager-urls=http://am:CHANGE-ME@alertmanager:9093",
+                "LOGCANARY_ALERTMANAGER_URLS",
+            ),
+            (
+                "--pagerduty-routing-key=CHANGE-ME",
+                "LOGCANARY_PAGERDUTY_ROUTING_KEY",
+            ),
+            (
+                "--pagerduty-url=https://relay:change-me@pd-relay/v2/enqueue",
+                "LOGCANARY_PAGERDUTY_URL",
+            ),
         ] {
             let mut args = vec![flag, "--alert-emails=ops@example.com"];
             if !flag.starts_with("--smtp-url") {

@@ -1,9 +1,16 @@
 //! The delivery channels: email over SMTP (`lettre`) and signed JSON webhooks
-//! (`reqwest`). One [`Channel::send`] is one attempt; it says whether a failure is worth
-//! another attempt ([`DeliveryError::is_retryable`]): HTTP 5xx, 408, 425, 429, timeouts,
-//! connection errors and SMTP 4xx are; other HTTP 4xx and SMTP 5xx are not.
+//! (`reqwest`) here, Prometheus Alertmanager and PagerDuty in their own modules. One
+//! [`Channel::send`] is one attempt; it says whether a failure is worth another attempt
+//! ([`DeliveryError::is_retryable`]): HTTP 5xx, 408, 425, 429, timeouts, connection errors
+//! and SMTP 4xx are; other HTTP 4xx and SMTP 5xx are not.
+//!
+//! Channels that follow an incident after its first alert ([`Channel::tracking`]:
+//! Alertmanager, PagerDuty) also get [`Channel::update`] from the incident sweep
+//! (`crate::incident`): re-posts while the incident lasts and its end.
 
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use lettre::{
     message::{Mailbox, MultiPart},
@@ -12,7 +19,7 @@ use lettre::{
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::render::Rendered;
+use crate::{alert::AlertItem, render::Rendered};
 
 /// Why one attempt failed, and whether another attempt may succeed
 /// ([`DeliveryError::is_retryable`]). The message (`Display`) carries the whole reason,
@@ -39,11 +46,11 @@ pub enum DeliveryError {
         body: String,
     },
     /// No answer within the delivery timeout: retryable.
-    #[error("webhook timed out")]
+    #[error("HTTP request timed out")]
     WebhookTimeout,
     /// The request did not get an answer (connection refused, TLS, ...): retryable, unless
     /// the request could not even be built.
-    #[error("webhook request failed: {reason}")]
+    #[error("HTTP request failed: {reason}")]
     WebhookRequest { reason: String, builder: bool },
 }
 
@@ -85,12 +92,32 @@ impl RetryPolicy {
     }
 }
 
+/// How a channel follows an incident (the alerts of one dedup key) after its first alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracking {
+    /// Re-post a firing incident this often (Alertmanager counts an alert that is not
+    /// re-posted within its `resolve_timeout` as resolved); `None`: the receiver keeps it
+    /// open until told otherwise (PagerDuty).
+    pub repost_every: Option<Duration>,
+}
+
+/// An open incident sent again, or its end, by [`Channel::update`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentUpdate {
+    /// The alert that opened the incident: its labels and dedup key are the incident's.
+    pub alert: AlertItem,
+    pub started_at: DateTime<Utc>,
+    /// `Some`: the incident ended then; `None`: it is still firing.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
 /// A place alerts are sent to.
 #[async_trait::async_trait]
 pub trait Channel: Send + Sync + 'static {
-    /// The `alerts.channel` value: `email`, or `webhook:<host>#<hash of the URL>`.
+    /// The `alerts.channel` value: `email`, `webhook:<host>#<hash of the URL>`,
+    /// `alertmanager:<host>#<hash>` or `pagerduty:<host>#<hash>`.
     fn name(&self) -> &str;
-    /// `email` or `webhook`: a bounded metrics label.
+    /// `email`, `webhook`, `alertmanager` or `pagerduty`: a bounded metrics label.
     fn kind(&self) -> &'static str;
     /// One attempt. `delivery_id` is the same for every attempt of one message, so a
     /// receiver can drop repeats.
@@ -99,6 +126,77 @@ pub trait Channel: Send + Sync + 'static {
     ///
     /// The attempt failed; [`DeliveryError::is_retryable`] says whether to try again.
     async fn send(&self, message: &Rendered, delivery_id: &str) -> Result<(), DeliveryError>;
+
+    /// `Some` for a channel that keeps incidents open and gets [`Channel::update`] calls;
+    /// `None` (the default) for one-off messages (email, webhooks).
+    fn tracking(&self) -> Option<Tracking> {
+        None
+    }
+
+    /// One attempt at re-posting firing incidents and sending ended ones. The default
+    /// does nothing (channels without [`Channel::tracking`] are never asked).
+    ///
+    /// # Errors
+    ///
+    /// As [`Channel::send`].
+    async fn update(
+        &self,
+        incidents: &[IncidentUpdate],
+        delivery_id: &str,
+    ) -> Result<(), DeliveryError> {
+        let _ = (incidents, delivery_id);
+        Ok(())
+    }
+}
+
+/// The HTTP client of the HTTP channels.
+///
+/// # Errors
+///
+/// The client cannot be built (TLS roots).
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("logcanary-notifier/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Sends `request` (a JSON body set) and turns anything but a 2xx answer into a
+/// [`DeliveryError`] that holds no URL.
+pub(crate) async fn send_http(request: reqwest::RequestBuilder) -> Result<(), DeliveryError> {
+    match request.send().await {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            Err(DeliveryError::WebhookStatus {
+                status,
+                body: text.trim().chars().take(200).collect(),
+            })
+        }
+        Err(e) if e.is_timeout() => Err(DeliveryError::WebhookTimeout),
+        Err(e) => Err(DeliveryError::WebhookRequest {
+            builder: e.is_builder(),
+            reason: error_chain(&e.without_url()),
+        }),
+    }
+}
+
+/// `<prefix>:<host>#<8 hex of sha256(secret material)>`: tells channels apart without
+/// showing a path or key.
+pub(crate) fn channel_name(prefix: &str, url: &Url, material: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for m in material {
+        hash.update(m.as_bytes());
+        hash.update([0]);
+    }
+    let hash = hex::encode(hash.finalize());
+    format!(
+        "{prefix}:{}#{}",
+        url.host_str().unwrap_or("unknown"),
+        &hash[..8]
+    )
 }
 
 /// Email to a fixed list of recipients, one SMTP transaction per message.
@@ -184,11 +282,7 @@ impl Webhook {
         secret: Option<String>,
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("logcanary-notifier/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = http_client(timeout)?;
         Ok(Self {
             name: webhook_channel(&url),
             client,
@@ -233,22 +327,7 @@ impl Channel for Webhook {
                 common::signing::sign_timestamped(secret.as_bytes(), t, &body),
             );
         }
-        match request.body(body).send().await {
-            Ok(response) if response.status().is_success() => Ok(()),
-            Ok(response) => {
-                let status = response.status();
-                let text = response.text().await.unwrap_or_default();
-                Err(DeliveryError::WebhookStatus {
-                    status,
-                    body: text.trim().chars().take(200).collect(),
-                })
-            }
-            Err(e) if e.is_timeout() => Err(DeliveryError::WebhookTimeout),
-            Err(e) => Err(DeliveryError::WebhookRequest {
-                builder: e.is_builder(),
-                reason: error_chain(&e.without_url()),
-            }),
-        }
+        send_http(request.body(body)).await
     }
 }
 

@@ -7,7 +7,10 @@
 //!    entries and pattern detections the alerts point at; the tasks are marked STARTED;
 //! 2. [`db::alerts::claim`]: one `alerts` row per alert and channel, `pending`, or
 //!    `suppressed` when the same alert went out on that channel within the cooldown (a
-//!    redelivered task gets its existing rows back);
+//!    redelivered task gets its existing rows back); in the same transaction, on channels
+//!    that track incidents (Alertmanager, PagerDuty), each alert opens its incident or
+//!    keeps it open ([`db::incidents::touch`]; the sweep in `crate::incident` re-posts
+//!    and ends them);
 //! 3. per channel, concurrently: the pending rows rendered as one message and sent, with
 //!    in-process retries and backoff on transient failures; every attempt is counted on
 //!    the rows, with its error;
@@ -314,9 +317,15 @@ impl NotifierHandler {
             })
             .collect();
         let cooldown = self.cooldown;
+        let tracked: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|c| c.tracking().is_some())
+            .map(|c| c.name().to_owned())
+            .collect();
         let claimed = self
             .db
-            .run(move |c| rows::claim(c, &candidates, cooldown))
+            .run(move |c| db::incidents::claim(c, &candidates, cooldown, &tracked))
             .await?;
         for a in claimed
             .iter()

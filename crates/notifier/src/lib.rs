@@ -1,7 +1,9 @@
 //! The notifier: consumes `notifications` (`logs.tasks.send_critical_anomaly_alert`,
-//! `logs.tasks.send_pattern_alert`) and delivers alerts by email over SMTP and by JSON
-//! webhooks (Slack-compatible, HMAC-signed), with dedup and cooldown, grouping of alerts
-//! that arrive together, and every attempt recorded in the `alerts` table.
+//! `logs.tasks.send_pattern_alert`) and delivers alerts by email over SMTP, by JSON
+//! webhooks (Slack-compatible, HMAC-signed), to Prometheus Alertmanager and to PagerDuty
+//! (Events API v2), with dedup and cooldown, grouping of alerts that arrive together, and
+//! every attempt recorded in the `alerts` table. On Alertmanager and PagerDuty an alert is
+//! an incident that lasts while its alerts keep coming (`incident`): re-posted, then ended.
 //!
 //! Retries of a failed delivery happen in-process with backoff (so a group stays one
 //! message); a message whose delivery failed for good is dead-lettered and its task marked
@@ -9,9 +11,12 @@
 //! This crate must not depend on the detector (no ONNX Runtime) nor on other binaries.
 
 pub mod alert;
+pub mod alertmanager;
 pub mod config;
 pub mod deliver;
 pub mod handler;
+pub mod incident;
+pub mod pagerduty;
 pub mod render;
 
 use std::{sync::Arc, time::Duration};
@@ -21,9 +26,12 @@ use common::admin::ReadinessFn;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    alertmanager::Alertmanager,
     config::Settings,
     deliver::{Channel, Email, Webhook},
     handler::NotifierHandler,
+    incident::Sweeper,
+    pagerduty::PagerDuty,
 };
 
 /// Builds the delivery channels from the settings (no connection is made yet).
@@ -50,8 +58,31 @@ pub fn channels(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn Channel>>> {
         tracing::info!(channel = hook.name(), "Webhook alerts on.");
         channels.push(Arc::new(hook));
     }
+    let repost = Duration::from_secs(settings.alertmanager_repost_secs);
+    for base in &checked.alertmanagers {
+        let am = Alertmanager::new(base, repost, timeout)
+            .context("building the Alertmanager HTTP client")?;
+        tracing::info!(
+            channel = am.name(),
+            repost_secs = settings.alertmanager_repost_secs,
+            "Alertmanager alerts on."
+        );
+        channels.push(Arc::new(am));
+    }
+    if let Some(pd) = &checked.pagerduty {
+        if pd.routing_key.len() != 32 {
+            tracing::warn!(
+                length = pd.routing_key.len(),
+                "LOGCANARY_PAGERDUTY_ROUTING_KEY is not 32 characters long: PagerDuty refuses such events."
+            );
+        }
+        let pd = PagerDuty::new(pd.url.clone(), pd.routing_key.clone(), timeout)
+            .context("building the PagerDuty HTTP client")?;
+        tracing::info!(channel = pd.name(), "PagerDuty alerts on.");
+        channels.push(Arc::new(pd));
+    }
     if channels.is_empty() {
-        tracing::warn!("No delivery channel configured (LOGCANARY_SMTP_URL, LOGCANARY_WEBHOOK_URLS): alerts are recorded, not sent.");
+        tracing::warn!("No delivery channel configured (LOGCANARY_SMTP_URL, LOGCANARY_WEBHOOK_URLS, LOGCANARY_ALERTMANAGER_URLS, LOGCANARY_PAGERDUTY_ROUTING_KEY): alerts are recorded, not sent.");
     }
     Ok(channels)
 }
@@ -70,6 +101,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         settings.service.db_pool_size,
     )
     .context("creating the database pool (DATABASE_URL)")?;
+    let sweeper = Sweeper {
+        db: db.clone(),
+        every: incident::tick(settings.incident_resolve(), &channels),
+        channels: channels.clone(),
+        resolve_after: settings.incident_resolve(),
+        policy: settings.delivery_policy(),
+        timeout: Duration::from_millis(settings.delivery_timeout_ms),
+        shutdown: shutdown.clone(),
+    };
     let handler = Arc::new(NotifierHandler {
         db: db.clone(),
         channels,
@@ -94,6 +134,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     tracing::info!(
         cooldown_secs = settings.cooldown_secs,
         group_window_ms = settings.group_window_ms,
+        incident_resolve_secs = settings.incident_resolve().as_secs(),
         "Notifier settings."
     );
     let service = mq::service::Service::new(
@@ -103,5 +144,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         readiness,
         consumer,
     );
-    mq::service::serve(service, handler, shutdown).await
+    let sweeping = tokio::spawn(sweeper.run());
+    let served = mq::service::serve(service, handler, shutdown.clone()).await;
+    // The sweep stops with the same token (a serve that failed on its own stops it too).
+    shutdown.cancel();
+    if let Err(error) = sweeping.await {
+        tracing::error!(%error, "The incident sweep panicked.");
+    }
+    served
 }

@@ -40,6 +40,9 @@ pub struct Rendered {
     pub text: String,
     pub html: String,
     pub webhook: Value,
+    /// The alerts themselves, in arrival order, for channels that send them as data
+    /// (Alertmanager, PagerDuty).
+    pub alerts: Vec<AlertItem>,
 }
 
 fn collapse(items: &[AlertItem]) -> Vec<Shown<'_>> {
@@ -326,6 +329,7 @@ pub fn render(items: &[AlertItem], dashboard: &str) -> Result<Rendered, RenderEr
         subject,
         text,
         html,
+        alerts: items.to_vec(),
     })
 }
 
@@ -410,6 +414,7 @@ mod tests {
                 source: Some("api".into()),
             }],
             log_entry_id: Some(id),
+            template_id: None,
             pattern_detection_id: None,
             pattern_kind: None,
             window: None,

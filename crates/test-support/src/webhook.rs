@@ -1,6 +1,7 @@
 //! A tiny real HTTP/1.1 server on `127.0.0.1:0` that receives webhooks in tests: it keeps
 //! every request (method, path, headers, body) and answers with scripted status codes
-//! (then `200`), one request per connection (`Connection: close`).
+//! (then `200`, or what a [`WebhookSink::respond_by`] function says), one request per
+//! connection (`Connection: close`).
 
 use std::{
     collections::VecDeque,
@@ -57,11 +58,15 @@ impl Received {
     }
 }
 
+/// Status and body for a request, as [`WebhookSink::respond_by`] decides.
+type Responder = Arc<dyn Fn(&Received) -> (u16, String) + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     requests: Vec<Received>,
     script: VecDeque<u16>,
     default: Option<u16>,
+    responder: Option<Responder>,
 }
 
 /// The running receiver; stops when dropped.
@@ -101,6 +106,12 @@ impl WebhookSink {
     /// Answers every request not scripted by [`WebhookSink::respond_with`] with `status`.
     pub fn always(&self, status: u16) {
         lock(&self.state).default = Some(status);
+    }
+
+    /// Answers every request not scripted by [`WebhookSink::respond_with`] with the status
+    /// and body `respond` returns (a receiver that checks what it gets, like an API).
+    pub fn respond_by(&self, respond: impl Fn(&Received) -> (u16, String) + Send + Sync + 'static) {
+        lock(&self.state).responder = Some(Arc::new(respond));
     }
 
     pub fn requests(&self) -> Vec<Received> {
@@ -177,26 +188,43 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
     if reader.read_exact(&mut body).await.is_err() {
         return;
     }
-    let status = {
+    let (status, text) = {
         let mut s = lock(&state);
-        let status = s.script.pop_front().or(s.default).unwrap_or(200);
-        s.requests.push(Received {
+        let mut received = Received {
             method,
             path,
             headers,
             body,
-            status,
+            status: 200,
             at: Instant::now(),
-        });
-        status
+        };
+        let answer = match (s.script.pop_front().or(s.default), &s.responder) {
+            (Some(status), _) => (status, None),
+            (None, Some(respond)) => {
+                let (status, text) = respond(&received);
+                (status, Some(text))
+            }
+            (None, None) => (200, None),
+        };
+        received.status = answer.0;
+        s.requests.push(received);
+        answer
     };
-    let text = if (200..300).contains(&status) {
-        "ok"
+    let text = text.unwrap_or_else(|| {
+        if (200..300).contains(&status) {
+            "ok"
+        } else {
+            "receiver says no"
+        }
+        .to_owned()
+    });
+    let content_type = if text.starts_with('{') {
+        "application/json"
     } else {
-        "receiver says no"
+        "text/plain"
     };
     let response = format!(
-        "HTTP/1.1 {status} Test\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        "HTTP/1.1 {status} Test\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
     let _ = write.write_all(response.as_bytes()).await;

@@ -14,20 +14,21 @@ use test_support::{smtp::SmtpSink, webhook::WebhookSink, TestDb};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const T: Duration = Duration::from_secs(20);
+pub(crate) const T: Duration = Duration::from_secs(20);
 const SECRET: &str = "hook-secret";
 
-struct Notifier {
-    db: TestDb,
+pub(crate) struct Notifier {
+    pub(crate) db: TestDb,
     prefix: String,
-    publisher: mq::Publisher,
+    pub(crate) publisher: mq::Publisher,
     shutdown: CancellationToken,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
+    flags: Vec<String>,
 }
 
 impl Notifier {
     /// Starts the notifier with test timings plus `args` (flags).
-    async fn start(args: &[String]) -> Self {
+    pub(crate) async fn start(args: &[String]) -> Self {
         let db = TestDb::new().await;
         let prefix = test_support::queue_prefix();
         let mut all: Vec<String> = [
@@ -59,7 +60,7 @@ impl Notifier {
         .map(str::to_owned)
         .collect();
         all.extend_from_slice(args);
-        let settings = Settings::load_from(all).expect("valid notifier flags");
+        let settings = Settings::load_from(&all).expect("valid notifier flags");
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(run(settings, shutdown.clone()));
         // The publisher declares the topology, so nothing published is unroutable.
@@ -76,12 +77,38 @@ impl Notifier {
             publisher,
             shutdown,
             running,
+            flags: all,
         }
+    }
+
+    /// Stops the notifier and starts a new one on the same database and queues (what a
+    /// restarted process finds).
+    pub(crate) async fn restart(&mut self) {
+        self.shutdown.cancel();
+        let running = std::mem::replace(&mut self.running, tokio::spawn(async { Ok(()) }));
+        tokio::time::timeout(T, running)
+            .await
+            .expect("the notifier stops within the timeout")
+            .expect("the notifier task did not panic")
+            .expect("the notifier stops cleanly");
+        let settings = Settings::load_from(&self.flags).expect("valid notifier flags");
+        self.shutdown = CancellationToken::new();
+        self.running = tokio::spawn(run(settings, self.shutdown.clone()));
     }
 
     /// Stores entries and one alert task per entry, publishes the alerts; returns the
     /// task ids.
-    async fn critical(&self, severity: &str, messages: &[&str]) -> Vec<Uuid> {
+    pub(crate) async fn critical(&self, severity: &str, messages: &[&str]) -> Vec<Uuid> {
+        self.critical_of(severity, messages, None).await
+    }
+
+    /// [`Notifier::critical`] for entries the scorer gave `template_id`.
+    pub(crate) async fn critical_of(
+        &self,
+        severity: &str,
+        messages: &[&str],
+        template_id: Option<i64>,
+    ) -> Vec<Uuid> {
         let entries: Vec<NewLogEntry> = messages
             .iter()
             .map(|m| NewLogEntry {
@@ -98,6 +125,12 @@ impl Notifier {
             .db
             .run(move |c| {
                 let ids = db::entries::insert_entries(c, &e, &vec![Uuid::nil(); e.len()])?;
+                if let Some(t) = template_id {
+                    diesel::sql_query("UPDATE log_entries SET template_id = $1 WHERE id = ANY($2)")
+                        .bind::<diesel::sql_types::BigInt, _>(t)
+                        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(&ids)
+                        .execute(c)?;
+                }
                 let new_tasks: Vec<NewTask> = t
                     .iter()
                     .zip(&ids)
@@ -130,7 +163,7 @@ impl Notifier {
         task_ids
     }
 
-    async fn wait_tasks(&self, state: &str, n: i64) {
+    pub(crate) async fn wait_tasks(&self, state: &str, n: i64) {
         let sql = format!("SELECT count(*) FROM tasks WHERE status = '{state}'");
         test_support::eventually(&format!("{n} task(s) {state}"), T, || async {
             (self.db.count(&sql).await >= n).then_some(())
@@ -138,7 +171,7 @@ impl Notifier {
         .await;
     }
 
-    async fn alerts(&self) -> Vec<db::alerts::Alert> {
+    pub(crate) async fn alerts(&self) -> Vec<db::alerts::Alert> {
         self.db
             .db
             .run(|c| {
@@ -170,7 +203,7 @@ impl Notifier {
         depth
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         let result = tokio::time::timeout(T, self.running)
             .await
@@ -182,7 +215,7 @@ impl Notifier {
     }
 }
 
-fn args(pairs: &[(&str, String)]) -> Vec<String> {
+pub(crate) fn args(pairs: &[(&str, String)]) -> Vec<String> {
     pairs
         .iter()
         .flat_map(|(k, v)| [(*k).to_owned(), v.clone()])
