@@ -57,10 +57,7 @@ impl Submission {
     /// Shipped entries: one `batch_analyze_logs` task per [`validation::MAX_BATCH`]
     /// entries (the batch endpoint's size, which the workers are built for), all stored in
     /// one transaction, with each entry's attributes.
-    pub fn shipped(
-        entries: Vec<NewLogEntry>,
-        attributes: Vec<Option<serde_json::Value>>,
-    ) -> Self {
+    pub fn shipped(entries: Vec<NewLogEntry>, attributes: Vec<Option<serde_json::Value>>) -> Self {
         let mut tasks = Vec::new();
         let mut entry_task = Vec::with_capacity(entries.len());
         for chunk in entries.chunks(crate::validation::MAX_BATCH) {

@@ -75,7 +75,11 @@ async fn create_token(
     let sha = tokens::digest(&token);
     if no_store {
         println!("token: {token}");
-        println!("LOGCANARY_API_TOKENS entry: {name}@{}:{}", parsed.names().join("+"), hex::encode(sha));
+        println!(
+            "LOGCANARY_API_TOKENS entry: {name}@{}:{}",
+            parsed.names().join("+"),
+            hex::encode(sha)
+        );
         return Ok(());
     }
     let db = db::Db::connect_lazy(settings.service.database_url(), 1)?;

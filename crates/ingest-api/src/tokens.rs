@@ -126,8 +126,7 @@ pub fn presented(req: &HttpRequest) -> Vec<String> {
         vec![rest.to_owned()]
     } else if scheme.eq_ignore_ascii_case("basic") {
         // Clients put the token as the password; some (and curl -u token:) as the user.
-        match decoded().and_then(|d| d.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
-        {
+        match decoded().and_then(|d| d.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned()))) {
             Some((user, pass)) if pass.is_empty() => vec![user],
             Some((_, pass)) => vec![pass],
             None => Vec::new(),

@@ -12,5 +12,5 @@ mod patterns;
 mod probe;
 mod realtime;
 mod scheduler;
-mod shippers;
 mod schemathesis;
+mod shippers;

@@ -130,7 +130,10 @@ async fn post_raw(
         .send()
         .await
         .expect("POST sent");
-    (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
 }
 
 /// A bad body and a token without `ingest` are refused on `path`, nothing stored.
@@ -175,8 +178,15 @@ async fn the_opentelemetry_sdk_ships_protobuf_and_json_and_the_lines_are_scored(
             &service,
         );
         let attributes = &entries[0]["attributes"];
-        assert_eq!(attributes["service.name"], service.as_str(), "{attributes:#}");
-        assert_eq!(attributes["deployment.environment"], "e2e", "{attributes:#}");
+        assert_eq!(
+            attributes["service.name"],
+            service.as_str(),
+            "{attributes:#}"
+        );
+        assert_eq!(
+            attributes["deployment.environment"], "e2e",
+            "{attributes:#}"
+        );
     }
     let json = br#"{"resourceLogs":[]}"#.to_vec();
     assert_refusals(&stack, "/v1/logs", "application/json", json).await;
@@ -187,9 +197,17 @@ async fn the_opentelemetry_sdk_ships_protobuf_and_json_and_the_lines_are_scored(
 async fn a_loki_client_pushes_and_the_lines_are_scored() {
     let stack = Stack::start(&[]).await;
     let run = run_id("loki");
-    run_client("loki_send.py", &[&stack.api, SHIPPER_TOKEN, "billing", &run]).await;
+    run_client(
+        "loki_send.py",
+        &[&stack.api, SHIPPER_TOKEN, "billing", &run],
+    )
+    .await;
     let entries = scored_entries(&stack, &run, 4).await;
-    assert_lines(&entries, &["INFO", "WARNING", "ERROR", "CRITICAL"], "billing");
+    assert_lines(
+        &entries,
+        &["INFO", "WARNING", "ERROR", "CRITICAL"],
+        "billing",
+    );
     assert_eq!(entries[0]["attributes"]["env"], "e2e", "{:#}", entries[0]);
     let json = br#"{"streams":[]}"#.to_vec();
     assert_refusals(&stack, "/loki/api/v1/push", "application/json", json).await;
@@ -203,7 +221,11 @@ async fn the_elasticsearch_client_bulk_indexes_and_the_lines_are_scored() {
     let out = run_client("es_send.py", &[&stack.api, SHIPPER_TOKEN, "orders", &run]).await;
     assert!(out.contains("\"success\": 4"), "{out}");
     let entries = scored_entries(&stack, &run, 4).await;
-    assert_lines(&entries, &["INFO", "WARNING", "ERROR", "CRITICAL"], "orders");
+    assert_lines(
+        &entries,
+        &["INFO", "WARNING", "ERROR", "CRITICAL"],
+        "orders",
+    );
     // What a Beat asks before it sends.
     let root: Value = stack
         .client
@@ -272,7 +294,10 @@ async fn syslog_ng_tails_a_file_into_the_bulk_endpoint_and_the_lines_are_scored(
         .arg("--foreground")
         .arg("--no-caps")
         .arg(format!("--cfgfile={}", config.display()))
-        .arg(format!("--persist-file={}", dir.path().join("persist").display()))
+        .arg(format!(
+            "--persist-file={}",
+            dir.path().join("persist").display()
+        ))
         .arg(format!("--pidfile={}", dir.path().join("pid").display()))
         .arg(format!("--control={}", dir.path().join("ctl").display()))
         .stdin(Stdio::null())

@@ -88,17 +88,16 @@ pub async fn otlp_logs(req: HttpRequest, payload: web::Payload) -> HttpResponse 
             if let Some(retry) = answer.headers_mut().remove(header::RETRY_AFTER).next() {
                 response.insert_header((header::RETRY_AFTER, retry));
             }
-            response
-                .content_type(otlp_mime(format))
-                .body(otlp::status(code, &public_message(&error), format))
+            response.content_type(otlp_mime(format)).body(otlp::status(
+                code,
+                &public_message(&error),
+                format,
+            ))
         }
     }
 }
 
-async fn otlp_export(
-    req: &HttpRequest,
-    payload: web::Payload,
-) -> Result<(i64, String), ApiError> {
+async fn otlp_export(req: &HttpRequest, payload: web::Payload) -> Result<(i64, String), ApiError> {
     shipper_caller(req).await?;
     let format = shippers::format_of(content_type(req)).map_err(decode_error)?;
     let body = read_shipped(req, payload.into_inner()).await?;
@@ -140,8 +139,7 @@ pub async fn loki_push(req: HttpRequest, payload: web::Payload) -> HttpResponse 
         let format = shippers::format_of(content_type(&req)).map_err(decode_error)?;
         let body = read_shipped(&req, payload.into_inner()).await?;
         let state = crate::access::app_state(&req)?;
-        let decoded =
-            loki::decode(&body, format, state.max_body_bytes).map_err(decode_error)?;
+        let decoded = loki::decode(&body, format, state.max_body_bytes).map_err(decode_error)?;
         let message = summarize_rejections(&decoded.rejected);
         store(&req, "loki", decoded.entries).await?;
         Ok::<_, ApiError>(message)
