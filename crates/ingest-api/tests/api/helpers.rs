@@ -84,6 +84,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         "--http-addr=127.0.0.1:0".into(),
         "--admin-addr=127.0.0.1:0".into(),
         format!("--hmac-keys={hmac_keys}"),
+        format!("--api-tokens={}", test_support::test_api_tokens()),
         format!("--max-body-bytes={}", options.max_body_bytes),
         format!("--replay-guard={}", options.replay_guard),
         "--http-workers=2".into(),

@@ -13,6 +13,7 @@ mod read_limits;
 mod reads;
 mod review;
 mod security;
+mod shippers;
 mod signatures;
 mod validation_props;
 mod writes;
