@@ -76,7 +76,7 @@ cat <<MSG
 logcanary is running:
   API         http://127.0.0.1:8000/api/   (OpenAPI: /api/openapi.json)
   admin       ingest-api :9100, analysis-worker :9101, notifier :9103, scheduler :9104 (/livez /readyz /metrics)
-  alerts      email $([ -n "${LOGCANARY_SMTP_URL:-}" ] && echo on || echo 'off (set LOGCANARY_SMTP_URL)'), webhooks $([ -n "${LOGCANARY_WEBHOOK_URLS:-}" ] && echo on || echo 'off (set LOGCANARY_WEBHOOK_URLS)'); GET /api/alerts/
+  alerts      email $([ -n "${LOGCANARY_SMTP_URL:-}" ] && echo on || echo 'off (set LOGCANARY_SMTP_URL)'), webhooks $([ -n "${LOGCANARY_WEBHOOK_URLS:-}" ] && echo on || echo 'off (set LOGCANARY_WEBHOOK_URLS)'), Alertmanager $([ -n "${LOGCANARY_ALERTMANAGER_URLS:-}" ] && echo on || echo 'off (set LOGCANARY_ALERTMANAGER_URLS)'); GET /api/alerts/
   HMAC key    LOGCANARY_HMAC_KEYS=$LOGCANARY_HMAC_KEYS
   shippers    API token $DEV_SHIPPER_TOKEN (ingest): OTLP http://127.0.0.1:8000/v1/logs,
               Loki http://127.0.0.1:8000/loki/api/v1/push, Elasticsearch http://127.0.0.1:8000 (README)
