@@ -91,6 +91,14 @@ fn describe_metrics() {
         "logcanary_entries_ingested_total",
         "Log entries accepted by the API."
     );
+    metrics::describe_counter!(
+        "logcanary_shipper_entries_total",
+        "Log entries accepted through a shipper protocol, by protocol (otlp, loki, elasticsearch)."
+    );
+    metrics::describe_counter!(
+        "logcanary_shipper_records_refused_total",
+        "Records of shipper requests refused one by one (no body, too long, bad time), by protocol."
+    );
     metrics::describe_histogram!(
         "logcanary_ingest_commit_seconds",
         Unit::Seconds,

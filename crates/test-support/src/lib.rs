@@ -4,6 +4,7 @@
 //! Everything talks to the real Postgres and RabbitMQ of the machine
 //! (`TEST_DATABASE_SERVER` / `AMQP_URL` override the local defaults).
 
+pub mod alertmanager;
 pub mod smtp;
 pub mod webhook;
 

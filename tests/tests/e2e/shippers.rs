@@ -328,3 +328,67 @@ async fn syslog_ng_tails_a_file_into_the_bulk_endpoint_and_the_lines_are_scored(
     let _ = daemon.wait().await;
     stack.stop().await;
 }
+
+/// The whole way a shipper's user sees it: lines from the OpenTelemetry SDK, scored, the
+/// critical anomaly among them alerted through the notifier to a real Alertmanager, which
+/// routes it to its receiver with the line's source and template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_line_shipped_with_opentelemetry_reaches_alertmanager() {
+    use test_support::{alertmanager::Alertmanager, webhook::WebhookSink};
+    let receiver = WebhookSink::start().await;
+    let Some(am) = Alertmanager::start(&receiver.url("/alertmanager")).await else {
+        return;
+    };
+    let stack = Stack::start(&[]).await;
+    let mut notifier = stack
+        .start_notifier(&[
+            ("LOGCANARY_ALERTMANAGER_URLS", am.url()),
+            ("LOGCANARY_ALERT_GROUP_WINDOW_MS", "200".into()),
+            ("LOGCANARY_DASHBOARD_URL", stack.api.clone()),
+        ])
+        .await;
+    let run = run_id("am");
+    run_client(
+        "otel_send.py",
+        &[&stack.api, SHIPPER_TOKEN, "protobuf", "checkout-am", &run],
+    )
+    .await;
+    let entries = scored_entries(&stack, &run, 4).await;
+    let critical = entries
+        .iter()
+        .find(|e| e["severity"] == "CRITICAL")
+        .expect("the CRITICAL line");
+    assert_eq!(critical["is_anomaly"], true, "{critical:#}");
+    let alert = test_support::eventually(
+        "Alertmanager to route the alert of the shipped CRITICAL line",
+        Duration::from_secs(60),
+        || async {
+            receiver.requests().iter().find_map(|r| {
+                let body = r.json();
+                body["alerts"]
+                    .as_array()?
+                    .iter()
+                    .find(|a| a["labels"]["source"] == "checkout-am")
+                    .cloned()
+            })
+        },
+    )
+    .await;
+    assert_eq!(alert["status"], "firing", "{alert:#}");
+    assert_eq!(alert["labels"]["alertname"], "LogcanaryCriticalAnomaly");
+    assert_eq!(alert["labels"]["severity"], "critical");
+    assert_eq!(
+        alert["labels"]["template_id"],
+        critical["template_id"].to_string(),
+        "{alert:#}"
+    );
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("kernel panic")),
+        "{alert:#}"
+    );
+    notifier.terminate();
+    drop(am);
+    stack.stop().await;
+}

@@ -103,16 +103,19 @@ async fn otlp_export(req: &HttpRequest, payload: web::Payload) -> Result<(i64, S
     let body = read_shipped(req, payload.into_inner()).await?;
     let decoded = otlp::decode(&body, format).map_err(decode_error)?;
     let rejected = decoded.rejected.len() as i64;
-    let message = summarize_rejections(&decoded.rejected);
+    let message = summarize_rejections("otlp", &decoded.rejected);
     store(req, "otlp", decoded.entries).await?;
     Ok((rejected, message))
 }
 
-/// "3 log records refused: record 2: ...; record 5: ..." (the first few), or empty.
-fn summarize_rejections(rejected: &[shippers::Rejected]) -> String {
+/// "3 log records refused: record 2: ...; record 5: ..." (the first few), or empty; the
+/// refusals are counted by protocol.
+fn summarize_rejections(protocol: &'static str, rejected: &[shippers::Rejected]) -> String {
     if rejected.is_empty() {
         return String::new();
     }
+    metrics::counter!("logcanary_shipper_records_refused_total", "protocol" => protocol)
+        .increment(rejected.len() as u64);
     let first: Vec<String> = rejected
         .iter()
         .take(5)
@@ -140,7 +143,7 @@ pub async fn loki_push(req: HttpRequest, payload: web::Payload) -> HttpResponse 
         let body = read_shipped(&req, payload.into_inner()).await?;
         let state = crate::access::app_state(&req)?;
         let decoded = loki::decode(&body, format, state.max_body_bytes).map_err(decode_error)?;
-        let message = summarize_rejections(&decoded.rejected);
+        let message = summarize_rejections("loki", &decoded.rejected);
         store(&req, "loki", decoded.entries).await?;
         Ok::<_, ApiError>(message)
     }
@@ -177,6 +180,11 @@ pub async fn elastic_bulk(req: HttpRequest, payload: web::Payload) -> HttpRespon
             None => elastic::decode_bulk(&body),
         }
         .map_err(decode_error)?;
+        let refused = bulk.items.iter().filter(|i| i.outcome.is_err()).count();
+        if refused > 0 {
+            metrics::counter!("logcanary_shipper_records_refused_total", "protocol" => "elasticsearch")
+                .increment(refused as u64);
+        }
         let stored: Vec<usize> = bulk
             .items
             .iter()
