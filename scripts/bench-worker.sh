@@ -22,6 +22,7 @@ export LOGCANARY_HMAC_KEYS=default:bench-secret
 export LOGCANARY_LOG_FORMAT=json RUST_LOG=warn
 # As the images and `make run` start the scoring workers (deploy/Dockerfile).
 export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072}
+export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 API=http://127.0.0.1:8110
 WORKER_ADMIN=127.0.0.1:9196
 mkdir -p target/bench

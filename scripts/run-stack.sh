@@ -57,6 +57,7 @@ trap stop INT TERM
 
 # The scoring workers return the model's freed run buffers to the OS (see deploy/Dockerfile).
 export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072}
+export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 supervise analysis-worker env LOGCANARY_ADMIN_ADDR=127.0.0.1:9101 \
   LOGCANARY_QUEUES="${LOGCANARY_QUEUES:-analysis,batch_processing,maintenance}" \
   "$BIN/analysis-worker" & pids+=($!)
