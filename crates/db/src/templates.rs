@@ -6,7 +6,7 @@
 //! every write stamps `updated_at` with `clock_timestamp()`.
 //!
 //! An operator's label ([`set_label_and_rescore`]) also re-scores the template's entries
-//! of the last hour ([`RESCORE_WINDOW`]); [`review_candidates`] feeds the review queue
+//! of the last 24 hours ([`RESCORE_WINDOW`]); [`review_candidates`] feeds the review queue
 //! (`GET /api/review/`) that asks which templates to label first.
 
 use chrono::{DateTime, Utc};
@@ -300,10 +300,13 @@ pub fn list(
 }
 
 /// How far back an operator's label re-scores the stored entries of its template: one
-/// hour, the entries the dashboard, alerts and pattern analysis are looking at now. Older
-/// verdicts stay as they were scored (history is not rewritten); lines arriving later
-/// follow the label once the workers pull it (`LOGCANARY_TEMPLATE_REFRESH_MS`).
-pub const RESCORE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+/// day, the window of the dashboard's counts and of the review queue's default, so that
+/// what the operator looks at agrees with the answer they just gave (an hour left a
+/// burst's earlier lines flagged on the day's view). Older verdicts stay as they were
+/// scored (history is not rewritten); lines arriving later follow the label once the
+/// workers pull it (`LOGCANARY_TEMPLATE_REFRESH_MS`). The update reads the day's
+/// partitions only (`received_at` is the partition key).
+pub const RESCORE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 /// The note a re-scored entry's summary ends with; a later label replaces it, so it is
 /// never there twice.
@@ -455,6 +458,6 @@ mod tests {
             rescore_note("anomaly"),
             "re-scored: its pattern was marked anomalous by an operator"
         );
-        assert_eq!(RESCORE_WINDOW.as_secs(), 3600);
+        assert_eq!(RESCORE_WINDOW.as_secs(), 24 * 3600);
     }
 }

@@ -322,8 +322,8 @@ pub const MIN_PRIORITY: f32 = 0.0;
 /// Lines of a template the review queue counts: those of the last day of log time.
 pub const REVIEW_WINDOW_MS: i64 = 24 * 3_600_000;
 
-/// A label re-scores the template's lines of the last hour (as the feedback endpoint does).
-pub const RESCORE_WINDOW_MS: i64 = 3_600_000;
+/// A label re-scores the template's lines of the last 24 hours (as the feedback endpoint does).
+pub const RESCORE_WINDOW_MS: i64 = 24 * 3_600_000;
 
 /// What the simulated operator knows of one template: only lines that have arrived.
 #[derive(Default)]
@@ -712,7 +712,7 @@ mod tests {
     #[test]
     fn an_answer_re_scores_the_templates_recent_lines() {
         // Routine lines, then a CRITICAL template that is really routine: flagged on
-        // arrival, then answered normal, which re-scores its lines of the last hour.
+        // arrival, then answered normal, which re-scores its lines of the last 24 hours.
         let mut recs = Vec::new();
         let mut t = 0;
         for round in 0..30 {

@@ -4,7 +4,7 @@
 //! The label is stored on the `templates` row; the analysis workers pull it within their
 //! refresh interval and later lines of that template, and of templates semantically close
 //! to it, are scored with it. In the same transaction the template's entries received
-//! within [`db::templates::RESCORE_WINDOW`] (1 h) are re-scored with the label.
+//! within [`db::templates::RESCORE_WINDOW`] (24 h) are re-scored with the label.
 
 use db::templates::TemplateRow;
 

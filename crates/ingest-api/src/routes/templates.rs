@@ -2,7 +2,7 @@
 //!
 //! `POST /api/logs/{id}/feedback/` labels the template of an analysed entry `normal` or
 //! `anomaly` (signed like every write), through [`crate::feedback::apply_feedback`]: the
-//! template's entries of the last hour are re-scored with the label (`is_anomaly` follows
+//! template's entries of the last 24 hours are re-scored with the label (`is_anomaly` follows
 //! it and their summary says so) and the answer reports how many changed (`rescored`).
 //! `GET /api/templates/` lists the templates with their counts and labels.
 
@@ -88,13 +88,13 @@ pub struct FeedbackOut {
     log_entry_id: i64,
     /// The template now labelled.
     template: TemplateOut,
-    /// Entries of the template received in the last hour whose verdict (`is_anomaly`) and
+    /// Entries of the template received in the last 24 hours whose verdict (`is_anomaly`) and
     /// summary were re-scored with the label (0 when they already agreed).
     rescored: u64,
 }
 
 /// Label the template of an analysed entry; later lines of that template (and of close
-/// ones) are scored with it, and its entries of the last hour are re-scored with it.
+/// ones) are scored with it, and its entries of the last 24 hours are re-scored with it.
 #[utoipa::path(post, path = "/api/logs/{id}/feedback/", tag = "templates", params(("id" = i64, Path)), request_body = FeedbackIn,
     responses((status = 200, body = FeedbackOut), (status = 400, body = BadRequestBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),

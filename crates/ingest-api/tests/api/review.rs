@@ -228,11 +228,11 @@ async fn review_queue_is_empty_without_scored_lines() {
 }
 
 #[tokio::test]
-async fn feedback_rescores_the_templates_entries_of_the_last_hour() {
+async fn feedback_rescores_the_templates_entries_of_the_last_day() {
     let app = spawn_app().await;
     let id = template(&app, "trescore00000000b1", "Disk <*> failed", 2).await;
     let recent = scored_entries(&app, id, "ERROR", 1, 0.9, 10).await[0];
-    let old = scored_entries(&app, id, "ERROR", 1, 0.9, 2 * 60).await[0];
+    let old = scored_entries(&app, id, "ERROR", 1, 0.9, 25 * 60).await[0];
     // Another template's recent entry is not touched.
     let other = template(&app, "trescore00000000b2", "Fan <*> stopped", 1).await;
     let bystander = scored_entries(&app, other, "ERROR", 1, 0.9, 10).await[0];
