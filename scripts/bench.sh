@@ -14,6 +14,9 @@ export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export LOGCANARY_AMQP_PREFIX=bench.
 export LOGCANARY_HMAC_KEYS=default:bench-secret
+# The shippers' endpoints take an API token, configured by its SHA-256.
+BENCH_TOKEN=lc_bench-shipper-token
+export LOGCANARY_API_TOKENS="bench@ingest:$(printf '%s' "$BENCH_TOKEN" | sha256sum | cut -d' ' -f1)"
 export LOGCANARY_LOG_FORMAT=json RUST_LOG=warn
 mkdir -p target/bench
 out=target/bench/results.jsonl
@@ -49,6 +52,39 @@ echo "bench: single (LOGCANARY_REPLAY_GUARD=memory)" >&2
 for line in sys.stdin:
     d = json.loads(line); d["bench"] += "_memory_guard"; print(json.dumps(d))' | tee -a "$out"
 kill -TERM "$memory_pid"; wait "$memory_pid" 2>/dev/null || true
+
+# 1c. The log shippers' protocols against the batch endpoint, same records per request and
+# connections, on a replica with a database and queue names of its own (so the worker
+# drain below keeps its backlog), rotated so that no endpoint always runs first. Figures
+# tagged `_vs` (batch_vs is the batch endpoint again, on that replica).
+SDB=logcanary_bench_shippers
+psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $SDB WITH (FORCE)" -qc "CREATE DATABASE $SDB"
+DATABASE_URL=postgres://postgres@127.0.0.1:5432/$SDB "$BIN/ingest-api" migrate
+DATABASE_URL=postgres://postgres@127.0.0.1:5432/$SDB LOGCANARY_AMQP_PREFIX=benchs. \
+  LOGCANARY_HTTP_ADDR=127.0.0.1:8102 LOGCANARY_ADMIN_ADDR=127.0.0.1:9193 "$BIN/ingest-api" & shippers_pid=$!
+pids+=($shippers_pid)
+for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:9193/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+tag() { python3 -c 'import json, sys
+for line in sys.stdin:
+    d = json.loads(line); d["bench"] += "_vs"; print(json.dumps(d))' | tee -a "$out"; }
+sapi=(--url http://127.0.0.1:8102 --seconds "$SECONDS_PER_RUN" --size 1000 --concurrency 4)
+for round in 1 2; do
+  for what in batch otlp otlp_gzip loki; do
+    echo "bench: $what (round $round, shipper replica)" >&2
+    case $what in
+      batch) "$BIN/logcanary-bench" batch "${sapi[@]}" --secret bench-secret ;;
+      otlp) "$BIN/logcanary-bench" otlp "${sapi[@]}" --token "$BENCH_TOKEN" ;;
+      otlp_gzip) "$BIN/logcanary-bench" otlp "${sapi[@]}" --token "$BENCH_TOKEN" --gzip ;;
+      loki) "$BIN/logcanary-bench" loki "${sapi[@]}" --token "$BENCH_TOKEN" ;;
+    esac | tag
+  done
+done
+kill -TERM "$shippers_pid"; wait "$shippers_pid" 2>/dev/null || true
+psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $SDB WITH (FORCE)"
+# Its queued batch tasks go with it (nothing consumes them).
+if command -v rabbitmqctl >/dev/null 2>&1; then
+  rabbitmqctl -q list_queues name 2>/dev/null | grep '^benchs\.' | while read -r q; do rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true; done
+fi
 
 # 2. The parts alone.
 run amqp --url "$AMQP_URL" --batch 64 --concurrency 4 --seconds "$SECONDS_PER_RUN"
@@ -86,6 +122,22 @@ if "single_memory_guard" in r:
     m = r["single_memory_guard"]
     print(f"  same, replay guard in memory only : {m['requests_per_second']:.0f} req/s  p50 {m['p50_ms']:.1f} ms  p99 {m['p99_ms']:.1f} ms  (ratio shared/memory {s['requests_per_second'] / m['requests_per_second']:.2f})")
 print(f"batch POST, 1000-entry batches    : {b['entries_per_second']:.0f} entries/s  p50 {b['p50_ms']:.0f} ms  p99 {b['p99_ms']:.0f} ms")
+vs = {}
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    if d["bench"].endswith("_vs"):
+        vs.setdefault(d["bench"][:-3], []).append(d)
+def median(rows, field):
+    values = sorted(x[field] for x in rows)
+    return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+if "batch" in vs:
+    base = median(vs["batch"], "entries_per_second")
+    print(f"shipper replica, medians of {len(vs['batch'])} rounds:")
+    for key, label in [("batch", "  batch POST, 1000 entries       "), ("otlp", "  OTLP protobuf, 1000 records    "), ("otlp_gzip", "  OTLP protobuf + gzip, 1000     "), ("loki", "  Loki push (snappy), 1000 lines "), ]:
+        if key in vs:
+            rows = vs[key]
+            eps = median(rows, "entries_per_second")
+            print(f"{label}: {eps:.0f} entries/s  p50 {median(rows, 'p50_ms'):.0f} ms  p99 {median(rows, 'p99_ms'):.0f} ms  errors {sum(x['errors'] for x in rows)}  (ratio to batch {eps / base:.2f}; runs {', '.join(str(round(x['entries_per_second'])) for x in rows)})")
 print(f"RabbitMQ confirmed publishes alone: {amqp['messages_per_second']:.0f} msg/s")
 print(f"Postgres entry+task inserts alone : {pg['rows_per_second']:.0f} rows/s")
 print(f"ratio single/min(parts)           : {s['requests_per_second'] / min(amqp['messages_per_second'], pg['rows_per_second']):.2f}")

@@ -18,6 +18,8 @@ use clap::{Parser, Subcommand};
 use common::config::{ExposeSecret, SecretString};
 use serde_json::json;
 
+mod shipper_load;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "logcanary-bench",
@@ -82,6 +84,37 @@ enum Cmd {
         single_every: usize,
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+    },
+    /// OTLP/HTTP protobuf `POST /v1/logs` with `size`-record requests (an API token).
+    Otlp {
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        url: String,
+        /// API token of the stack under load (`make run`'s development token by default).
+        #[arg(long, default_value = "lc_dev-shipper-token")]
+        token: SecretString,
+        #[arg(long, default_value_t = 1000)]
+        size: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Send the bodies gzip-compressed (`Content-Encoding: gzip`), as the Collector does.
+        #[arg(long)]
+        gzip: bool,
+    },
+    /// Loki push (snappy protobuf) `POST /loki/api/v1/push` with `size`-line requests.
+    Loki {
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        url: String,
+        /// API token of the stack under load (`make run`'s development token by default).
+        #[arg(long, default_value = "lc_dev-shipper-token")]
+        token: SecretString,
+        #[arg(long, default_value_t = 1000)]
+        size: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// Confirmed publishes per second straight to RabbitMQ (the broker's ceiling).
     Amqp {
@@ -148,6 +181,41 @@ async fn main() -> anyhow::Result<()> {
                 group.max(1),
                 single_every.max(1),
                 concurrency.max(1),
+            )
+            .await
+        }
+        Cmd::Otlp {
+            url,
+            token,
+            size,
+            concurrency,
+            seconds,
+            gzip,
+        } => {
+            shipper_load::run(
+                shipper_load::Protocol::Otlp { gzip },
+                url,
+                expose(token),
+                size,
+                concurrency,
+                seconds,
+            )
+            .await
+        }
+        Cmd::Loki {
+            url,
+            token,
+            size,
+            concurrency,
+            seconds,
+        } => {
+            shipper_load::run(
+                shipper_load::Protocol::Loki,
+                url,
+                expose(token),
+                size,
+                concurrency,
+                seconds,
             )
             .await
         }
