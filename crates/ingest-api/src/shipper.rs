@@ -49,7 +49,7 @@ pub async fn read_shipped(req: &HttpRequest, payload: Payload) -> Result<Vec<u8>
         .get(actix_web::http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
     if encoding.is_none_or(|e| e.trim().eq_ignore_ascii_case("identity")) {
-        return Ok(raw.to_vec());
+        return Ok(Vec::from(raw));
     }
     let body = shippers::decompress(encoding, &raw, limit).map_err(decode_error)?;
     // The inflated copy counts against the in-flight budget as well.
