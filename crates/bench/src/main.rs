@@ -398,6 +398,22 @@ async fn batch(
             (entries, errors, latencies)
         }));
     }
+    report_batches("batch", size, concurrency, start, tasks).await
+}
+
+/// What a batch-shaped run's connections return: entries accepted, failed requests, and
+/// each accepted request's latency in microseconds.
+type BatchTask = tokio::task::JoinHandle<(usize, usize, Vec<u64>)>;
+
+/// Sums the connections of a batch-shaped run (`batch`, `otlp`, `loki`) and prints its
+/// JSON line.
+async fn report_batches(
+    bench: &str,
+    size: usize,
+    concurrency: usize,
+    start: Instant,
+    tasks: Vec<BatchTask>,
+) -> anyhow::Result<()> {
     let (mut entries, mut errors, mut latencies) = (0, 0, Vec::new());
     for t in tasks {
         let (e, r, l) = t.await?;
@@ -409,7 +425,7 @@ async fn batch(
     latencies.sort_unstable();
     println!(
         "{}",
-        json!({"bench": "batch", "batch_size": size, "concurrency": concurrency, "seconds": elapsed,
+        json!({"bench": bench, "batch_size": size, "concurrency": concurrency, "seconds": elapsed,
                "entries": entries, "errors": errors, "entries_per_second": entries as f64 / elapsed,
                "p50_ms": percentile(&latencies, 0.5), "p99_ms": percentile(&latencies, 0.99)})
     );

@@ -11,7 +11,6 @@ use std::{
 };
 
 use prost::Message;
-use serde_json::json;
 use shippers::{
     loki::proto::{EntryAdapter, PushRequest, StreamAdapter},
     otlp::proto::{
@@ -22,7 +21,7 @@ use shippers::{
     },
 };
 
-use crate::{entry, percentile, SEQ};
+use crate::{entry, report_batches, SEQ};
 
 /// Which protocol a run speaks.
 #[derive(Clone, Copy, Debug)]
@@ -202,20 +201,5 @@ pub async fn run(
             (entries, errors, latencies)
         }));
     }
-    let (mut entries, mut errors, mut latencies) = (0, 0, Vec::new());
-    for t in tasks {
-        let (e, r, l) = t.await?;
-        entries += e;
-        errors += r;
-        latencies.extend(l);
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    println!(
-        "{}",
-        json!({"bench": protocol.name(), "batch_size": size, "concurrency": concurrency, "seconds": elapsed,
-               "entries": entries, "errors": errors, "entries_per_second": entries as f64 / elapsed,
-               "p50_ms": percentile(&latencies, 0.5), "p99_ms": percentile(&latencies, 0.99)})
-    );
-    Ok(())
+    report_batches(protocol.name(), size, concurrency, start, tasks).await
 }
