@@ -29,6 +29,13 @@ pub struct ScoringArgs {
     #[arg(long, env = "LOGCANARY_MEANING_SEVERITY_MAX", value_name = "LOGCANARY_MEANING_SEVERITY_MAX", value_parser = parse_unit)]
     pub meaning_severity_max: Option<f64>,
 
+    /// The same bound for lines of a source that marks its trouble by level (at least 1 %
+    /// of its lines at WARNING or above): there an INFO line that only reads like a failure
+    /// is mostly routine chatter. Never above `LOGCANARY_MEANING_SEVERITY_MAX`. The
+    /// detector's default (0.6) when unset.
+    #[arg(long, env = "LOGCANARY_LEVELLED_MEANING_MAX", value_name = "LOGCANARY_LEVELLED_MEANING_MAX", value_parser = parse_unit)]
+    pub levelled_meaning_max: Option<f64>,
+
     /// How stale this replica's copy of the shared templates and labels may get before a
     /// batch pulls the changes, in milliseconds (0: before every batch).
     #[arg(
@@ -76,6 +83,9 @@ impl ScoringArgs {
             meaning_severity_max: self
                 .meaning_severity_max
                 .map_or(defaults.meaning_severity_max, |m| m as f32),
+            levelled_meaning_max: self
+                .levelled_meaning_max
+                .map_or(defaults.levelled_meaning_max, |m| m as f32),
             max_templates: usize::try_from(self.max_templates).unwrap_or(usize::MAX),
             ..defaults
         }

@@ -57,6 +57,16 @@ pub struct ScorerConfig {
     /// [`ROUTINE_PROTOTYPES`](super::ROUTINE_PROTOTYPES). 0 turns it off.
     #[serde(default = "default_meaning_severity_max")]
     pub meaning_severity_max: f32,
+    /// The same bound for lines of a source that marks its trouble by level (see
+    /// [`super::levels`]): there an INFO line that only reads like a failure is mostly
+    /// routine chatter. 0.6 keeps such a line below the threshold unless it is also new
+    /// and unlike anything known.
+    #[serde(default = "default_levelled_meaning_max")]
+    pub levelled_meaning_max: f32,
+    /// Share of a source's lines at WARNING or above (at least three of them) from which
+    /// it counts as marking its trouble by level.
+    #[serde(default = "default_levelled_min_share")]
+    pub levelled_min_share: f32,
     /// Most templates the scorer keeps (miner, embeddings, counts). Past it, the least
     /// recently seen templates are forgotten first, operator-labelled ones only when
     /// nothing else is left; a forgotten template seen again starts afresh, unless the
@@ -100,6 +110,14 @@ fn default_max_window_share() -> f32 {
     ScorerConfig::default().max_window_share
 }
 
+fn default_levelled_meaning_max() -> f32 {
+    ScorerConfig::default().levelled_meaning_max
+}
+
+fn default_levelled_min_share() -> f32 {
+    ScorerConfig::default().levelled_min_share
+}
+
 fn default_max_templates() -> usize {
     ScorerConfig::default().max_templates
 }
@@ -140,6 +158,8 @@ impl Default for ScorerConfig {
             normal_min_span_ms: 60 * 60 * 1000,
             max_window_share: 0.5,
             meaning_severity_max: 0.8,
+            levelled_meaning_max: 0.6,
+            levelled_min_share: 0.01,
             max_templates: 50_000,
             miner: MinerConfig::default(),
         }

@@ -10,13 +10,13 @@
 //! - **unknown**: judged by its prior, `severity_weight x severity + novelty_weight x
 //!   novelty (+ new_weight when it first appeared after the warm-up)`, where severity is the
 //!   larger of the level's weight and what the words say (the embedding's position between
-//!   [`FAILURE_PROTOTYPES`] and [`ROUTINE_PROTOTYPES`]), and novelty is how far the
-//!   template's embedding is from every other known template;
+//!   [`FAILURE_PROTOTYPES`] and [`ROUTINE_PROTOTYPES`]; worth less for a source that marks
+//!   its trouble by level, see `levels`), and novelty is how far the template's embedding
+//!   is from every other known template;
 //! - **learned normal**: it has shown steady presence, seen in at least
-//!   `normal_after_episodes` separate episodes (occurrences apart by at least
-//!   `episode_gap_ms` and `episode_gap_lines` of the stream start a new one) with no
-//!   episode holding more than `max_episode_share` of its lines. A template that only ever
-//!   comes in bursts stays unknown, and so suspect;
+//!   `normal_after_windows` separate time windows of `presence_window_ms`, spread over at
+//!   least `normal_min_span_ms`, with no window holding more than `max_window_share` of its
+//!   lines. A template that only ever comes in bursts stays unknown, and so suspect;
 //! - **labelled normal / labelled anomaly**: an operator answered; the label decides.
 //!
 //! An unlabelled template close to labelled ones (cosine at or above `label_similarity`)
@@ -28,12 +28,14 @@
 //! severe by level or meaning are flagged. Every summary says which of these decided.
 //!
 //! The shared types and the [`Scorer`]'s life cycle are here; [`ScorerConfig`] in `config`;
-//! what the words say ([`FAILURE_PROTOTYPES`], the failure axis) in `meaning`; the
+//! what the words say ([`FAILURE_PROTOTYPES`], the failure axis) in `meaning`; which
+//! sources mark their trouble by level in `levels`; the
 //! persisted per-template counts ([`ScorerState`]) in `state`; the nearest-template cache
 //! in `neighbours`; the steps from a mined line to its [`Score`] in `verdict`, and their
 //! explanation in `summary`.
 
 mod config;
+mod levels;
 mod meaning;
 mod neighbours;
 mod state;
@@ -51,6 +53,7 @@ pub use config::ScorerConfig;
 pub use meaning::{FAILURE_PROTOTYPES, ROUTINE_PROTOTYPES};
 pub use state::{ScorerState, TemplateCounts};
 
+use levels::LevelUse;
 use meaning::FailureAxis;
 use neighbours::Neighbours;
 use state::TemplateStats;
@@ -239,6 +242,8 @@ pub struct Scorer<E> {
     stats: HashMap<TemplateId, TemplateStats>,
     lines_seen: u64,
     first_line_ms: Option<i64>,
+    /// Which sources mark their trouble by level.
+    levels: LevelUse,
     model_calls: u64,
     texts_embedded: u64,
     lines_needing_model: u64,
@@ -273,6 +278,7 @@ impl<E: TextEmbedder> Scorer<E> {
             stats: HashMap::new(),
             lines_seen: 0,
             first_line_ms: None,
+            levels: LevelUse::default(),
             model_calls: 0,
             texts_embedded: 0,
             lines_needing_model: 0,
@@ -317,6 +323,7 @@ impl<E: TextEmbedder> Scorer<E> {
             stats: state.stats,
             lines_seen: state.lines_seen,
             first_line_ms: state.first_line_ms,
+            levels: state.levels,
             model_calls: 0,
             texts_embedded: 0,
             lines_needing_model: 0,
@@ -340,6 +347,7 @@ impl<E: TextEmbedder> Scorer<E> {
             stats: self.stats.clone(),
             lines_seen: self.lines_seen,
             first_line_ms: self.first_line_ms,
+            levels: self.levels.clone(),
             recency: self.recency.clone(),
         }
     }

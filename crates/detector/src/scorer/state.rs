@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::levels::LevelUse;
 use super::{Label, Presence, ScorerConfig};
 use crate::drain::{MinerState, TemplateId};
 
@@ -65,6 +66,10 @@ pub struct ScorerState {
     pub(super) stats: HashMap<TemplateId, TemplateStats>,
     pub(super) lines_seen: u64,
     pub(super) first_line_ms: Option<i64>,
+    /// Which sources mark their trouble by level (each replica counts its own lines; a
+    /// state without it starts afresh, as with no levels seen).
+    #[serde(default)]
+    pub(super) levels: LevelUse,
     /// When each template was last scored, in the scorer's own order of lines (not the
     /// lines' timestamps, which clients choose): what eviction past
     /// [`ScorerConfig::max_templates`] goes by. Templates without one are the oldest.

@@ -47,7 +47,12 @@ pub(super) fn explain(
     }
     parts.push(format!("severity {}", line.severity.as_str()));
     if prior.meaning > prior.level && prior.meaning >= 0.4 {
-        parts.push("reads like a failure".to_string());
+        parts.push(if prior.levelled {
+            "reads like a failure (counted for less: this source marks its trouble by level)"
+                .to_string()
+        } else {
+            "reads like a failure".to_string()
+        });
     }
     parts.push(note);
     if warming_up {

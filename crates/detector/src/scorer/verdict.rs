@@ -26,8 +26,11 @@ pub(super) struct Prior {
     /// The level's weight.
     pub(super) level: f32,
     pub(super) failure_likeness: f32,
-    /// The severity the words give, `meaning_severity_max x failure_likeness`.
+    /// The severity the words give, `meaning_severity_max x failure_likeness`
+    /// (`levelled_meaning_max` for a source that marks trouble by level).
     pub(super) meaning: f32,
+    /// The line's source marks its trouble by level.
+    pub(super) levelled: bool,
     /// The larger of `level` and `meaning`.
     pub(super) severity: f32,
     pub(super) score: f32,
@@ -94,6 +97,7 @@ impl<E: TextEmbedder> Scorer<E> {
         let cfg = &self.config;
         let first_line_ms = *self.first_line_ms.get_or_insert(line.timestamp_ms);
         self.lines_seen += 1;
+        self.levels.record(line.source.as_deref(), line.severity);
         let warming_up = self.lines_seen <= cfg.warmup_lines
             || line.timestamp_ms.saturating_sub(first_line_ms) < cfg.warmup_ms;
         (first_line_ms, warming_up)
@@ -168,7 +172,15 @@ impl<E: TextEmbedder> Scorer<E> {
             (Some(axis), Some(e)) => axis.failure_likeness(e),
             _ => 0.0,
         };
-        let meaning = cfg.meaning_severity_max * failure_likeness;
+        // A source that marks trouble by level has told us which lines are trouble: its
+        // words count for less there.
+        let levelled = self.levels.uses_levels(line.source.as_deref(), cfg);
+        let meaning_max = if levelled {
+            cfg.levelled_meaning_max.min(cfg.meaning_severity_max)
+        } else {
+            cfg.meaning_severity_max
+        };
+        let meaning = meaning_max * failure_likeness;
         let severity = level.max(meaning);
         let newness = if sighting.new_after_warmup && !warming_up {
             cfg.new_weight
@@ -184,6 +196,7 @@ impl<E: TextEmbedder> Scorer<E> {
             level,
             failure_likeness,
             meaning,
+            levelled,
             severity,
             score,
         }
