@@ -2,6 +2,8 @@
 # Every labelled set in .cache/eval/ (make eval-data) through both baselines and the
 # scorer without and with feedback; one table row per set and detector, then the means.
 # Usage: scripts/eval-all.sh [FEEDBACK (default 30)] [extra logcanary-eval flags...]
+# LOGCANARY_EVAL_DIR=dir reads the sets from dir instead (e.g. sets built with
+# make-labelled-sets.py --seed N or --gap-mean S, to see how the figures move).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 feedback=${1:-30}
@@ -11,9 +13,10 @@ bin="${CARGO_TARGET_DIR:-target}/release/logcanary-eval"
 # Sets whose figures were not used to settle weights and thresholds.
 NOT_TUNED=burst-thunderbird-hadoop,burst-mac-zookeeper,burst-openstack-linux,holdout-thunderbird,inject-openssh-thunderbird
 shopt -s nullglob
-sets=(.cache/eval/*.jsonl)
+dir=${LOGCANARY_EVAL_DIR:-.cache/eval}
+sets=("$dir"/*.jsonl)
 if [[ ${#sets[@]} -eq 0 ]]; then
-    echo "eval-all: no sets in .cache/eval/; run make eval-data first" >&2
+    echo "eval-all: no sets in $dir/; run make eval-data first" >&2
     exit 2
 fi
 for f in "${sets[@]}"; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build labelled anomaly sets for `make eval` from the Loghub-2.0 2k samples.
 
-    python3 scripts/make-labelled-sets.py [--loghub DIR] [--out DIR] [--seed N]
+    python3 scripts/make-labelled-sets.py [--loghub DIR] [--out DIR] [--seed N] [--gap-mean S]
 
 Reads ../shared/data/loghub (research licence: the output goes to .cache/eval/, never
 into git) and writes JSONL files of {"timestamp", "severity", "message", "source",
@@ -31,7 +31,7 @@ holdout-<system>.jsonl
 
 Timestamps: the stream starts at 2024-03-01T00:00:00Z and keeps each sample's own order;
 gaps between normal lines are exponential (mean 30 s, so 2 000 lines span about 17
-hours); an injected burst follows a normal line by a few seconds, its lines 0.1-2 s apart.
+hours; --gap-mean changes it, to see how the detector fares on a denser or sparser log); an injected burst follows a normal line by a few seconds, its lines 0.1-2 s apart.
 Severity is the sample's level column where it has one, else INFO. Deterministic for a
 given --seed.
 """
@@ -122,11 +122,15 @@ def emit(path, timed):
     print(f"{path}: {len(timed)} lines, {anomalies} anomalies", file=sys.stderr)
 
 
+# Mean gap between normal lines, seconds (--gap-mean).
+GAP_MEAN = 30.0
+
+
 def normal_times(rng, n):
     t = START
     times = []
     for _ in range(n):
-        t += timedelta(seconds=rng.expovariate(1 / 30.0))
+        t += timedelta(seconds=rng.expovariate(1 / GAP_MEAN))
         times.append(t)
     return times
 
@@ -262,11 +266,14 @@ def make_burst(loghub, out, base_name, donor_name, rng):
 
 
 def main():
+    global GAP_MEAN
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--loghub", type=Path, default=ROOT.parent / "shared" / "data" / "loghub")
     p.add_argument("--out", type=Path, default=ROOT / ".cache" / "eval")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--gap-mean", type=float, default=30.0)
     args = p.parse_args()
+    GAP_MEAN = args.gap_mean
     if not args.loghub.is_dir():
         raise SystemExit(f"Loghub samples not found at {args.loghub} (pass --loghub DIR)")
     args.out.mkdir(parents=True, exist_ok=True)

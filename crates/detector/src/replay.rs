@@ -343,6 +343,8 @@ pub fn replay<E: TextEmbedder>(
     let started = Instant::now();
     let mut at_arrival = Counts::default();
     let mut verdicts: Vec<bool> = Vec::with_capacity(records.len());
+    // With --trace: each line's template, for the final verdicts' listing.
+    let mut templates: Vec<String> = Vec::new();
     let mut seen: HashMap<TemplateId, Seen> = HashMap::new();
     let mut answered = HashSet::new();
     let mut feedback_used = 0u64;
@@ -354,6 +356,9 @@ pub fn replay<E: TextEmbedder>(
         for (k, (record, score)) in chunk.iter().zip(&scores).enumerate() {
             at_arrival.add(record.label, score.is_anomaly);
             verdicts.push(score.is_anomaly);
+            if options.trace {
+                templates.push(score.template.clone());
+            }
             let entry = seen.entry(score.template_id.clone()).or_default();
             entry
                 .recent
@@ -429,8 +434,15 @@ pub fn replay<E: TextEmbedder>(
         }
     }
     let mut counts = Counts::default();
-    for (record, flagged) in records.iter().zip(verdicts) {
+    for (i, (record, &flagged)) in records.iter().zip(&verdicts).enumerate() {
         counts.add(record.label, flagged);
+        if options.trace && (record.label == Label::Anomaly) != flagged {
+            let kind = if flagged { "FALSE-POSITIVE" } else { "MISSED" };
+            eprintln!(
+                "FINAL {kind} {}",
+                templates.get(i).map_or("", String::as_str)
+            );
+        }
     }
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     Ok(Report {
