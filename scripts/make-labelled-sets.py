@@ -2,6 +2,7 @@
 """Build labelled anomaly sets for `make eval` from the Loghub-2.0 2k samples.
 
     python3 scripts/make-labelled-sets.py [--loghub DIR] [--out DIR] [--seed N] [--gap-mean S]
+                                          [--real-times]
 
 Reads ../shared/data/loghub (research licence: the output goes to .cache/eval/, never
 into git) and writes JSONL files of {"timestamp", "severity", "message", "source",
@@ -31,7 +32,13 @@ holdout-<system>.jsonl
 
 Timestamps: the stream starts at 2024-03-01T00:00:00Z and keeps each sample's own order;
 gaps between normal lines are exponential (mean 30 s, so 2 000 lines span about 17
-hours; --gap-mean changes it, to see how the detector fares on a denser or sparser log); an injected burst follows a normal line by a few seconds, its lines 0.1-2 s apart.
+hours; --gap-mean changes it, to see how the detector fares on a denser or sparser log);
+an injected burst follows a normal line by a few seconds, its lines 0.1-2 s apart.
+--real-times keeps instead the normal lines' own times from the sample (shifted to the
+start), where the sample's timestamps can be read, so the stream has the pace real logs
+have: from 31 seconds (Spark) to 22 months (HPC) for 2 000 lines, quiet for hours and
+then many lines a second; a sample without readable times (Proxifier) keeps the
+exponential gaps.
 Severity is the sample's level column where it has one, else INFO. Deterministic for a
 given --seed.
 """
@@ -74,13 +81,40 @@ BURST_SIZES = [60, 30, 9, 8, 7, 6, 5, 4, 4, 3, 2, 2, 1, 1]
 ROUTINE_CRITICAL_TEMPLATES = 10
 
 
+def _strptime(text, fmt):
+    return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc).timestamp()
+
+
+# How to read each sample's own time of a row, in seconds (--real-times). Samples without a
+# year get one; Proxifier's rows are neither dated nor in time order.
+SAMPLE_TIME = {
+    "Apache": lambda r: _strptime(r["Time"], "%a %b %d %H:%M:%S %Y"),
+    "HDFS": lambda r: _strptime(r["Date"].zfill(6) + r["Time"].zfill(6), "%y%m%d%H%M%S"),
+    "HPC": lambda r: float(r["Time"]),
+    "Hadoop": lambda r: _strptime(f"{r['Date']} {r['Time']}", "%Y-%m-%d %H:%M:%S,%f"),
+    "HealthApp": lambda r: _strptime(r["Time"], "%Y%m%d-%H:%M:%S:%f"),
+    "Linux": lambda r: _strptime(f"2005 {r['Month']} {r['Date']} {r['Time']}", "%Y %b %d %H:%M:%S"),
+    "Mac": lambda r: _strptime(f"2017 {r['Month']} {r['Date']} {r['Time']}", "%Y %b %d %H:%M:%S"),
+    "OpenSSH": lambda r: _strptime(f"2017 {r['Date']} {r['Day']} {r['Time']}", "%Y %b %d %H:%M:%S"),
+    "OpenStack": lambda r: _strptime(f"{r['Date']} {r['Time']}", "%Y-%m-%d %H:%M:%S.%f"),
+    "Spark": lambda r: _strptime(f"{r['Date']} {r['Time']}", "%y/%m/%d %H:%M:%S"),
+    "Thunderbird": lambda r: float(r["Timestamp"]),
+    "Zookeeper": lambda r: _strptime(f"{r['Date']} {r['Time']}", "%Y-%m-%d %H:%M:%S,%f"),
+}
+
+
 def read_sample(loghub, system):
     path = loghub / system / f"{system}_2k.log_structured_corrected.csv"
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
         rows = list(csv.DictReader(f))
+    read_time = SAMPLE_TIME.get(system)
     out = []
     for r in rows:
         level = (r.get("Level") or "").strip().upper()
+        try:
+            own_time = read_time(r) if read_time else None
+        except (KeyError, ValueError):
+            own_time = None
         out.append(
             {
                 "message": r["Content"],
@@ -88,6 +122,7 @@ def read_sample(loghub, system):
                 "event": r["EventId"],
                 "template": r["EventTemplate"],
                 "source": system,
+                "time": own_time,
             }
         )
     return out
@@ -126,10 +161,20 @@ def emit(path, timed):
 GAP_MEAN = 30.0
 
 
-def normal_times(rng, n):
+# Keep the samples' own times (--real-times).
+REAL_TIMES = False
+
+
+def normal_times(rng, lines):
+    """The time of each normal line, in the lines' order (not always sorted, with
+    --real-times: a sample's rows need not be in time order)."""
+    own = [line["time"] for line in lines]
+    if REAL_TIMES and own and all(t is not None for t in own):
+        first = min(own)
+        return [START + timedelta(seconds=t - first) for t in own]
     t = START
     times = []
-    for _ in range(n):
+    for _ in lines:
         t += timedelta(seconds=rng.expovariate(1 / GAP_MEAN))
         times.append(t)
     return times
@@ -140,7 +185,7 @@ def make_inject(loghub, out, base_name, donor_name, rng, bursts=8):
     donor = [line for line in read_sample(loghub, donor_name) if is_failure(line)]
     if not donor:
         raise SystemExit(f"{donor_name} has no failure lines")
-    times = normal_times(rng, len(base))
+    times = normal_times(rng, base)
     timed = [(t, line, "normal") for t, line in zip(times, base)]
     # Distinct anchor points after the first quarter; one burst after each.
     anchors = sorted(rng.sample(range(len(base) // 4, len(base) - 1), bursts))
@@ -170,10 +215,10 @@ def make_holdout(loghub, out, system, rng):
     }
     kept = [line for line in lines if line["event"] not in held]
     out_lines = [line for line in lines if line["event"] in held]
-    times = normal_times(rng, len(kept))
+    times = normal_times(rng, kept)
     timed = [(t, line, "normal") for t, line in zip(times, kept)]
-    cut = int(len(kept) * 0.6)
-    span = (times[cut], times[-1])
+    in_order = sorted(times)
+    span = (in_order[int(len(kept) * 0.6)], in_order[-1])
     for line in out_lines:
         t = span[0] + (span[1] - span[0]) * rng.random()
         timed.append((t, line, "anomaly"))
@@ -233,7 +278,7 @@ def make_burst(loghub, out, base_name, donor_name, rng):
     routine = set(routine)
 
     kept = [line for line in base if line["event"] not in taken]
-    times = normal_times(rng, len(kept))
+    times = normal_times(rng, kept)
     timed = []
     for t, line in zip(times, kept):
         line = dict(line)
@@ -266,14 +311,16 @@ def make_burst(loghub, out, base_name, donor_name, rng):
 
 
 def main():
-    global GAP_MEAN
+    global GAP_MEAN, REAL_TIMES
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--loghub", type=Path, default=ROOT.parent / "shared" / "data" / "loghub")
     p.add_argument("--out", type=Path, default=ROOT / ".cache" / "eval")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--gap-mean", type=float, default=30.0)
+    p.add_argument("--real-times", action="store_true", help="keep the samples' own times")
     args = p.parse_args()
     GAP_MEAN = args.gap_mean
+    REAL_TIMES = args.real_times
     if not args.loghub.is_dir():
         raise SystemExit(f"Loghub samples not found at {args.loghub} (pass --loghub DIR)")
     args.out.mkdir(parents=True, exist_ok=True)
