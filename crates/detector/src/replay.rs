@@ -1,8 +1,10 @@
 //! The anomaly eval: replay a labelled JSONL file through the scorer and count.
 //!
 //! Input lines are JSON objects `{"timestamp", "severity", "message", "source"?, "label"}`
-//! with `label` `"normal"` or `"anomaly"`; `timestamp` is an RFC 3339 string or a number of
-//! milliseconds since the Unix epoch. Lines are replayed in timestamp order (ties keep file
+//! with `label` `"normal"` or `"anomaly"`; `timestamp` is an RFC 3339 string or a number
+//! since the Unix epoch: seconds (fractions allowed) below [`SECONDS_BELOW`], as logs that
+//! carry Unix time mostly write it (HPC's and Thunderbird's samples do), milliseconds from
+//! there on. Lines are replayed in timestamp order (ties keep file
 //! order) through [`Scorer::score_batch`], with the scorer's defaults (a fresh install).
 //!
 //! Labels never reach the detector except through the simulated operator: with a feedback
@@ -80,8 +82,8 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<LabelledRecord>, ReplayError> {
         let rec: RawRecord = serde_json::from_str(raw).map_err(|e| format(e.to_string()))?;
         let timestamp_ms = match &rec.timestamp {
             serde_json::Value::Number(n) => n
-                .as_i64()
-                .or_else(|| n.as_f64().map(|f| f as i64))
+                .as_f64()
+                .and_then(epoch_number_ms)
                 .ok_or_else(|| format(format!("bad timestamp {n}")))?,
             serde_json::Value::String(s) => {
                 parse_rfc3339_ms(s).ok_or_else(|| format(format!("bad timestamp {s:?}")))?
@@ -111,6 +113,23 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<LabelledRecord>, ReplayError> {
         });
     }
     Ok(out)
+}
+
+/// A numeric timestamp below this is Unix seconds, from it on Unix milliseconds: 10^11
+/// seconds is the year 5138, 10^11 milliseconds March 1973, so neither reading of a real
+/// log's time is lost.
+pub const SECONDS_BELOW: f64 = 1e11;
+
+/// A numeric `timestamp` (see [`SECONDS_BELOW`]) to Unix milliseconds; `None` if it is
+/// not finite or out of range.
+fn epoch_number_ms(n: f64) -> Option<i64> {
+    let ms = if n.abs() < SECONDS_BELOW {
+        n * 1000.0
+    } else {
+        n
+    };
+    #[allow(clippy::cast_possible_truncation)] // checked to be within i64's range just below
+    (ms.is_finite() && ms.abs() < 9.0e18).then(|| ms.round() as i64)
 }
 
 /// Read and parse a JSONL file, then sort it by timestamp (stable).
@@ -566,6 +585,20 @@ mod tests {
         assert_eq!(recs[1].line.severity, Severity::Error);
         assert_eq!(recs[1].label, Label::Anomaly);
         assert!(parse_jsonl(r#"{"timestamp":1,"message":"x","label":"maybe"}"#).is_err());
+    }
+
+    #[test]
+    fn numeric_timestamps_in_seconds_or_milliseconds() {
+        let at = |t: &str| {
+            let text = format!(r#"{{"timestamp":{t},"message":"m","label":"normal"}}"#);
+            parse_jsonl(&text).map(|r| r[0].line.timestamp_ms)
+        };
+        // Unix seconds, as HPC's and Thunderbird's logs write them, with or without a fraction.
+        assert_eq!(at("1131566461").unwrap(), 1_131_566_461_000);
+        assert_eq!(at("1131566461.25").unwrap(), 1_131_566_461_250);
+        // Milliseconds stay milliseconds.
+        assert_eq!(at("1704067201000").unwrap(), 1_704_067_201_000);
+        assert_eq!(at("1e300").map_err(|_| ()), Err(()));
     }
 
     #[test]

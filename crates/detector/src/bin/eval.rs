@@ -100,6 +100,16 @@ fn run() -> Result<(), String> {
     }
     let input = input.ok_or_else(|| USAGE.to_string())?;
     let records = read_jsonl(&input).map_err(|e| format!("{}: {e}", input.display()))?;
+    // The pace decides what can be learned as normal (an hour of presence): say it, so a
+    // file whose times were read on the wrong scale shows at once.
+    if let (Some(first), Some(last)) = (records.first(), records.last()) {
+        #[allow(clippy::cast_precision_loss)] // a span of log time, shown in hours
+        let hours = (last.line.timestamp_ms - first.line.timestamp_ms) as f64 / 3_600_000.0;
+        eprintln!(
+            "{} lines spanning {hours:.2} hours of log time",
+            records.len()
+        );
+    }
 
     let report = match baseline {
         Some(b) => {
