@@ -11,8 +11,9 @@
 //! budget of `n`, after each batch the operator answers the top template of the review
 //! queue ([`crate::review`], the ranking of `GET /api/review/`), one answer per batch and
 //! per template, until the budget is spent. The queue is built from what has arrived so
-//! far (each template's recent lines are those of the last [`REVIEW_WINDOW_MS`] of log
-//! time), and the answer is the majority true label of the template's lines so far: an
+//! far, with the inputs `GET /api/review/` has: each template's recent lines (those of the
+//! last [`REVIEW_WINDOW_MS`] of log time), their mean score at arrival and their most
+//! severe level, and whether the detector has learned it as normal. The answer is the majority true label of the template's lines so far: an
 //! answer never uses a line from the future. It goes to [`Scorer::set_label`] (the call
 //! the feedback endpoint makes), and, as the feedback endpoint does, the template's lines
 //! of the last [`RESCORE_WINDOW_MS`] take the label's verdict.
@@ -347,10 +348,40 @@ pub const RESCORE_WINDOW_MS: i64 = 24 * 3_600_000;
 /// What the simulated operator knows of one template: only lines that have arrived.
 #[derive(Default)]
 struct Seen {
-    /// (timestamp, line index) of its lines within the review window.
-    recent: VecDeque<(i64, usize)>,
+    /// Its lines within the review window, oldest first.
+    recent: VecDeque<RecentLine>,
     anomalies: u64,
     normals: u64,
+}
+
+/// One line of a template within the review window.
+struct RecentLine {
+    timestamp_ms: i64,
+    /// Its index in the replayed records.
+    index: usize,
+    /// Its score when it arrived (a label re-scores the verdict, not the stored score).
+    score: f32,
+    /// Its level's weight.
+    level: f32,
+}
+
+impl Seen {
+    /// The review queue's input, as `GET /api/review/` aggregates it from stored lines:
+    /// recent lines, their mean score, the weight of their most severe level. `None`
+    /// without recent lines (the template is not in the window).
+    fn review_input(&self, learned_normal: bool) -> Option<crate::review::ReviewInput> {
+        if self.recent.is_empty() {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss)] // a day's lines of one template
+        let lines = self.recent.len() as f32;
+        Some(crate::review::ReviewInput {
+            score: self.recent.iter().map(|l| l.score).sum::<f32>() / lines,
+            lines: self.recent.len() as u64,
+            severity: self.recent.iter().map(|l| l.level).fold(0.0, f32::max),
+            learned_normal,
+        })
+    }
 }
 
 /// Replay `records` (already in timestamp order) through `scorer`, playing the operator.
@@ -379,9 +410,12 @@ pub fn replay<E: TextEmbedder>(
                 templates.push(score.template.clone());
             }
             let entry = seen.entry(score.template_id.clone()).or_default();
-            entry
-                .recent
-                .push_back((record.line.timestamp_ms, offset + k));
+            entry.recent.push_back(RecentLine {
+                timestamp_ms: record.line.timestamp_ms,
+                index: offset + k,
+                score: score.score,
+                level: record.line.severity.weight(),
+            });
             match record.label {
                 Label::Anomaly => entry.anomalies += 1,
                 Label::Normal => entry.normals += 1,
@@ -414,18 +448,18 @@ pub fn replay<E: TextEmbedder>(
             while s
                 .recent
                 .front()
-                .is_some_and(|&(t, _)| now.saturating_sub(t) > REVIEW_WINDOW_MS)
+                .is_some_and(|l| now.saturating_sub(l.timestamp_ms) > REVIEW_WINDOW_MS)
             {
                 s.recent.pop_front();
             }
         }
         let top = scorer
-            .review_inputs()
+            .review_candidates()
             .into_iter()
             .filter(|(id, _)| !answered.contains(id))
-            .filter_map(|(id, mut input)| {
-                input.lines = seen.get(&id)?.recent.len() as u64;
-                (input.lines > 0).then(|| (crate::review::priority(&input, threshold), id))
+            .filter_map(|(id, learned_normal)| {
+                let input = seen.get(&id)?.review_input(learned_normal)?;
+                Some((crate::review::priority(&input, threshold), id))
             })
             .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
         if let Some((priority, id)) = top.filter(|(p, _)| *p >= options.min_priority) {
@@ -436,9 +470,9 @@ pub fn replay<E: TextEmbedder>(
                 Label::Normal
             };
             scorer.set_label(&id, label);
-            for &(t, i) in &s.recent {
-                if now.saturating_sub(t) <= RESCORE_WINDOW_MS {
-                    verdicts[i] = label == Label::Anomaly;
+            for l in &s.recent {
+                if now.saturating_sub(l.timestamp_ms) <= RESCORE_WINDOW_MS {
+                    verdicts[l.index] = label == Label::Anomaly;
                 }
             }
             if options.trace {
@@ -585,6 +619,30 @@ mod tests {
         assert_eq!(recs[1].line.severity, Severity::Error);
         assert_eq!(recs[1].label, Label::Anomaly);
         assert!(parse_jsonl(r#"{"timestamp":1,"message":"x","label":"maybe"}"#).is_err());
+    }
+
+    #[test]
+    fn the_operator_ranks_with_the_inputs_of_the_review_endpoint() {
+        // GET /api/review/ aggregates a template's lines of the window: their count, mean
+        // score and most severe level. The simulated operator counts the same.
+        let mut seen = Seen::default();
+        assert_eq!(seen.review_input(false), None);
+        for (i, (score, level)) in [(0.7, Severity::Critical), (0.3, Severity::Info)]
+            .into_iter()
+            .enumerate()
+        {
+            seen.recent.push_back(RecentLine {
+                timestamp_ms: i as i64,
+                index: i,
+                score,
+                level: level.weight(),
+            });
+        }
+        let input = seen.review_input(true).unwrap();
+        assert_eq!(input.lines, 2);
+        assert!((input.score - 0.5).abs() < 1e-6);
+        assert!((input.severity - 1.0).abs() < 1e-6);
+        assert!(input.learned_normal);
     }
 
     #[test]

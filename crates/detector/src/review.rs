@@ -16,23 +16,24 @@
 //!   halved for a template the detector has learned as normal (steady presence is evidence
 //!   of its own);
 //! - `lines` are the template's lines in the window the caller looks at (its recent lines);
-//! - `severity` is the template's prior severity in [0, 1] (level weight or what its words
-//!   say, see [`crate::scorer`]).
+//! - `severity` is the weight of the most severe level among those lines (INFO 0.1,
+//!   WARNING 0.4, ERROR 0.8, CRITICAL 1).
 //!
-//! Labelled templates are not candidates. The same function ranks the queue of
-//! `GET /api/review/` (from stored scores) and the simulated operator of `make eval
-//! FEEDBACK=n` (from the scorer's own state).
+//! Labelled templates are not candidates. The same function, on the same inputs, ranks
+//! the queue of `GET /api/review/` (aggregated from the stored lines of the window) and
+//! the simulated operator of `make eval FEEDBACK=n` (from the lines replayed so far).
 
 use serde::Serialize;
 
 /// What the ranking needs to know about one template.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ReviewInput {
-    /// The template's current score (or the mean of its recent lines' scores), in [0, 1].
+    /// The mean score of its lines in the window under review (as scored when they
+    /// arrived), in [0, 1].
     pub score: f32,
     /// Its lines in the window under review.
     pub lines: u64,
-    /// Prior severity in [0, 1].
+    /// The weight of the most severe level among those lines, in [0, 1].
     pub severity: f32,
     /// The detector has learned it as normal from steady presence.
     pub learned_normal: bool,

@@ -96,8 +96,9 @@ impl Severity {
         }
     }
 
-    /// Contribution to the score, in [0, 1].
-    fn weight(self) -> f32 {
+    /// The level's weight in [0, 1]: its contribution to the score, and the severity the
+    /// review queue ranks by (as `db::templates::level_weight` does for stored lines).
+    pub fn weight(self) -> f32 {
         match self {
             Self::Debug => 0.0,
             Self::Info => 0.1,
@@ -543,24 +544,15 @@ impl<E: TextEmbedder> Scorer<E> {
         self.miner.peek(message)
     }
 
-    /// The review queue's inputs for every unlabelled template scored so far: its last
-    /// score, prior severity, whether it is learned normal, and its line count (callers
-    /// that know recent counts pass those to [`crate::review::priority`] instead).
-    pub fn review_inputs(&self) -> Vec<(TemplateId, crate::review::ReviewInput)> {
+    /// The review queue's candidates: every unlabelled template scored so far, and whether
+    /// it is learned as normal. The rest of [`crate::review::ReviewInput`] (its recent
+    /// lines, their mean score and most severe level) is the caller's to count, as
+    /// `GET /api/review/` counts it from the stored lines.
+    pub fn review_candidates(&self) -> Vec<(TemplateId, bool)> {
         self.stats
             .iter()
             .filter(|(id, s)| s.count > 0 && !self.labels.contains_key(*id))
-            .map(|(id, s)| {
-                (
-                    id.clone(),
-                    crate::review::ReviewInput {
-                        score: s.last_score,
-                        lines: s.count,
-                        severity: s.last_severity,
-                        learned_normal: s.learned_normal(&self.config),
-                    },
-                )
-            })
+            .map(|(id, s)| (id.clone(), s.learned_normal(&self.config)))
             .collect()
     }
 

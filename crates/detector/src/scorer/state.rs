@@ -35,11 +35,6 @@ pub(super) struct TemplateStats {
     /// templates of the warm-up: they are what normal looks like).
     #[serde(default)]
     pub(super) novelty: f32,
-    /// The last line's score and prior severity, for the review queue.
-    #[serde(default)]
-    pub(super) last_score: f32,
-    #[serde(default)]
-    pub(super) last_severity: f32,
 }
 
 impl TemplateStats {
@@ -116,8 +111,6 @@ impl ScorerState {
             max_window_lines: 0,
             new_after_warmup: false,
             novelty: 0.0,
-            last_score: 0.0,
-            last_severity: 0.0,
         });
         let last_seen_ms = stats.last_seen_ms.max(counts.last_seen_ms);
         stats.count = counts.count;

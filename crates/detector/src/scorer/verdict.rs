@@ -73,7 +73,7 @@ impl<E: TextEmbedder> Scorer<E> {
             verdict.note,
             warming_up,
         );
-        self.remember(&id, &sighting, &prior, verdict.score);
+        self.remember(&id, &sighting, &prior);
         Score {
             score: verdict.score,
             is_anomaly: verdict.is_anomaly,
@@ -118,8 +118,6 @@ impl<E: TextEmbedder> Scorer<E> {
             max_window_lines: 0,
             new_after_warmup: !warming_up,
             novelty: 0.0,
-            last_score: 0.0,
-            last_severity: 0.0,
         });
         let seen_before = stats.count;
         let previous_first_seen = stats.first_seen_ms;
@@ -298,16 +296,11 @@ impl<E: TextEmbedder> Scorer<E> {
 
     /// Keeps what later lines need: a new template becomes a neighbour candidate and its
     /// novelty at first sight is kept; the last score and severity feed the review queue.
-    fn remember(&mut self, id: &TemplateId, sighting: &Sighting, prior: &Prior, score: f32) {
-        let first_sight = sighting.seen_before == 0;
-        if first_sight {
+    fn remember(&mut self, id: &TemplateId, sighting: &Sighting, prior: &Prior) {
+        if sighting.seen_before == 0 {
             self.seen_index.insert(id.clone(), self.seen_order.len());
             self.seen_order.push(id.clone());
-        }
-        if let Some(stats) = self.stats.get_mut(id) {
-            stats.last_score = score;
-            stats.last_severity = prior.severity;
-            if first_sight {
+            if let Some(stats) = self.stats.get_mut(id) {
                 stats.novelty = prior.novelty;
             }
         }
