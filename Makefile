@@ -70,6 +70,10 @@ eval-all: ## Every set of make eval-data with both baselines, without and with F
 	bash scripts/fetch-ml-assets.sh
 	bash scripts/eval-all.sh $(or $(FEEDBACK),30)
 
+eval-robustness: ## The eval on other draws and paces of the sets (seeds, 1 s / 30 min gaps, real times); one row each
+	bash scripts/fetch-ml-assets.sh
+	bash scripts/eval-robustness.sh $(or $(FEEDBACK),30)
+
 eval-data: ## Build labelled sets from ../shared/data/loghub into .cache/eval/
 	python3 scripts/make-labelled-sets.py
 
@@ -85,4 +89,4 @@ help: ## Show this help
 		/^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
 		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
-.PHONY: run test setup migrate build-release lint fmt openapi bench eval eval-all eval-data bench-worker bench-detector help
+.PHONY: run test setup migrate build-release lint fmt openapi bench eval eval-all eval-robustness eval-data bench-worker bench-detector help

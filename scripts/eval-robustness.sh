@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The eval's figures on other draws and paces of the labelled sets, none of them used to
+# settle weights (BENCHMARKS.md, "How far the figures move"): seeds 11 and 23, a line every
+# 1 s and every 30 min, and each sample's own timestamps (seeds 7, 11, 23). Builds each
+# variant into .cache/eval-robustness/<variant>/ and prints one summary row per variant:
+# sets where the scorer beats or ties both baselines without feedback, the means (tuned on /
+# not tuned on), and the sets at F1 >= 0.90 with FEEDBACK (default 30).
+# Usage: scripts/eval-robustness.sh [FEEDBACK] (make eval-robustness)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+feedback=${1:-30}
+root=.cache/eval-robustness
+variants=(
+    "seed-11:--seed 11"
+    "seed-23:--seed 23"
+    "gap-1s:--gap-mean 1"
+    "gap-30min:--gap-mean 1800"
+    "real-times-seed-7:--real-times --seed 7"
+    "real-times-seed-11:--real-times --seed 11"
+    "real-times-seed-23:--real-times --seed 23"
+)
+echo "| sets | beats or ties both baselines, no feedback | mean F1 no feedback, tuned / not tuned | FEEDBACK=$feedback >= 0.90 | mean F1 FEEDBACK=$feedback, tuned / not tuned |"
+echo "|---|---|---|---|---|"
+for v in "${variants[@]}"; do
+    name=${v%%:*}
+    read -r -a flags <<<"${v#*:}"
+    dir="$root/$name"
+    mkdir -p "$dir"
+    python3 scripts/make-labelled-sets.py --out "$dir" "${flags[@]}" 2>/dev/null
+    LOGCANARY_EVAL_DIR="$dir" bash scripts/eval-all.sh "$feedback" | python3 -c '
+import sys
+name = sys.argv[1]
+rows = [[c.strip() for c in l.strip().strip("|").split("|")] for l in sys.stdin if l.startswith("| ")]
+sets = [r for r in rows if r[0] != "set" and not r[0].startswith("**")]
+means = {r[0]: r for r in rows if r[0].startswith("**mean")}
+beats = sum(1 for r in sets if r[5] == "yes")
+good = sum(1 for r in sets if float(r[4].split()[0]) >= 0.90)
+tuned = means.get("**mean, tuned on** (7 sets)", ["", "", "", "-", "-"])
+other = means.get("**mean, not tuned on** (5 sets)", ["", "", "", "-", "-"])
+print(f"| {name} | {beats} of {len(sets)} | {tuned[3]} / {other[3]} | {good} of {len(sets)} | {tuned[4]} / {other[4]} |")
+' "$name"
+done
