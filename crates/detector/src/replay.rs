@@ -4,8 +4,8 @@
 //! with `label` `"normal"` or `"anomaly"`; `timestamp` is an RFC 3339 string or a number
 //! since the Unix epoch: seconds (fractions allowed) below [`SECONDS_BELOW`], as logs that
 //! carry Unix time mostly write it (HPC's and Thunderbird's samples do), milliseconds from
-//! there on. Lines are replayed in timestamp order (ties keep file
-//! order) through [`Scorer::score_batch`], with the scorer's defaults (a fresh install).
+//! there on. Lines are replayed in timestamp order (ties keep file order) through
+//! [`Scorer::score_batch`], with the scorer's defaults (a fresh install).
 //!
 //! Labels never reach the detector except through the simulated operator: with a feedback
 //! budget of `n`, after each batch the operator answers the top template of the review
@@ -13,8 +13,9 @@
 //! per template, until the budget is spent. The queue is built from what has arrived so
 //! far, with the inputs `GET /api/review/` has: each template's recent lines (those of the
 //! last [`REVIEW_WINDOW_MS`] of log time), their mean score at arrival and their most
-//! severe level, and whether the detector has learned it as normal. The answer is the majority true label of the template's lines so far: an
-//! answer never uses a line from the future. It goes to [`Scorer::set_label`] (the call
+//! severe level, and whether the detector has learned it as normal. The answer is the
+//! majority true label of the template's lines so far: an answer never uses a line from
+//! the future. It goes to [`Scorer::set_label`] (the call
 //! the feedback endpoint makes), and, as the feedback endpoint does, the template's lines
 //! of the last [`RESCORE_WINDOW_MS`] take the label's verdict.
 //!

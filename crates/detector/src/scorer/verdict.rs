@@ -295,7 +295,7 @@ impl<E: TextEmbedder> Scorer<E> {
     }
 
     /// Keeps what later lines need: a new template becomes a neighbour candidate and its
-    /// novelty at first sight is kept; the last score and severity feed the review queue.
+    /// novelty at first sight is kept.
     fn remember(&mut self, id: &TemplateId, sighting: &Sighting, prior: &Prior) {
         if sighting.seen_before == 0 {
             self.seen_index.insert(id.clone(), self.seen_order.len());
