@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use diesel::{
     pg::PgConnection,
     prelude::*,
-    sql_types::{Array, BigInt, Bool, Double, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{
+        Array, BigInt, Bool, Double, Float4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    },
 };
 use uuid::Uuid;
 
@@ -267,11 +269,13 @@ pub fn write_scores(conn: &mut PgConnection, scores: &[EntryScore]) -> Result<us
     let anomalous: Vec<bool> = scores.iter().map(|s| s.is_anomaly).collect();
     let summary: Vec<&str> = scores.iter().map(|s| s.summary.as_str()).collect();
     let template: Vec<Option<i64>> = scores.iter().map(|s| s.template_id).collect();
+    let prior: Vec<Option<f32>> = scores.iter().map(|s| s.prior_score).collect();
     Ok(diesel::sql_query(
         "UPDATE log_entries e SET anomaly_score = u.score, is_anomaly = u.anomalous, \
-             summary = u.summary, template_id = u.template_id, analyzed_at = now() \
-         FROM unnest($1::bigint[], $2::float8[], $3::bool[], $4::text[], $5::bigint[]) \
-             AS u(id, score, anomalous, summary, template_id) \
+             summary = u.summary, template_id = u.template_id, prior_score = u.prior, \
+             analyzed_at = now() \
+         FROM unnest($1::bigint[], $2::float8[], $3::bool[], $4::text[], $5::bigint[], $6::real[]) \
+             AS u(id, score, anomalous, summary, template_id, prior) \
          WHERE e.id = u.id AND e.analyzed_at IS NULL",
     )
     .bind::<Array<BigInt>, _>(&ids)
@@ -279,6 +283,7 @@ pub fn write_scores(conn: &mut PgConnection, scores: &[EntryScore]) -> Result<us
     .bind::<Array<Bool>, _>(&anomalous)
     .bind::<Array<Text>, _>(&summary)
     .bind::<Array<Nullable<BigInt>>, _>(&template)
+    .bind::<Array<Nullable<Float4>>, _>(&prior)
     .execute(conn)?)
 }
 

@@ -82,4 +82,7 @@ pub struct EntryScore {
     pub is_anomaly: bool,
     pub summary: String,
     pub template_id: Option<i64>,
+    /// The detector's prior score of the line (`log_entries.prior_score`, read by the
+    /// review queue); `None` where it is not known.
+    pub prior_score: Option<f32>,
 }

@@ -16,6 +16,7 @@ diesel::table! {
         template_id -> Nullable<Int8>,
         analyzed_at -> Nullable<Timestamptz>,
         attributes -> Nullable<Jsonb>,
+        prior_score -> Nullable<Float4>,
     }
 }
 

@@ -383,6 +383,10 @@ pub struct ReviewCandidate {
     /// Mean anomaly score of those lines.
     #[diesel(sql_type = Double)]
     pub mean_score: f64,
+    /// Mean prior score of those lines (`log_entries.prior_score`; a line scored before
+    /// that column existed counts with its anomaly score).
+    #[diesel(sql_type = Double)]
+    pub mean_prior: f64,
     /// The most severe level among them (one of [`LEVELS`]).
     #[diesel(sql_type = Text)]
     pub max_severity: String,
@@ -420,6 +424,7 @@ pub fn review_candidates(
                 count(*) AS lines, \
                 count(*) FILTER (WHERE e.is_anomaly) AS flagged, \
                 avg(e.anomaly_score) AS mean_score, \
+                avg(coalesce(e.prior_score, e.anomaly_score)) AS mean_prior, \
                 ($2::text[])[max(array_position($2::text[], e.severity))] AS max_severity, \
                 max(e.id) AS sample_log_entry_id, \
                 t.windows, t.max_window_lines, t.first_seen, t.last_seen \

@@ -364,6 +364,8 @@ struct RecentLine {
     score: f32,
     /// Its level's weight.
     level: f32,
+    /// Its prior score (the review queue ranks a learned-normal template by it).
+    prior: f32,
 }
 
 impl Seen {
@@ -378,6 +380,7 @@ impl Seen {
         let lines = self.recent.len() as f32;
         Some(crate::review::ReviewInput {
             score: self.recent.iter().map(|l| l.score).sum::<f32>() / lines,
+            prior: self.recent.iter().map(|l| l.prior).sum::<f32>() / lines,
             lines: self.recent.len() as u64,
             severity: self.recent.iter().map(|l| l.level).fold(0.0, f32::max),
             learned_normal,
@@ -416,6 +419,7 @@ pub fn replay<E: TextEmbedder>(
                 index: offset + k,
                 score: score.score,
                 level: record.line.severity.weight(),
+                prior: score.prior,
             });
             match record.label {
                 Label::Anomaly => entry.anomalies += 1,
@@ -637,6 +641,7 @@ mod tests {
                 index: i,
                 score,
                 level: level.weight(),
+                prior: score,
             });
         }
         let input = seen.review_input(true).unwrap();

@@ -14,7 +14,10 @@
 //!   above it, only to 0.5 at a score of 1, because a flag that rests on the prior alone
 //!   is weak evidence (on real logs most lines at the highest level are routine); it is
 //!   halved for a template the detector has learned as normal (steady presence is evidence
-//!   of its own);
+//!   of its own) and, since its score is already lowered by that rule, its uncertainty
+//!   is taken from its **prior** score (what its lines would score without the rule): a
+//!   template that reads like a failure and was learned as normal from a few sparse
+//!   sightings is worth asking about, a routine one is not;
 //! - `lines` are the template's lines in the window the caller looks at (its recent lines);
 //! - `severity` is the weight of the most severe level among those lines (INFO 0.1,
 //!   WARNING 0.4, ERROR 0.8, CRITICAL 1).
@@ -35,6 +38,9 @@ pub struct ReviewInput {
     pub lines: u64,
     /// The weight of the most severe level among those lines, in [0, 1].
     pub severity: f32,
+    /// The mean prior score of those lines (see the detector's `Score::prior`), in
+    /// [0, 1]; it stands for `score` when the template is learned as normal.
+    pub prior: f32,
     /// The detector has learned it as normal from steady presence.
     pub learned_normal: bool,
 }
@@ -60,10 +66,11 @@ pub fn uncertainty(score: f32, threshold: f32) -> f32 {
 
 /// The review priority of one template (higher first).
 pub fn priority(input: &ReviewInput, threshold: f32) -> f32 {
-    let mut u = uncertainty(input.score, threshold);
-    if input.learned_normal {
-        u *= 0.5;
-    }
+    let u = if input.learned_normal {
+        0.5 * uncertainty(input.prior, threshold)
+    } else {
+        uncertainty(input.score, threshold)
+    };
     #[allow(clippy::cast_precision_loss)] // line counts far below 2^24 matter here
     let frequency = (1.0 + input.lines as f32).ln();
     u * frequency * (0.2 + input.severity.clamp(0.0, 1.0))
@@ -78,6 +85,7 @@ mod tests {
             score,
             lines,
             severity,
+            prior: score,
             learned_normal: false,
         }
     }
@@ -104,5 +112,26 @@ mod tests {
         let mut learned = input(0.62, 40, 1.0);
         learned.learned_normal = true;
         assert!(priority(&learned, t) < uncertain_frequent_critical);
+    }
+
+    #[test]
+    fn a_learned_normal_template_is_ranked_by_its_prior_halved() {
+        let t = 0.6;
+        // Lowered to 0.23 by the learned-normal rule; its prior read 0.48.
+        let learned = ReviewInput {
+            score: 0.23,
+            lines: 3,
+            severity: 0.1,
+            prior: 0.48,
+            learned_normal: true,
+        };
+        let unknown_at_its_prior = input(0.48, 3, 0.1);
+        let p = priority(&learned, t);
+        assert!((p - 0.5 * priority(&unknown_at_its_prior, t)).abs() < 1e-6);
+        let routine = ReviewInput {
+            prior: 0.12,
+            ..learned
+        };
+        assert!(p > priority(&routine, t));
     }
 }

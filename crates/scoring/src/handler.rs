@@ -521,6 +521,7 @@ fn write(
                 is_anomaly: s.is_anomaly,
                 summary: s.summary.clone(),
                 template_id: row_ids.get(&s.template_id.0).copied(),
+                prior_score: Some((s.prior * 1000.0).round() / 1000.0),
             };
             (*id, score)
         })
@@ -584,6 +585,7 @@ fn write(
                     is_anomaly: e.is_anomaly.unwrap_or_default(),
                     summary: e.summary.clone().unwrap_or_default(),
                     template_id: e.template_id,
+                    prior_score: None,
                 });
             } else {
                 missing.push(*id);

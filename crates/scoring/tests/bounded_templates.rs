@@ -109,6 +109,19 @@ async fn a_flood_of_templates_stays_at_the_cap_and_an_evicted_template_keeps_its
     h.refresh_templates(true).await.expect("templates load");
 
     let first = score(&h, vec!["session opened for user alice from web".into()]).await;
+    // Its prior is stored beside its score (the review queue reads it); a new template
+    // is decided by its prior, so the two agree.
+    assert_eq!(
+        test_db
+            .count(&format!(
+                "SELECT count(*) FROM log_entries WHERE id = {} \
+                 AND prior_score BETWEEN 0 AND 1 AND abs(prior_score - anomaly_score) < 0.001",
+                first[0]
+            ))
+            .await,
+        1,
+        "the prior score is stored and equals the score of a line decided by its prior"
+    );
     let template_row = test_db
         .count(&format!(
             "SELECT template_id FROM log_entries WHERE id = {}",

@@ -170,6 +170,11 @@ pub struct Score {
     /// The prior severity in [0, 1]: the larger of the level's weight and the meaning's.
     #[serde(default)]
     pub severity: f32,
+    /// The prior score in [0, 1] (level, meaning, novelty, newness), before a label, the
+    /// neighbours' vote or learned normal decided `score`: what the line would score if
+    /// that rule did not hold. The review queue ranks learned-normal templates by it.
+    #[serde(default)]
+    pub prior: f32,
 }
 
 /// A template's presence over time (see [`ScorerConfig::presence_window_ms`]); the

@@ -88,6 +88,7 @@ impl<E: TextEmbedder> Scorer<E> {
             state: verdict.state,
             decided_by: verdict.decided_by,
             severity: prior.severity,
+            prior: prior.score,
         }
     }
 

@@ -70,6 +70,7 @@ async fn analysed(
                     is_anomaly: anomalous,
                     summary,
                     template_id: Some(id),
+                    prior_score: None,
                 }],
             )?;
             Ok(id)

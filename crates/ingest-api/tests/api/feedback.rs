@@ -45,6 +45,7 @@ async fn analysed_entry(app: &TestApp, key: &str, template: &str, count: i64) ->
                     is_anomaly: true,
                     summary: "New message pattern; severity ERROR".into(),
                     template_id: Some(id),
+                    prior_score: None,
                 }],
             )?;
             Ok(id)

@@ -86,6 +86,80 @@ async fn get_json(app: &TestApp, path: &str) -> Value {
     resp.json().await.unwrap()
 }
 
+/// A template the workers learned as normal: `count` lines seen in 6 time windows over
+/// two hours, no window holding more than a quarter of them.
+async fn learned_normal_template(app: &TestApp, key: &str, text: &str, count: i64) -> i64 {
+    let (key, text) = (key.to_owned(), text.to_owned());
+    app.db
+        .db
+        .run(move |c| {
+            let now = chrono::Utc::now();
+            let rows = db::templates::upsert(
+                c,
+                &[db::templates::TemplateDelta {
+                    key,
+                    template: text,
+                    count,
+                    first_seen: now - chrono::Duration::hours(2),
+                    last_seen: now,
+                    embedding: None,
+                    windows: 6,
+                    max_window_lines: count / 4,
+                }],
+            )?;
+            Ok(rows[0].1)
+        })
+        .await
+        .unwrap()
+}
+
+/// Sets the stored prior score of entries `ids`, as the worker writes it.
+async fn set_prior(app: &TestApp, ids: Vec<i64>, prior: f32) {
+    app.db
+        .db
+        .run(move |c| {
+            Ok(
+                diesel::sql_query("UPDATE log_entries SET prior_score = $2 WHERE id = ANY($1)")
+                    .bind::<diesel::sql_types::Array<BigInt>, _>(ids)
+                    .bind::<diesel::sql_types::Float4, _>(prior)
+                    .execute(c)?,
+            )
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn review_queue_ranks_a_learned_normal_template_by_its_stored_prior() {
+    let app = spawn_app().await;
+    // Both learned as normal and scored 0.23 for it; one read like trouble before the rule
+    // lowered it (prior 0.48), the other did not (0.12).
+    let suspect =
+        learned_normal_template(&app, "treview00000000b1", "Wait for ready failed", 12).await;
+    let lines = scored_entries(&app, suspect, "INFO", 12, 0.23, 5).await;
+    set_prior(&app, lines, 0.48).await;
+    let routine = learned_normal_template(&app, "treview00000000b2", "Session opened", 12).await;
+    let lines = scored_entries(&app, routine, "INFO", 12, 0.23, 5).await;
+    set_prior(&app, lines, 0.12).await;
+    // Lines scored before the column existed have no prior: their score stands for it.
+    let legacy = learned_normal_template(&app, "treview00000000b3", "Cron ran", 12).await;
+    scored_entries(&app, legacy, "INFO", 12, 0.23, 5).await;
+
+    let page = get_json(&app, "/api/review/").await;
+    let results = page["results"].as_array().unwrap();
+    let ids: Vec<i64> = results
+        .iter()
+        .map(|r| r["template_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![suspect, legacy, routine], "{page}");
+    for r in results {
+        assert!(
+            (r["mean_score"].as_f64().unwrap() - 0.23).abs() < 1e-9,
+            "{r}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn review_queue_ranks_uncertain_frequent_severe_templates_first() {
     let app = spawn_app().await;

@@ -1,0 +1,1 @@
+ALTER TABLE log_entries DROP COLUMN prior_score;
