@@ -15,6 +15,19 @@ use crate::helpers::{spawn_app, TestApp};
 
 /// Creates a template (`count` lines in all) and returns its id.
 async fn template(app: &TestApp, key: &str, text: &str, count: i64) -> i64 {
+    template_seen(app, key, text, count, 0, 0).await
+}
+
+/// Creates a template first seen `hours` ago, in `windows` time windows (each of a
+/// quarter of its lines at most, when there are any), and returns its id.
+async fn template_seen(
+    app: &TestApp,
+    key: &str,
+    text: &str,
+    count: i64,
+    windows: i32,
+    hours: i64,
+) -> i64 {
     let (key, text) = (key.to_owned(), text.to_owned());
     app.db
         .db
@@ -26,17 +39,23 @@ async fn template(app: &TestApp, key: &str, text: &str, count: i64) -> i64 {
                     key,
                     template: text,
                     count,
-                    first_seen: now,
+                    first_seen: now - chrono::Duration::hours(hours),
                     last_seen: now,
                     embedding: None,
-                    windows: 0,
-                    max_window_lines: 0,
+                    windows,
+                    max_window_lines: if windows > 0 { count / 4 } else { 0 },
                 }],
             )?;
             Ok(rows[0].1)
         })
         .await
         .unwrap()
+}
+
+/// A template the workers learned as normal: `count` lines seen in 6 time windows over
+/// two hours, no window holding more than a quarter of them.
+async fn learned_normal_template(app: &TestApp, key: &str, text: &str, count: i64) -> i64 {
+    template_seen(app, key, text, count, 6, 2).await
 }
 
 /// Stores `lines` analysed entries of `template_id`, received `age_minutes` ago, with
@@ -84,33 +103,6 @@ async fn get_json(app: &TestApp, path: &str) -> Value {
     let resp = app.get(path).await;
     assert_eq!(resp.status(), 200, "{path}");
     resp.json().await.unwrap()
-}
-
-/// A template the workers learned as normal: `count` lines seen in 6 time windows over
-/// two hours, no window holding more than a quarter of them.
-async fn learned_normal_template(app: &TestApp, key: &str, text: &str, count: i64) -> i64 {
-    let (key, text) = (key.to_owned(), text.to_owned());
-    app.db
-        .db
-        .run(move |c| {
-            let now = chrono::Utc::now();
-            let rows = db::templates::upsert(
-                c,
-                &[db::templates::TemplateDelta {
-                    key,
-                    template: text,
-                    count,
-                    first_seen: now - chrono::Duration::hours(2),
-                    last_seen: now,
-                    embedding: None,
-                    windows: 6,
-                    max_window_lines: count / 4,
-                }],
-            )?;
-            Ok(rows[0].1)
-        })
-        .await
-        .unwrap()
 }
 
 /// Sets the stored prior score of entries `ids`, as the worker writes it.
