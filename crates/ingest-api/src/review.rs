@@ -204,22 +204,4 @@ mod tests {
         assert_eq!(ranked[0].template_id, 1);
         assert!(ranked[0].priority > ranked[1].priority);
     }
-
-    #[test]
-    fn a_learned_normal_template_that_reads_like_trouble_outranks_a_routine_one() {
-        let now = chrono::Utc::now();
-        let learned = |id, prior| {
-            // Both lowered to 0.23 by "learned as normal"; their priors differ.
-            let mut c = candidate(id, 3, 0.23, "INFO");
-            c.mean_prior = prior;
-            c.windows = 3;
-            c.max_window_lines = 1;
-            c.first_seen = now - chrono::Duration::hours(2);
-            c.last_seen = now;
-            c
-        };
-        let ranked = rank(vec![learned(1, 0.12), learned(2, 0.48)], 0.6, 10);
-        assert_eq!(ranked[0].template_id, 2);
-        assert!(ranked[0].priority > 2.0 * ranked[1].priority);
-    }
 }
