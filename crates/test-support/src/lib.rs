@@ -275,12 +275,34 @@ pub async fn delete_queues(prefix: &str) {
     }
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, for a child process to bind.
+///
+/// Taken at random from below the kernel's ephemeral range (32768-60999 on Linux), not from
+/// port 0: a port the kernel hands out as ephemeral is released when the probe closes and can
+/// be given at once to one of the many outgoing connections (Postgres, RabbitMQ, HTTP) the
+/// parallel tests open, and the child's bind then fails ("address in use"; seen in CI).
+/// Below that range only another test's child can take it, and the random draw over 12 000
+/// ports makes two concurrent tests picking the same one unlikely; the port is checked free.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+    use std::hash::{BuildHasher, Hasher};
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    for attempt in 0u32..1_000 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.write_u32(attempt);
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default(),
+        );
+        let port = LOW + (hasher.finish() % u64::from(SPAN)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {LOW} and {}", LOW + SPAN)
 }
 
 pub const TEST_KEY_ID: &str = "test";
@@ -413,16 +435,26 @@ impl Spawned {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
-        let spawned = Self {
+        let mut spawned = Self {
             child,
             name: name.to_owned(),
         };
-        wait_http_ok(
-            &format!("http://127.0.0.1:{admin_port}/livez"),
-            Duration::from_secs(30),
-        )
-        .await;
-        spawned
+        let url = format!("http://127.0.0.1:{admin_port}/livez");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    return spawned;
+                }
+            }
+            // A child that exited (a bad setting, a port in use) will never answer: say so now.
+            if let Ok(Some(status)) = spawned.child.try_wait() {
+                panic!("{name} exited with {status} before {url} answered (its stderr is above)");
+            }
+            assert!(Instant::now() < deadline, "{url} did not answer within 30s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status.
