@@ -133,6 +133,10 @@ fn describe_metrics() {
         "logcanary_anomalies_flagged_total",
         "Log entries flagged as anomalous."
     );
+    metrics::describe_counter!(
+        "logcanary_relearn_rescored_total",
+        "Stored entries re-scored as normal because their template was learned as normal (flagged by level alone, outside bursts)."
+    );
     metrics::describe_gauge!(
         "logcanary_templates_known",
         "Templates the worker's detector holds in memory (at most LOGCANARY_MAX_TEMPLATES)."

@@ -319,9 +319,73 @@ fn rescore_note(label: &str) -> String {
     format!("re-scored: its pattern was marked {marked} by an operator")
 }
 
-/// A note of [`rescore_note`] at the end of a summary (alone or after `"; "`).
-const RESCORE_NOTE_PATTERN: &str =
-    "(^|; )re-scored: its pattern was marked (normal|anomalous) by an operator$";
+/// A re-scoring note at the end of a summary (alone or after `"; "`): an operator's
+/// ([`rescore_note`]) or learning's ([`LEARNED_NORMAL_NOTE`]). A later re-scoring replaces
+/// it, so a summary carries one at most.
+const RESCORE_NOTE_PATTERN: &str = "(^|; )re-scored: its pattern was (marked (normal|anomalous) by an operator|learned as normal: seen steadily)$";
+
+/// The note an entry's summary ends with once [`rescore_learned_normal`] re-scored it.
+pub const LEARNED_NORMAL_NOTE: &str = "re-scored: its pattern was learned as normal: seen steadily";
+
+/// What [`rescore_learned_normal`] re-scores, as the detector's `scorer::relearn` rule
+/// says (the scoring workers fill it from the detector's settings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelearnRule {
+    /// How far back, by `received_at`.
+    pub window: std::time::Duration,
+    /// The presence window, in milliseconds of `logged_at`.
+    pub presence_window_ms: i64,
+    /// Levels whose lines are re-scored (those the level alone flags).
+    pub levels: Vec<String>,
+    /// A window with more than `max(min_lines, ceil(rate_factor x mean lines per window))`
+    /// of the template's lines is a burst and keeps its verdicts.
+    pub burst_rate_factor: f64,
+    pub burst_min_lines: i64,
+}
+
+/// The template `id` was just learned as normal (steady presence): its flagged entries
+/// received within `rule.window`, at one of `rule.levels`, outside burst windows, become
+/// normal, and their summary ends with [`LEARNED_NORMAL_NOTE`]. Nothing changes for a
+/// labelled template (the label decides its lines). Returns how many entries changed;
+/// running it again changes nothing. The windows and the mean rate are counted over
+/// every analysed entry of the template in `rule.window`, whatever its level or verdict.
+pub fn rescore_learned_normal(
+    conn: &mut PgConnection,
+    id: i64,
+    rule: &RelearnRule,
+) -> Result<usize, DbError> {
+    const NEW_SUMMARY: &str =
+        "concat_ws('; ', nullif(regexp_replace(coalesce(e.summary, ''), $7, ''), ''), $8)";
+    let sql = format!(
+        "WITH lines AS ( \
+             SELECT id, received_at, severity, is_anomaly, \
+                    floor(extract(epoch FROM logged_at) * 1000 / $2)::bigint AS win \
+             FROM log_entries \
+             WHERE template_id = $1 AND analyzed_at IS NOT NULL \
+               AND received_at >= now() - make_interval(secs => $3)), \
+         per_window AS (SELECT win, count(*) AS n FROM lines GROUP BY win), \
+         bound AS ( \
+             SELECT greatest($4::bigint, \
+                    ceil($5 * sum(n)::float8 / (max(win) - min(win) + 1))::bigint) AS b \
+             FROM per_window) \
+         UPDATE log_entries e SET is_anomaly = false, summary = {NEW_SUMMARY} \
+         FROM lines l JOIN per_window w ON w.win = l.win CROSS JOIN bound \
+         WHERE e.id = l.id AND e.received_at = l.received_at \
+           AND e.received_at >= now() - make_interval(secs => $3) \
+           AND l.is_anomaly AND l.severity = ANY($6) AND w.n <= bound.b \
+           AND NOT EXISTS (SELECT 1 FROM templates t WHERE t.id = $1 AND t.label IS NOT NULL)"
+    );
+    Ok(diesel::sql_query(sql)
+        .bind::<BigInt, _>(id)
+        .bind::<Double, _>(rule.presence_window_ms.max(1) as f64)
+        .bind::<Double, _>(rule.window.as_secs_f64())
+        .bind::<BigInt, _>(rule.burst_min_lines)
+        .bind::<Double, _>(rule.burst_rate_factor)
+        .bind::<Array<Text>, _>(&rule.levels)
+        .bind::<Text, _>(RESCORE_NOTE_PATTERN)
+        .bind::<Text, _>(LEARNED_NORMAL_NOTE)
+        .execute(conn)?)
+}
 
 /// Re-scores the entries of template `id` received within [`RESCORE_WINDOW`] with an
 /// operator's `label`: `is_anomaly` becomes `label == "anomaly"` and the summary gets

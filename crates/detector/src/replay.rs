@@ -19,9 +19,14 @@
 //! the feedback endpoint makes), and, as the feedback endpoint does, the template's lines
 //! of the last [`RESCORE_WINDOW_MS`] take the label's verdict.
 //!
+//! When a template is learned as normal, its lines of the last day that the level alone
+//! flagged, outside burst windows, are cleared as the scoring workers re-score stored
+//! entries ([`crate::scorer::relearn`]).
+//!
 //! Two figures come out: the verdicts as stored at the end (what the API shows, re-scored
 //! lines included: `precision`, `recall`, `f1`) and the verdicts as first given, when each
-//! line arrived (`*_at_arrival`). Without feedback they are the same.
+//! line arrived (`*_at_arrival`, what alerts went out on). They differ by the re-scoring
+//! of answers and of learning.
 //!
 //! Two baselines run through the same reading and arithmetic: [`Baseline::Severity`] flags
 //! ERROR and above; [`Baseline::NewTemplate`] flags the first occurrence of every template
@@ -34,7 +39,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::drain::{TemplateChange, TemplateId, TemplateMiner};
-use crate::scorer::{Label, LogLine, ScoreError, Scorer, ScorerConfig, Severity, TextEmbedder};
+use crate::scorer::relearn::{self, RELEARN_WINDOW_MS};
+use crate::scorer::{
+    Label, LogLine, Score, ScoreError, Scorer, ScorerConfig, Severity, TextEmbedder,
+};
 
 /// One labelled input line.
 #[derive(Debug, Clone, PartialEq)]
@@ -388,6 +396,51 @@ impl Seen {
     }
 }
 
+/// The replay's side of [`crate::scorer::relearn`]: keeps each template's lines of the
+/// last [`RELEARN_WINDOW_MS`] and, on the line its template is learned as normal on,
+/// clears the verdicts of those the level alone flagged outside burst windows (the SQL
+/// the scoring workers run on stored entries does the same).
+struct Relearn {
+    window_ms: i64,
+    levels: Vec<Severity>,
+    lines: HashMap<TemplateId, VecDeque<(i64, usize, Severity)>>,
+}
+
+impl Relearn {
+    fn new(config: &ScorerConfig) -> Self {
+        Self {
+            window_ms: config.presence_window_ms.max(1),
+            levels: relearn::levels_flagged_alone(config),
+            lines: HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, score: &Score, line: &LogLine, index: usize, verdicts: &mut [bool]) {
+        let now = line.timestamp_ms;
+        let lines = self.lines.entry(score.template_id.clone()).or_default();
+        lines.push_back((now, index, line.severity));
+        while lines
+            .front()
+            .is_some_and(|&(t, _, _)| now.saturating_sub(t) > RELEARN_WINDOW_MS)
+        {
+            lines.pop_front();
+        }
+        if !score.newly_learned_normal {
+            return;
+        }
+        let mut per_window: HashMap<i64, u64> = HashMap::new();
+        for &(t, _, _) in lines.iter() {
+            *per_window.entry(t.div_euclid(self.window_ms)).or_default() += 1;
+        }
+        let steady = relearn::steady_windows(&per_window);
+        for &(t, i, severity) in lines.iter() {
+            if self.levels.contains(&severity) && steady.contains(&t.div_euclid(self.window_ms)) {
+                verdicts[i] = false;
+            }
+        }
+    }
+}
+
 /// Replay `records` (already in timestamp order) through `scorer`, playing the operator.
 pub fn replay<E: TextEmbedder>(
     scorer: &mut Scorer<E>,
@@ -404,12 +457,16 @@ pub fn replay<E: TextEmbedder>(
     let mut feedback_used = 0u64;
     let threshold = scorer.config().threshold;
     let mut offset = 0usize;
+    // Each template's lines of the last day (time, index, level), for the re-scoring
+    // that learning it as normal does (`scorer::relearn`).
+    let mut relearn = Relearn::new(scorer.config());
     for chunk in records.chunks(options.batch.max(1)) {
         let lines: Vec<LogLine> = chunk.iter().map(|r| r.line.clone()).collect();
         let scores = scorer.score_batch(&lines)?;
         for (k, (record, score)) in chunk.iter().zip(&scores).enumerate() {
             at_arrival.add(record.label, score.is_anomaly);
             verdicts.push(score.is_anomaly);
+            relearn.push(score, &record.line, offset + k, &mut verdicts);
             if options.trace {
                 templates.push(score.template.clone());
             }
@@ -855,5 +912,60 @@ mod tests {
         let r = replay(&mut s, &recs, &opts).unwrap();
         assert!(r.at_arrival.flagged >= 5, "{r:?}");
         assert_eq!(r.counts.flagged, 0, "{r:?}");
+    }
+
+    #[test]
+    fn learning_a_template_normal_clears_its_lines_flagged_by_level_alone_but_not_a_burst() {
+        // A CRITICAL pattern every 20 minutes for five hours, with a burst of six of its
+        // lines at 52 minutes, and an INFO pattern that reads like a failure beside it.
+        // Learned normal at its 100-minute line: the five steady lines before it were
+        // flagged by their level and are cleared; the burst window keeps its flags.
+        let minute = 60_000;
+        let mut recs = Vec::new();
+        for k in 0..16 {
+            let t = 20 * k * minute;
+            recs.push(record(
+                t,
+                "CRITICAL",
+                "node card power cycled by service controller",
+                Label::Normal,
+            ));
+            recs.push(record(
+                t + 1000,
+                "INFO",
+                "connection refused by peer retry scheduled",
+                Label::Normal,
+            ));
+        }
+        for k in 0..6 {
+            recs.push(record(
+                52 * minute + k * 10_000,
+                "CRITICAL",
+                "node card power cycled by service controller",
+                Label::Anomaly,
+            ));
+        }
+        recs.sort_by_key(|r| r.line.timestamp_ms);
+        let config = ScorerConfig {
+            warmup_lines: 0,
+            ..ScorerConfig::default()
+        };
+        let mut s = Scorer::new(config, WordHash);
+        let opts = ReplayOptions {
+            batch: 4,
+            ..ReplayOptions::default()
+        };
+        let r = replay(&mut s, &recs, &opts).unwrap();
+        // At arrival: the five steady lines before learning and the burst were flagged.
+        assert!(r.at_arrival.true_positives == 6, "{r:?}");
+        assert!(r.at_arrival.flagged >= 11, "{r:?}");
+        // At the end: the burst only (the INFO lines were never flagged by level alone,
+        // so whatever they got stays, and they are not CRITICAL anyway).
+        assert_eq!(r.counts.true_positives, 6, "{r:?}");
+        assert_eq!(
+            r.counts.flagged,
+            r.at_arrival.flagged - 5,
+            "the five steady CRITICAL lines are cleared, nothing else: {r:?}"
+        );
     }
 }

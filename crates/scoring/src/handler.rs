@@ -56,6 +56,23 @@ pub struct ScoringHandler {
     /// Longest time between two pulls of the shared templates.
     pub refresh_every: Duration,
     pub refresh: Mutex<RefreshState>,
+    /// What a template's stored entries become when this replica learns it as normal.
+    pub relearn: db::templates::RelearnRule,
+}
+
+/// The detector's [`relearn`](detector::scorer::relearn) rule for the stored entries.
+pub fn relearn_rule(config: &detector::scorer::ScorerConfig) -> db::templates::RelearnRule {
+    use detector::scorer::relearn;
+    db::templates::RelearnRule {
+        window: Duration::from_millis(relearn::RELEARN_WINDOW_MS.unsigned_abs()),
+        presence_window_ms: config.presence_window_ms,
+        levels: relearn::levels_flagged_alone(config)
+            .into_iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+        burst_rate_factor: relearn::BURST_RATE_FACTOR,
+        burst_min_lines: i64::try_from(relearn::BURST_MIN_LINES).unwrap_or(i64::MAX),
+    }
 }
 
 /// Where the last pull of shared templates stopped.
@@ -331,9 +348,10 @@ impl ScoringHandler {
         }
 
         let write_started = Instant::now();
+        let relearn = self.relearn.clone();
         let (written, stored_keys) = self
             .db
-            .run(move |c| c.transaction(|c| write(c, runnable, &scored, &templates)))
+            .run(move |c| c.transaction(|c| write(c, runnable, &scored, &templates, &relearn)))
             .await?;
         stage("write", write_started);
         if !stored_keys.is_empty() {
@@ -444,6 +462,7 @@ fn write(
     mut jobs: Vec<Job>,
     scored: &HashMap<i64, (LogEntry, Score)>,
     templates: &HashMap<String, TouchedTemplate>,
+    relearn: &db::templates::RelearnRule,
 ) -> Result<(Vec<JobResult>, Vec<String>), DbError> {
     let mut results = Vec::with_capacity(jobs.len());
     // One lock order on task rows for every worker.
@@ -529,6 +548,22 @@ fn write(
     let mut to_write: Vec<EntryScore> = new_scores.values().cloned().collect();
     to_write.sort_by_key(|s| s.id);
     db::entries::write_scores(conn, &to_write)?;
+    // Templates this batch learned as normal: their earlier lines the level alone flagged
+    // are re-scored (detector::scorer::relearn), in this transaction.
+    let mut learned: Vec<i64> = writable
+        .iter()
+        .filter(|id| scored[*id].1.newly_learned_normal)
+        .filter_map(|id| row_ids.get(&scored[id].1.template_id.0).copied())
+        .collect();
+    learned.sort_unstable();
+    learned.dedup();
+    for template in learned {
+        let rescored = db::templates::rescore_learned_normal(conn, template, relearn)?;
+        if rescored > 0 {
+            tracing::info!(template_id = template, rescored, "Template learned as normal; its recent entries flagged by level alone were re-scored.");
+            metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
+        }
+    }
     // Entries scored before this batch (by another task or replica) keep their score.
     let earlier: Vec<i64> = ids
         .iter()

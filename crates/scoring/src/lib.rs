@@ -104,6 +104,7 @@ pub async fn start_scoring(
         },
     );
     let outbox = outbox::Outbox::new(db.clone(), publisher);
+    let relearn = handler::relearn_rule(&setup.scorer);
     let handler = Arc::new(ScoringHandler {
         db: db.clone(),
         outbox: outbox.clone(),
@@ -113,6 +114,7 @@ pub async fn start_scoring(
         ))),
         refresh_every: setup.template_refresh,
         refresh: Mutex::default(),
+        relearn,
     });
     // Start from what the other replicas learned. If Postgres is down (or not migrated),
     // keep trying in the background: readiness says so meanwhile, and batches retry.

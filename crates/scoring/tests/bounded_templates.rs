@@ -4,61 +4,27 @@
 //!
 //! Runs the real model (`make setup`) against the real Postgres (`TEST_DATABASE_SERVER`).
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+mod support;
 
 use chrono::Utc;
-use contracts::{queues, tasks, v1};
-use db::models::{NewLogEntry, NewTask};
-use detector::{
-    drain::TemplateId,
-    embedder::{Embedder, EmbedderConfig},
-    scorer::ScorerConfig,
-};
-use logcanary_scoring::{
-    handler::ScoringHandler,
-    shared::{SharedEmbedder, SharedScorer},
-};
-use mq::{Delivery, Outcome};
-use prost::Message;
-use serde_json::json;
+use db::models::NewLogEntry;
+use detector::{drain::TemplateId, scorer::ScorerConfig};
+use logcanary_scoring::handler::ScoringHandler;
 use test_support::TestDb;
-use uuid::Uuid;
 
 const CAP: usize = 100;
 
 fn handler(test_db: &TestDb) -> ScoringHandler {
-    let embedder = Embedder::start(EmbedderConfig::from_env())
-        .unwrap_or_else(|e| panic!("embedder did not start: {e}"));
     let config = ScorerConfig {
         warmup_lines: 0,
         max_templates: CAP,
         ..ScorerConfig::default()
     };
-    let publisher = mq::Publisher::lazy(
-        &test_support::amqp_url(),
-        mq::Topology::new(test_support::queue_prefix()),
-        "scoring-test",
-        mq::PublisherConfig::default(),
-    );
-    ScoringHandler {
-        db: test_db.db.clone(),
-        outbox: outbox::Outbox::new(test_db.db.clone(), publisher),
-        detector: Arc::new(Mutex::new(SharedScorer::new(
-            config,
-            SharedEmbedder(Arc::new(embedder)),
-        ))),
-        refresh_every: Duration::ZERO,
-        refresh: Mutex::default(),
-    }
+    support::handler(test_db, config)
 }
 
 /// Stores the messages as INFO entries of one batch task and scores it; returns the ids.
 async fn score(h: &ScoringHandler, messages: Vec<String>) -> Vec<i64> {
-    let task_id = Uuid::new_v4();
-    let n = messages.len();
     let entries: Vec<NewLogEntry> = messages
         .into_iter()
         .map(|message| NewLogEntry {
@@ -68,30 +34,7 @@ async fn score(h: &ScoringHandler, messages: Vec<String>) -> Vec<i64> {
             source: Some("app".into()),
         })
         .collect();
-    let task = NewTask {
-        id: task_id,
-        task_name: tasks::BATCH_ANALYZE_LOGS.into(),
-        queue: queues::BATCH_PROCESSING.into(),
-        args: json!({}),
-    };
-    let ids =
-        h.db.run(move |c| db::entries::insert_with_tasks(c, &[task], &entries, &vec![task_id; n]))
-            .await
-            .expect("entries stored");
-    let body = v1::BatchAnalyzeLogs {
-        task_id: task_id.to_string(),
-        log_entry_ids: ids.clone(),
-    }
-    .encode_to_vec();
-    let delivery = Delivery::new(
-        queues::BATCH_PROCESSING,
-        tasks::BATCH_ANALYZE_LOGS,
-        task_id.to_string(),
-        body,
-    );
-    let outcomes = h.score_deliveries(&[&delivery]).await;
-    assert_eq!(outcomes, vec![Outcome::Done]);
-    ids
+    support::score_entries(h, entries).await
 }
 
 /// A word of letters only (no digits: the masking would make every flood line alike).

@@ -32,12 +32,14 @@
 //! sources mark their trouble by level in `levels`; the
 //! persisted per-template counts ([`ScorerState`]) in `state`; the nearest-template cache
 //! in `neighbours`; the steps from a mined line to its [`Score`] in `verdict`, and their
-//! explanation in `summary`.
+//! explanation in `summary`; what a template's earlier lines become once it is learned
+//! as normal in [`relearn`].
 
 mod config;
 mod levels;
 mod meaning;
 mod neighbours;
+pub mod relearn;
 mod state;
 mod summary;
 mod verdict;
@@ -175,6 +177,11 @@ pub struct Score {
     /// that rule did not hold. The review queue ranks learned-normal templates by it.
     #[serde(default)]
     pub prior: f32,
+    /// This line is the first its template was learned as normal on (steady presence
+    /// shown, no label, no neighbour's vote): its earlier lines that the level alone
+    /// flagged are re-scored ([`relearn`]).
+    #[serde(default)]
+    pub newly_learned_normal: bool,
 }
 
 /// A template's presence over time (see [`ScorerConfig::presence_window_ms`]); the

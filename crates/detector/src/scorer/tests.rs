@@ -151,18 +151,25 @@ fn a_template_seen_steadily_is_learned_normal() {
     let mut s = scorer(10);
     let mut t = 0;
     let mut last = None;
+    let mut newly_learned = Vec::new();
     // A CRITICAL routine message every 7 minutes for two hours.
     for i in 0..18 {
         t += 7 * MINUTE;
-        last = Some(
-            s.score(&line(
+        let score = s
+            .score(&line(
                 t,
                 Severity::Critical,
                 &format!("program load failure for job {i}: user binary not found"),
             ))
-            .expect("scoring works"),
-        );
+            .expect("scoring works");
+        if score.newly_learned_normal {
+            newly_learned.push(i);
+        }
+        last = Some(score);
     }
+    // One line marks the change (the one whose earlier lines get re-scored): the first
+    // an hour after the first (the tenth, at 70 minutes; the first came at 7).
+    assert_eq!(newly_learned, vec![9], "lines marked newly learned normal");
     let last = last.expect("scored");
     assert_eq!(last.state, TemplateState::LearnedNormal, "{last:?}");
     assert!(!last.is_anomaly, "{last:?}");

@@ -12,6 +12,8 @@ pub(super) struct Sighting {
     /// The template's first line before this one was counted.
     pub(super) previous_first_seen: i64,
     pub(super) learned_normal: bool,
+    /// It was not learned as normal before this line.
+    pub(super) newly_learned_normal: bool,
     /// Time windows it was seen in, this line's included.
     pub(super) windows: u32,
     pub(super) new_after_warmup: bool,
@@ -89,6 +91,8 @@ impl<E: TextEmbedder> Scorer<E> {
             decided_by: verdict.decided_by,
             severity: prior.severity,
             prior: prior.score,
+            newly_learned_normal: sighting.newly_learned_normal
+                && verdict.decided_by == DecidedBy::LearnedNormal,
         }
     }
 
@@ -121,6 +125,7 @@ impl<E: TextEmbedder> Scorer<E> {
             novelty: 0.0,
         });
         let seen_before = stats.count;
+        let was_learned_normal = stats.learned_normal(cfg);
         let previous_first_seen = stats.first_seen_ms;
         if seen_before == 0 || window > stats.window {
             stats.windows += 1;
@@ -132,10 +137,12 @@ impl<E: TextEmbedder> Scorer<E> {
         stats.max_window_lines = stats.max_window_lines.max(stats.window_lines);
         stats.first_seen_ms = stats.first_seen_ms.min(line.timestamp_ms);
         stats.last_seen_ms = stats.last_seen_ms.max(line.timestamp_ms);
+        let learned_normal = stats.learned_normal(cfg);
         Sighting {
             seen_before,
             previous_first_seen,
-            learned_normal: stats.learned_normal(cfg),
+            learned_normal,
+            newly_learned_normal: learned_normal && !was_learned_normal,
             windows: stats.windows,
             new_after_warmup: stats.new_after_warmup,
             birth_novelty: stats.novelty,

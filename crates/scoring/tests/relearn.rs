@@ -1,0 +1,156 @@
+//! A template learned as normal re-scores its earlier lines that the level alone flagged
+//! (`detector::scorer::relearn`), in the stored entries: a routine CRITICAL pattern stops
+//! showing as anomalies once its steady presence is known, a burst of it stays flagged,
+//! lines of another level keep their verdicts, and an operator's label still decides.
+//!
+//! Runs the real model (`make setup`) against the real Postgres (`TEST_DATABASE_SERVER`).
+
+mod support;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use db::{models::NewLogEntry, templates::LEARNED_NORMAL_NOTE};
+use detector::scorer::ScorerConfig;
+use logcanary_scoring::handler::relearn_rule;
+use test_support::TestDb;
+
+const ROUTINE: &str = "Node card on rack R12 was power cycled by the service controller";
+const DISK: &str = "Disk sdb on storage node reported SMART self test failure";
+
+fn entry(at: DateTime<Utc>, severity: &str, message: &str) -> NewLogEntry {
+    NewLogEntry {
+        logged_at: at,
+        severity: severity.into(),
+        message: message.into(),
+        source: Some("bgl".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() {
+    let test_db = TestDb::new().await;
+    let config = ScorerConfig {
+        warmup_lines: 0,
+        ..ScorerConfig::default()
+    };
+    let h = support::handler(&test_db, config.clone());
+    h.refresh_templates(true).await.expect("templates load");
+
+    // Six hours ago on: the routine CRITICAL line every 20 minutes, an ERROR line of
+    // another pattern every 20 minutes, and a burst of six routine lines at 52 minutes
+    // (a 10-minute window of its own). With the defaults the routine pattern is learned
+    // as normal at its 100-minute line (12 lines, the burst's window holding half).
+    let start = Utc::now() - Duration::hours(6);
+    let minutes = |m: i64| start + Duration::minutes(m);
+    let mut steady = Vec::new();
+    let mut disk = Vec::new();
+    for k in 0..16 {
+        steady.push(entry(minutes(20 * k), "CRITICAL", ROUTINE));
+        disk.push(entry(
+            minutes(20 * k) + Duration::seconds(30),
+            "ERROR",
+            DISK,
+        ));
+    }
+    let burst: Vec<NewLogEntry> = (0..6)
+        .map(|k| entry(minutes(52) + Duration::seconds(10 * k), "CRITICAL", ROUTINE))
+        .collect();
+
+    // Three tasks in time order, as a shipper would send them.
+    let mut ids: HashMap<&str, Vec<i64>> = HashMap::new();
+    let cut = |m: i64| minutes(m);
+    for (from, to) in [(0, 60), (60, 120), (120, 400)] {
+        let pick = |v: &[NewLogEntry]| -> Vec<NewLogEntry> {
+            v.iter()
+                .filter(|e| e.logged_at >= cut(from) && e.logged_at < cut(to))
+                .cloned()
+                .collect()
+        };
+        let mut batch: Vec<(&str, NewLogEntry)> = Vec::new();
+        batch.extend(pick(&steady).into_iter().map(|e| ("steady", e)));
+        batch.extend(pick(&burst).into_iter().map(|e| ("burst", e)));
+        batch.extend(pick(&disk).into_iter().map(|e| ("disk", e)));
+        let kinds: Vec<&str> = batch.iter().map(|(k, _)| *k).collect();
+        let stored = support::score_entries(&h, batch.into_iter().map(|(_, e)| e).collect()).await;
+        for (kind, id) in kinds.into_iter().zip(stored) {
+            ids.entry(kind).or_default().push(id);
+        }
+    }
+
+    let all: Vec<i64> = ids.values().flatten().copied().collect();
+    let rows =
+        h.db.run(move |c| db::entries::by_ids(c, &all))
+            .await
+            .expect("entries");
+    let by_id: HashMap<i64, db::models::LogEntry> = rows.into_iter().map(|e| (e.id, e)).collect();
+    let summary = |id: &i64| by_id[id].summary.clone().unwrap_or_default();
+    let flagged = |id: &i64| by_id[id].is_anomaly == Some(true);
+
+    // The routine lines before the 100-minute one were flagged by their level, and are
+    // now re-scored as normal, saying why; from the 100-minute line on they came in as
+    // learned normal.
+    let steady_ids = &ids["steady"];
+    for id in &steady_ids[..5] {
+        assert!(!flagged(id), "{:?}", by_id[id]);
+        assert!(
+            summary(id).ends_with(LEARNED_NORMAL_NOTE),
+            "{}",
+            summary(id)
+        );
+    }
+    for id in &steady_ids[5..] {
+        assert!(!flagged(id), "{:?}", by_id[id]);
+        assert!(summary(id).contains("learned as normal"), "{}", summary(id));
+        assert!(!summary(id).contains("re-scored"), "{}", summary(id));
+    }
+    // The burst stays flagged: a burst is suspect even in a steady pattern.
+    for id in &ids["burst"] {
+        assert!(flagged(id), "{:?}", by_id[id]);
+        assert!(!summary(id).contains("re-scored"), "{}", summary(id));
+    }
+    // ERROR lines are not flagged by their level alone: whatever they were given stays.
+    for id in &ids["disk"] {
+        assert!(!summary(id).contains("re-scored"), "{}", summary(id));
+    }
+
+    // Running the rule again changes nothing.
+    let template = by_id[&steady_ids[0]].template_id.expect("a template row");
+    let rule = relearn_rule(&config);
+    let again = rule.clone();
+    let changed =
+        h.db.run(move |c| db::templates::rescore_learned_normal(c, template, &again))
+            .await
+            .expect("re-score");
+    assert_eq!(changed, 0);
+
+    // An operator's label decides over learning: the template's lines follow it (the
+    // operator's note replaces the learning's), and learning no longer re-scores them.
+    let (_, relabelled) =
+        h.db.run(move |c| db::templates::set_label_and_rescore(c, template, "anomaly"))
+            .await
+            .expect("label")
+            .expect("the template exists");
+    assert_eq!(relabelled, steady_ids.len() + ids["burst"].len());
+    let changed =
+        h.db.run(move |c| db::templates::rescore_learned_normal(c, template, &rule))
+            .await
+            .expect("re-score");
+    assert_eq!(
+        changed, 0,
+        "a labelled template is not re-scored by learning"
+    );
+    let first = steady_ids[0];
+    let row =
+        h.db.run(move |c| db::entries::by_ids(c, &[first]))
+            .await
+            .expect("entry")
+            .remove(0);
+    let text = row.summary.unwrap_or_default();
+    assert_eq!(row.is_anomaly, Some(true));
+    assert!(
+        text.ends_with("re-scored: its pattern was marked anomalous by an operator"),
+        "{text}"
+    );
+    assert_eq!(text.matches("re-scored").count(), 1, "{text}");
+}
