@@ -337,18 +337,25 @@ pub struct RelearnRule {
     pub presence_window_ms: i64,
     /// Levels whose lines are re-scored (those the level alone flags).
     pub levels: Vec<String>,
-    /// A window with more than `max(min_lines, ceil(rate_factor x mean lines per window))`
-    /// of the template's lines is a burst and keeps its verdicts.
+    /// A window with more than `max(burst_min_lines, ceil(burst_rate_factor x` the
+    /// template's lifetime lines per window`))` is a burst and keeps its verdicts (the
+    /// lifetime from the row's `count`, `first_seen` and `last_seen`).
     pub burst_rate_factor: f64,
     pub burst_min_lines: i64,
+    /// A template seen within the window in at least this share of the presence windows
+    /// from its `first_seen` to its `last_seen` is a continuous stream: its flagged
+    /// entries of every level are re-scored, not only those of `levels`.
+    pub continuous_coverage: f64,
 }
 
 /// The template `id` was just learned as normal (steady presence): its flagged entries
-/// received within `rule.window`, at one of `rule.levels`, outside burst windows, become
-/// normal, and their summary ends with [`LEARNED_NORMAL_NOTE`]. Nothing changes for a
-/// labelled template (the label decides its lines). Returns how many entries changed;
-/// running it again changes nothing. The windows and the mean rate are counted over
-/// every analysed entry of the template in `rule.window`, whatever its level or verdict.
+/// received within `rule.window`, at one of `rule.levels` (at any level when it is a
+/// continuous stream), outside burst windows, become normal, and their summary ends with
+/// [`LEARNED_NORMAL_NOTE`]. Nothing changes for a labelled template (the label decides
+/// its lines). Returns how many entries changed; running it again changes nothing. Run it
+/// after the batch's entries and the template's row are written: the windows are counted
+/// over every analysed entry of the template in `rule.window`, whatever its level or
+/// verdict, and the lifetime rate from the row.
 pub fn rescore_learned_normal(
     conn: &mut PgConnection,
     id: i64,
@@ -364,16 +371,20 @@ pub fn rescore_learned_normal(
              WHERE template_id = $1 AND analyzed_at IS NOT NULL \
                AND received_at >= now() - make_interval(secs => $3)), \
          per_window AS (SELECT win, count(*) AS n FROM lines GROUP BY win), \
+         life AS ( \
+             SELECT count, greatest(floor(extract(epoch FROM last_seen) * 1000 / $2) \
+                                  - floor(extract(epoch FROM first_seen) * 1000 / $2) + 1, 1) \
+                           AS spanned \
+             FROM templates WHERE id = $1 AND label IS NULL), \
          bound AS ( \
-             SELECT greatest($4::bigint, \
-                    ceil($5 * sum(n)::float8 / (max(win) - min(win) + 1))::bigint) AS b \
-             FROM per_window) \
+             SELECT greatest($4::bigint, ceil($5 * count::float8 / spanned)::bigint) AS b, \
+                    (SELECT count(*) FROM per_window) >= $9 * spanned AS continuous \
+             FROM life) \
          UPDATE log_entries e SET is_anomaly = false, summary = {NEW_SUMMARY} \
          FROM lines l JOIN per_window w ON w.win = l.win CROSS JOIN bound \
          WHERE e.id = l.id AND e.received_at = l.received_at \
            AND e.received_at >= now() - make_interval(secs => $3) \
-           AND l.is_anomaly AND l.severity = ANY($6) AND w.n <= bound.b \
-           AND NOT EXISTS (SELECT 1 FROM templates t WHERE t.id = $1 AND t.label IS NOT NULL)"
+           AND l.is_anomaly AND (l.severity = ANY($6) OR bound.continuous) AND w.n <= bound.b"
     );
     Ok(diesel::sql_query(sql)
         .bind::<BigInt, _>(id)
@@ -384,6 +395,7 @@ pub fn rescore_learned_normal(
         .bind::<Array<Text>, _>(&rule.levels)
         .bind::<Text, _>(RESCORE_NOTE_PATTERN)
         .bind::<Text, _>(LEARNED_NORMAL_NOTE)
+        .bind::<Double, _>(rule.continuous_coverage)
         .execute(conn)?)
 }
 

@@ -398,12 +398,14 @@ impl Seen {
 
 /// The replay's side of [`crate::scorer::relearn`]: keeps each template's lines of the
 /// last [`RELEARN_WINDOW_MS`] and, on the line its template is learned as normal on,
-/// clears the verdicts of those the level alone flagged outside burst windows (the SQL
-/// the scoring workers run on stored entries does the same).
+/// clears the verdicts of those the level alone flagged (of any level for a continuous
+/// stream) outside burst windows (the SQL the scoring workers run on stored entries does
+/// the same).
 struct Relearn {
     window_ms: i64,
     levels: Vec<Severity>,
     lines: HashMap<TemplateId, VecDeque<(i64, usize, Severity)>>,
+    lifetimes: HashMap<TemplateId, relearn::Lifetime>,
 }
 
 impl Relearn {
@@ -412,11 +414,25 @@ impl Relearn {
             window_ms: config.presence_window_ms.max(1),
             levels: relearn::levels_flagged_alone(config),
             lines: HashMap::new(),
+            lifetimes: HashMap::new(),
         }
     }
 
     fn push(&mut self, score: &Score, line: &LogLine, index: usize, verdicts: &mut [bool]) {
         let now = line.timestamp_ms;
+        let window = now.div_euclid(self.window_ms);
+        let life = self
+            .lifetimes
+            .entry(score.template_id.clone())
+            .or_insert(relearn::Lifetime {
+                lines: 0,
+                first_window: window,
+                last_window: window,
+            });
+        life.lines += 1;
+        life.first_window = life.first_window.min(window);
+        life.last_window = life.last_window.max(window);
+        let life = *life;
         let lines = self.lines.entry(score.template_id.clone()).or_default();
         lines.push_back((now, index, line.severity));
         while lines
@@ -432,9 +448,11 @@ impl Relearn {
         for &(t, _, _) in lines.iter() {
             *per_window.entry(t.div_euclid(self.window_ms)).or_default() += 1;
         }
-        let steady = relearn::steady_windows(&per_window);
+        let plan = relearn::plan(&per_window, life);
         for &(t, i, severity) in lines.iter() {
-            if self.levels.contains(&severity) && steady.contains(&t.div_euclid(self.window_ms)) {
+            if (plan.any_level || self.levels.contains(&severity))
+                && plan.windows.contains(&t.div_euclid(self.window_ms))
+            {
                 verdicts[i] = false;
             }
         }

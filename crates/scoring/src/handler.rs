@@ -72,6 +72,7 @@ pub fn relearn_rule(config: &detector::scorer::ScorerConfig) -> db::templates::R
             .collect(),
         burst_rate_factor: relearn::BURST_RATE_FACTOR,
         burst_min_lines: i64::try_from(relearn::BURST_MIN_LINES).unwrap_or(i64::MAX),
+        continuous_coverage: relearn::CONTINUOUS_COVERAGE,
     }
 }
 

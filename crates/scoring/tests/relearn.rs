@@ -1,7 +1,8 @@
 //! A template learned as normal re-scores its earlier lines that the level alone flagged
 //! (`detector::scorer::relearn`), in the stored entries: a routine CRITICAL pattern stops
 //! showing as anomalies once its steady presence is known, a burst of it stays flagged,
-//! lines of another level keep their verdicts, and an operator's label still decides.
+//! lines of another level keep their verdicts unless their pattern is a continuous stream,
+//! and an operator's label still decides.
 //!
 //! Runs the real model (`make setup`) against the real Postgres (`TEST_DATABASE_SERVER`).
 
@@ -17,6 +18,7 @@ use test_support::TestDb;
 
 const ROUTINE: &str = "Node card on rack R12 was power cycled by the service controller";
 const DISK: &str = "Disk sdb on storage node reported SMART self test failure";
+const LEASE: &str = "Failed to renew lease for client session, will retry shortly";
 
 fn entry(at: DateTime<Utc>, severity: &str, message: &str) -> NewLogEntry {
     NewLogEntry {
@@ -41,7 +43,11 @@ async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() 
     // another pattern every 20 minutes, and a burst of six routine lines at 52 minutes
     // (a 10-minute window of its own). With the defaults the routine pattern is learned
     // as normal at its 100-minute line (12 lines, the burst's window holding half).
-    let start = Utc::now() - Duration::hours(6);
+    // Aligned on a 10-minute window, so that the windows are the ones described.
+    let window_ms = config.presence_window_ms;
+    let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
+    let start = DateTime::from_timestamp_millis(six_hours_ago.div_euclid(window_ms) * window_ms)
+        .expect("a time");
     let minutes = |m: i64| start + Duration::minutes(m);
     let mut steady = Vec::new();
     let mut disk = Vec::new();
@@ -53,6 +59,11 @@ async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() 
             DISK,
         ));
     }
+    // A new ERROR message every 5 minutes that never stops (a continuous stream): learned
+    // at its 60-minute line, with lines in every 10-minute window since its first.
+    let lease: Vec<NewLogEntry> = (0..60)
+        .map(|k| entry(minutes(5 * k) + Duration::seconds(45), "ERROR", LEASE))
+        .collect();
     let burst: Vec<NewLogEntry> = (0..6)
         .map(|k| entry(minutes(52) + Duration::seconds(10 * k), "CRITICAL", ROUTINE))
         .collect();
@@ -71,6 +82,7 @@ async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() 
         batch.extend(pick(&steady).into_iter().map(|e| ("steady", e)));
         batch.extend(pick(&burst).into_iter().map(|e| ("burst", e)));
         batch.extend(pick(&disk).into_iter().map(|e| ("disk", e)));
+        batch.extend(pick(&lease).into_iter().map(|e| ("lease", e)));
         let kinds: Vec<&str> = batch.iter().map(|(k, _)| *k).collect();
         let stored = support::score_entries(&h, batch.into_iter().map(|(_, e)| e).collect()).await;
         for (kind, id) in kinds.into_iter().zip(stored) {
@@ -109,9 +121,23 @@ async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() 
         assert!(flagged(id), "{:?}", by_id[id]);
         assert!(!summary(id).contains("re-scored"), "{}", summary(id));
     }
-    // ERROR lines are not flagged by their level alone: whatever they were given stays.
+    // ERROR lines are not flagged by their level alone: whatever they were given stays
+    // (this pattern comes every 20 minutes: every other window, not a continuous stream).
     for id in &ids["disk"] {
         assert!(!summary(id).contains("re-scored"), "{}", summary(id));
+    }
+    // The continuous ERROR stream: flagged while new (it is an ERROR and unlike anything
+    // known), then learned, and its earlier flags re-scored: none is left.
+    let lease_ids = &ids["lease"];
+    assert!(
+        lease_ids
+            .iter()
+            .any(|id| summary(id).ends_with(LEARNED_NORMAL_NOTE)),
+        "the stream's early lines were flagged, then re-scored: {:?}",
+        by_id[&lease_ids[0]]
+    );
+    for id in lease_ids {
+        assert!(!flagged(id), "{:?}", by_id[id]);
     }
 
     // Running the rule again changes nothing.

@@ -67,6 +67,19 @@ pub fn postgres_server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// The URL of database `name` on the test server. On the default loopback server TLS is
+/// off (`sslmode=disable`): with libpq's default (`prefer`) every connection is TLS, and a
+/// process that exits while a pool thread still holds one can crash in OpenSSL's exit
+/// handler (diesel-rs/diesel#3441, r2d2#137; OpenSSL 3 has no switch to turn the handler
+/// off). A test process ends that way after its test passed; the services the binaries
+/// are deployed against keep whatever `DATABASE_URL` says.
+pub fn database_url(name: &str) -> String {
+    match std::env::var("TEST_DATABASE_SERVER") {
+        Ok(server) => format!("{server}/{name}"),
+        Err(_) => format!("{}/{name}?sslmode=disable", postgres_server_url()),
+    }
+}
+
 pub fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
@@ -140,7 +153,7 @@ fn execute_when_free(admin: &mut PgConnection, sql: &str) {
 }
 
 /// Makes sure the migrated template exists and returns its name. Blocking.
-fn ensure_template(admin: &mut PgConnection, server: &str) -> String {
+fn ensure_template(admin: &mut PgConnection) -> String {
     let template = template_name(admin);
     if database_exists(admin, &template) {
         return template;
@@ -161,7 +174,7 @@ fn ensure_template(admin: &mut PgConnection, server: &str) -> String {
             .execute(admin)
             .expect("creating the template database");
         // Its only connection is closed when it returns.
-        db::migrate(&format!("{server}/{build}")).expect("migrating the template database");
+        db::migrate(&database_url(&build)).expect("migrating the template database");
         execute_when_free(
             admin,
             &format!("ALTER DATABASE \"{build}\" RENAME TO \"{template}\""),
@@ -206,13 +219,12 @@ fn drop_old_templates(admin: &mut PgConnection) {
 impl TestDb {
     pub async fn new() -> Self {
         let name = format!("logcanary_test_{}", uuid::Uuid::new_v4().simple());
-        let server = postgres_server_url();
-        let url = format!("{server}/{name}");
-        let (n, s) = (name.clone(), server.clone());
+        let url = database_url(&name);
+        let n = name.clone();
         tokio::task::spawn_blocking(move || {
-            let mut admin = PgConnection::establish(&format!("{s}/postgres"))
+            let mut admin = PgConnection::establish(&database_url("postgres"))
                 .expect("connecting to the test Postgres server (TEST_DATABASE_SERVER)");
-            let template = ensure_template(&mut admin, &s);
+            let template = ensure_template(&mut admin);
             execute_when_free(
                 &mut admin,
                 &format!("CREATE DATABASE \"{n}\" TEMPLATE \"{template}\""),
@@ -246,10 +258,9 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let server = postgres_server_url();
         // Best effort: a leftover test database is harmless.
         let _ = std::thread::spawn(move || {
-            if let Ok(mut admin) = PgConnection::establish(&format!("{server}/postgres")) {
+            if let Ok(mut admin) = PgConnection::establish(&database_url("postgres")) {
                 let _ =
                     diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                         .execute(&mut admin);
