@@ -549,8 +549,9 @@ fn write(
     let mut to_write: Vec<EntryScore> = new_scores.values().cloned().collect();
     to_write.sort_by_key(|s| s.id);
     db::entries::write_scores(conn, &to_write)?;
-    // Templates this batch learned as normal: their earlier lines the level alone flagged
-    // are re-scored (detector::scorer::relearn), in this transaction.
+    // Templates this batch learned as normal: their earlier flags that the level alone
+    // (or being new, for a continuous stream) gave are re-scored
+    // (detector::scorer::relearn), in this transaction.
     let mut learned: Vec<i64> = writable
         .iter()
         .filter(|id| scored[*id].1.newly_learned_normal)
@@ -561,7 +562,7 @@ fn write(
     for template in learned {
         let rescored = db::templates::rescore_learned_normal(conn, template, relearn)?;
         if rescored > 0 {
-            tracing::info!(template_id = template, rescored, "Template learned as normal; its recent entries flagged by level alone were re-scored.");
+            tracing::info!(template_id = template, rescored, "Template learned as normal; its recent entries flagged before it was known were re-scored.");
             metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
         }
     }
