@@ -240,11 +240,13 @@ mod tests {
 
     use super::*;
 
-    /// The server's maintenance database: these tests create no tables.
+    /// The server's maintenance database: these tests create no tables. Without TLS on
+    /// the default loopback server, as `test_support::database_url` explains.
     fn server_db() -> String {
-        let server = std::env::var("TEST_DATABASE_SERVER")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        format!("{server}/postgres")
+        std::env::var("TEST_DATABASE_SERVER").map_or_else(
+            |_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into(),
+            |server| format!("{server}/postgres"),
+        )
     }
 
     #[tokio::test]

@@ -3,9 +3,13 @@
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
 
-fn server() -> String {
-    std::env::var("TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+/// Database `name` on the test server; without TLS on the default loopback server, as
+/// `test_support::database_url` explains (this crate's tests cannot use test-support).
+fn database_url(name: &str) -> String {
+    std::env::var("TEST_DATABASE_SERVER").map_or_else(
+        |_| format!("postgres://postgres@127.0.0.1:5432/{name}?sslmode=disable"),
+        |server| format!("{server}/{name}"),
+    )
 }
 
 /// An empty database of the test's own, dropped when the value is (a failing test too).
@@ -18,12 +22,11 @@ struct ScratchDb {
 impl ScratchDb {
     fn new(tag: &str) -> Self {
         let name = format!("logcanary_{tag}_{}", uuid::Uuid::new_v4().simple());
-        let mut admin =
-            PgConnection::establish(&format!("{}/postgres", server())).expect("postgres");
+        let mut admin = PgConnection::establish(&database_url("postgres")).expect("postgres");
         diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
             .execute(&mut admin)
             .unwrap();
-        let url = format!("{}/{name}", server());
+        let url = database_url(&name);
         Self { admin, name, url }
     }
 }
