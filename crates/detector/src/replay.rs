@@ -351,8 +351,9 @@ pub const MIN_PRIORITY: f32 = 0.0;
 /// Lines of a template the review queue counts: those of the last day of log time.
 pub const REVIEW_WINDOW_MS: i64 = 24 * 3_600_000;
 
-/// A label re-scores the template's lines of the last 24 hours (as the feedback endpoint does).
-pub const RESCORE_WINDOW_MS: i64 = 24 * 3_600_000;
+/// A label re-scores the template's lines of the last 24 hours (as the feedback endpoint does):
+/// the same day learning a template normal re-scores.
+pub const RESCORE_WINDOW_MS: i64 = RELEARN_WINDOW_MS;
 
 /// What the simulated operator knows of one template: only lines that have arrived.
 #[derive(Default)]
