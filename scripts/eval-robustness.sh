@@ -5,10 +5,14 @@
 # variant into .cache/eval-robustness/<variant>/ and prints one summary row per variant:
 # sets where the scorer beats or ties both baselines without feedback, the means (tuned on /
 # not tuned on), and the sets at F1 >= 0.90 with FEEDBACK (default 30).
-# Usage: scripts/eval-robustness.sh [FEEDBACK] (make eval-robustness)
+# Usage: scripts/eval-robustness.sh [FEEDBACK] [logcanary-eval flags...] (make eval-robustness)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 feedback=${1:-30}
+shift $(( $# >= 1 ? 1 : 0 ))
+# Further arguments go to every logcanary-eval run (e.g. --set FIELD=VALUE, to see how a
+# knob moves the figures on every variant).
+extra=("$@")
 root=.cache/eval-robustness
 variants=(
     "seed-11:--seed 11"
@@ -27,7 +31,7 @@ for v in "${variants[@]}"; do
     dir="$root/$name"
     mkdir -p "$dir"
     python3 scripts/make-labelled-sets.py --out "$dir" "${flags[@]}" 2>/dev/null
-    LOGCANARY_EVAL_DIR="$dir" bash scripts/eval-all.sh "$feedback" | python3 -c '
+    LOGCANARY_EVAL_DIR="$dir" bash scripts/eval-all.sh "$feedback" "${extra[@]}" | python3 -c '
 import sys
 name = sys.argv[1]
 rows = [[c.strip() for c in l.strip().strip("|").split("|")] for l in sys.stdin if l.startswith("| ")]
