@@ -2,7 +2,7 @@
 """Build labelled anomaly sets for `make eval` from the Loghub-2.0 2k samples.
 
     python3 scripts/make-labelled-sets.py [--loghub DIR] [--out DIR] [--seed N] [--gap-mean S]
-                                          [--real-times]
+                                          [--real-times] [--routine-clumps]
 
 Reads ../shared/data/loghub (research licence: the output goes to .cache/eval/, never
 into git) and writes JSONL files of {"timestamp", "severity", "message", "source",
@@ -23,6 +23,9 @@ burst-<base>-<donor>.jsonl
     CRITICAL lines are routine), so the level alone cannot separate them. Anomalous
     templates are <base>'s own rare failure templates (taken out of their place) and, to
     make 14, failure templates of <donor>. No other line is CRITICAL.
+    With --routine-clumps the routine CRITICAL lines arrive in clumps of 2-6 lines of
+    one template, seconds apart (a user's program-load failure and the register dumps
+    that follow it), so that a burst is not by itself the sign of an anomaly.
 
 holdout-<system>.jsonl
     One system's own sample, with its rare failure templates (ground-truth EventIds with at
@@ -226,7 +229,25 @@ def make_holdout(loghub, out, system, rng):
     emit(out / f"holdout-{system.lower()}.jsonl", timed)
 
 
-def make_burst(loghub, out, base_name, donor_name, rng):
+def clump_routine(rng, lines, times, routine):
+    """--routine-clumps: the routine CRITICAL templates' lines arrive in clumps of 2-6 (a
+    program-load failure and the register dumps that follow it), each line 0.2-3 s after
+    the one before; the clump starts where its first line was. Same lines, same count."""
+    times = list(times)
+    for event in routine:
+        idx = [i for i, line in enumerate(lines) if line["event"] == event]
+        k = 0
+        while k < len(idx):
+            size = rng.randint(2, 6)
+            t = times[idx[k]]
+            for i in idx[k + 1 : k + size]:
+                t += timedelta(seconds=rng.uniform(0.2, 3.0))
+                times[i] = t
+            k += size
+    return times
+
+
+def make_burst(loghub, out, base_name, donor_name, rng, clump_rng=None):
     base = read_sample(loghub, base_name)
     n = len(base)
     counts = Counter(line["event"] for line in base)
@@ -279,6 +300,8 @@ def make_burst(loghub, out, base_name, donor_name, rng):
 
     kept = [line for line in base if line["event"] not in taken]
     times = normal_times(rng, kept)
+    if clump_rng is not None:
+        times = clump_routine(clump_rng, kept, times, routine)
     timed = []
     for t, line in zip(times, kept):
         line = dict(line)
@@ -318,6 +341,11 @@ def main():
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--gap-mean", type=float, default=30.0)
     p.add_argument("--real-times", action="store_true", help="keep the samples' own times")
+    p.add_argument(
+        "--routine-clumps",
+        action="store_true",
+        help="burst sets: routine CRITICAL lines arrive in clumps of 2-6",
+    )
     args = p.parse_args()
     GAP_MEAN = args.gap_mean
     REAL_TIMES = args.real_times
@@ -329,7 +357,10 @@ def main():
     for system in HOLDOUT:
         make_holdout(args.loghub, args.out, system, random.Random(f"{args.seed}-{system}"))
     for base, donor in BURST:
-        make_burst(args.loghub, args.out, base, donor, random.Random(f"{args.seed}-b-{base}-{donor}"))
+        clumps = random.Random(f"{args.seed}-c-{base}-{donor}") if args.routine_clumps else None
+        make_burst(
+            args.loghub, args.out, base, donor, random.Random(f"{args.seed}-b-{base}-{donor}"), clumps
+        )
 
 
 if __name__ == "__main__":
