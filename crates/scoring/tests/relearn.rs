@@ -181,7 +181,25 @@ async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() 
     assert_eq!(text.matches("re-scored").count(), 1, "{text}");
 }
 
-/// Six hours ago, aligned on a presence window, and minutes from it.
+/// A handler without warm-up on its own database (kept alive by the caller), its
+/// templates loaded, and six hours ago aligned on a presence window.
+async fn no_warmup() -> (
+    TestDb,
+    logcanary_scoring::handler::ScoringHandler,
+    DateTime<Utc>,
+) {
+    let test_db = TestDb::new().await;
+    let config = ScorerConfig {
+        warmup_lines: 0,
+        ..ScorerConfig::default()
+    };
+    let h = support::handler(&test_db, config.clone());
+    h.refresh_templates(true).await.expect("templates load");
+    let start = aligned_start(&config);
+    (test_db, h, start)
+}
+
+/// Six hours ago, aligned on a presence window.
 fn aligned_start(config: &ScorerConfig) -> DateTime<Utc> {
     let window_ms = config.presence_window_ms;
     let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
@@ -236,14 +254,7 @@ async fn routine_critical_lines_that_come_in_clumps_are_re_scored() {
     // holds in a window it is seen in, not a burst, so the first two are re-scored
     // (against the mean over every window since its first line, 15 lines in 13 windows,
     // they would have looked like bursts).
-    let test_db = TestDb::new().await;
-    let config = ScorerConfig {
-        warmup_lines: 0,
-        ..ScorerConfig::default()
-    };
-    let h = support::handler(&test_db, config.clone());
-    h.refresh_templates(true).await.expect("templates load");
-    let start = aligned_start(&config);
+    let (_db, h, start) = no_warmup().await;
     let entries: Vec<NewLogEntry> = (0..3)
         .flat_map(|clump| {
             (0..5).map(move |k| {
@@ -275,14 +286,7 @@ async fn a_critical_burst_of_a_pattern_otherwise_seen_at_info_keeps_its_flags() 
     // CRITICAL lines across two windows. Learned as normal at 60 minutes (five windows,
     // none with half its lines), but the CRITICAL lines were only ever a burst: their
     // level has not shown steady presence, so their flags stay.
-    let test_db = TestDb::new().await;
-    let config = ScorerConfig {
-        warmup_lines: 0,
-        ..ScorerConfig::default()
-    };
-    let h = support::handler(&test_db, config.clone());
-    h.refresh_templates(true).await.expect("templates load");
-    let start = aligned_start(&config);
+    let (_db, h, start) = no_warmup().await;
     let mut entries: Vec<NewLogEntry> = [0, 20, 40, 60]
         .into_iter()
         .map(|m| entry(start + Duration::minutes(m), "INFO", DISK))
