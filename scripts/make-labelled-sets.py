@@ -26,6 +26,9 @@ burst-<base>-<donor>.jsonl
     With --routine-clumps the routine CRITICAL lines arrive in clumps of 2-6 lines of
     one template, seconds apart (a user's program-load failure and the register dumps
     that follow it), so that a burst is not by itself the sign of an anomaly.
+    --recurring-burst K makes the template of the K-th burst size come back instead of
+    the fifth (0: the 60-line burst recurs, a case where "learned normal" must not clear
+    an anomalous template's flags).
 
 holdout-<system>.jsonl
     One system's own sample, with its rare failure templates (ground-truth EventIds with at
@@ -234,7 +237,7 @@ def clump_routine(rng, lines, times, routine):
     program-load failure and the register dumps that follow it), each line 0.2-3 s after
     the one before; the clump starts where its first line was. Same lines, same count."""
     times = list(times)
-    for event in routine:
+    for event in sorted(routine):
         idx = [i for i, line in enumerate(lines) if line["event"] == event]
         k = 0
         while k < len(idx):
@@ -247,7 +250,7 @@ def clump_routine(rng, lines, times, routine):
     return times
 
 
-def make_burst(loghub, out, base_name, donor_name, rng, clump_rng=None):
+def make_burst(loghub, out, base_name, donor_name, rng, clump_rng=None, recurring=4):
     base = read_sample(loghub, base_name)
     n = len(base)
     counts = Counter(line["event"] for line in base)
@@ -310,14 +313,14 @@ def make_burst(loghub, out, base_name, donor_name, rng, clump_rng=None):
         elif line["severity"] in BAD_LEVELS:
             line["severity"] = "ERROR"
         timed.append((t, line, "normal"))
-    # Bursts at distinct points after the first 5 % of the stream; the fifth template
-    # comes back in a second burst later on.
+    # Bursts at distinct points after the first 5 % of the stream; one template (the
+    # fifth, or --recurring-burst) comes back in a second burst later on.
     sizes = list(zip(anomalous, BURST_SIZES))
-    sizes.append(sizes[4])
+    sizes.append(sizes[recurring])
     anchors = rng.sample(range(len(kept) // 20, len(kept) - 1), len(sizes))
     order = sorted(range(len(sizes)), key=lambda k: anchors[k])
-    if order.index(len(sizes) - 1) < order.index(4):
-        anchors[4], anchors[-1] = anchors[-1], anchors[4]
+    if order.index(len(sizes) - 1) < order.index(recurring):
+        anchors[recurring], anchors[-1] = anchors[-1], anchors[recurring]
     for (group, size), anchor in zip(sizes, anchors):
         t = times[anchor] + timedelta(seconds=rng.uniform(1, 5))
         for k in range(size):
@@ -346,6 +349,15 @@ def main():
         action="store_true",
         help="burst sets: routine CRITICAL lines arrive in clumps of 2-6",
     )
+    p.add_argument(
+        "--recurring-burst",
+        type=int,
+        default=4,
+        choices=range(len(BURST_SIZES)),
+        metavar="K",
+        help="burst sets: the anomalous template of BURST_SIZES[K] comes back in a second "
+        "burst (default 4: 7 lines; 0: the 60-line one)",
+    )
     args = p.parse_args()
     GAP_MEAN = args.gap_mean
     REAL_TIMES = args.real_times
@@ -359,7 +371,13 @@ def main():
     for base, donor in BURST:
         clumps = random.Random(f"{args.seed}-c-{base}-{donor}") if args.routine_clumps else None
         make_burst(
-            args.loghub, args.out, base, donor, random.Random(f"{args.seed}-b-{base}-{donor}"), clumps
+            args.loghub,
+            args.out,
+            base,
+            donor,
+            random.Random(f"{args.seed}-b-{base}-{donor}"),
+            clumps,
+            args.recurring_burst,
         )
 
 

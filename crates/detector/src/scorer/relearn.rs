@@ -7,10 +7,7 @@
 //! line [`Score::newly_learned_normal`](super::Score::newly_learned_normal) marks), those
 //! earlier verdicts were the level's, not the template's: its lines of the last
 //! [`RELEARN_WINDOW_MS`] that the level alone flagged are re-scored as normal, as an
-//! operator's answer re-scores a template's recent lines, when its lines at those levels
-//! have shown steady presence themselves (seen in at least `normal_after_windows` windows
-//! of the day, [`level_is_steady`]): a CRITICAL burst of a pattern that is otherwise
-//! quiet INFO chatter was never routine at CRITICAL. Two kinds stay as scored:
+//! operator's answer re-scores a template's recent lines. Two kinds stay as scored:
 //!
 //! - lines the level alone did not flag (they were flagged on novelty or on what the words
 //!   say): that evidence was true when they came. Unless the template is a **continuous
@@ -19,13 +16,11 @@
 //!   ("Failed to renew lease ... Will retry shortly" every few seconds) has become the
 //!   steady state, and its first hour is re-scored whatever its level;
 //! - lines of a **burst window**: a time window of `presence_window_ms` that holds more
-//!   than [`BURST_RATE_FACTOR`] times the template's mean lines per window in the other
-//!   windows it was ever seen in (its other lines over its other presence windows), and
-//!   more than [`BURST_MIN_LINES`]. A burst stays suspect even when the template is
-//!   otherwise steady (the rule for learned normal), also when the burst is all
-//!   the day holds of a template whose quiet lines came days before. A routine event that
-//!   always comes as a clump of a few lines (a program-load failure and the register
-//!   dumps after it) is not a burst: its clumps are what its windows hold.
+//!   than [`BURST_RATE_FACTOR`] times the template's mean lines per window over its whole
+//!   life (its line count over the windows from its first line to its last), and more
+//!   than [`BURST_MIN_LINES`]. A burst stays suspect even when the template is otherwise
+//!   steady (the rule for learned normal), also when the burst is all the day
+//!   holds of a template whose quiet lines came days before.
 //!
 //! The eval's replay ([`crate::replay`]) and the scoring workers' write (SQL over the
 //! stored entries and the template's row, `db::templates::rescore_learned_normal`) apply
@@ -55,8 +50,6 @@ pub const CONTINUOUS_COVERAGE: f64 = 1.0;
 pub struct Lifetime {
     /// Its lines, ever.
     pub lines: u64,
-    /// The presence windows it was seen in, ever.
-    pub windows: u32,
     /// The windows of its first and of its last line.
     pub first_window: i64,
     pub last_window: i64,
@@ -81,34 +74,27 @@ pub struct Rescore {
 /// The plan for a template learned as normal, from its lines per window within the day
 /// (`window -> lines`, every line counted, the learning one included) and its lifetime.
 pub fn plan(day: &HashMap<i64, u64>, lifetime: Lifetime) -> Rescore {
+    let bound = burst_bound(lifetime);
     #[allow(clippy::cast_precision_loss)] // a day's windows
     let continuous = day.len() as f64 >= CONTINUOUS_COVERAGE * lifetime.windows_spanned() as f64;
     Rescore {
         windows: day
             .iter()
-            .filter(|&(_, &n)| n <= burst_bound(lifetime, n))
+            .filter(|&(_, &n)| n <= bound)
             .map(|(&w, _)| w)
             .collect(),
         any_level: continuous,
     }
 }
 
-/// The most lines a window holding `in_window` of them may hold and not be a burst:
-/// `max(BURST_MIN_LINES, ceil(BURST_RATE_FACTOR x` the lifetime's other lines per other
-/// window it was seen in`))`.
-pub fn burst_bound(lifetime: Lifetime, in_window: u64) -> u64 {
-    let others = u64::from(lifetime.windows.saturating_sub(1).max(1));
+/// The most lines a window may hold and not be a burst: `max(BURST_MIN_LINES,
+/// ceil(BURST_RATE_FACTOR x lifetime lines per window))`.
+pub fn burst_bound(lifetime: Lifetime) -> u64 {
     #[allow(clippy::cast_precision_loss)] // line and window counts far below 2^52
-    let rate = lifetime.lines.saturating_sub(in_window) as f64 / others as f64;
+    let rate = lifetime.lines as f64 / lifetime.windows_spanned() as f64;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // small, positive
     let bound = (BURST_RATE_FACTOR * rate).ceil() as u64;
     bound.max(BURST_MIN_LINES)
-}
-
-/// Whether a template's lines at the [`levels_flagged_alone`] were seen in enough windows
-/// of the day (`windows`) to count as steady at that level: as many as learning needs.
-pub fn level_is_steady(windows: usize, cfg: &ScorerConfig) -> bool {
-    windows >= usize::try_from(cfg.normal_after_windows).unwrap_or(usize::MAX)
 }
 
 /// The levels whose weight alone brings a line to the threshold (`severity_weight x
@@ -133,7 +119,6 @@ mod tests {
     fn lifetime(day: &HashMap<i64, u64>) -> Lifetime {
         Lifetime {
             lines: day.values().sum(),
-            windows: u32::try_from(day.len()).unwrap(),
             first_window: *day.keys().min().unwrap(),
             last_window: *day.keys().max().unwrap(),
         }
@@ -167,7 +152,6 @@ mod tests {
         let day: HashMap<i64, u64> = [(2000, 12), (2001, 11)].into_iter().collect();
         let life = Lifetime {
             lines: 33,
-            windows: 12,
             first_window: 0,
             last_window: 2001,
         };
@@ -187,29 +171,10 @@ mod tests {
         // Every window today, but first seen a week ago: not a new stream.
         let old = Lifetime {
             lines: 40,
-            windows: 20,
             first_window: -1000,
             last_window: 6,
         };
         assert!(!plan(&every, old).any_level);
-    }
-
-    #[test]
-    fn clumps_of_a_sparse_pattern_are_not_bursts() {
-        // Five lines once an hour: each window it is seen in holds five.
-        let w: HashMap<i64, u64> = [(0, 5), (6, 5), (12, 5)].into_iter().collect();
-        assert_eq!(plan(&w, lifetime(&w)).windows.len(), 3);
-        // But twenty in one of them is.
-        let w: HashMap<i64, u64> = [(0, 5), (6, 20), (12, 5)].into_iter().collect();
-        let p = plan(&w, lifetime(&w));
-        assert!(!p.windows.contains(&6), "{p:?}");
-    }
-
-    #[test]
-    fn a_level_is_steady_in_as_many_windows_as_learning_needs() {
-        let cfg = ScorerConfig::default();
-        assert!(!level_is_steady(2, &cfg));
-        assert!(level_is_steady(3, &cfg));
     }
 
     #[test]
