@@ -335,11 +335,16 @@ pub struct RelearnRule {
     pub window: std::time::Duration,
     /// The presence window, in milliseconds of `logged_at`.
     pub presence_window_ms: i64,
-    /// Levels whose lines are re-scored (those the level alone flags).
+    /// Levels whose lines are re-scored (those the level alone flags) ...
     pub levels: Vec<String>,
-    /// A window with more than `max(burst_min_lines, ceil(burst_rate_factor x` the
-    /// template's lifetime lines per window`))` is a burst and keeps its verdicts (the
-    /// lifetime from the row's `count`, `first_seen` and `last_seen`).
+    /// ... when the template's entries at those levels within the window came in at least
+    /// this many episodes (runs of entries at most `episode_gap` apart by `logged_at`): a
+    /// burst at the highest level, or one that comes back once, keeps its verdicts.
+    pub level_min_episodes: i64,
+    pub episode_gap: std::time::Duration,
+    /// A window holding more than `max(burst_min_lines, ceil(burst_rate_factor x` the
+    /// template's mean lines per window in its other windows`))` is a burst and keeps its
+    /// verdicts (the lifetime from the row's `count` and `windows`).
     pub burst_rate_factor: f64,
     pub burst_min_lines: i64,
     /// A template seen within the window in at least this share of the presence windows
@@ -355,7 +360,7 @@ pub struct RelearnRule {
 /// its lines). Returns how many entries changed; running it again changes nothing. Run it
 /// after the batch's entries and the template's row are written: the windows are counted
 /// over every analysed entry of the template in `rule.window`, whatever its level or
-/// verdict, and the lifetime rate from the row.
+/// verdict, and the lifetime from the row.
 pub fn rescore_learned_normal(
     conn: &mut PgConnection,
     id: i64,
@@ -365,26 +370,35 @@ pub fn rescore_learned_normal(
         "concat_ws('; ', nullif(regexp_replace(coalesce(e.summary, ''), $7, ''), ''), $8)";
     let sql = format!(
         "WITH lines AS ( \
-             SELECT id, received_at, severity, is_anomaly, \
+             SELECT id, received_at, logged_at, severity, is_anomaly, \
                     floor(extract(epoch FROM logged_at) * 1000 / $2)::bigint AS win \
              FROM log_entries \
              WHERE template_id = $1 AND analyzed_at IS NOT NULL \
                AND received_at >= now() - make_interval(secs => $3)), \
          per_window AS (SELECT win, count(*) AS n FROM lines GROUP BY win), \
          life AS ( \
-             SELECT count, greatest(floor(extract(epoch FROM last_seen) * 1000 / $2) \
-                                  - floor(extract(epoch FROM first_seen) * 1000 / $2) + 1, 1) \
-                           AS spanned \
+             SELECT count, greatest(windows - 1, 1) AS others, \
+                    greatest(floor(extract(epoch FROM last_seen) * 1000 / $2) \
+                             - floor(extract(epoch FROM first_seen) * 1000 / $2) + 1, 1) \
+                        AS spanned \
              FROM templates WHERE id = $1 AND label IS NULL), \
-         bound AS ( \
-             SELECT greatest($4::bigint, ceil($5 * count::float8 / spanned)::bigint) AS b, \
-                    (SELECT count(*) FROM per_window) >= $9 * spanned AS continuous \
+         rule AS ( \
+             SELECT count, others, \
+                    (SELECT count(*) FROM per_window) >= $9 * spanned AS continuous, \
+                    (SELECT count(*) FROM ( \
+                         SELECT logged_at - lag(logged_at) OVER (ORDER BY logged_at) AS gap \
+                         FROM lines WHERE severity = ANY($6)) g \
+                     WHERE gap IS NULL OR gap > make_interval(secs => $11)) >= $10 \
+                        AS level_steady \
              FROM life) \
          UPDATE log_entries e SET is_anomaly = false, summary = {NEW_SUMMARY} \
-         FROM lines l JOIN per_window w ON w.win = l.win CROSS JOIN bound \
+         FROM lines l JOIN per_window w ON w.win = l.win CROSS JOIN rule \
          WHERE e.id = l.id AND e.received_at = l.received_at \
            AND e.received_at >= now() - make_interval(secs => $3) \
-           AND l.is_anomaly AND (l.severity = ANY($6) OR bound.continuous) AND w.n <= bound.b"
+           AND l.is_anomaly \
+           AND ((l.severity = ANY($6) AND rule.level_steady) OR rule.continuous) \
+           AND w.n <= greatest($4::bigint, \
+                               ceil($5 * greatest(rule.count - w.n, 0)::float8 / rule.others)::bigint)"
     );
     Ok(diesel::sql_query(sql)
         .bind::<BigInt, _>(id)
@@ -396,6 +410,8 @@ pub fn rescore_learned_normal(
         .bind::<Text, _>(RESCORE_NOTE_PATTERN)
         .bind::<Text, _>(LEARNED_NORMAL_NOTE)
         .bind::<Double, _>(rule.continuous_coverage)
+        .bind::<BigInt, _>(rule.level_min_episodes)
+        .bind::<Double, _>(rule.episode_gap.as_secs_f64())
         .execute(conn)?)
 }
 

@@ -399,10 +399,11 @@ impl Seen {
 
 /// The replay's side of [`crate::scorer::relearn`]: keeps each template's lines of the
 /// last [`RELEARN_WINDOW_MS`] and, on the line its template is learned as normal on,
-/// clears the verdicts of those the level alone flagged (of any level for a continuous
-/// stream) outside burst windows (the SQL the scoring workers run on stored entries does
+/// clears the verdicts of those the level alone flagged (when that level was steady; of
+/// any level for a continuous stream) outside burst windows (the SQL the scoring workers run on stored entries does
 /// the same).
 struct Relearn {
+    config: ScorerConfig,
     window_ms: i64,
     levels: Vec<Severity>,
     lines: HashMap<TemplateId, VecDeque<(i64, usize, Severity)>>,
@@ -412,6 +413,7 @@ struct Relearn {
 impl Relearn {
     fn new(config: &ScorerConfig) -> Self {
         Self {
+            config: config.clone(),
             window_ms: config.presence_window_ms.max(1),
             levels: relearn::levels_flagged_alone(config),
             lines: HashMap::new(),
@@ -427,9 +429,13 @@ impl Relearn {
             .entry(score.template_id.clone())
             .or_insert(relearn::Lifetime {
                 lines: 0,
+                windows: 0,
                 first_window: window,
                 last_window: window,
             });
+        if life.lines == 0 || window > life.last_window {
+            life.windows += 1;
+        }
         life.lines += 1;
         life.first_window = life.first_window.min(window);
         life.last_window = life.last_window.max(window);
@@ -450,8 +456,14 @@ impl Relearn {
             *per_window.entry(t.div_euclid(self.window_ms)).or_default() += 1;
         }
         let plan = relearn::plan(&per_window, life);
+        let level_times: Vec<i64> = lines
+            .iter()
+            .filter(|(_, _, sev)| self.levels.contains(sev))
+            .map(|&(t, _, _)| t)
+            .collect();
+        let level_steady = relearn::level_is_steady(&level_times, &self.config);
         for &(t, i, severity) in lines.iter() {
-            if (plan.any_level || self.levels.contains(&severity))
+            if (plan.any_level || (level_steady && self.levels.contains(&severity)))
                 && plan.windows.contains(&t.div_euclid(self.window_ms))
             {
                 verdicts[i] = false;

@@ -70,6 +70,8 @@ pub fn relearn_rule(config: &detector::scorer::ScorerConfig) -> db::templates::R
             .into_iter()
             .map(|s| s.as_str().to_owned())
             .collect(),
+        level_min_episodes: i64::from(config.normal_after_windows),
+        episode_gap: Duration::from_millis(relearn::EPISODE_GAP_MS.unsigned_abs()),
         burst_rate_factor: relearn::BURST_RATE_FACTOR,
         burst_min_lines: i64::try_from(relearn::BURST_MIN_LINES).unwrap_or(i64::MAX),
         continuous_coverage: relearn::CONTINUOUS_COVERAGE,

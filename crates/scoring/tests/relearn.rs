@@ -19,6 +19,7 @@ use test_support::TestDb;
 const ROUTINE: &str = "Node card on rack R12 was power cycled by the service controller";
 const DISK: &str = "Disk sdb on storage node reported SMART self test failure";
 const LEASE: &str = "Failed to renew lease for client session, will retry shortly";
+const PANIC: &str = "Kernel panic: fatal machine check on node card R23-M0-N4";
 
 fn entry(at: DateTime<Utc>, severity: &str, message: &str) -> NewLogEntry {
     NewLogEntry {
@@ -179,4 +180,167 @@ async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() 
         "{text}"
     );
     assert_eq!(text.matches("re-scored").count(), 1, "{text}");
+}
+
+/// A handler without warm-up on its own database (kept alive by the caller), its
+/// templates loaded, and six hours ago aligned on a presence window.
+async fn no_warmup() -> (
+    TestDb,
+    logcanary_scoring::handler::ScoringHandler,
+    DateTime<Utc>,
+) {
+    let test_db = TestDb::new().await;
+    let config = ScorerConfig {
+        warmup_lines: 0,
+        ..ScorerConfig::default()
+    };
+    let h = support::handler(&test_db, config.clone());
+    h.refresh_templates(true).await.expect("templates load");
+    let start = aligned_start(&config);
+    (test_db, h, start)
+}
+
+/// Six hours ago, aligned on a presence window.
+fn aligned_start(config: &ScorerConfig) -> DateTime<Utc> {
+    let window_ms = config.presence_window_ms;
+    let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
+    DateTime::from_timestamp_millis(six_hours_ago.div_euclid(window_ms) * window_ms)
+        .expect("a time")
+}
+
+/// Scores `entries` one task per hour of `logged_at` from `start`, in time order (as a
+/// shipper sends them), and reads them back: `(is_anomaly, summary)` in the same order.
+async fn score_hourly(
+    h: &logcanary_scoring::handler::ScoringHandler,
+    start: DateTime<Utc>,
+    mut entries: Vec<NewLogEntry>,
+) -> Vec<(bool, String)> {
+    entries.sort_by_key(|e| e.logged_at);
+    let mut ids = Vec::new();
+    let mut hour = 0;
+    while ids.len() < entries.len() {
+        let end = start + Duration::hours(hour + 1);
+        let batch: Vec<NewLogEntry> = entries[ids.len()..]
+            .iter()
+            .take_while(|e| e.logged_at < end)
+            .cloned()
+            .collect();
+        if !batch.is_empty() {
+            ids.extend(support::score_entries(h, batch).await);
+        }
+        hour += 1;
+    }
+    let all = ids.clone();
+    let rows =
+        h.db.run(move |c| db::entries::by_ids(c, &all))
+            .await
+            .expect("entries");
+    let by_id: HashMap<i64, db::models::LogEntry> = rows.into_iter().map(|e| (e.id, e)).collect();
+    ids.iter()
+        .map(|id| {
+            let e = &by_id[id];
+            (
+                e.is_anomaly == Some(true),
+                e.summary.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn routine_critical_lines_that_come_in_clumps_are_re_scored() {
+    // A user's program fails every hour and logs five CRITICAL lines within a minute
+    // each time. Learned as normal on the third clump's first line (three windows over
+    // two hours, no window with more than half its lines). Each clump is what the pattern
+    // holds in a window it is seen in, not a burst, so the first two are re-scored
+    // (against the mean over every window since its first line, 15 lines in 13 windows,
+    // they would have looked like bursts).
+    let (_db, h, start) = no_warmup().await;
+    let entries: Vec<NewLogEntry> = (0..3)
+        .flat_map(|clump| {
+            (0..5).map(move |k| {
+                entry(
+                    start + Duration::minutes(60 * clump) + Duration::seconds(10 * k),
+                    "CRITICAL",
+                    ROUTINE,
+                )
+            })
+        })
+        .collect();
+    let scored = score_hourly(&h, start, entries).await;
+    for (i, (flagged, summary)) in scored.iter().enumerate() {
+        assert!(!flagged, "line {i}: {summary}");
+    }
+    for (_, summary) in &scored[..10] {
+        assert!(summary.ends_with(LEARNED_NORMAL_NOTE), "{summary}");
+    }
+    assert!(
+        scored[10].1.contains("learned as normal"),
+        "{}",
+        scored[10].1
+    );
+}
+
+#[tokio::test]
+async fn a_critical_burst_of_a_pattern_otherwise_seen_at_info_keeps_its_flags() {
+    // The same pattern as quiet INFO lines every 20 minutes, and once as a burst of eight
+    // CRITICAL lines across two windows. Learned as normal at 60 minutes (five windows,
+    // none with half its lines), but the CRITICAL lines were only ever a burst: their
+    // level has not shown steady presence, so their flags stay.
+    let (_db, h, start) = no_warmup().await;
+    let mut entries: Vec<NewLogEntry> = [0, 20, 40, 60]
+        .into_iter()
+        .map(|m| entry(start + Duration::minutes(m), "INFO", DISK))
+        .collect();
+    entries.extend((0..8).map(|k| {
+        entry(
+            start + Duration::minutes(48) + Duration::seconds(30 * k),
+            "CRITICAL",
+            DISK,
+        )
+    }));
+    let scored = score_hourly(&h, start, entries).await;
+    // In time order: INFO at 0, 20, 40, the eight CRITICAL lines, INFO at 60.
+    assert!(
+        scored[11].1.contains("learned as normal"),
+        "{}",
+        scored[11].1
+    );
+    for (flagged, summary) in &scored[3..11] {
+        assert!(flagged, "{summary}");
+        assert!(!summary.contains("re-scored"), "{summary}");
+    }
+}
+
+#[tokio::test]
+async fn an_anomalous_burst_that_comes_back_keeps_its_flags_when_learned() {
+    // Twenty CRITICAL lines 12 s apart, across two windows, and the same two hours later.
+    // The fourth window has the pattern learned as normal (no window with more than half
+    // its lines, over two hours), but its CRITICAL lines came as two bursts, not as
+    // separate arrivals: the first burst's flags stay.
+    let (_db, h, start) = no_warmup().await;
+    let entries: Vec<NewLogEntry> = [8, 128]
+        .into_iter()
+        .flat_map(|minute| {
+            (0..20).map(move |k| {
+                entry(
+                    start + Duration::minutes(minute) + Duration::seconds(12 * k),
+                    "CRITICAL",
+                    PANIC,
+                )
+            })
+        })
+        .collect();
+    let scored = score_hourly(&h, start, entries).await;
+    assert!(
+        scored[20..]
+            .iter()
+            .any(|(_, s)| s.contains("learned as normal")),
+        "the second burst has it learned: {:?}",
+        scored[39]
+    );
+    for (flagged, summary) in &scored[..20] {
+        assert!(flagged, "{summary}");
+        assert!(!summary.contains("re-scored"), "{summary}");
+    }
 }

@@ -7,7 +7,12 @@
 //! line [`Score::newly_learned_normal`](super::Score::newly_learned_normal) marks), those
 //! earlier verdicts were the level's, not the template's: its lines of the last
 //! [`RELEARN_WINDOW_MS`] that the level alone flagged are re-scored as normal, as an
-//! operator's answer re-scores a template's recent lines. Two kinds stay as scored:
+//! operator's answer re-scores a template's recent lines, when its lines at those levels
+//! have shown steady presence themselves: they came in at least `normal_after_windows`
+//! separate episodes within the day, runs of lines at most [`EPISODE_GAP_MS`] apart
+//! ([`level_is_steady`]). A CRITICAL burst of a pattern that is otherwise quiet INFO
+//! chatter was never routine at CRITICAL, and an anomalous burst that comes back once is
+//! two episodes however many windows it fills. Two kinds stay as scored:
 //!
 //! - lines the level alone did not flag (they were flagged on novelty or on what the words
 //!   say): that evidence was true when they came. Unless the template is a **continuous
@@ -16,11 +21,13 @@
 //!   ("Failed to renew lease ... Will retry shortly" every few seconds) has become the
 //!   steady state, and its first hour is re-scored whatever its level;
 //! - lines of a **burst window**: a time window of `presence_window_ms` that holds more
-//!   than [`BURST_RATE_FACTOR`] times the template's mean lines per window over its whole
-//!   life (its line count over the windows from its first line to its last), and more
-//!   than [`BURST_MIN_LINES`]. A burst stays suspect even when the template is otherwise
-//!   steady (the rule for learned normal), also when the burst is all the day
-//!   holds of a template whose quiet lines came days before.
+//!   than [`BURST_RATE_FACTOR`] times the template's mean lines per window in the other
+//!   windows it was ever seen in (its other lines over its other presence windows), and
+//!   more than [`BURST_MIN_LINES`]. A burst stays suspect even when the template is
+//!   otherwise steady (the rule for learned normal), also when the burst is all
+//!   the day holds of a template whose quiet lines came days before. A routine event that
+//!   always comes as a clump of a few lines (a program-load failure and the register
+//!   dumps after it) is not a burst: its clumps are what its windows hold.
 //!
 //! The eval's replay ([`crate::replay`]) and the scoring workers' write (SQL over the
 //! stored entries and the template's row, `db::templates::rescore_learned_normal`) apply
@@ -50,6 +57,8 @@ pub const CONTINUOUS_COVERAGE: f64 = 1.0;
 pub struct Lifetime {
     /// Its lines, ever.
     pub lines: u64,
+    /// The presence windows it was seen in, ever.
+    pub windows: u32,
     /// The windows of its first and of its last line.
     pub first_window: i64,
     pub last_window: i64,
@@ -74,27 +83,54 @@ pub struct Rescore {
 /// The plan for a template learned as normal, from its lines per window within the day
 /// (`window -> lines`, every line counted, the learning one included) and its lifetime.
 pub fn plan(day: &HashMap<i64, u64>, lifetime: Lifetime) -> Rescore {
-    let bound = burst_bound(lifetime);
     #[allow(clippy::cast_precision_loss)] // a day's windows
     let continuous = day.len() as f64 >= CONTINUOUS_COVERAGE * lifetime.windows_spanned() as f64;
     Rescore {
         windows: day
             .iter()
-            .filter(|&(_, &n)| n <= bound)
+            .filter(|&(_, &n)| n <= burst_bound(lifetime, n))
             .map(|(&w, _)| w)
             .collect(),
         any_level: continuous,
     }
 }
 
-/// The most lines a window may hold and not be a burst: `max(BURST_MIN_LINES,
-/// ceil(BURST_RATE_FACTOR x lifetime lines per window))`.
-pub fn burst_bound(lifetime: Lifetime) -> u64 {
+/// The most lines a window holding `in_window` of them may hold and not be a burst:
+/// `max(BURST_MIN_LINES, ceil(BURST_RATE_FACTOR x` the lifetime's other lines per other
+/// window it was seen in`))`.
+pub fn burst_bound(lifetime: Lifetime, in_window: u64) -> u64 {
+    let others = u64::from(lifetime.windows.saturating_sub(1).max(1));
     #[allow(clippy::cast_precision_loss)] // line and window counts far below 2^52
-    let rate = lifetime.lines as f64 / lifetime.windows_spanned() as f64;
+    let rate = lifetime.lines.saturating_sub(in_window) as f64 / others as f64;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // small, positive
     let bound = (BURST_RATE_FACTOR * rate).ceil() as u64;
     bound.max(BURST_MIN_LINES)
+}
+
+/// Lines of a template more than this far apart are separate arrivals; closer ones are
+/// one burst or clump (a failure and the register dumps after it come seconds apart).
+pub const EPISODE_GAP_MS: i64 = 60_000;
+
+/// Whether a template's lines at the [`levels_flagged_alone`] within the day (their
+/// times, in order) count as steady at that level: they came in at least
+/// `normal_after_windows` separate episodes (runs of lines at most [`EPISODE_GAP_MS`]
+/// apart), as many as learning needs windows. A burst, or a burst that comes back once,
+/// is one or two episodes however many lines and windows it fills.
+pub fn level_is_steady(times: &[i64], cfg: &ScorerConfig) -> bool {
+    episodes(times) >= u64::from(cfg.normal_after_windows)
+}
+
+/// Episodes among `times` (in order): runs of lines at most [`EPISODE_GAP_MS`] apart.
+pub fn episodes(times: &[i64]) -> u64 {
+    let mut n = 0;
+    let mut last: Option<i64> = None;
+    for &t in times {
+        if last.is_none_or(|l| t.saturating_sub(l) > EPISODE_GAP_MS) {
+            n += 1;
+        }
+        last = Some(t);
+    }
+    n
 }
 
 /// The levels whose weight alone brings a line to the threshold (`severity_weight x
@@ -119,6 +155,7 @@ mod tests {
     fn lifetime(day: &HashMap<i64, u64>) -> Lifetime {
         Lifetime {
             lines: day.values().sum(),
+            windows: u32::try_from(day.len()).unwrap(),
             first_window: *day.keys().min().unwrap(),
             last_window: *day.keys().max().unwrap(),
         }
@@ -152,6 +189,7 @@ mod tests {
         let day: HashMap<i64, u64> = [(2000, 12), (2001, 11)].into_iter().collect();
         let life = Lifetime {
             lines: 33,
+            windows: 12,
             first_window: 0,
             last_window: 2001,
         };
@@ -171,10 +209,45 @@ mod tests {
         // Every window today, but first seen a week ago: not a new stream.
         let old = Lifetime {
             lines: 40,
+            windows: 20,
             first_window: -1000,
             last_window: 6,
         };
         assert!(!plan(&every, old).any_level);
+    }
+
+    #[test]
+    fn clumps_of_a_sparse_pattern_are_not_bursts() {
+        // Five lines once an hour: each window it is seen in holds five.
+        let w: HashMap<i64, u64> = [(0, 5), (6, 5), (12, 5)].into_iter().collect();
+        assert_eq!(plan(&w, lifetime(&w)).windows.len(), 3);
+        // But twenty in one of them is.
+        let w: HashMap<i64, u64> = [(0, 5), (6, 20), (12, 5)].into_iter().collect();
+        let p = plan(&w, lifetime(&w));
+        assert!(!p.windows.contains(&6), "{p:?}");
+    }
+
+    #[test]
+    fn a_level_is_steady_in_as_many_episodes_as_learning_needs_windows() {
+        let cfg = ScorerConfig::default();
+        let minute = 60_000;
+        // Clumps of five lines 10 s apart, once an hour: an episode each.
+        let clumps: Vec<i64> = (0..15)
+            .map(|k| (k / 5) * 60 * minute + (k % 5) * 10_000)
+            .collect();
+        assert_eq!(episodes(&clumps), 3);
+        assert!(level_is_steady(&clumps, &cfg));
+        assert!(!level_is_steady(&clumps[..10], &cfg));
+        // A line every two minutes: every line is an arrival of its own.
+        let steady: Vec<i64> = (0..5).map(|k| k * 2 * minute).collect();
+        assert!(level_is_steady(&steady, &cfg));
+        // A 60-line burst, a line every 2 s, that comes back five hours later: two
+        // episodes, however many windows they fill.
+        let bursts: Vec<i64> = (0..120)
+            .map(|k| (k / 60) * 300 * minute + (k % 60) * 2_000)
+            .collect();
+        assert_eq!(episodes(&bursts), 2);
+        assert!(!level_is_steady(&bursts, &cfg));
     }
 
     #[test]
