@@ -32,23 +32,14 @@ fn entry(at: DateTime<Utc>, severity: &str, message: &str) -> NewLogEntry {
 
 #[tokio::test]
 async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() {
-    let test_db = TestDb::new().await;
-    let config = ScorerConfig {
-        warmup_lines: 0,
-        ..ScorerConfig::default()
-    };
-    let h = support::handler(&test_db, config.clone());
-    h.refresh_templates(true).await.expect("templates load");
+    let config = no_warmup_config();
+    let (_db, h, start) = no_warmup().await;
 
     // Six hours ago on: the routine CRITICAL line every 20 minutes, an ERROR line of
     // another pattern every 20 minutes, and a burst of six routine lines at 52 minutes
     // (a 10-minute window of its own). With the defaults the routine pattern is learned
     // as normal at its 100-minute line (12 lines, the burst's window holding half).
-    // Aligned on a 10-minute window, so that the windows are the ones described.
-    let window_ms = config.presence_window_ms;
-    let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
-    let start = DateTime::from_timestamp_millis(six_hours_ago.div_euclid(window_ms) * window_ms)
-        .expect("a time");
+    // `start` is aligned on a 10-minute window, so that the windows are the ones described.
     let minutes = |m: i64| start + Duration::minutes(m);
     let mut steady = Vec::new();
     let mut disk = Vec::new();
@@ -190,14 +181,19 @@ async fn no_warmup() -> (
     DateTime<Utc>,
 ) {
     let test_db = TestDb::new().await;
-    let config = ScorerConfig {
-        warmup_lines: 0,
-        ..ScorerConfig::default()
-    };
+    let config = no_warmup_config();
     let h = support::handler(&test_db, config.clone());
     h.refresh_templates(true).await.expect("templates load");
     let start = aligned_start(&config);
     (test_db, h, start)
+}
+
+/// The detector's defaults without warm-up: every line is judged from the first.
+fn no_warmup_config() -> ScorerConfig {
+    ScorerConfig {
+        warmup_lines: 0,
+        ..ScorerConfig::default()
+    }
 }
 
 /// Six hours ago, aligned on a presence window.
