@@ -400,8 +400,8 @@ impl Seen {
 /// The replay's side of [`crate::scorer::relearn`]: keeps each template's lines of the
 /// last [`RELEARN_WINDOW_MS`] and, on the line its template is learned as normal on,
 /// clears the verdicts of those the level alone flagged (when that level was steady; of
-/// any level for a continuous stream) outside burst windows (the SQL the scoring workers run on stored entries does
-/// the same).
+/// any level for a continuous stream) outside burst windows (the SQL the scoring workers
+/// run on stored entries does the same).
 struct Relearn {
     config: ScorerConfig,
     window_ms: i64,
