@@ -54,6 +54,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         windows -> Int4,
         max_window_lines -> Int8,
+        episodes -> Int4,
     }
 }
 

@@ -41,6 +41,8 @@ pub struct TemplateRow {
     pub windows: i32,
     /// The most lines it had in any one window (the largest any replica reported).
     pub max_window_lines: i64,
+    /// Separate arrivals of its lines (the largest any replica reported).
+    pub episodes: i32,
 }
 
 /// What one batch adds to a template.
@@ -59,6 +61,7 @@ pub struct TemplateDelta {
     /// this batch's): the larger of the stored and the reported value is kept.
     pub windows: i32,
     pub max_window_lines: i64,
+    pub episodes: i32,
 }
 
 #[derive(QueryableByName)]
@@ -71,7 +74,7 @@ struct KeyId {
 
 /// Adds a batch's deltas (keys must be distinct) and returns each key's row id. Counts
 /// are added in the statement, so concurrent workers never lose an increment; presence
-/// (`windows`, `max_window_lines`) only grows, to the largest view reported; rows are
+/// (`windows`, `max_window_lines`, `episodes`) only grows, to the largest view reported; rows are
 /// written in key order, so two workers lock them in the same order and cannot deadlock.
 pub fn upsert(
     conn: &mut PgConnection,
@@ -87,6 +90,7 @@ pub fn upsert(
     let last: Vec<DateTime<Utc>> = deltas.iter().map(|d| d.last_seen).collect();
     let windows: Vec<i32> = deltas.iter().map(|d| d.windows).collect();
     let max_lines: Vec<i64> = deltas.iter().map(|d| d.max_window_lines).collect();
+    let episodes: Vec<i32> = deltas.iter().map(|d| d.episodes).collect();
     // Arrays of arrays do not exist in Postgres: each embedding travels as an array literal.
     let embeddings: Vec<Option<String>> = deltas
         .iter()
@@ -94,11 +98,11 @@ pub fn upsert(
         .collect();
     let rows: Vec<KeyId> = diesel::sql_query(
         "INSERT INTO templates \
-             (template_key, template, count, first_seen, last_seen, embedding, windows, max_window_lines, updated_at) \
-         SELECT k, t, c, f, l, e::real[], w, m, clock_timestamp() \
+             (template_key, template, count, first_seen, last_seen, embedding, windows, max_window_lines, episodes, updated_at) \
+         SELECT k, t, c, f, l, e::real[], w, m, p, clock_timestamp() \
          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[], \
-                     $7::integer[], $8::bigint[]) \
-             AS u(k, t, c, f, l, e, w, m) \
+                     $7::integer[], $8::bigint[], $9::integer[]) \
+             AS u(k, t, c, f, l, e, w, m, p) \
          ORDER BY k \
          ON CONFLICT (template_key) DO UPDATE SET \
              count = templates.count + EXCLUDED.count, \
@@ -108,6 +112,7 @@ pub fn upsert(
              embedding = COALESCE(templates.embedding, EXCLUDED.embedding), \
              windows = GREATEST(templates.windows, EXCLUDED.windows), \
              max_window_lines = GREATEST(templates.max_window_lines, EXCLUDED.max_window_lines), \
+             episodes = GREATEST(templates.episodes, EXCLUDED.episodes), \
              updated_at = clock_timestamp() \
          RETURNING template_key, id",
     )
@@ -119,6 +124,7 @@ pub fn upsert(
     .bind::<Array<Nullable<Text>>, _>(&embeddings)
     .bind::<Array<Integer>, _>(&windows)
     .bind::<Array<BigInt>, _>(&max_lines)
+    .bind::<Array<Integer>, _>(&episodes)
     .load(conn)?;
     Ok(rows.into_iter().map(|r| (r.template_key, r.id)).collect())
 }
@@ -490,6 +496,8 @@ pub struct ReviewCandidate {
     pub windows: i32,
     #[diesel(sql_type = BigInt)]
     pub max_window_lines: i64,
+    #[diesel(sql_type = Integer)]
+    pub episodes: i32,
     #[diesel(sql_type = Timestamptz)]
     pub first_seen: DateTime<Utc>,
     #[diesel(sql_type = Timestamptz)]
@@ -519,7 +527,7 @@ pub fn review_candidates(
                 avg(coalesce(e.prior_score, e.anomaly_score)) AS mean_prior, \
                 ($2::text[])[max(array_position($2::text[], e.severity))] AS max_severity, \
                 max(e.id) AS sample_log_entry_id, \
-                t.windows, t.max_window_lines, t.first_seen, t.last_seen \
+                t.windows, t.max_window_lines, t.episodes, t.first_seen, t.last_seen \
          FROM log_entries e \
          JOIN templates t ON t.id = e.template_id AND t.label IS NULL \
          WHERE e.received_at >= now() - make_interval(hours => $1) \

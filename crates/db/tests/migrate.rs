@@ -207,13 +207,19 @@ fn template_presence_keeps_the_largest_view_reported() {
         embedding: None,
         windows,
         max_window_lines,
+        episodes: 2 * windows,
     };
     // A new row takes the reported presence; a row written before the column has none.
     upsert(&mut conn, &[delta(3, 4, 2)]).unwrap();
     let (rows, _) = changed_since(&mut conn, None).unwrap();
     assert_eq!(
-        (rows[0].count, rows[0].windows, rows[0].max_window_lines),
-        (3, 4, 2)
+        (
+            rows[0].count,
+            rows[0].windows,
+            rows[0].max_window_lines,
+            rows[0].episodes
+        ),
+        (3, 4, 2, 8)
     );
     // Another replica saw fewer windows but a bigger one; then one saw more windows.
     upsert(&mut conn, &[delta(1, 2, 5)]).unwrap();
@@ -221,8 +227,13 @@ fn template_presence_keeps_the_largest_view_reported() {
     let (rows, _) = changed_since(&mut conn, None).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(
-        (rows[0].count, rows[0].windows, rows[0].max_window_lines),
-        (5, 6, 5)
+        (
+            rows[0].count,
+            rows[0].windows,
+            rows[0].max_window_lines,
+            rows[0].episodes
+        ),
+        (5, 6, 5, 12)
     );
     diesel::sql_query(
         "INSERT INTO templates (template_key, template, count) VALUES ('old', 'old', 7)",
@@ -231,7 +242,7 @@ fn template_presence_keeps_the_largest_view_reported() {
     .unwrap();
     let (rows, _) = changed_since(&mut conn, None).unwrap();
     let old = rows.iter().find(|r| r.template_key == "old").unwrap();
-    assert_eq!((old.windows, old.max_window_lines), (0, 0));
+    assert_eq!((old.windows, old.max_window_lines, old.episodes), (0, 0, 0));
     drop(conn);
     drop(scratch);
 }

@@ -115,6 +115,7 @@ pub(crate) fn rank(
             let presence = Presence {
                 windows: u32::try_from(c.windows).unwrap_or(0),
                 max_window_lines: u64::try_from(c.max_window_lines).unwrap_or(0),
+                episodes: u32::try_from(c.episodes).unwrap_or(0),
             };
             let span_ms = (c.last_seen - c.first_seen).num_milliseconds();
             let count = u64::try_from(c.count).unwrap_or(0);
@@ -165,6 +166,7 @@ mod tests {
             sample_log_entry_id: id * 100,
             windows: 1,
             max_window_lines: lines,
+            episodes: 1,
             first_seen: chrono::Utc::now(),
             last_seen: chrono::Utc::now(),
         }

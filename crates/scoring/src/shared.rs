@@ -76,8 +76,10 @@ struct Known {
     count: u64,
     /// Current text in the local miner.
     text: String,
-    /// Time windows the local scorer saw the template in (its own and the table's).
+    /// Time windows the local scorer saw the template in, and the template's separate
+    /// arrivals (its own and the table's).
     windows: u32,
+    episodes: u32,
     label: Option<Label>,
     /// The table has this template's embedding.
     embedding_stored: bool,
@@ -321,6 +323,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                 Some(k) => {
                     if row.count.max(0) as u64 > k.count
                         || row_windows(row) > k.windows
+                        || row_episodes(row) > k.episodes
                         || merge_text(&k.text, &row.template) != k.text
                     {
                         rebuild.push(row);
@@ -416,11 +419,13 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                 presence: Presence {
                     windows: row_windows(row),
                     max_window_lines: u64::try_from(row.max_window_lines).unwrap_or(0),
+                    episodes: row_episodes(row),
                 },
             };
             let presence = state.restore_template(&id, counts, &self.config);
             if let Some(k) = self.known.get_mut(&id) {
                 k.windows = k.windows.max(presence.windows);
+                k.episodes = k.episodes.max(presence.episodes);
             }
         }
         state.merge_warmup(lines, first_ms);
@@ -473,6 +478,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             let presence = self.scorer.presence(&s.template_id).unwrap_or_default();
             let known = self.known.entry(s.template_id.clone()).or_default();
             known.windows = known.windows.max(presence.windows);
+            known.episodes = known.episodes.max(presence.episodes);
             touched.insert(
                 s.template_id.clone(),
                 TouchedTemplate {
@@ -508,6 +514,11 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
 /// A row's `windows`, negative values (never written) read as none.
 fn row_windows(row: &TemplateRow) -> u32 {
     u32::try_from(row.windows).unwrap_or(0)
+}
+
+/// A row's `episodes`, negative values (never written) read as none.
+fn row_episodes(row: &TemplateRow) -> u32 {
+    u32::try_from(row.episodes).unwrap_or(0)
 }
 
 fn parse_label(text: &str) -> Option<Label> {
@@ -607,6 +618,7 @@ mod tests {
             updated_at: t,
             windows: 0,
             max_window_lines: 0,
+            episodes: 0,
         }
     }
 
@@ -632,6 +644,7 @@ mod tests {
             last_seen: at(*times.iter().max().expect("lines")),
             windows: i32::try_from(presence.windows).expect("few windows"),
             max_window_lines: i64::try_from(presence.max_window_lines).expect("few lines"),
+            episodes: i32::try_from(presence.episodes).expect("few episodes"),
             ..row(1, &id.0, text, times.len() as i64, None)
         }
     }
@@ -744,7 +757,8 @@ mod tests {
             touched.presence,
             Presence {
                 windows: 4,
-                max_window_lines: 1
+                max_window_lines: 1,
+                episodes: 4
             },
             "the batch reports the template's presence"
         );
@@ -775,7 +789,8 @@ mod tests {
             scored.templates[id].presence,
             Presence {
                 windows: 5,
-                max_window_lines: 1
+                max_window_lines: 1,
+                episodes: 5
             }
         );
 
@@ -785,6 +800,7 @@ mod tests {
         let bare = TemplateRow {
             windows: 0,
             max_window_lines: 0,
+            episodes: 0,
             ..stored
         };
         c.apply(&[bare], HashMap::from([(id.0.clone(), embedding)]))
@@ -821,10 +837,12 @@ mod tests {
             b.presence(id),
             Some(Presence {
                 windows: 4,
-                max_window_lines: 3
+                max_window_lines: 3,
+                episodes: 4
             })
         );
-        // Five minutes after the last stored line: the same window, not a new one.
+        // Five minutes after the last stored line: the same window, not a new one (but a
+        // new arrival).
         let out = b
             .score(&[routine_critical(T0 + 65 * MINUTE, 9)])
             .expect("scores");
@@ -832,7 +850,8 @@ mod tests {
             out.templates[id].presence,
             Presence {
                 windows: 4,
-                max_window_lines: 3
+                max_window_lines: 3,
+                episodes: 5
             }
         );
 
@@ -841,6 +860,7 @@ mod tests {
             count: 5,
             windows: 7,
             max_window_lines: 2,
+            episodes: 3,
             ..stored
         };
         b.apply(&[more], HashMap::new()).expect("merges");
@@ -848,7 +868,8 @@ mod tests {
             b.presence(id),
             Some(Presence {
                 windows: 7,
-                max_window_lines: 3
+                max_window_lines: 3,
+                episodes: 5
             }),
             "the larger view wins, field by field"
         );

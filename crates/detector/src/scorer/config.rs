@@ -50,6 +50,17 @@ pub struct ScorerConfig {
     /// back once or twice is not steady).
     #[serde(default = "default_max_window_share")]
     pub max_window_share: f32,
+    /// A dense stream shows steady presence sooner: a template is also learned as normal
+    /// once its lines came in at least this many separate episodes (arrivals more than
+    /// [`EPISODE_GAP_MS`](super::relearn::EPISODE_GAP_MS) after the template's previous
+    /// line), spread over at least `normal_episode_span_ms`, with no window holding more
+    /// than `max_window_share` of them. However many lines a burst has, it is one episode; a
+    /// routine message of a busy system arrives again and again. 0 turns it off.
+    #[serde(default = "default_normal_after_episodes")]
+    pub normal_after_episodes: u32,
+    /// The shortest time from first to last line over which those arrivals count.
+    #[serde(default = "default_normal_episode_span_ms")]
+    pub normal_episode_span_ms: i64,
     /// How severe a line can count for what its words say, whatever its level: a template
     /// that reads like a failure ("authentication failure", "connection refused") at INFO
     /// counts up to this severity weight (ERROR is 0.8). Measured by where its embedding
@@ -110,6 +121,14 @@ fn default_max_window_share() -> f32 {
     ScorerConfig::default().max_window_share
 }
 
+fn default_normal_after_episodes() -> u32 {
+    ScorerConfig::default().normal_after_episodes
+}
+
+fn default_normal_episode_span_ms() -> i64 {
+    ScorerConfig::default().normal_episode_span_ms
+}
+
 fn default_levelled_meaning_max() -> f32 {
     ScorerConfig::default().levelled_meaning_max
 }
@@ -133,9 +152,12 @@ impl ScorerConfig {
     pub fn is_learned_normal(&self, presence: Presence, count: u64, span_ms: i64) -> bool {
         #[allow(clippy::cast_precision_loss)] // counts far below 2^24 decide this
         let share = presence.max_window_lines as f32 / count.max(1) as f32;
-        presence.windows >= self.normal_after_windows
-            && span_ms >= self.normal_min_span_ms
-            && share <= self.max_window_share
+        let steady_windows =
+            presence.windows >= self.normal_after_windows && span_ms >= self.normal_min_span_ms;
+        let steady_episodes = self.normal_after_episodes > 0
+            && presence.episodes >= self.normal_after_episodes
+            && span_ms >= self.normal_episode_span_ms;
+        (steady_windows || steady_episodes) && share <= self.max_window_share
     }
 }
 
@@ -157,6 +179,8 @@ impl Default for ScorerConfig {
             normal_after_windows: 3,
             normal_min_span_ms: 60 * 60 * 1000,
             max_window_share: 0.5,
+            normal_after_episodes: 8,
+            normal_episode_span_ms: 10 * 60 * 1000,
             meaning_severity_max: 0.8,
             levelled_meaning_max: 0.6,
             levelled_min_share: 0.01,

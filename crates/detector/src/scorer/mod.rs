@@ -15,8 +15,12 @@
 //!   is from every other known template;
 //! - **learned normal**: it has shown steady presence, seen in at least
 //!   `normal_after_windows` separate time windows of `presence_window_ms`, spread over at
-//!   least `normal_min_span_ms`, with no window holding more than `max_window_share` of its
-//!   lines. A template that only ever comes in bursts stays unknown, and so suspect;
+//!   least `normal_min_span_ms`, or (a dense log, where an hour is long) its lines arrived
+//!   `normal_after_episodes` separate times (more than [`relearn::EPISODE_GAP_MS`] after
+//!   its previous line) over at least `normal_episode_span_ms`; either way with no window
+//!   holding more than `max_window_share` of its lines. A burst is one arrival however
+//!   many lines it has: a template that only ever comes in bursts stays unknown, and so
+//!   suspect;
 //! - **labelled normal / labelled anomaly**: an operator answered; the label decides.
 //!
 //! An unlabelled template close to labelled ones (cosine at or above `label_similarity`)
@@ -193,6 +197,11 @@ pub struct Presence {
     pub windows: u32,
     /// The most lines it had in any one window.
     pub max_window_lines: u64,
+    /// Separate arrivals of its lines: lines more than
+    /// [`relearn::EPISODE_GAP_MS`] after the template's previous line (0 in states saved
+    /// before it was counted).
+    #[serde(default)]
+    pub episodes: u32,
 }
 
 /// What the scorer knows about a template.
@@ -574,6 +583,7 @@ impl<E: TextEmbedder> Scorer<E> {
         self.stats.get(id).map(|s| Presence {
             windows: s.windows,
             max_window_lines: s.max_window_lines,
+            episodes: s.episodes,
         })
     }
 

@@ -28,6 +28,9 @@ pub(super) struct TemplateStats {
     pub(super) window_lines: u64,
     #[serde(default)]
     pub(super) max_window_lines: u64,
+    /// Separate arrivals (see [`Presence::episodes`]).
+    #[serde(default)]
+    pub(super) episodes: u32,
     /// First seen after the warm-up was over.
     #[serde(default)]
     pub(super) new_after_warmup: bool,
@@ -44,6 +47,7 @@ impl TemplateStats {
             Presence {
                 windows: self.windows,
                 max_window_lines: self.max_window_lines,
+                episodes: self.episodes,
             },
             self.count,
             self.last_seen_ms.saturating_sub(self.first_seen_ms),
@@ -109,6 +113,7 @@ impl ScorerState {
             window: 0,
             window_lines: 0,
             max_window_lines: 0,
+            episodes: 0,
             new_after_warmup: false,
             novelty: 0.0,
         });
@@ -125,9 +130,11 @@ impl ScorerState {
             }
         }
         stats.max_window_lines = stats.max_window_lines.max(counts.presence.max_window_lines);
+        stats.episodes = stats.episodes.max(counts.presence.episodes);
         Presence {
             windows: stats.windows,
             max_window_lines: stats.max_window_lines,
+            episodes: stats.episodes,
         }
     }
 

@@ -152,9 +152,10 @@ fn a_template_seen_steadily_is_learned_normal() {
     let mut t = 0;
     let mut last = None;
     let mut newly_learned = Vec::new();
-    // A CRITICAL routine message every 7 minutes for two hours.
-    for i in 0..18 {
-        t += 7 * MINUTE;
+    // A CRITICAL routine message every 12 minutes for two hours (too few arrivals for
+    // the dense-log path: the time windows decide).
+    for i in 0..10 {
+        t += 12 * MINUTE;
         let score = s
             .score(&line(
                 t,
@@ -168,13 +169,67 @@ fn a_template_seen_steadily_is_learned_normal() {
         last = Some(score);
     }
     // One line marks the change (the one whose earlier lines get re-scored): the first
-    // an hour after the first (the tenth, at 70 minutes; the first came at 7).
-    assert_eq!(newly_learned, vec![9], "lines marked newly learned normal");
+    // an hour after the first (the sixth, at 72 minutes; the first came at 12).
+    assert_eq!(newly_learned, vec![5], "lines marked newly learned normal");
     let last = last.expect("scored");
     assert_eq!(last.state, TemplateState::LearnedNormal, "{last:?}");
     assert!(!last.is_anomaly, "{last:?}");
     assert!(
-        last.summary.contains("learned as normal"),
+        last.summary
+            .contains("learned as normal: seen steadily, in 10 separate time windows"),
+        "{}",
+        last.summary
+    );
+}
+
+#[test]
+fn in_a_dense_log_a_message_that_keeps_arriving_is_learned_before_the_hour() {
+    let mut s = scorer(10);
+    let mut t = 0;
+    // A failure that comes back as bursts of 20 lines 2 s apart, five times, 3 minutes
+    // apart: five arrivals, however many lines and windows they fill. Every line flagged.
+    for round in 0..5 {
+        t += 3 * MINUTE;
+        for i in 0..20 {
+            t += 2_000;
+            let sc = s
+                .score(&line(
+                    t,
+                    Severity::Critical,
+                    &format!("kernel panic: fatal machine check on cpu {i} bank {round}"),
+                ))
+                .expect("scoring works");
+            assert!(sc.is_anomaly, "round {round}, line {i}: {sc:?}");
+            assert_eq!(sc.state, TemplateState::Unknown, "{sc:?}");
+        }
+    }
+    // A routine CRITICAL message every 3 minutes: in its 8th arrival, 21 minutes after
+    // the first (the time windows would need an hour), it is learned as normal.
+    let start = t;
+    let mut learned = Vec::new();
+    let mut last = None;
+    for i in 0..10 {
+        t = start + (i + 1) * 3 * MINUTE;
+        let sc = s
+            .score(&line(
+                t,
+                Severity::Critical,
+                &format!("program load failure for job {i}: user binary not found"),
+            ))
+            .expect("scoring works");
+        assert_eq!(sc.is_anomaly, i < 7, "arrival {}: {sc:?}", i + 1);
+        if sc.newly_learned_normal {
+            learned.push(i + 1);
+        }
+        last = Some(sc);
+    }
+    assert_eq!(learned, vec![8], "arrivals marked newly learned normal");
+    let last = last.expect("scored");
+    assert_eq!(last.state, TemplateState::LearnedNormal, "{last:?}");
+    assert!(
+        last.summary.contains(
+            "learned as normal: seen steadily, arrived 10 separate times over 27 minutes"
+        ),
         "{}",
         last.summary
     );
@@ -304,6 +359,7 @@ fn counts_restored_from_elsewhere_decide_later_lines() {
             presence: Presence {
                 windows: 5,
                 max_window_lines: 2,
+                episodes: 12,
             },
         },
         &config,
@@ -312,7 +368,8 @@ fn counts_restored_from_elsewhere_decide_later_lines() {
         presence,
         Presence {
             windows: 5,
-            max_window_lines: 2
+            max_window_lines: 2,
+            episodes: 12
         }
     );
     state.merge_warmup(1_000, Some(T0 - 3 * 60 * MINUTE));
@@ -335,9 +392,10 @@ fn counts_restored_from_elsewhere_decide_later_lines() {
         s.presence(&first.template_id),
         Some(Presence {
             windows: 5,
-            max_window_lines: 2
+            max_window_lines: 2,
+            episodes: 12
         }),
-        "a line in the last known window is not a new window"
+        "a line in the last known window is not a new window, nor a minute after the last line a new arrival"
     );
 }
 

@@ -16,6 +16,10 @@ pub(super) struct Sighting {
     pub(super) newly_learned_normal: bool,
     /// Time windows it was seen in, this line's included.
     pub(super) windows: u32,
+    /// Separate arrivals of its lines, this line's included.
+    pub(super) episodes: u32,
+    /// From its first to its last line (this one included), milliseconds.
+    pub(super) span_ms: i64,
     pub(super) new_after_warmup: bool,
     /// Its novelty when first seen (0 if this is its first line).
     pub(super) birth_novelty: f32,
@@ -121,6 +125,7 @@ impl<E: TextEmbedder> Scorer<E> {
             window,
             window_lines: 0,
             max_window_lines: 0,
+            episodes: 0,
             new_after_warmup: !warming_up,
             novelty: 0.0,
         });
@@ -131,6 +136,11 @@ impl<E: TextEmbedder> Scorer<E> {
             stats.windows += 1;
             stats.window = window;
             stats.window_lines = 0;
+        }
+        if seen_before == 0
+            || line.timestamp_ms.saturating_sub(stats.last_seen_ms) > super::relearn::EPISODE_GAP_MS
+        {
+            stats.episodes += 1;
         }
         stats.count += 1;
         stats.window_lines += 1;
@@ -144,6 +154,8 @@ impl<E: TextEmbedder> Scorer<E> {
             learned_normal,
             newly_learned_normal: learned_normal && !was_learned_normal,
             windows: stats.windows,
+            episodes: stats.episodes,
+            span_ms: stats.last_seen_ms.saturating_sub(stats.first_seen_ms),
             new_after_warmup: stats.new_after_warmup,
             birth_novelty: stats.novelty,
         }
@@ -279,7 +291,16 @@ impl<E: TextEmbedder> Scorer<E> {
                 TemplateState::LearnedNormal,
                 DecidedBy::LearnedNormal,
                 (prior * 0.5).min(low),
-                format!("learned as normal: seen steadily, in {windows} separate time windows"),
+                if windows >= cfg.normal_after_windows && sighting.span_ms >= cfg.normal_min_span_ms
+                {
+                    format!("learned as normal: seen steadily, in {windows} separate time windows")
+                } else {
+                    format!(
+                        "learned as normal: seen steadily, arrived {} separate times over {}",
+                        sighting.episodes,
+                        super::summary::human_duration(sighting.span_ms)
+                    )
+                },
             ),
             (None, None, false) => {
                 let why = if sighting.seen_before == 0 {

@@ -59,6 +59,7 @@ async fn analysed(
                     embedding: Some(vec![0.6, 0.8]),
                     windows: 0,
                     max_window_lines: 0,
+                    episodes: 0,
                 }],
             )?;
             let id = rows[0].1;

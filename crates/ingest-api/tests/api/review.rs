@@ -44,6 +44,7 @@ async fn template_seen(
                     embedding: None,
                     windows,
                     max_window_lines: if windows > 0 { count / 4 } else { 0 },
+                    episodes: windows,
                 }],
             )?;
             Ok(rows[0].1)
