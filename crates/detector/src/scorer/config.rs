@@ -58,7 +58,9 @@ pub struct ScorerConfig {
     /// routine message of a busy system arrives again and again. 0 turns it off.
     #[serde(default = "default_normal_after_episodes")]
     pub normal_after_episodes: u32,
-    /// The shortest time from first to last line over which those arrivals count.
+    /// The shortest time from first to last line over which those arrivals count: longer
+    /// than an anomalous burst lasts (one that comes in clumps, a minute or two apart, is
+    /// many arrivals, but within minutes).
     #[serde(default = "default_normal_episode_span_ms")]
     pub normal_episode_span_ms: i64,
     /// How severe a line can count for what its words say, whatever its level: a template
@@ -180,7 +182,7 @@ impl Default for ScorerConfig {
             normal_min_span_ms: 60 * 60 * 1000,
             max_window_share: 0.5,
             normal_after_episodes: 8,
-            normal_episode_span_ms: 10 * 60 * 1000,
+            normal_episode_span_ms: 20 * 60 * 1000,
             meaning_severity_max: 0.8,
             levelled_meaning_max: 0.6,
             levelled_min_share: 0.01,
