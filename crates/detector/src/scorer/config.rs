@@ -152,14 +152,24 @@ impl ScorerConfig {
     /// count and the time from its first to its last line. Also what readers of the stored
     /// presence (the review queue) judge by.
     pub fn is_learned_normal(&self, presence: Presence, count: u64, span_ms: i64) -> bool {
-        #[allow(clippy::cast_precision_loss)] // counts far below 2^24 decide this
-        let share = presence.max_window_lines as f32 / count.max(1) as f32;
-        let steady_windows =
-            presence.windows >= self.normal_after_windows && span_ms >= self.normal_min_span_ms;
         let steady_episodes = self.normal_after_episodes > 0
             && presence.episodes >= self.normal_after_episodes
             && span_ms >= self.normal_episode_span_ms;
-        (steady_windows || steady_episodes) && share <= self.max_window_share
+        self.is_learned_by_windows(presence, count, span_ms)
+            || (steady_episodes && self.no_window_dominates(presence, count))
+    }
+
+    /// The time windows' half of the rule alone: enough windows over enough time.
+    pub fn is_learned_by_windows(&self, presence: Presence, count: u64, span_ms: i64) -> bool {
+        presence.windows >= self.normal_after_windows
+            && span_ms >= self.normal_min_span_ms
+            && self.no_window_dominates(presence, count)
+    }
+
+    fn no_window_dominates(&self, presence: Presence, count: u64) -> bool {
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^24 decide this
+        let share = presence.max_window_lines as f32 / count.max(1) as f32;
+        share <= self.max_window_share
     }
 }
 

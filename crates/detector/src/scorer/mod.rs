@@ -183,7 +183,9 @@ pub struct Score {
     pub prior: f32,
     /// This line is the first its template was learned as normal on (steady presence
     /// shown, no label, no neighbour's vote): its earlier lines that the level alone
-    /// flagged are re-scored ([`relearn`]).
+    /// flagged are re-scored ([`relearn`]). A template learned from its arrivals (a dense
+    /// log) is marked once more on the line its time windows confirm it: the re-score
+    /// runs again, its bursts judged against the windows seen since.
     #[serde(default)]
     pub newly_learned_normal: bool,
 }

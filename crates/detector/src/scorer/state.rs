@@ -41,17 +41,27 @@ pub(super) struct TemplateStats {
 }
 
 impl TemplateStats {
-    /// Steady presence: enough episodes, none holding too much of the template's lines.
+    /// Steady presence: enough windows or arrivals, no window holding too much of the
+    /// template's lines.
     pub(super) fn learned_normal(&self, cfg: &ScorerConfig) -> bool {
-        cfg.is_learned_normal(
-            Presence {
-                windows: self.windows,
-                max_window_lines: self.max_window_lines,
-                episodes: self.episodes,
-            },
-            self.count,
-            self.last_seen_ms.saturating_sub(self.first_seen_ms),
-        )
+        cfg.is_learned_normal(self.presence(), self.count, self.span_ms())
+    }
+
+    /// Steady presence by the time windows alone.
+    pub(super) fn learned_by_windows(&self, cfg: &ScorerConfig) -> bool {
+        cfg.is_learned_by_windows(self.presence(), self.count, self.span_ms())
+    }
+
+    fn presence(&self) -> Presence {
+        Presence {
+            windows: self.windows,
+            max_window_lines: self.max_window_lines,
+            episodes: self.episodes,
+        }
+    }
+
+    fn span_ms(&self) -> i64 {
+        self.last_seen_ms.saturating_sub(self.first_seen_ms)
     }
 }
 

@@ -208,8 +208,8 @@ fn in_a_dense_log_a_message_that_keeps_arriving_is_learned_before_the_hour() {
     // as normal.
     let start = t;
     let mut learned = Vec::new();
-    let mut last = None;
-    for i in 0..10 {
+    let mut scores = Vec::new();
+    for i in 0..22 {
         t = start + (i + 1) * 3 * MINUTE;
         let sc = s
             .score(&line(
@@ -222,15 +222,23 @@ fn in_a_dense_log_a_message_that_keeps_arriving_is_learned_before_the_hour() {
         if sc.newly_learned_normal {
             learned.push(i + 1);
         }
-        last = Some(sc);
+        scores.push(sc);
     }
-    assert_eq!(learned, vec![8], "arrivals marked newly learned normal");
-    let last = last.expect("scored");
-    assert_eq!(last.state, TemplateState::LearnedNormal, "{last:?}");
+    // Marked on the 8th arrival, and again on the 21st, an hour after the first, when
+    // the time windows confirm it (its earlier lines are re-scored once more).
+    assert_eq!(learned, vec![8, 21], "arrivals marked newly learned normal");
+    let tenth = &scores[9];
+    assert_eq!(tenth.state, TemplateState::LearnedNormal, "{tenth:?}");
     assert!(
-        last.summary.contains(
+        tenth.summary.contains(
             "learned as normal: seen steadily, arrived 10 separate times over 27 minutes"
         ),
+        "{}",
+        tenth.summary
+    );
+    let last = scores.last().expect("scored");
+    assert!(
+        last.summary.contains("separate time windows"),
         "{}",
         last.summary
     );

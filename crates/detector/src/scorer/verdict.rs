@@ -12,7 +12,8 @@ pub(super) struct Sighting {
     /// The template's first line before this one was counted.
     pub(super) previous_first_seen: i64,
     pub(super) learned_normal: bool,
-    /// It was not learned as normal before this line.
+    /// It was not learned as normal before this line, or it was learned from its
+    /// arrivals and the time windows confirm it with this line.
     pub(super) newly_learned_normal: bool,
     /// Time windows it was seen in, this line's included.
     pub(super) windows: u32,
@@ -131,6 +132,7 @@ impl<E: TextEmbedder> Scorer<E> {
         });
         let seen_before = stats.count;
         let was_learned_normal = stats.learned_normal(cfg);
+        let was_learned_by_windows = stats.learned_by_windows(cfg);
         let previous_first_seen = stats.first_seen_ms;
         if seen_before == 0 || window > stats.window {
             stats.windows += 1;
@@ -148,11 +150,15 @@ impl<E: TextEmbedder> Scorer<E> {
         stats.first_seen_ms = stats.first_seen_ms.min(line.timestamp_ms);
         stats.last_seen_ms = stats.last_seen_ms.max(line.timestamp_ms);
         let learned_normal = stats.learned_normal(cfg);
+        // Learned from its arrivals before the hour was up, and now the windows agree:
+        // marked again, so that its earlier lines' bursts are judged against more windows.
+        let windows_confirm =
+            was_learned_normal && !was_learned_by_windows && stats.learned_by_windows(cfg);
         Sighting {
             seen_before,
             previous_first_seen,
             learned_normal,
-            newly_learned_normal: learned_normal && !was_learned_normal,
+            newly_learned_normal: (learned_normal && !was_learned_normal) || windows_confirm,
             windows: stats.windows,
             episodes: stats.episodes,
             span_ms: stats.last_seen_ms.saturating_sub(stats.first_seen_ms),
