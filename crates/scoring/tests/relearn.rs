@@ -2,7 +2,8 @@
 //! (`detector::scorer::relearn`), in the stored entries: a routine CRITICAL pattern stops
 //! showing as anomalies once its steady presence is known, a burst of it stays flagged,
 //! lines of another level keep their verdicts unless their pattern is a continuous stream,
-//! and an operator's label still decides.
+//! an operator's label still decides, and in a dense log a pattern is learned from its
+//! separate arrivals, counted across a worker restart through the `templates` row.
 //!
 //! Runs the real model (`make setup`) against the real Postgres (`TEST_DATABASE_SERVER`).
 
@@ -339,4 +340,56 @@ async fn an_anomalous_burst_that_comes_back_keeps_its_flags_when_learned() {
         assert!(flagged, "{summary}");
         assert!(!summary.contains("re-scored"), "{summary}");
     }
+}
+
+#[tokio::test]
+async fn a_dense_log_learns_a_routine_pattern_from_its_arrivals_across_a_worker_restart() {
+    // A routine CRITICAL line every 3 minutes: too soon for the time windows (an hour),
+    // but its 8th arrival, 21 minutes after the first, shows steady presence. The worker
+    // is replaced after the 5th line: the new one knows the first five arrivals only from
+    // the `templates` row, so it learns on the 8th line, not on its own 8th.
+    let config = no_warmup_config();
+    let (test_db, first, start) = no_warmup().await;
+    let entries: Vec<NewLogEntry> = (0..12)
+        .map(|k| entry(start + Duration::minutes(3 * k), "CRITICAL", ROUTINE))
+        .collect();
+    let mut ids = support::score_entries(&first, entries[..5].to_vec()).await;
+    drop(first);
+    let second = support::handler(&test_db, config);
+    second
+        .refresh_templates(true)
+        .await
+        .expect("templates load");
+    ids.extend(support::score_entries(&second, entries[5..].to_vec()).await);
+
+    let all = ids.clone();
+    let rows = second
+        .db
+        .run(move |c| db::entries::by_ids(c, &all))
+        .await
+        .expect("entries");
+    let by_id: HashMap<i64, db::models::LogEntry> = rows.into_iter().map(|e| (e.id, e)).collect();
+    let line = |i: usize| {
+        let e = &by_id[&ids[i]];
+        (
+            e.is_anomaly == Some(true),
+            e.summary.clone().unwrap_or_default(),
+        )
+    };
+    // The first seven were flagged by their level, then re-scored when it was learned.
+    for i in 0..7 {
+        let (flagged, summary) = line(i);
+        assert!(!flagged, "line {i}: {summary}");
+        assert!(
+            summary.ends_with(LEARNED_NORMAL_NOTE),
+            "line {i}: {summary}"
+        );
+    }
+    let (flagged, summary) = line(7);
+    assert!(!flagged, "{summary}");
+    assert!(
+        summary
+            .contains("learned as normal: seen steadily, arrived 8 separate times over 21 minutes"),
+        "{summary}"
+    );
 }
