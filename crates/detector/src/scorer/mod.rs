@@ -582,11 +582,7 @@ impl<E: TextEmbedder> Scorer<E> {
     /// How present a template has been: the time windows it was seen in and the most
     /// lines of any one of them (what "learned normal" is judged on), for persistence.
     pub fn presence(&self, id: &TemplateId) -> Option<Presence> {
-        self.stats.get(id).map(|s| Presence {
-            windows: s.windows,
-            max_window_lines: s.max_window_lines,
-            episodes: s.episodes,
-        })
+        self.stats.get(id).map(TemplateStats::presence)
     }
 
     /// The configuration this scorer runs with.

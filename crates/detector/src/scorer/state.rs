@@ -52,7 +52,7 @@ impl TemplateStats {
         cfg.is_learned_by_windows(self.presence(), self.count, self.span_ms())
     }
 
-    fn presence(&self) -> Presence {
+    pub(super) fn presence(&self) -> Presence {
         Presence {
             windows: self.windows,
             max_window_lines: self.max_window_lines,
@@ -60,7 +60,8 @@ impl TemplateStats {
         }
     }
 
-    fn span_ms(&self) -> i64 {
+    /// From its first to its last line.
+    pub(super) fn span_ms(&self) -> i64 {
         self.last_seen_ms.saturating_sub(self.first_seen_ms)
     }
 }

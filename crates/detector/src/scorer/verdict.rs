@@ -12,6 +12,8 @@ pub(super) struct Sighting {
     /// The template's first line before this one was counted.
     pub(super) previous_first_seen: i64,
     pub(super) learned_normal: bool,
+    /// The time windows alone show steady presence (else, if learned, its arrivals did).
+    pub(super) learned_by_windows: bool,
     /// It was not learned as normal before this line, or it was learned from its
     /// arrivals and the time windows confirm it with this line.
     pub(super) newly_learned_normal: bool,
@@ -152,16 +154,17 @@ impl<E: TextEmbedder> Scorer<E> {
         let learned_normal = stats.learned_normal(cfg);
         // Learned from its arrivals before the hour was up, and now the windows agree:
         // marked again, so that its earlier lines' bursts are judged against more windows.
-        let windows_confirm =
-            was_learned_normal && !was_learned_by_windows && stats.learned_by_windows(cfg);
+        let learned_by_windows = stats.learned_by_windows(cfg);
+        let windows_confirm = was_learned_normal && !was_learned_by_windows && learned_by_windows;
         Sighting {
             seen_before,
             previous_first_seen,
             learned_normal,
+            learned_by_windows,
             newly_learned_normal: (learned_normal && !was_learned_normal) || windows_confirm,
             windows: stats.windows,
             episodes: stats.episodes,
-            span_ms: stats.last_seen_ms.saturating_sub(stats.first_seen_ms),
+            span_ms: stats.span_ms(),
             new_after_warmup: stats.new_after_warmup,
             birth_novelty: stats.novelty,
         }
@@ -297,8 +300,7 @@ impl<E: TextEmbedder> Scorer<E> {
                 TemplateState::LearnedNormal,
                 DecidedBy::LearnedNormal,
                 (prior * 0.5).min(low),
-                if windows >= cfg.normal_after_windows && sighting.span_ms >= cfg.normal_min_span_ms
-                {
+                if sighting.learned_by_windows {
                     format!("learned as normal: seen steadily, in {windows} separate time windows")
                 } else {
                     format!(
