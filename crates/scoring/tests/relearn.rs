@@ -345,9 +345,9 @@ async fn an_anomalous_burst_that_comes_back_keeps_its_flags_when_learned() {
 #[tokio::test]
 async fn a_dense_log_learns_a_routine_pattern_from_its_arrivals_across_a_worker_restart() {
     // A routine CRITICAL line every 3 minutes: too soon for the time windows (an hour),
-    // but its 8th arrival, 21 minutes after the first, shows steady presence. The worker
+    // but its 10th arrival, 27 minutes after the first, shows steady presence. The worker
     // is replaced after the 5th line: the new one knows the first five arrivals only from
-    // the `templates` row, so it learns on the 8th line, not on its own 8th.
+    // the `templates` row, so it learns on the 10th line, not on its own 10th.
     let config = no_warmup_config();
     let (test_db, first, start) = no_warmup().await;
     let entries: Vec<NewLogEntry> = (0..12)
@@ -376,8 +376,8 @@ async fn a_dense_log_learns_a_routine_pattern_from_its_arrivals_across_a_worker_
             e.summary.clone().unwrap_or_default(),
         )
     };
-    // The first seven were flagged by their level, then re-scored when it was learned.
-    for i in 0..7 {
+    // The first nine were flagged by their level, then re-scored when it was learned.
+    for i in 0..9 {
         let (flagged, summary) = line(i);
         assert!(!flagged, "line {i}: {summary}");
         assert!(
@@ -385,11 +385,12 @@ async fn a_dense_log_learns_a_routine_pattern_from_its_arrivals_across_a_worker_
             "line {i}: {summary}"
         );
     }
-    let (flagged, summary) = line(7);
+    let (flagged, summary) = line(9);
     assert!(!flagged, "{summary}");
     assert!(
-        summary
-            .contains("learned as normal: seen steadily, arrived 8 separate times over 21 minutes"),
+        summary.contains(
+            "learned as normal: seen steadily, arrived 10 separate times over 27 minutes"
+        ),
         "{summary}"
     );
 }

@@ -191,7 +191,7 @@ impl Default for ScorerConfig {
             normal_after_windows: 3,
             normal_min_span_ms: 60 * 60 * 1000,
             max_window_share: 0.5,
-            normal_after_episodes: 8,
+            normal_after_episodes: 10,
             normal_episode_span_ms: 20 * 60 * 1000,
             meaning_severity_max: 0.8,
             levelled_meaning_max: 0.6,
