@@ -6,9 +6,10 @@
 ///
 /// The number wins when it is 1..=24 (1-4 TRACE and 5-8 DEBUG -> `DEBUG`, 9-12 `INFO`,
 /// 13-16 WARN -> `WARNING`, 17-20 `ERROR`, 21-24 FATAL -> `CRITICAL`); otherwise the text,
-/// case-insensitive (`trace`/`debug`, `info`/`information`/`notice`, `warn`/`warning`,
-/// `err`/`error`, `fatal`/`critical`/`crit`/`alert`/`emerg`/`emergency`/`panic`); with
-/// neither, `INFO`.
+/// case-insensitive (`trace`/`debug`/`fine`/`finer`/`finest`, `info`/`information`/`notice`,
+/// `warn`/`warning`, `err`/`error`/`severe`, `fatal`/`failure`/`critical`/`crit`/`alert`/
+/// `emerg`/`emergency`/`panic`: the usual words, java.util.logging's and Blue Gene/L's);
+/// with neither, `INFO`.
 pub fn severity_from(number: Option<i32>, text: Option<&str>) -> &'static str {
     number
         .and_then(from_otlp_number)
@@ -50,11 +51,11 @@ fn from_otlp_number(number: i32) -> Option<&'static str> {
 /// The severity a level word names, if it names one.
 pub(crate) fn from_text(text: &str) -> Option<&'static str> {
     match text.trim().to_ascii_lowercase().as_str() {
-        "trace" | "debug" => Some("DEBUG"),
+        "trace" | "debug" | "fine" | "finer" | "finest" => Some("DEBUG"),
         "info" | "information" | "notice" => Some("INFO"),
         "warn" | "warning" => Some("WARNING"),
-        "err" | "error" => Some("ERROR"),
-        "fatal" | "critical" | "crit" | "alert" | "emerg" | "emergency" | "panic" => {
+        "err" | "error" | "severe" => Some("ERROR"),
+        "fatal" | "failure" | "critical" | "crit" | "alert" | "emerg" | "emergency" | "panic" => {
             Some("CRITICAL")
         }
         _ => None,
@@ -92,9 +93,13 @@ mod tests {
             ("notice", "INFO"),
             ("warn", "WARNING"),
             ("warning", "WARNING"),
+            ("fine", "DEBUG"),
+            ("finest", "DEBUG"),
             ("err", "ERROR"),
             ("error", "ERROR"),
+            ("severe", "ERROR"),
             ("fatal", "CRITICAL"),
+            ("failure", "CRITICAL"),
             ("critical", "CRITICAL"),
             ("crit", "CRITICAL"),
             ("alert", "CRITICAL"),

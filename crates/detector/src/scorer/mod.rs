@@ -89,15 +89,16 @@ pub enum Severity {
 }
 
 impl Severity {
-    /// Case-insensitive; accepts the usual spellings (WARN, ERR, FATAL, CRIT, ...).
+    /// Case-insensitive; accepts the usual spellings (WARN, ERR, FATAL, CRIT, ...),
+    /// java.util.logging's FINE and SEVERE and Blue Gene/L's FAILURE, as the log shippers'
+    /// level words do (`shippers::severity`).
     pub fn parse(text: &str) -> Self {
         match text.trim().to_ascii_uppercase().as_str() {
-            "TRACE" | "DEBUG" => Self::Debug,
+            "TRACE" | "DEBUG" | "FINE" | "FINER" | "FINEST" => Self::Debug,
             "WARN" | "WARNING" => Self::Warning,
             "ERR" | "ERROR" | "SEVERE" => Self::Error,
-            "CRIT" | "CRITICAL" | "FATAL" | "ALERT" | "EMERG" | "EMERGENCY" | "PANIC" => {
-                Self::Critical
-            }
+            "CRIT" | "CRITICAL" | "FATAL" | "FAILURE" | "ALERT" | "EMERG" | "EMERGENCY"
+            | "PANIC" => Self::Critical,
             _ => Self::Info,
         }
     }

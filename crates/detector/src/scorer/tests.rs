@@ -339,6 +339,9 @@ fn state_round_trips_and_reuses_cached_embeddings() {
 fn severity_parsing_and_durations() {
     assert_eq!(Severity::parse("warn"), Severity::Warning);
     assert_eq!(Severity::parse("FATAL"), Severity::Critical);
+    // Blue Gene/L-style levels: SEVERE between WARNING and FATAL, FAILURE at the top.
+    assert_eq!(Severity::parse("SEVERE"), Severity::Error);
+    assert_eq!(Severity::parse("failure"), Severity::Critical);
     assert_eq!(Severity::parse("whatever"), Severity::Info);
     assert_eq!(human_duration(3 * 86_400_000 + 5), "3 days");
     assert_eq!(human_duration(61_000), "1 minute");
