@@ -183,6 +183,96 @@ fn a_template_seen_steadily_is_learned_normal() {
 }
 
 #[test]
+fn a_failure_that_keeps_coming_back_in_bursts_stays_suspect() {
+    let mut s = scorer(10);
+    let start = warm_up(&mut s, 3);
+    let mut t = start;
+    // A disk failure in eight bursts of eight lines 5 s apart, one burst an hour: eight
+    // time windows over seven hours, none holding more than an eighth of its lines, but
+    // silent in all the others. It comes only in bursts: every line stays flagged.
+    for burst in 0..8 {
+        t = start + (burst + 1) * 60 * MINUTE;
+        for i in 0..8 {
+            t += 5_000;
+            let sc = s
+                .score(&line(
+                    t,
+                    Severity::Critical,
+                    &format!("I/O error on device sdb, logical block {burst}{i}, async page read"),
+                ))
+                .expect("scoring works");
+            assert!(sc.is_anomaly, "burst {burst}, line {i}: {sc:?}");
+            assert_eq!(sc.state, TemplateState::Unknown, "{sc:?}");
+            assert!(!sc.newly_learned_normal, "{sc:?}");
+            if burst > 2 {
+                assert!(
+                    sc.summary.contains("comes only in bursts"),
+                    "{}",
+                    sc.summary
+                );
+            }
+        }
+    }
+    // A routine message that comes in clumps of three (a job's start, its dump, its end)
+    // every 20 minutes is not a burst: learned as normal once the hour is up.
+    let mut learned = None;
+    for clump in 0..6 {
+        let at = t + clump * 20 * MINUTE;
+        for i in 0..3 {
+            let sc = s
+                .score(&line(
+                    at + i * 2_000,
+                    Severity::Critical,
+                    &format!("program load failure for job {clump}{i}: user binary not found"),
+                ))
+                .expect("scoring works");
+            if sc.state == TemplateState::LearnedNormal && learned.is_none() {
+                learned = Some(clump);
+            }
+        }
+    }
+    assert_eq!(
+        learned,
+        Some(3),
+        "learned on the clump an hour after the first"
+    );
+}
+
+#[test]
+fn only_bursts_means_many_lines_per_window_in_few_of_its_windows_and_few_arrivals() {
+    let cfg = ScorerConfig::default();
+    let hour = 60 * MINUTE;
+    let presence = |windows, max_window_lines, episodes| Presence {
+        windows,
+        max_window_lines,
+        episodes,
+    };
+    // Eight bursts of eight lines over seven hours: no window holds more than an eighth,
+    // but it was silent in 35 of its 43 windows.
+    let bursts = presence(8, 8, 8);
+    assert!(cfg.comes_only_in_bursts(bursts, 64, 7 * hour));
+    assert!(!cfg.is_learned_normal(bursts, 64, 7 * hour));
+    assert!(!cfg.is_learned_by_windows(bursts, 64, 7 * hour));
+    // Clumps of three (a job's lines) are not bursts.
+    let clumps = presence(8, 3, 8);
+    assert!(!cfg.comes_only_in_bursts(clumps, 24, 7 * hour));
+    assert!(cfg.is_learned_normal(clumps, 24, 7 * hour));
+    // Eight lines in nearly every window of its span: a busy stream, not bursts.
+    let busy = presence(40, 8, 8);
+    assert!(!cfg.comes_only_in_bursts(busy, 320, 7 * hour));
+    // Back ten separate times: a habit, learned however bursty.
+    let habit = presence(10, 8, 10);
+    assert!(!cfg.comes_only_in_bursts(habit, 80, 9 * hour));
+    assert!(cfg.is_learned_normal(habit, 80, 9 * hour));
+    // Off at a coverage of 0.
+    let off = ScorerConfig {
+        burst_only_coverage: 0.0,
+        ..ScorerConfig::default()
+    };
+    assert!(off.is_learned_normal(bursts, 64, 7 * hour));
+}
+
+#[test]
 fn in_a_dense_log_a_message_that_keeps_arriving_is_learned_before_the_hour() {
     let mut s = scorer(10);
     let mut t = 0;
