@@ -196,10 +196,9 @@ mod tests {
     fn a_template_the_workers_learned_normal_ranks_below_an_unknown_one() {
         let now = chrono::Utc::now();
         let unknown = candidate(1, 40, 0.62, "CRITICAL");
-        // Seen in 12 windows over 2 hours (steadily: not only in bursts), no window
-        // holding more than a quarter of it.
+        // Seen in 6 windows over 2 hours, no window holding more than a quarter of it.
         let mut learned = candidate(2, 40, 0.62, "CRITICAL");
-        learned.windows = 12;
+        learned.windows = 6;
         learned.max_window_lines = 10;
         learned.first_seen = now - chrono::Duration::hours(2);
         learned.last_seen = now;

@@ -76,15 +76,6 @@ pub struct ScorerConfig {
     /// and unlike anything known.
     #[serde(default = "default_levelled_meaning_max")]
     pub levelled_meaning_max: f32,
-    /// A template whose lines come only in bursts is not steady, however many windows or
-    /// arrivals they add up to (a failure that keeps coming back stays suspect): on
-    /// average at least this many lines in each window it was seen in ...
-    #[serde(default = "default_burst_only_lines")]
-    pub burst_only_lines: f32,
-    /// ... and seen in fewer than this share of the windows from its first line to its
-    /// last. 0 turns it off.
-    #[serde(default = "default_burst_only_coverage")]
-    pub burst_only_coverage: f32,
     /// Share of a source's lines at WARNING or above (at least three of them) from which
     /// it counts as marking its trouble by level.
     #[serde(default = "default_levelled_min_share")]
@@ -144,14 +135,6 @@ fn default_levelled_meaning_max() -> f32 {
     ScorerConfig::default().levelled_meaning_max
 }
 
-fn default_burst_only_lines() -> f32 {
-    ScorerConfig::default().burst_only_lines
-}
-
-fn default_burst_only_coverage() -> f32 {
-    ScorerConfig::default().burst_only_coverage
-}
-
 fn default_levelled_min_share() -> f32 {
     ScorerConfig::default().levelled_min_share
 }
@@ -173,41 +156,14 @@ impl ScorerConfig {
             && presence.episodes >= self.normal_after_episodes
             && span_ms >= self.normal_episode_span_ms;
         self.is_learned_by_windows(presence, count, span_ms)
-            || (steady_episodes
-                && self.no_window_dominates(presence, count)
-                && !self.comes_only_in_bursts(presence, count, span_ms))
+            || (steady_episodes && self.no_window_dominates(presence, count))
     }
 
-    /// The time windows' half of the rule alone: enough windows over enough time, and not
-    /// only in bursts.
+    /// The time windows' half of the rule alone: enough windows over enough time.
     pub fn is_learned_by_windows(&self, presence: Presence, count: u64, span_ms: i64) -> bool {
         presence.windows >= self.normal_after_windows
             && span_ms >= self.normal_min_span_ms
             && self.no_window_dominates(presence, count)
-            && !self.comes_only_in_bursts(presence, count, span_ms)
-    }
-
-    /// Its lines came only in bursts: on average at least `burst_only_lines` in each
-    /// window it was seen in before the latest (whose first line must not dilute the
-    /// average: the rule would flip on every burst's first line), and seen in fewer than
-    /// `burst_only_coverage` of the windows from its first line to its last (silent most
-    /// of its time). A template that arrived `normal_after_episodes` separate times is not:
-    /// coming back that often is a habit (and a dense log's steady arrivals, once learned,
-    /// are not unlearned by a later clump).
-    pub fn comes_only_in_bursts(&self, presence: Presence, count: u64, span_ms: i64) -> bool {
-        if self.burst_only_coverage <= 0.0
-            || presence.windows < 2
-            || (self.normal_after_episodes > 0 && presence.episodes >= self.normal_after_episodes)
-        {
-            return false;
-        }
-        let spanned = span_ms.max(0) / self.presence_window_ms.max(1) + 1;
-        #[allow(clippy::cast_precision_loss)] // counts far below 2^24 decide this
-        let (per_window, coverage) = (
-            count.saturating_sub(1) as f32 / (presence.windows - 1) as f32,
-            presence.windows as f32 / spanned as f32,
-        );
-        per_window >= self.burst_only_lines && coverage < self.burst_only_coverage
     }
 
     fn no_window_dominates(&self, presence: Presence, count: u64) -> bool {
@@ -240,8 +196,6 @@ impl Default for ScorerConfig {
             meaning_severity_max: 0.8,
             levelled_meaning_max: 0.6,
             levelled_min_share: 0.01,
-            burst_only_lines: 6.0,
-            burst_only_coverage: 0.5,
             max_templates: 50_000,
             miner: MinerConfig::default(),
         }

@@ -20,9 +20,7 @@
 //!   its previous line) over at least `normal_episode_span_ms`; either way with no window
 //!   holding more than `max_window_share` of its lines. A burst is one arrival however
 //!   many lines it has: a template that only ever comes in bursts stays unknown, and so
-//!   suspect, even when its bursts come back over hours
-//!   ([`ScorerConfig::comes_only_in_bursts`]: many lines in each window it was seen in,
-//!   silent in most windows of its span, fewer than `normal_after_episodes` arrivals);
+//!   suspect;
 //! - **labelled normal / labelled anomaly**: an operator answered; the label decides.
 //!
 //! An unlabelled template close to labelled ones (cosine at or above `label_similarity`)

@@ -21,8 +21,6 @@ pub(super) struct Sighting {
     pub(super) windows: u32,
     /// Separate arrivals of its lines, this line's included.
     pub(super) episodes: u32,
-    /// Its lines came only in bursts ([`super::ScorerConfig::comes_only_in_bursts`]).
-    pub(super) only_bursts: bool,
     /// From its first to its last line (this one included), milliseconds.
     pub(super) span_ms: i64,
     pub(super) new_after_warmup: bool,
@@ -166,7 +164,6 @@ impl<E: TextEmbedder> Scorer<E> {
             newly_learned_normal: (learned_normal && !was_learned_normal) || windows_confirm,
             windows: stats.windows,
             episodes: stats.episodes,
-            only_bursts: cfg.comes_only_in_bursts(stats.presence(), stats.count, stats.span_ms()),
             span_ms: stats.span_ms(),
             new_after_warmup: stats.new_after_warmup,
             birth_novelty: stats.novelty,
@@ -318,12 +315,6 @@ impl<E: TextEmbedder> Scorer<E> {
                     "not learned as normal yet".to_string()
                 } else if windows == 1 {
                     "not learned as normal: one burst so far".to_string()
-                } else if sighting.only_bursts {
-                    format!(
-                        "not learned as normal: it comes only in bursts ({windows} time windows \
-                         over {}, silent in most of the others)",
-                        super::summary::human_duration(sighting.span_ms)
-                    )
                 } else {
                     format!("not learned as normal: seen in {windows} time windows, in bursts")
                 };
