@@ -2,8 +2,9 @@
 # The eval's figures on other draws and paces of the labelled sets, none of them used to
 # settle weights (BENCHMARKS.md, "How far the figures move"): seeds 11 and 23, a line every
 # 1 s and every 30 min, each sample's own timestamps (seeds 7, 11, 23), and the burst sets
-# with their routine CRITICAL lines in clumps (--routine-clumps) or their 60-line burst
-# coming back (--recurring-burst 0). Builds each
+# with their routine CRITICAL lines in clumps (--routine-clumps; of 6-12 lines, as long
+# register dumps, with --clump-size 6-12) or their 60-line burst coming back
+# (--recurring-burst 0). Builds each
 # variant into .cache/eval-robustness/<variant>/ and prints one summary row per variant:
 # sets where the scorer beats or ties both baselines without feedback, the means (tuned on /
 # not tuned on), and the sets at F1 >= 0.90 with FEEDBACK (default 30).
@@ -25,6 +26,7 @@ variants=(
     "real-times-seed-11:--real-times --seed 11"
     "real-times-seed-23:--real-times --seed 23"
     "routine-clumps:--routine-clumps"
+    "routine-big-clumps:--routine-clumps --clump-size 6-12"
     "recurring-60:--recurring-burst 0"
 )
 echo "| sets | beats or ties both baselines, no feedback | mean F1 no feedback, tuned / not tuned | FEEDBACK=$feedback >= 0.90 | mean F1 FEEDBACK=$feedback, tuned / not tuned |"

@@ -2,7 +2,7 @@
 """Build labelled anomaly sets for `make eval` from the Loghub-2.0 2k samples.
 
     python3 scripts/make-labelled-sets.py [--loghub DIR] [--out DIR] [--seed N] [--gap-mean S]
-                                          [--real-times] [--routine-clumps]
+                                          [--real-times] [--routine-clumps [--clump-size MIN-MAX]]
 
 Reads ../shared/data/loghub (research licence: the output goes to .cache/eval/, never
 into git) and writes JSONL files of {"timestamp", "severity", "message", "source",
@@ -25,7 +25,8 @@ burst-<base>-<donor>.jsonl
     make 14, failure templates of <donor>. No other line is CRITICAL.
     With --routine-clumps the routine CRITICAL lines arrive in clumps of 2-6 lines of
     one template, seconds apart (a user's program-load failure and the register dumps
-    that follow it), so that a burst is not by itself the sign of an anomaly.
+    that follow it), so that a burst is not by itself the sign of an anomaly; --clump-size
+    6-12 makes the clumps as big as a long register dump (a burst of a routine template).
     --recurring-burst K makes the template of the K-th burst size come back instead of
     the fifth (0: the 60-line burst recurs, a case where "learned normal" must not clear
     an anomalous template's flags).
@@ -232,16 +233,17 @@ def make_holdout(loghub, out, system, rng):
     emit(out / f"holdout-{system.lower()}.jsonl", timed)
 
 
-def clump_routine(rng, lines, times, routine):
+def clump_routine(rng, lines, times, routine, sizes=(2, 6)):
     """--routine-clumps: the routine CRITICAL templates' lines arrive in clumps of 2-6 (a
-    program-load failure and the register dumps that follow it), each line 0.2-3 s after
-    the one before; the clump starts where its first line was. Same lines, same count."""
+    program-load failure and the register dumps that follow it; `sizes`, from
+    --clump-size), each line 0.2-3 s after the one before; the clump starts where its
+    first line was. Same lines, same count."""
     times = list(times)
     for event in sorted(routine):
         idx = [i for i, line in enumerate(lines) if line["event"] == event]
         k = 0
         while k < len(idx):
-            size = rng.randint(2, 6)
+            size = rng.randint(*sizes)
             t = times[idx[k]]
             for i in idx[k + 1 : k + size]:
                 t += timedelta(seconds=rng.uniform(0.2, 3.0))
@@ -250,7 +252,9 @@ def clump_routine(rng, lines, times, routine):
     return times
 
 
-def make_burst(loghub, out, base_name, donor_name, rng, clump_rng=None, recurring=4):
+def make_burst(
+    loghub, out, base_name, donor_name, rng, clump_rng=None, recurring=4, clump_sizes=(2, 6)
+):
     base = read_sample(loghub, base_name)
     n = len(base)
     counts = Counter(line["event"] for line in base)
@@ -304,7 +308,7 @@ def make_burst(loghub, out, base_name, donor_name, rng, clump_rng=None, recurrin
     kept = [line for line in base if line["event"] not in taken]
     times = normal_times(rng, kept)
     if clump_rng is not None:
-        times = clump_routine(clump_rng, kept, times, routine)
+        times = clump_routine(clump_rng, kept, times, routine, clump_sizes)
     timed = []
     for t, line in zip(times, kept):
         line = dict(line)
@@ -336,6 +340,17 @@ def make_burst(loghub, out, base_name, donor_name, rng, clump_rng=None, recurrin
     emit(out / f"burst-{base_name.lower()}-{donor_name.lower()}.jsonl", timed)
 
 
+def clump_sizes(text):
+    """`MIN-MAX` (2 <= MIN <= MAX) for --clump-size."""
+    try:
+        low, high = (int(part) for part in text.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want MIN-MAX, got {text!r}") from None
+    if not 2 <= low <= high:
+        raise argparse.ArgumentTypeError(f"want 2 <= MIN <= MAX, got {text!r}")
+    return (low, high)
+
+
 def main():
     global GAP_MEAN, REAL_TIMES
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -348,6 +363,13 @@ def main():
         "--routine-clumps",
         action="store_true",
         help="burst sets: routine CRITICAL lines arrive in clumps of 2-6",
+    )
+    p.add_argument(
+        "--clump-size",
+        type=clump_sizes,
+        default=(2, 6),
+        metavar="MIN-MAX",
+        help="with --routine-clumps: lines per clump (default 2-6)",
     )
     p.add_argument(
         "--recurring-burst",
@@ -378,6 +400,7 @@ def main():
             random.Random(f"{args.seed}-b-{base}-{donor}"),
             clumps,
             args.recurring_burst,
+            args.clump_size,
         )
 
 
