@@ -144,4 +144,46 @@ mod tests {
         strip_nul(&mut v);
         assert_eq!(v, json!({"ab": ["x", {"k": "vw"}], "n": 1}));
     }
+
+    /// The shippers store a level word as one of the five levels; the detector reads level
+    /// words of `make eval` files and stored entries itself. The two lists must agree, or a
+    /// line would weigh differently by the way it came in.
+    #[test]
+    fn shippers_and_the_detector_read_level_words_alike() {
+        let words = [
+            "trace",
+            "debug",
+            "fine",
+            "finer",
+            "finest",
+            "info",
+            "information",
+            "notice",
+            "warn",
+            "warning",
+            "err",
+            "error",
+            "severe",
+            "fatal",
+            "failure",
+            "critical",
+            "crit",
+            "alert",
+            "emerg",
+            "emergency",
+            "panic",
+            "verbose",
+            "",
+            "nonsense",
+        ];
+        for word in words {
+            for spelled in [word.to_owned(), word.to_uppercase()] {
+                assert_eq!(
+                    shippers::severity_from(None, Some(&spelled)),
+                    detector::scorer::Severity::parse(&spelled).as_str(),
+                    "{spelled:?}"
+                );
+            }
+        }
+    }
 }

@@ -342,6 +342,8 @@ fn severity_parsing_and_durations() {
     // Blue Gene/L-style levels: SEVERE between WARNING and FATAL, FAILURE at the top.
     assert_eq!(Severity::parse("SEVERE"), Severity::Error);
     assert_eq!(Severity::parse("failure"), Severity::Critical);
+    // java.util.logging's FINE levels are debug detail.
+    assert_eq!(Severity::parse("FINEST"), Severity::Debug);
     assert_eq!(Severity::parse("whatever"), Severity::Info);
     assert_eq!(human_duration(3 * 86_400_000 + 5), "3 days");
     assert_eq!(human_duration(61_000), "1 minute");
