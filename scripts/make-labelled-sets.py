@@ -3,6 +3,8 @@
 
     python3 scripts/make-labelled-sets.py [--loghub DIR] [--out DIR] [--seed N] [--gap-mean S]
                                           [--real-times] [--routine-clumps [--clump-size MIN-MAX]]
+                                          [--recurring-burst K] [--only-burst]
+                                          [--burst BASE:DONOR,...]
 
 Reads ../shared/data/loghub (research licence: the output goes to .cache/eval/, never
 into git) and writes JSONL files of {"timestamp", "severity", "message", "source",
@@ -30,6 +32,10 @@ burst-<base>-<donor>.jsonl
     --recurring-burst K makes the template of the K-th burst size come back instead of
     the fifth (0: the 60-line burst recurs, a case where "learned normal" must not clear
     an anomalous template's flags).
+    --burst BASE:DONOR,... builds burst sets of other pairs than the usual six (a base
+    needs templates that recur through its file for routine CRITICAL lines: Apache's and
+    Proxifier's have none, so their sets have no routine CRITICAL lines); --only-burst
+    skips the inject and holdout sets.
 
 holdout-<system>.jsonl
     One system's own sample, with its rare failure templates (ground-truth EventIds with at
@@ -351,6 +357,17 @@ def clump_sizes(text):
     return (low, high)
 
 
+def burst_pairs(text):
+    """--burst: "BASE:DONOR,BASE:DONOR" as a list of (base, donor)."""
+    pairs = []
+    for item in text.split(","):
+        base, sep, donor = item.strip().partition(":")
+        if not sep or not base or not donor:
+            raise argparse.ArgumentTypeError(f"expected BASE:DONOR, got {item!r}")
+        pairs.append((base, donor))
+    return pairs
+
+
 def main():
     global GAP_MEAN, REAL_TIMES
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -372,6 +389,19 @@ def main():
         help="with --routine-clumps: lines per clump (default 2-6)",
     )
     p.add_argument(
+        "--burst",
+        type=burst_pairs,
+        default=None,
+        metavar="BASE:DONOR,...",
+        help="burst sets of these (base, donor) pairs instead of the usual six, e.g. "
+        "Apache:OpenSSH,Linux:Hadoop (systems as named in the Loghub folder)",
+    )
+    p.add_argument(
+        "--only-burst",
+        action="store_true",
+        help="write the burst sets only (no inject or holdout sets)",
+    )
+    p.add_argument(
         "--recurring-burst",
         type=int,
         default=4,
@@ -386,11 +416,14 @@ def main():
     if not args.loghub.is_dir():
         raise SystemExit(f"Loghub samples not found at {args.loghub} (pass --loghub DIR)")
     args.out.mkdir(parents=True, exist_ok=True)
-    for base, donor in INJECT:
-        make_inject(args.loghub, args.out, base, donor, random.Random(f"{args.seed}-{base}-{donor}"))
-    for system in HOLDOUT:
-        make_holdout(args.loghub, args.out, system, random.Random(f"{args.seed}-{system}"))
-    for base, donor in BURST:
+    if not args.only_burst:
+        for base, donor in INJECT:
+            make_inject(
+                args.loghub, args.out, base, donor, random.Random(f"{args.seed}-{base}-{donor}")
+            )
+        for system in HOLDOUT:
+            make_holdout(args.loghub, args.out, system, random.Random(f"{args.seed}-{system}"))
+    for base, donor in args.burst or BURST:
         clumps = random.Random(f"{args.seed}-c-{base}-{donor}") if args.routine_clumps else None
         make_burst(
             args.loghub,
