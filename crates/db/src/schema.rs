@@ -55,6 +55,7 @@ diesel::table! {
         windows -> Int4,
         max_window_lines -> Int8,
         episodes -> Int4,
+        level_episodes -> Int4,
     }
 }
 

@@ -43,6 +43,9 @@ pub struct TemplateRow {
     pub max_window_lines: i64,
     /// Separate arrivals of its lines (the largest any replica reported).
     pub episodes: i32,
+    /// Separate arrivals of its lines at the levels that flag alone (the largest any
+    /// replica reported; the detector's `Presence::level_episodes`).
+    pub level_episodes: i32,
 }
 
 /// What one batch adds to a template.
@@ -62,6 +65,7 @@ pub struct TemplateDelta {
     pub windows: i32,
     pub max_window_lines: i64,
     pub episodes: i32,
+    pub level_episodes: i32,
 }
 
 #[derive(QueryableByName)]
@@ -74,7 +78,7 @@ struct KeyId {
 
 /// Adds a batch's deltas (keys must be distinct) and returns each key's row id. Counts
 /// are added in the statement, so concurrent workers never lose an increment; presence
-/// (`windows`, `max_window_lines`, `episodes`) only grows, to the largest view reported; rows are
+/// (`windows`, `max_window_lines`, `episodes`, `level_episodes`) only grows, to the largest view reported; rows are
 /// written in key order, so two workers lock them in the same order and cannot deadlock.
 pub fn upsert(
     conn: &mut PgConnection,
@@ -91,6 +95,7 @@ pub fn upsert(
     let windows: Vec<i32> = deltas.iter().map(|d| d.windows).collect();
     let max_lines: Vec<i64> = deltas.iter().map(|d| d.max_window_lines).collect();
     let episodes: Vec<i32> = deltas.iter().map(|d| d.episodes).collect();
+    let level_episodes: Vec<i32> = deltas.iter().map(|d| d.level_episodes).collect();
     // Arrays of arrays do not exist in Postgres: each embedding travels as an array literal.
     let embeddings: Vec<Option<String>> = deltas
         .iter()
@@ -98,11 +103,11 @@ pub fn upsert(
         .collect();
     let rows: Vec<KeyId> = diesel::sql_query(
         "INSERT INTO templates \
-             (template_key, template, count, first_seen, last_seen, embedding, windows, max_window_lines, episodes, updated_at) \
-         SELECT k, t, c, f, l, e::real[], w, m, p, clock_timestamp() \
+             (template_key, template, count, first_seen, last_seen, embedding, windows, max_window_lines, episodes, level_episodes, updated_at) \
+         SELECT k, t, c, f, l, e::real[], w, m, p, v, clock_timestamp() \
          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[], \
-                     $7::integer[], $8::bigint[], $9::integer[]) \
-             AS u(k, t, c, f, l, e, w, m, p) \
+                     $7::integer[], $8::bigint[], $9::integer[], $10::integer[]) \
+             AS u(k, t, c, f, l, e, w, m, p, v) \
          ORDER BY k \
          ON CONFLICT (template_key) DO UPDATE SET \
              count = templates.count + EXCLUDED.count, \
@@ -113,6 +118,7 @@ pub fn upsert(
              windows = GREATEST(templates.windows, EXCLUDED.windows), \
              max_window_lines = GREATEST(templates.max_window_lines, EXCLUDED.max_window_lines), \
              episodes = GREATEST(templates.episodes, EXCLUDED.episodes), \
+             level_episodes = GREATEST(templates.level_episodes, EXCLUDED.level_episodes), \
              updated_at = clock_timestamp() \
          RETURNING template_key, id",
     )
@@ -125,6 +131,7 @@ pub fn upsert(
     .bind::<Array<Integer>, _>(&windows)
     .bind::<Array<BigInt>, _>(&max_lines)
     .bind::<Array<Integer>, _>(&episodes)
+    .bind::<Array<Integer>, _>(&level_episodes)
     .load(conn)?;
     Ok(rows.into_iter().map(|r| (r.template_key, r.id)).collect())
 }

@@ -208,6 +208,7 @@ fn template_presence_keeps_the_largest_view_reported() {
         windows,
         max_window_lines,
         episodes: 2 * windows,
+        level_episodes: windows - 1,
     };
     // A new row takes the reported presence; a row written before the column has none.
     upsert(&mut conn, &[delta(3, 4, 2)]).unwrap();
@@ -217,9 +218,10 @@ fn template_presence_keeps_the_largest_view_reported() {
             rows[0].count,
             rows[0].windows,
             rows[0].max_window_lines,
-            rows[0].episodes
+            rows[0].episodes,
+            rows[0].level_episodes
         ),
-        (3, 4, 2, 8)
+        (3, 4, 2, 8, 3)
     );
     // Another replica saw fewer windows but a bigger one; then one saw more windows.
     upsert(&mut conn, &[delta(1, 2, 5)]).unwrap();
@@ -231,9 +233,10 @@ fn template_presence_keeps_the_largest_view_reported() {
             rows[0].count,
             rows[0].windows,
             rows[0].max_window_lines,
-            rows[0].episodes
+            rows[0].episodes,
+            rows[0].level_episodes
         ),
-        (5, 6, 5, 12)
+        (5, 6, 5, 12, 5)
     );
     diesel::sql_query(
         "INSERT INTO templates (template_key, template, count) VALUES ('old', 'old', 7)",
@@ -242,7 +245,15 @@ fn template_presence_keeps_the_largest_view_reported() {
     .unwrap();
     let (rows, _) = changed_since(&mut conn, None).unwrap();
     let old = rows.iter().find(|r| r.template_key == "old").unwrap();
-    assert_eq!((old.windows, old.max_window_lines, old.episodes), (0, 0, 0));
+    assert_eq!(
+        (
+            old.windows,
+            old.max_window_lines,
+            old.episodes,
+            old.level_episodes
+        ),
+        (0, 0, 0, 0)
+    );
     drop(conn);
     drop(scratch);
 }

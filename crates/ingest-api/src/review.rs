@@ -116,6 +116,9 @@ pub(crate) fn rank(
                 windows: u32::try_from(c.windows).unwrap_or(0),
                 max_window_lines: u64::try_from(c.max_window_lines).unwrap_or(0),
                 episodes: u32::try_from(c.episodes).unwrap_or(0),
+                // Whether learning covers a line at CRITICAL is the workers' per-line
+                // question; the template's learned state does not read it.
+                level_episodes: 0,
             };
             let span_ms = (c.last_seen - c.first_seen).num_milliseconds();
             let count = u64::try_from(c.count).unwrap_or(0);

@@ -526,6 +526,7 @@ fn write(
                 windows: i32::try_from(presence.windows).unwrap_or(i32::MAX),
                 max_window_lines: i64::try_from(presence.max_window_lines).unwrap_or(i64::MAX),
                 episodes: i32::try_from(presence.episodes).unwrap_or(i32::MAX),
+                level_episodes: i32::try_from(presence.level_episodes).unwrap_or(i32::MAX),
             }
         });
         delta.count += 1;

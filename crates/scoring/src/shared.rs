@@ -77,9 +77,10 @@ struct Known {
     /// Current text in the local miner.
     text: String,
     /// Time windows the local scorer saw the template in, and the template's separate
-    /// arrivals (its own and the table's).
+    /// arrivals, all and at the levels that flag alone (its own and the table's).
     windows: u32,
     episodes: u32,
+    level_episodes: u32,
     label: Option<Label>,
     /// The table has this template's embedding.
     embedding_stored: bool,
@@ -324,6 +325,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                     if row.count.max(0) as u64 > k.count
                         || row_windows(row) > k.windows
                         || row_episodes(row) > k.episodes
+                        || row_level_episodes(row) > k.level_episodes
                         || merge_text(&k.text, &row.template) != k.text
                     {
                         rebuild.push(row);
@@ -420,12 +422,14 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                     windows: row_windows(row),
                     max_window_lines: u64::try_from(row.max_window_lines).unwrap_or(0),
                     episodes: row_episodes(row),
+                    level_episodes: row_level_episodes(row),
                 },
             };
             let presence = state.restore_template(&id, counts, &self.config);
             if let Some(k) = self.known.get_mut(&id) {
                 k.windows = k.windows.max(presence.windows);
                 k.episodes = k.episodes.max(presence.episodes);
+                k.level_episodes = k.level_episodes.max(presence.level_episodes);
             }
         }
         state.merge_warmup(lines, first_ms);
@@ -479,6 +483,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             let known = self.known.entry(s.template_id.clone()).or_default();
             known.windows = known.windows.max(presence.windows);
             known.episodes = known.episodes.max(presence.episodes);
+            known.level_episodes = known.level_episodes.max(presence.level_episodes);
             touched.insert(
                 s.template_id.clone(),
                 TouchedTemplate {
@@ -519,6 +524,11 @@ fn row_windows(row: &TemplateRow) -> u32 {
 /// A row's `episodes`, negative values (never written) read as none.
 fn row_episodes(row: &TemplateRow) -> u32 {
     u32::try_from(row.episodes).unwrap_or(0)
+}
+
+/// A row's `level_episodes`, negative values (never written) read as none.
+fn row_level_episodes(row: &TemplateRow) -> u32 {
+    u32::try_from(row.level_episodes).unwrap_or(0)
 }
 
 fn parse_label(text: &str) -> Option<Label> {
@@ -619,6 +629,7 @@ mod tests {
             windows: 0,
             max_window_lines: 0,
             episodes: 0,
+            level_episodes: 0,
         }
     }
 
@@ -645,6 +656,7 @@ mod tests {
             windows: i32::try_from(presence.windows).expect("few windows"),
             max_window_lines: i64::try_from(presence.max_window_lines).expect("few lines"),
             episodes: i32::try_from(presence.episodes).expect("few episodes"),
+            level_episodes: i32::try_from(presence.level_episodes).expect("few episodes"),
             ..row(1, &id.0, text, times.len() as i64, None)
         }
     }
@@ -758,7 +770,8 @@ mod tests {
             Presence {
                 windows: 4,
                 max_window_lines: 1,
-                episodes: 4
+                episodes: 4,
+                level_episodes: 4
             },
             "the batch reports the template's presence"
         );
@@ -790,7 +803,8 @@ mod tests {
             Presence {
                 windows: 5,
                 max_window_lines: 1,
-                episodes: 5
+                episodes: 5,
+                level_episodes: 5
             }
         );
 
@@ -801,6 +815,7 @@ mod tests {
             windows: 0,
             max_window_lines: 0,
             episodes: 0,
+            level_episodes: 0,
             ..stored
         };
         c.apply(&[bare], HashMap::from([(id.0.clone(), embedding)]))
@@ -838,7 +853,8 @@ mod tests {
             Some(Presence {
                 windows: 4,
                 max_window_lines: 3,
-                episodes: 4
+                episodes: 4,
+                level_episodes: 4
             })
         );
         // Five minutes after the last stored line: the same window, not a new one (but a
@@ -851,7 +867,8 @@ mod tests {
             Presence {
                 windows: 4,
                 max_window_lines: 3,
-                episodes: 5
+                episodes: 5,
+                level_episodes: 5
             }
         );
 
@@ -861,6 +878,7 @@ mod tests {
             windows: 7,
             max_window_lines: 2,
             episodes: 3,
+            level_episodes: 3,
             ..stored
         };
         b.apply(&[more], HashMap::new()).expect("merges");
@@ -869,7 +887,8 @@ mod tests {
             Some(Presence {
                 windows: 7,
                 max_window_lines: 3,
-                episodes: 5
+                episodes: 5,
+                level_episodes: 5
             }),
             "the larger view wins, field by field"
         );

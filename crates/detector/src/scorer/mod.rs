@@ -20,7 +20,10 @@
 //!   its previous line) over at least `normal_episode_span_ms`; either way with no window
 //!   holding more than `max_window_share` of its lines. A burst is one arrival however
 //!   many lines it has: a template that only ever comes in bursts stays unknown, and so
-//!   suspect;
+//!   suspect. A line at a level that flags by itself (CRITICAL by default) is covered only
+//!   once the template's lines at that level arrived `normal_after_windows` separate times
+//!   ([`Presence::level_episodes`]): a CRITICAL burst of a message learned as INFO chatter,
+//!   or one that came back once, is judged by its prior;
 //! - **labelled normal / labelled anomaly**: an operator answered; the label decides.
 //!
 //! An unlabelled template close to labelled ones (cosine at or above `label_similarity`)
@@ -205,6 +208,13 @@ pub struct Presence {
     /// before it was counted).
     #[serde(default)]
     pub episodes: u32,
+    /// Separate arrivals of its lines at the levels that flag a line by themselves
+    /// ([`relearn::levels_flagged_alone`]: CRITICAL by default). Steady presence covers
+    /// such a line only when these reach `normal_after_windows`: a CRITICAL burst of a
+    /// pattern otherwise seen at INFO was not what was learned (0 in states saved before
+    /// it was counted).
+    #[serde(default)]
+    pub level_episodes: u32,
 }
 
 /// What the scorer knows about a template.

@@ -31,6 +31,12 @@ pub(super) struct TemplateStats {
     /// Separate arrivals (see [`Presence::episodes`]).
     #[serde(default)]
     pub(super) episodes: u32,
+    /// Separate arrivals of its lines at the levels that flag a line by themselves
+    /// ([`Presence::level_episodes`]), and the last such line.
+    #[serde(default)]
+    pub(super) level_episodes: u32,
+    #[serde(default)]
+    pub(super) level_last_ms: i64,
     /// First seen after the warm-up was over.
     #[serde(default)]
     pub(super) new_after_warmup: bool,
@@ -57,6 +63,7 @@ impl TemplateStats {
             windows: self.windows,
             max_window_lines: self.max_window_lines,
             episodes: self.episodes,
+            level_episodes: self.level_episodes,
         }
     }
 
@@ -125,6 +132,8 @@ impl ScorerState {
             window_lines: 0,
             max_window_lines: 0,
             episodes: 0,
+            level_episodes: 0,
+            level_last_ms: 0,
             new_after_warmup: false,
             novelty: 0.0,
         });
@@ -142,11 +151,8 @@ impl ScorerState {
         }
         stats.max_window_lines = stats.max_window_lines.max(counts.presence.max_window_lines);
         stats.episodes = stats.episodes.max(counts.presence.episodes);
-        Presence {
-            windows: stats.windows,
-            max_window_lines: stats.max_window_lines,
-            episodes: stats.episodes,
-        }
+        stats.level_episodes = stats.level_episodes.max(counts.presence.level_episodes);
+        stats.presence()
     }
 
     /// Counts lines seen elsewhere towards the warm-up: at least `lines_seen` lines, and

@@ -183,6 +183,92 @@ fn a_template_seen_steadily_is_learned_normal() {
 }
 
 #[test]
+fn a_critical_burst_of_a_pattern_learned_at_info_is_flagged_until_critical_is_steady_too() {
+    let mut s = Scorer::new(
+        ScorerConfig {
+            warmup_lines: 10,
+            ..ScorerConfig::default()
+        },
+        Flat,
+    );
+    // The same message at INFO every 12 minutes for four hours: learned as normal.
+    let mut t = 0;
+    for i in 0..20 {
+        t += 12 * MINUTE;
+        let info = s
+            .score(&line(
+                t,
+                Severity::Info,
+                &format!("authentication failure for user {i}"),
+            ))
+            .expect("scoring works");
+        assert!(!info.is_anomaly, "{info:?}");
+    }
+    assert_eq!(
+        s.score(&line(
+            t + MINUTE,
+            Severity::Info,
+            "authentication failure for user 7"
+        ))
+        .expect("scoring works")
+        .state,
+        TemplateState::LearnedNormal
+    );
+    // Then a burst of it at CRITICAL (small enough for the template to stay steady
+    // overall): what was learned was INFO chatter; every line of the burst is flagged, and
+    // the summary says why.
+    for k in 0..8 {
+        let critical = s
+            .score(&line(
+                t + 2 * MINUTE + k * 2_000,
+                Severity::Critical,
+                &format!("authentication failure for user {k}"),
+            ))
+            .expect("scoring works");
+        assert!(critical.is_anomaly, "line {k} of the burst: {critical:?}");
+        assert_eq!(critical.decided_by, DecidedBy::Prior);
+        assert!(
+            critical.summary.contains(
+                "but its CRITICAL lines arrived 1 separate time: not learned as normal at this level"
+            ),
+            "{}",
+            critical.summary
+        );
+    }
+    // Its INFO lines are still learned normal.
+    let info = s
+        .score(&line(
+            t + 3 * MINUTE,
+            Severity::Info,
+            "authentication failure for user 3",
+        ))
+        .expect("scoring works");
+    assert_eq!(info.state, TemplateState::LearnedNormal, "{info:?}");
+    // CRITICAL lines arriving steadily (three separate times, an hour apart) are learned
+    // too: the third is covered, and marked as newly learned so its earlier lines are
+    // re-scored by the relearning rule.
+    let (mut learned, mut newly) = (None, false);
+    for k in 1..=2 {
+        let critical = s
+            .score(&line(
+                t + k * 60 * MINUTE,
+                Severity::Critical,
+                "authentication failure for user 9",
+            ))
+            .expect("scoring works");
+        newly |= critical.newly_learned_normal;
+        learned = Some(critical);
+    }
+    let learned = learned.expect("scored");
+    assert_eq!(learned.state, TemplateState::LearnedNormal, "{learned:?}");
+    assert!(!learned.is_anomaly, "{learned:?}");
+    assert!(
+        newly,
+        "the line that proved the level is marked newly learned"
+    );
+}
+
+#[test]
 fn in_a_dense_log_a_message_that_keeps_arriving_is_learned_before_the_hour() {
     let mut s = scorer(10);
     let mut t = 0;
@@ -378,6 +464,7 @@ fn counts_restored_from_elsewhere_decide_later_lines() {
                 windows: 5,
                 max_window_lines: 2,
                 episodes: 12,
+                level_episodes: 0,
             },
         },
         &config,
@@ -387,7 +474,8 @@ fn counts_restored_from_elsewhere_decide_later_lines() {
         Presence {
             windows: 5,
             max_window_lines: 2,
-            episodes: 12
+            episodes: 12,
+            level_episodes: 0,
         }
     );
     state.merge_warmup(1_000, Some(T0 - 3 * 60 * MINUTE));
@@ -411,7 +499,8 @@ fn counts_restored_from_elsewhere_decide_later_lines() {
         Some(Presence {
             windows: 5,
             max_window_lines: 2,
-            episodes: 12
+            episodes: 12,
+            level_episodes: 0,
         }),
         "a line in the last known window is not a new window, nor a minute after the last line a new arrival"
     );

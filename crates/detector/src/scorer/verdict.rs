@@ -2,7 +2,9 @@
 //! counts, its prior, the neighbours' vote, the verdict, the words.
 
 use super::summary::explain;
-use super::{DecidedBy, Label, LogLine, Score, Scorer, TemplateState, TemplateStats, TextEmbedder};
+use super::{
+    DecidedBy, Label, LogLine, Score, Scorer, Severity, TemplateState, TemplateStats, TextEmbedder,
+};
 use crate::drain::TemplateId;
 
 /// A template's counts around one new line of it.
@@ -26,6 +28,13 @@ pub(super) struct Sighting {
     pub(super) new_after_warmup: bool,
     /// Its novelty when first seen (0 if this is its first line).
     pub(super) birth_novelty: f32,
+    /// Steady presence was shown, but not by its lines at this line's level, which flags
+    /// a line by itself (CRITICAL): learning does not cover this line.
+    pub(super) learned_below_level: bool,
+    /// Separate arrivals of its lines at the levels that flag alone, this line's included.
+    pub(super) level_episodes: u32,
+    /// This line's level.
+    pub(super) level: Severity,
 }
 
 /// The prior of an unknown template and what it was made of.
@@ -129,11 +138,16 @@ impl<E: TextEmbedder> Scorer<E> {
             window_lines: 0,
             max_window_lines: 0,
             episodes: 0,
+            level_episodes: 0,
+            level_last_ms: line.timestamp_ms,
             new_after_warmup: !warming_up,
             novelty: 0.0,
         });
         let seen_before = stats.count;
-        let was_learned_normal = stats.learned_normal(cfg);
+        let flags_alone = cfg.severity_weight * line.severity.weight() >= cfg.threshold;
+        let steady_level = cfg.normal_after_windows.max(1);
+        let was_learned_normal =
+            stats.learned_normal(cfg) && !(flags_alone && stats.level_episodes < steady_level);
         let was_learned_by_windows = stats.learned_by_windows(cfg);
         let previous_first_seen = stats.first_seen_ms;
         if seen_before == 0 || window > stats.window {
@@ -146,12 +160,26 @@ impl<E: TextEmbedder> Scorer<E> {
         {
             stats.episodes += 1;
         }
+        if flags_alone {
+            if stats.level_episodes == 0
+                || line.timestamp_ms.saturating_sub(stats.level_last_ms)
+                    > super::relearn::EPISODE_GAP_MS
+            {
+                stats.level_episodes += 1;
+            }
+            stats.level_last_ms = stats.level_last_ms.max(line.timestamp_ms);
+        }
         stats.count += 1;
         stats.window_lines += 1;
         stats.max_window_lines = stats.max_window_lines.max(stats.window_lines);
         stats.first_seen_ms = stats.first_seen_ms.min(line.timestamp_ms);
         stats.last_seen_ms = stats.last_seen_ms.max(line.timestamp_ms);
-        let learned_normal = stats.learned_normal(cfg);
+        // Steady presence covers a line that its level alone would flag only when the
+        // template's lines at that level came steadily too: a CRITICAL burst of a pattern
+        // that is otherwise INFO chatter is not what was learned.
+        let level_unproven = flags_alone && stats.level_episodes < steady_level;
+        let steady = stats.learned_normal(cfg);
+        let learned_normal = steady && !level_unproven;
         // Learned from its arrivals before the hour was up, and now the windows agree:
         // marked again, so that its earlier lines' bursts are judged against more windows.
         let learned_by_windows = stats.learned_by_windows(cfg);
@@ -167,6 +195,9 @@ impl<E: TextEmbedder> Scorer<E> {
             span_ms: stats.span_ms(),
             new_after_warmup: stats.new_after_warmup,
             birth_novelty: stats.novelty,
+            learned_below_level: steady && level_unproven,
+            level_episodes: stats.level_episodes,
+            level: line.severity,
         }
     }
 
@@ -311,7 +342,19 @@ impl<E: TextEmbedder> Scorer<E> {
                 },
             ),
             (None, None, false) => {
-                let why = if sighting.seen_before == 0 {
+                let why = if sighting.learned_below_level {
+                    format!(
+                        "seen in {windows} time windows, but its {} lines arrived {} separate \
+                         time{}: not learned as normal at this level",
+                        sighting.level.as_str(),
+                        sighting.level_episodes,
+                        if sighting.level_episodes == 1 {
+                            ""
+                        } else {
+                            "s"
+                        }
+                    )
+                } else if sighting.seen_before == 0 {
                     "not learned as normal yet".to_string()
                 } else if windows == 1 {
                     "not learned as normal: one burst so far".to_string()

@@ -60,6 +60,7 @@ async fn analysed(
                     windows: 0,
                     max_window_lines: 0,
                     episodes: 0,
+                    level_episodes: 0,
                 }],
             )?;
             let id = rows[0].1;

@@ -35,6 +35,7 @@ async fn analysed_entry(app: &TestApp, key: &str, template: &str, count: i64) ->
                     windows: 0,
                     max_window_lines: 0,
                     episodes: 0,
+                    level_episodes: 0,
                 }],
             )?;
             let id = rows[0].1;

@@ -45,6 +45,7 @@ async fn template_seen(
                     windows,
                     max_window_lines: if windows > 0 { count / 4 } else { 0 },
                     episodes: windows,
+                    level_episodes: 0,
                 }],
             )?;
             Ok(rows[0].1)
