@@ -56,6 +56,7 @@ diesel::table! {
         max_window_lines -> Int8,
         episodes -> Int4,
         level_episodes -> Int4,
+        label_max_level -> Nullable<Text>,
     }
 }
 

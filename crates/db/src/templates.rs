@@ -46,6 +46,10 @@ pub struct TemplateRow {
     /// Separate arrivals of its lines at the levels that flag alone (the largest any
     /// replica reported; the detector's `Presence::level_episodes`).
     pub level_episodes: i32,
+    /// With a `normal` label: the most severe level among the template's entries of the
+    /// last [`RESCORE_WINDOW`] when it was given (one of [`LEVELS`]), the levels the label
+    /// covers; none: every level.
+    pub label_max_level: Option<String>,
 }
 
 /// What one batch adds to a template.
@@ -249,15 +253,45 @@ pub fn embeddings(
         .collect())
 }
 
-/// Records an operator's label on a template; `None` when there is no such template.
+#[derive(QueryableByName)]
+struct MaxLevel {
+    #[diesel(sql_type = Nullable<Text>)]
+    level: Option<String>,
+}
+
+/// The most severe level (one of [`LEVELS`]) among the entries of template `id` received
+/// within [`RESCORE_WINDOW`]; `None` without any.
+pub fn recent_max_level(conn: &mut PgConnection, id: i64) -> Result<Option<String>, DbError> {
+    let row: MaxLevel = diesel::sql_query(
+        "SELECT ($2::text[])[max(array_position($2::text[], severity))] AS level \
+         FROM log_entries \
+         WHERE template_id = $1 AND received_at >= now() - make_interval(secs => $3)",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Array<Text>, _>(&LEVELS[..])
+    .bind::<Double, _>(RESCORE_WINDOW.as_secs_f64())
+    .get_result(conn)?;
+    Ok(row.level)
+}
+
+/// Records an operator's label on a template; `None` when there is no such template. A
+/// `normal` label also records the levels it covers: the most severe among the template's
+/// entries of the last day ([`recent_max_level`], what the operator could see; none, every
+/// level, when there are none).
 pub fn set_label(
     conn: &mut PgConnection,
     id: i64,
     label: &str,
 ) -> Result<Option<TemplateRow>, DbError> {
+    let covers = if label == "normal" {
+        recent_max_level(conn, id)?
+    } else {
+        None
+    };
     Ok(diesel::update(templates::table.find(id))
         .set((
             templates::label.eq(Some(label)),
+            templates::label_max_level.eq(covers),
             templates::labelled_at.eq(crate::db_now()),
             templates::updated_at.eq(diesel::dsl::sql::<Timestamptz>("clock_timestamp()")),
         ))

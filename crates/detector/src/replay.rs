@@ -15,9 +15,10 @@
 //! last [`REVIEW_WINDOW_MS`] of log time), their mean score at arrival and their most
 //! severe level, and whether the detector has learned it as normal. The answer is the
 //! majority true label of the template's lines so far: an answer never uses a line from
-//! the future. It goes to [`Scorer::set_label`] (the call
-//! the feedback endpoint makes), and, as the feedback endpoint does, the template's lines
-//! of the last [`RESCORE_WINDOW_MS`] take the label's verdict.
+//! the future. It goes to [`Scorer::set_label_up_to`] with the most severe level among the
+//! template's lines of the window (what the operator could see; as the feedback endpoint
+//! stores it), and, as the feedback endpoint does, the template's lines of the last
+//! [`RESCORE_WINDOW_MS`] take the label's verdict.
 //!
 //! When a template is learned as normal, its lines of the last day that the level alone
 //! flagged, outside burst windows, are cleared as the scoring workers re-score stored
@@ -562,7 +563,15 @@ pub fn replay<E: TextEmbedder>(
             } else {
                 Label::Normal
             };
-            scorer.set_label(&id, label);
+            // As the feedback endpoint does: a normal answer covers the levels the
+            // template's lines of the window had come at (what the operator could see).
+            let seen_level = s
+                .recent
+                .iter()
+                .map(|l| records[l.index].line.severity)
+                .max()
+                .unwrap_or(Severity::Critical);
+            scorer.set_label_up_to(&id, label, seen_level);
             for l in &s.recent {
                 if now.saturating_sub(l.timestamp_ms) <= RESCORE_WINDOW_MS {
                     verdicts[l.index] = label == Label::Anomaly;

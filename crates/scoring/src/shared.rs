@@ -48,8 +48,8 @@ use detector::{
     embedder::{EmbedError, Embedder},
     masking::{is_placeholder_token, mask, PLACEHOLDERS},
     scorer::{
-        Label, LogLine, Presence, Score, ScoreError, Scorer, ScorerConfig, TemplateCounts,
-        TextEmbedder,
+        Label, LogLine, Presence, Score, ScoreError, Scorer, ScorerConfig, Severity,
+        TemplateCounts, TextEmbedder,
     },
 };
 
@@ -81,7 +81,8 @@ struct Known {
     windows: u32,
     episodes: u32,
     level_episodes: u32,
-    label: Option<Label>,
+    /// The operator's label and the most severe level it covers.
+    label: Option<(Label, Severity)>,
     /// The table has this template's embedding.
     embedding_stored: bool,
     /// Embedding waiting to be stored (taken from the scorer once).
@@ -345,7 +346,17 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         }
         for row in rows {
             let id = TemplateId(row.template_key.clone());
-            let label = row.label.as_deref().and_then(parse_label);
+            // A normal label covers the levels the template had come at when it was given
+            // (every level for rows labelled before that was stored).
+            let covers = row
+                .label_max_level
+                .as_deref()
+                .map_or(Severity::Critical, Severity::parse);
+            let label = row
+                .label
+                .as_deref()
+                .and_then(parse_label)
+                .map(|l| (l, covers));
             // Evicted by this very merge (more rows than the cap): nothing to label.
             let Some(known) = self.known.get_mut(&id) else {
                 continue;
@@ -356,7 +367,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             if known.label != label {
                 known.label = label;
                 match label {
-                    Some(l) => self.scorer.set_label(&id, l),
+                    Some((l, covers)) => self.scorer.set_label_up_to(&id, l, covers),
                     None => self.scorer.clear_label(&id),
                 }
             }
@@ -630,6 +641,7 @@ mod tests {
             max_window_lines: 0,
             episodes: 0,
             level_episodes: 0,
+            label_max_level: None,
         }
     }
 
@@ -706,6 +718,70 @@ mod tests {
             again.templates[id].embedding.is_none(),
             "the table already has the embedding"
         );
+    }
+
+    #[test]
+    fn a_normal_label_covers_the_levels_the_table_says_it_was_given_for() {
+        let mut a = SharedScorer::new(config(), Words);
+        let out = a
+            .score(&[line(0, Severity::Info, "request 1 served in 1 ms")])
+            .expect("scores");
+        let (id, touched) = out.templates.iter().next().expect("a template");
+        let embedding = touched.embedding.clone().expect("embedding");
+        let critical = line(60_000, Severity::Critical, "request 7 served in 7 ms");
+
+        // Labelled normal when its lines of the day came at INFO at most: a CRITICAL line of
+        // it is judged on its own (flagged by its level).
+        let mut b = SharedScorer::new(config(), Words);
+        let narrow = TemplateRow {
+            label_max_level: Some("INFO".into()),
+            ..row(1, &id.0, &touched.text, 1, Some("normal"))
+        };
+        b.apply(
+            std::slice::from_ref(&narrow),
+            HashMap::from([(id.0.clone(), embedding.clone())]),
+        )
+        .expect("merges");
+        let s = &b
+            .score(std::slice::from_ref(&critical))
+            .expect("scores")
+            .scores[0];
+        assert_eq!(&s.template_id, id);
+        assert!(s.is_anomaly, "{s:?}");
+        assert!(
+            s.summary.contains("when it had come at INFO at most"),
+            "{}",
+            s.summary
+        );
+
+        // The operator labels it again after seeing CRITICAL lines: the label now covers them.
+        let wide = TemplateRow {
+            label_max_level: Some("CRITICAL".into()),
+            ..narrow.clone()
+        };
+        b.apply(std::slice::from_ref(&wide), HashMap::new())
+            .expect("merges");
+        let s = &b
+            .score(std::slice::from_ref(&critical))
+            .expect("scores")
+            .scores[0];
+        assert!(!s.is_anomaly, "{s:?}");
+        assert!(
+            s.summary.contains("marked this pattern normal"),
+            "{}",
+            s.summary
+        );
+
+        // A row labelled before the level was stored covers every level.
+        let mut c = SharedScorer::new(config(), Words);
+        let old = TemplateRow {
+            label_max_level: None,
+            ..narrow
+        };
+        c.apply(&[old], HashMap::from([(id.0.clone(), embedding)]))
+            .expect("merges");
+        let s = &c.score(&[critical]).expect("scores").scores[0];
+        assert!(!s.is_anomaly, "{s:?}");
     }
 
     #[test]

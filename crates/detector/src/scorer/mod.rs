@@ -274,6 +274,9 @@ pub struct Scorer<E> {
     miner: TemplateMiner,
     embeddings: HashMap<TemplateId, Vec<f32>>,
     labels: HashMap<TemplateId, Label>,
+    /// The most severe level a normal label covers, when narrower than every level (see
+    /// [`Scorer::set_label_up_to`]).
+    label_levels: HashMap<TemplateId, Severity>,
     stats: HashMap<TemplateId, TemplateStats>,
     lines_seen: u64,
     first_line_ms: Option<i64>,
@@ -310,6 +313,7 @@ impl<E: TextEmbedder> Scorer<E> {
             miner,
             embeddings: HashMap::new(),
             labels: HashMap::new(),
+            label_levels: HashMap::new(),
             stats: HashMap::new(),
             lines_seen: 0,
             first_line_ms: None,
@@ -355,6 +359,7 @@ impl<E: TextEmbedder> Scorer<E> {
             miner,
             embeddings: state.embeddings,
             labels: state.labels,
+            label_levels: state.label_levels,
             stats: state.stats,
             lines_seen: state.lines_seen,
             first_line_ms: state.first_line_ms,
@@ -379,6 +384,7 @@ impl<E: TextEmbedder> Scorer<E> {
             miner: self.miner.export(),
             embeddings: self.embeddings.clone(),
             labels: self.labels.clone(),
+            label_levels: self.label_levels.clone(),
             stats: self.stats.clone(),
             lines_seen: self.lines_seen,
             first_line_ms: self.first_line_ms,
@@ -387,13 +393,29 @@ impl<E: TextEmbedder> Scorer<E> {
         }
     }
 
-    /// Record an operator's label on a template; later scores use it.
+    /// Record an operator's label on a template; later scores use it, at every level.
     pub fn set_label(&mut self, template: &TemplateId, label: Label) {
+        self.set_label_up_to(template, label, Severity::Critical);
+    }
+
+    /// Record an operator's label given when the template's lines had come at `seen` at
+    /// most (what the operator could see). An anomaly label covers every level. A normal
+    /// label covers a line at a level that flags by itself (CRITICAL by default) above
+    /// `seen` only once the template's lines at that level arrived steadily (as learning
+    /// needs, [`Presence::level_episodes`]): "normal" said of INFO chatter does not vouch for
+    /// a later CRITICAL burst of it.
+    pub fn set_label_up_to(&mut self, template: &TemplateId, label: Label, seen: Severity) {
+        if label == Label::Normal && seen < Severity::Critical {
+            self.label_levels.insert(template.clone(), seen);
+        } else {
+            self.label_levels.remove(template);
+        }
         let old = self.labels.insert(template.clone(), label);
         self.label_changed(old, Some(label));
     }
 
     pub fn clear_label(&mut self, template: &TemplateId) {
+        self.label_levels.remove(template);
         let old = self.labels.remove(template);
         self.label_changed(old, None);
     }
@@ -548,6 +570,7 @@ impl<E: TextEmbedder> Scorer<E> {
         for id in ids {
             self.embeddings.remove(id);
             labelled |= self.labels.remove(id).is_some();
+            self.label_levels.remove(id);
             self.stats.remove(id);
             self.recency.remove(id);
         }

@@ -80,6 +80,9 @@ pub struct ScorerState {
     pub miner: MinerState,
     pub embeddings: HashMap<TemplateId, Vec<f32>>,
     pub labels: HashMap<TemplateId, Label>,
+    /// Normal labels that cover only up to a level (see `Scorer::set_label_up_to`).
+    #[serde(default)]
+    pub(super) label_levels: HashMap<TemplateId, super::Severity>,
     pub(super) stats: HashMap<TemplateId, TemplateStats>,
     pub(super) lines_seen: u64,
     pub(super) first_line_ms: Option<i64>,

@@ -269,6 +269,87 @@ fn a_critical_burst_of_a_pattern_learned_at_info_is_flagged_until_critical_is_st
 }
 
 #[test]
+fn a_normal_label_given_on_info_lines_does_not_cover_a_later_critical_burst() {
+    let mut s = Scorer::new(
+        ScorerConfig {
+            warmup_lines: 0,
+            ..ScorerConfig::default()
+        },
+        Flat,
+    );
+    let first = s
+        .score(&line(
+            0,
+            Severity::Info,
+            "authentication failure for user 1",
+        ))
+        .expect("scoring works");
+    // The operator saw it at INFO and answered "normal".
+    s.set_label_up_to(&first.template_id, Label::Normal, Severity::Info);
+    let info = s
+        .score(&line(
+            MINUTE,
+            Severity::Info,
+            "authentication failure for user 2",
+        ))
+        .expect("scoring works");
+    assert_eq!(info.decided_by, DecidedBy::Label, "{info:?}");
+    assert!(!info.is_anomaly, "{info:?}");
+    // A CRITICAL burst of it: the answer did not cover that level.
+    for k in 0..5 {
+        let critical = s
+            .score(&line(
+                2 * MINUTE + k * 2_000,
+                Severity::Critical,
+                &format!("authentication failure for user {k}"),
+            ))
+            .expect("scoring works");
+        assert_eq!(critical.template_id, first.template_id);
+        assert!(critical.is_anomaly, "line {k}: {critical:?}");
+        assert_eq!(critical.decided_by, DecidedBy::Prior, "{critical:?}");
+        assert!(
+            critical.summary.contains(
+                "an operator marked this pattern normal when it had come at INFO at most"
+            ),
+            "{}",
+            critical.summary
+        );
+    }
+    // Nor does it vote on a close template's CRITICAL line (every template is close under
+    // this embedder).
+    let close = s
+        .score(&line(
+            3 * MINUTE,
+            Severity::Critical,
+            "session limit reached for gateway",
+        ))
+        .expect("scoring works");
+    assert_ne!(close.template_id, first.template_id);
+    assert!(close.is_anomaly, "{close:?}");
+    assert_eq!(close.decided_by, DecidedBy::Prior, "{close:?}");
+    // The same answer given for every level covers both.
+    s.set_label(&first.template_id, Label::Normal);
+    let covered = s
+        .score(&line(
+            4 * MINUTE,
+            Severity::Critical,
+            "authentication failure for user 9",
+        ))
+        .expect("scoring works");
+    assert_eq!(covered.decided_by, DecidedBy::Label, "{covered:?}");
+    assert!(!covered.is_anomaly, "{covered:?}");
+    let voted = s
+        .score(&line(
+            5 * MINUTE,
+            Severity::Critical,
+            "session limit reached for gateway",
+        ))
+        .expect("scoring works");
+    assert_eq!(voted.decided_by, DecidedBy::NeighbourLabels, "{voted:?}");
+    assert!(!voted.is_anomaly, "{voted:?}");
+}
+
+#[test]
 fn in_a_dense_log_a_message_that_keeps_arriving_is_learned_before_the_hour() {
     let mut s = scorer(10);
     let mut t = 0;

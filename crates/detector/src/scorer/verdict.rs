@@ -35,6 +35,9 @@ pub(super) struct Sighting {
     pub(super) level_episodes: u32,
     /// This line's level.
     pub(super) level: Severity,
+    /// This line's level flags a line by itself and its lines at that level have not
+    /// arrived steadily (what learning and a narrow normal label need to cover it).
+    pub(super) level_unproven: bool,
 }
 
 /// The prior of an unknown template and what it was made of.
@@ -79,7 +82,7 @@ impl<E: TextEmbedder> Scorer<E> {
         let (closest, labelled) = self.neighbours(&id);
         let nearest_sim = closest.map_or(0.0, |(_, s)| s);
         let prior = self.prior(line, &id, &sighting, warming_up, nearest_sim);
-        let vote = self.neighbour_vote(&labelled);
+        let vote = self.neighbour_vote(&labelled, &sighting);
         let verdict = self.decide(&id, prior.score, vote, &sighting);
         let closest = closest.map(|(i, sim)| (self.template_text(&self.seen_order[i]), sim));
         let summary = explain(
@@ -198,6 +201,7 @@ impl<E: TextEmbedder> Scorer<E> {
             learned_below_level: steady && level_unproven,
             level_episodes: stats.level_episodes,
             level: line.severity,
+            level_unproven,
         }
     }
 
@@ -261,10 +265,28 @@ impl<E: TextEmbedder> Scorer<E> {
     }
 
     /// The labelled neighbours' vote, weighted by similarity: the winning label and its
-    /// most similar template, if any neighbour is labelled.
-    fn neighbour_vote(&self, labelled: &[(usize, f32, Label)]) -> Option<(TemplateId, f32, Label)> {
+    /// most similar template, if any neighbour is labelled. A neighbour's normal label votes
+    /// on a line only at the levels it covers (see [`Scorer::set_label_up_to`]).
+    fn neighbour_vote(
+        &self,
+        labelled: &[(usize, f32, Label)],
+        sighting: &Sighting,
+    ) -> Option<(TemplateId, f32, Label)> {
+        let covers = |i: usize, label: Label| {
+            label == Label::Anomaly
+                || !sighting.level_unproven
+                || self
+                    .label_levels
+                    .get(&self.seen_order[i])
+                    .is_none_or(|&seen| sighting.level <= seen)
+        };
+        let labelled: Vec<(usize, f32, Label)> = labelled
+            .iter()
+            .copied()
+            .filter(|&(i, _, label)| covers(i, label))
+            .collect();
         let (mut anomaly, mut normal) = (0.0f32, 0.0f32);
-        for &(_, sim, label) in labelled {
+        for &(_, sim, label) in &labelled {
             match label {
                 Label::Anomaly => anomaly += sim,
                 Label::Normal => normal += sim,
@@ -292,7 +314,14 @@ impl<E: TextEmbedder> Scorer<E> {
     ) -> Verdict {
         let cfg = &self.config;
         let (learned_normal, windows) = (sighting.learned_normal, sighting.windows);
-        let own_label = self.labels.get(id).copied();
+        // A normal label given when the template had come at lower levels only does not
+        // cover a line at a level that flags alone until that level is steady.
+        let narrow = self
+            .label_levels
+            .get(id)
+            .filter(|&&seen| sighting.level_unproven && sighting.level > seen)
+            .copied();
+        let own_label = self.labels.get(id).copied().filter(|_| narrow.is_none());
         let high = (cfg.threshold + 1.0) / 2.0;
         let low = cfg.threshold * 0.5;
         let (state, decided_by, score, note) = match (own_label, vote, learned_normal) {
@@ -342,25 +371,35 @@ impl<E: TextEmbedder> Scorer<E> {
                 },
             ),
             (None, None, false) => {
-                let why = if sighting.learned_below_level {
-                    format!(
-                        "seen in {windows} time windows, but its {} lines arrived {} separate \
-                         time{}: not learned as normal at this level",
+                let why =
+                    if let Some(seen) = narrow {
+                        format!(
+                        "an operator marked this pattern normal when it had come at {} at most; \
+                         its {} lines arrived {} separate time{}: judged on their own",
+                        seen.as_str(),
                         sighting.level.as_str(),
                         sighting.level_episodes,
-                        if sighting.level_episodes == 1 {
-                            ""
-                        } else {
-                            "s"
-                        }
+                        if sighting.level_episodes == 1 { "" } else { "s" }
                     )
-                } else if sighting.seen_before == 0 {
-                    "not learned as normal yet".to_string()
-                } else if windows == 1 {
-                    "not learned as normal: one burst so far".to_string()
-                } else {
-                    format!("not learned as normal: seen in {windows} time windows, in bursts")
-                };
+                    } else if sighting.learned_below_level {
+                        format!(
+                            "seen in {windows} time windows, but its {} lines arrived {} separate \
+                         time{}: not learned as normal at this level",
+                            sighting.level.as_str(),
+                            sighting.level_episodes,
+                            if sighting.level_episodes == 1 {
+                                ""
+                            } else {
+                                "s"
+                            }
+                        )
+                    } else if sighting.seen_before == 0 {
+                        "not learned as normal yet".to_string()
+                    } else if windows == 1 {
+                        "not learned as normal: one burst so far".to_string()
+                    } else {
+                        format!("not learned as normal: seen in {windows} time windows, in bursts")
+                    };
                 (TemplateState::Unknown, DecidedBy::Prior, prior, why)
             }
         };

@@ -93,6 +93,15 @@ async fn feedback_labels_the_template_of_an_analysed_entry() {
             .await,
         1
     );
+    // A normal label records the levels it covers: the template's entries of the day
+    // came at ERROR at most (the workers then flag a later CRITICAL burst of it until
+    // CRITICAL lines of it arrive steadily).
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM templates WHERE label_max_level = 'ERROR'")
+            .await,
+        1
+    );
 
     // The operator changes their mind: the last label wins.
     let resp = app
@@ -105,6 +114,13 @@ async fn feedback_labels_the_template_of_an_analysed_entry() {
     let out: Value = resp.json().await.unwrap();
     assert_eq!(out["template"]["label"], "anomaly");
     assert_eq!(out["rescored"], 1, "{out}");
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM templates WHERE label_max_level IS NULL")
+            .await,
+        1,
+        "an anomaly label covers every level"
+    );
 
     let page: Value = app.get("/api/templates/").await.json().await.unwrap();
     let results = page["results"].as_array().unwrap();
