@@ -5,6 +5,7 @@
                                           [--real-times] [--routine-clumps [--clump-size MIN-MAX]]
                                           [--recurring-burst K] [--only-burst]
                                           [--burst BASE:DONOR,...]
+                                          [--only-holdout] [--holdout SYSTEM,...]
 
 Reads ../shared/data/loghub (research licence: the output goes to .cache/eval/, never
 into git) and writes JSONL files of {"timestamp", "severity", "message", "source",
@@ -41,7 +42,9 @@ holdout-<system>.jsonl
     One system's own sample, with its rare failure templates (ground-truth EventIds with at
     most 2% of the lines whose template text or level says failure) held out of the first
     60% of the stream and replayed at random points in the last 40%. Held-out lines are
-    "anomaly", the rest "normal".
+    "anomaly", the rest "normal". --holdout SYSTEM,... builds them for other systems than
+    the usual three (HDFS's and Spark's samples have no such template); --only-holdout
+    skips the other sets.
 
 Timestamps: the stream starts at 2024-03-01T00:00:00Z and keeps each sample's own order;
 gaps between normal lines are exponential (mean 30 s, so 2 000 lines span about 17
@@ -402,6 +405,19 @@ def main():
         help="write the burst sets only (no inject or holdout sets)",
     )
     p.add_argument(
+        "--holdout",
+        type=lambda text: [s.strip() for s in text.split(",") if s.strip()],
+        default=None,
+        metavar="SYSTEM,...",
+        help="holdout sets of these systems instead of the usual three (with --only-holdout, "
+        "nothing else)",
+    )
+    p.add_argument(
+        "--only-holdout",
+        action="store_true",
+        help="write the holdout sets only",
+    )
+    p.add_argument(
         "--recurring-burst",
         type=int,
         default=4,
@@ -416,13 +432,18 @@ def main():
     if not args.loghub.is_dir():
         raise SystemExit(f"Loghub samples not found at {args.loghub} (pass --loghub DIR)")
     args.out.mkdir(parents=True, exist_ok=True)
-    if not args.only_burst:
+    if args.only_burst and args.only_holdout:
+        raise SystemExit("--only-burst and --only-holdout exclude each other")
+    if not args.only_burst and not args.only_holdout:
         for base, donor in INJECT:
             make_inject(
                 args.loghub, args.out, base, donor, random.Random(f"{args.seed}-{base}-{donor}")
             )
-        for system in HOLDOUT:
+    if not args.only_burst:
+        for system in args.holdout or HOLDOUT:
             make_holdout(args.loghub, args.out, system, random.Random(f"{args.seed}-{system}"))
+    if args.only_holdout:
+        return
     for base, donor in args.burst or BURST:
         clumps = random.Random(f"{args.seed}-c-{base}-{donor}") if args.routine_clumps else None
         make_burst(
