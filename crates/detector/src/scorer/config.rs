@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Presence;
+use super::{Presence, Severity};
 use crate::drain::MinerConfig;
 
 /// Scoring knobs. The defaults are what a fresh install runs with.
@@ -164,6 +164,14 @@ impl ScorerConfig {
         presence.windows >= self.normal_after_windows
             && span_ms >= self.normal_min_span_ms
             && self.no_window_dominates(presence, count)
+    }
+
+    /// Whether a line's level alone brings it to the threshold (`severity_weight x weight
+    /// >= threshold`: CRITICAL with the defaults). Learning, and a normal label given at
+    /// lower levels, cover such a line only once the template's lines at that level have
+    /// arrived steadily ([`Presence::level_episodes`]).
+    pub fn flags_alone(&self, severity: Severity) -> bool {
+        self.severity_weight * severity.weight() >= self.threshold
     }
 
     fn no_window_dominates(&self, presence: Presence, count: u64) -> bool {

@@ -144,7 +144,7 @@ pub fn levels_flagged_alone(cfg: &ScorerConfig) -> Vec<Severity> {
         Severity::Critical,
     ]
     .into_iter()
-    .filter(|s| cfg.severity_weight * s.weight() >= cfg.threshold)
+    .filter(|&s| cfg.flags_alone(s))
     .collect()
 }
 

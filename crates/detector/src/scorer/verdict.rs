@@ -147,7 +147,7 @@ impl<E: TextEmbedder> Scorer<E> {
             novelty: 0.0,
         });
         let seen_before = stats.count;
-        let flags_alone = cfg.severity_weight * line.severity.weight() >= cfg.threshold;
+        let flags_alone = cfg.flags_alone(line.severity);
         let steady_level = cfg.normal_after_windows.max(1);
         let was_learned_normal =
             stats.learned_normal(cfg) && !(flags_alone && stats.level_episodes < steady_level);
