@@ -111,6 +111,12 @@ pub fn burst_bound(lifetime: Lifetime, in_window: u64) -> u64 {
 /// one burst or clump (a failure and the register dumps after it come seconds apart).
 pub const EPISODE_GAP_MS: i64 = 60_000;
 
+/// Whether a line at `now_ms` starts a new arrival after the previous line at
+/// `previous_ms` (none: it is the first).
+pub fn starts_episode(previous_ms: Option<i64>, now_ms: i64) -> bool {
+    previous_ms.is_none_or(|p| now_ms.saturating_sub(p) > EPISODE_GAP_MS)
+}
+
 /// Whether a template's lines at the [`levels_flagged_alone`] within the day (their
 /// times, in order) count as steady at that level: they came in at least
 /// `normal_after_windows` separate episodes (runs of lines at most [`EPISODE_GAP_MS`]
@@ -125,7 +131,7 @@ pub fn episodes(times: &[i64]) -> u64 {
     let mut n = 0;
     let mut last: Option<i64> = None;
     for &t in times {
-        if last.is_none_or(|l| t.saturating_sub(l) > EPISODE_GAP_MS) {
+        if starts_episode(last, t) {
             n += 1;
         }
         last = Some(t);

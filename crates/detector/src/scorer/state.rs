@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::levels::LevelUse;
+use super::relearn::starts_episode;
 use super::{Label, Presence, ScorerConfig};
 use crate::drain::{MinerState, TemplateId};
 
@@ -47,6 +48,58 @@ pub(super) struct TemplateStats {
 }
 
 impl TemplateStats {
+    /// A template with no line counted yet, first and last seen at the times given, its
+    /// latest time window `window`.
+    pub(super) fn unseen(
+        first_seen_ms: i64,
+        last_seen_ms: i64,
+        window: i64,
+        new_after_warmup: bool,
+    ) -> Self {
+        Self {
+            count: 0,
+            first_seen_ms,
+            last_seen_ms,
+            alerting_since_ms: None,
+            windows: 0,
+            window,
+            window_lines: 0,
+            max_window_lines: 0,
+            episodes: 0,
+            level_episodes: 0,
+            level_last_ms: 0,
+            new_after_warmup,
+            novelty: 0.0,
+        }
+    }
+
+    /// Counts one line at `timestamp_ms`, in time window `window`: a new window or a new
+    /// arrival when it is one, and an arrival at a level that flags alone when
+    /// `flags_alone`.
+    pub(super) fn count_line(&mut self, timestamp_ms: i64, window: i64, flags_alone: bool) {
+        let first = self.count == 0;
+        if first || window > self.window {
+            self.windows += 1;
+            self.window = window;
+            self.window_lines = 0;
+        }
+        if starts_episode((!first).then_some(self.last_seen_ms), timestamp_ms) {
+            self.episodes += 1;
+        }
+        if flags_alone {
+            let previous = (self.level_episodes > 0).then_some(self.level_last_ms);
+            if starts_episode(previous, timestamp_ms) {
+                self.level_episodes += 1;
+            }
+            self.level_last_ms = self.level_last_ms.max(timestamp_ms);
+        }
+        self.count += 1;
+        self.window_lines += 1;
+        self.max_window_lines = self.max_window_lines.max(self.window_lines);
+        self.first_seen_ms = self.first_seen_ms.min(timestamp_ms);
+        self.last_seen_ms = self.last_seen_ms.max(timestamp_ms);
+    }
+
     /// Steady presence: enough windows or arrivals, no window holding too much of the
     /// template's lines.
     pub(super) fn learned_normal(&self, cfg: &ScorerConfig) -> bool {
@@ -125,20 +178,8 @@ impl ScorerState {
         counts: TemplateCounts,
         config: &ScorerConfig,
     ) -> Presence {
-        let stats = self.stats.entry(id.clone()).or_insert(TemplateStats {
-            count: 0,
-            first_seen_ms: counts.first_seen_ms,
-            last_seen_ms: counts.last_seen_ms,
-            alerting_since_ms: None,
-            windows: 0,
-            window: 0,
-            window_lines: 0,
-            max_window_lines: 0,
-            episodes: 0,
-            level_episodes: 0,
-            level_last_ms: 0,
-            new_after_warmup: false,
-            novelty: 0.0,
+        let stats = self.stats.entry(id.clone()).or_insert_with(|| {
+            TemplateStats::unseen(counts.first_seen_ms, counts.last_seen_ms, 0, false)
         });
         let last_seen_ms = stats.last_seen_ms.max(counts.last_seen_ms);
         stats.count = counts.count;

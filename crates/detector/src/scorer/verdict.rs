@@ -40,6 +40,43 @@ pub(super) struct Sighting {
     pub(super) level_unproven: bool,
 }
 
+impl Sighting {
+    /// Why a template without a label that covers this line is judged by its prior:
+    /// `narrow` is the highest level a normal label was given at, when it does not cover
+    /// this line's level.
+    fn why_not_learned(&self, narrow: Option<Severity>) -> String {
+        let level = self.level.as_str();
+        let times = |n: u32| if n == 1 { "time" } else { "times" };
+        let level_arrivals = format!(
+            "its {level} lines arrived {} separate {}",
+            self.level_episodes,
+            times(self.level_episodes)
+        );
+        if let Some(seen) = narrow {
+            format!(
+                "an operator marked this pattern normal when it had come at {} at most; \
+                 {level_arrivals}: judged on their own",
+                seen.as_str()
+            )
+        } else if self.learned_below_level {
+            format!(
+                "seen in {} time windows, but {level_arrivals}: not learned as normal at this \
+                 level",
+                self.windows
+            )
+        } else if self.seen_before == 0 {
+            "not learned as normal yet".to_string()
+        } else if self.windows == 1 {
+            "not learned as normal: one burst so far".to_string()
+        } else {
+            format!(
+                "not learned as normal: seen in {} time windows, in bursts",
+                self.windows
+            )
+        }
+    }
+}
+
 /// The prior of an unknown template and what it was made of.
 pub(super) struct Prior {
     pub(super) novelty: f32,
@@ -131,20 +168,8 @@ impl<E: TextEmbedder> Scorer<E> {
     fn record_sighting(&mut self, id: &TemplateId, line: &LogLine, warming_up: bool) -> Sighting {
         let cfg = &self.config;
         let window = line.timestamp_ms.div_euclid(cfg.presence_window_ms.max(1));
-        let stats = self.stats.entry(id.clone()).or_insert(TemplateStats {
-            count: 0,
-            first_seen_ms: line.timestamp_ms,
-            last_seen_ms: line.timestamp_ms,
-            alerting_since_ms: None,
-            windows: 0,
-            window,
-            window_lines: 0,
-            max_window_lines: 0,
-            episodes: 0,
-            level_episodes: 0,
-            level_last_ms: line.timestamp_ms,
-            new_after_warmup: !warming_up,
-            novelty: 0.0,
+        let stats = self.stats.entry(id.clone()).or_insert_with(|| {
+            TemplateStats::unseen(line.timestamp_ms, line.timestamp_ms, window, !warming_up)
         });
         let seen_before = stats.count;
         let flags_alone = cfg.flags_alone(line.severity);
@@ -153,30 +178,7 @@ impl<E: TextEmbedder> Scorer<E> {
             stats.learned_normal(cfg) && !(flags_alone && stats.level_episodes < steady_level);
         let was_learned_by_windows = stats.learned_by_windows(cfg);
         let previous_first_seen = stats.first_seen_ms;
-        if seen_before == 0 || window > stats.window {
-            stats.windows += 1;
-            stats.window = window;
-            stats.window_lines = 0;
-        }
-        if seen_before == 0
-            || line.timestamp_ms.saturating_sub(stats.last_seen_ms) > super::relearn::EPISODE_GAP_MS
-        {
-            stats.episodes += 1;
-        }
-        if flags_alone {
-            if stats.level_episodes == 0
-                || line.timestamp_ms.saturating_sub(stats.level_last_ms)
-                    > super::relearn::EPISODE_GAP_MS
-            {
-                stats.level_episodes += 1;
-            }
-            stats.level_last_ms = stats.level_last_ms.max(line.timestamp_ms);
-        }
-        stats.count += 1;
-        stats.window_lines += 1;
-        stats.max_window_lines = stats.max_window_lines.max(stats.window_lines);
-        stats.first_seen_ms = stats.first_seen_ms.min(line.timestamp_ms);
-        stats.last_seen_ms = stats.last_seen_ms.max(line.timestamp_ms);
+        stats.count_line(line.timestamp_ms, window, flags_alone);
         // Steady presence covers a line that its level alone would flag only when the
         // template's lines at that level came steadily too: a CRITICAL burst of a pattern
         // that is otherwise INFO chatter is not what was learned.
@@ -370,38 +372,12 @@ impl<E: TextEmbedder> Scorer<E> {
                     )
                 },
             ),
-            (None, None, false) => {
-                let why =
-                    if let Some(seen) = narrow {
-                        format!(
-                        "an operator marked this pattern normal when it had come at {} at most; \
-                         its {} lines arrived {} separate time{}: judged on their own",
-                        seen.as_str(),
-                        sighting.level.as_str(),
-                        sighting.level_episodes,
-                        if sighting.level_episodes == 1 { "" } else { "s" }
-                    )
-                    } else if sighting.learned_below_level {
-                        format!(
-                            "seen in {windows} time windows, but its {} lines arrived {} separate \
-                         time{}: not learned as normal at this level",
-                            sighting.level.as_str(),
-                            sighting.level_episodes,
-                            if sighting.level_episodes == 1 {
-                                ""
-                            } else {
-                                "s"
-                            }
-                        )
-                    } else if sighting.seen_before == 0 {
-                        "not learned as normal yet".to_string()
-                    } else if windows == 1 {
-                        "not learned as normal: one burst so far".to_string()
-                    } else {
-                        format!("not learned as normal: seen in {windows} time windows, in bursts")
-                    };
-                (TemplateState::Unknown, DecidedBy::Prior, prior, why)
-            }
+            (None, None, false) => (
+                TemplateState::Unknown,
+                DecidedBy::Prior,
+                prior,
+                sighting.why_not_learned(narrow),
+            ),
         };
         let score = score.clamp(0.0, 1.0);
         Verdict {
