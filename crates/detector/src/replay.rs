@@ -473,6 +473,119 @@ impl Relearn {
     }
 }
 
+/// The simulated operator of `FEEDBACK=n`: it sees each template's lines as they arrive
+/// and, after each batch, answers the top of the review queue (ranked as `GET
+/// /api/review/` ranks it) with the majority label of the template's lines so far, once
+/// per template.
+#[derive(Default)]
+struct Operator {
+    seen: HashMap<TemplateId, Seen>,
+    answered: HashSet<TemplateId>,
+    used: u64,
+}
+
+impl Operator {
+    /// Notes one scored line, the `index`-th of the replay.
+    fn observe(&mut self, record: &LabelledRecord, score: &Score, index: usize) {
+        let entry = self.seen.entry(score.template_id.clone()).or_default();
+        entry.recent.push_back(RecentLine {
+            timestamp_ms: record.line.timestamp_ms,
+            index,
+            score: score.score,
+            level: record.line.severity.weight(),
+            prior: score.prior,
+        });
+        match record.label {
+            Label::Anomaly => entry.anomalies += 1,
+            Label::Normal => entry.normals += 1,
+        }
+    }
+
+    /// Answers the top question of the queue at `now` (the latest line's time), if one
+    /// reaches `options.min_priority`: labels its template in `scorer` and re-scores its
+    /// recent lines in `verdicts`.
+    fn answer<E: TextEmbedder>(
+        &mut self,
+        scorer: &mut Scorer<E>,
+        records: &[LabelledRecord],
+        verdicts: &mut [bool],
+        now: i64,
+        options: &ReplayOptions,
+    ) {
+        for s in self.seen.values_mut() {
+            while s
+                .recent
+                .front()
+                .is_some_and(|l| now.saturating_sub(l.timestamp_ms) > REVIEW_WINDOW_MS)
+            {
+                s.recent.pop_front();
+            }
+        }
+        let threshold = scorer.config().threshold;
+        let top = scorer
+            .review_candidates()
+            .into_iter()
+            .filter(|(id, _)| !self.answered.contains(id))
+            .filter_map(|(id, learned_normal)| {
+                let input = self.seen.get(&id)?.review_input(learned_normal)?;
+                Some((crate::review::priority(&input, threshold), id))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+        let Some((priority, id)) = top.filter(|(p, _)| *p >= options.min_priority) else {
+            return;
+        };
+        let Some(s) = self.seen.get(&id) else { return };
+        let label = if s.anomalies > s.normals {
+            Label::Anomaly
+        } else {
+            Label::Normal
+        };
+        // As the feedback endpoint does: a normal answer covers the levels the
+        // template's lines of the window had come at (what the operator could see).
+        let seen_level = s
+            .recent
+            .iter()
+            .map(|l| records[l.index].line.severity)
+            .max()
+            .unwrap_or(Severity::Critical);
+        scorer.set_label_up_to(&id, label, seen_level);
+        for l in &s.recent {
+            if now.saturating_sub(l.timestamp_ms) <= RESCORE_WINDOW_MS {
+                verdicts[l.index] = label == Label::Anomaly;
+            }
+        }
+        if options.trace {
+            eprintln!(
+                "OPERATOR {label:?} (priority {priority:.2}, {} recent lines) on {}",
+                s.recent.len(),
+                scorer.template_text(&id)
+            );
+        }
+        self.answered.insert(id);
+        self.used += 1;
+    }
+}
+
+/// One `--trace` line: truth, verdict, score and its parts, level, what decided, template
+/// and summary.
+fn trace_line(record: &LabelledRecord, score: &Score) {
+    eprintln!(
+        "{} {} {:.3} nov={:.2} sev={:.2} {} {:?} {} | {}",
+        match record.label {
+            Label::Anomaly => "A",
+            Label::Normal => "n",
+        },
+        if score.is_anomaly { "FLAG" } else { "    " },
+        score.score,
+        score.novelty,
+        score.severity,
+        record.line.severity.as_str(),
+        score.decided_by,
+        score.template,
+        score.summary,
+    );
+}
+
 /// Replay `records` (already in timestamp order) through `scorer`, playing the operator.
 pub fn replay<E: TextEmbedder>(
     scorer: &mut Scorer<E>,
@@ -484,10 +597,7 @@ pub fn replay<E: TextEmbedder>(
     let mut verdicts: Vec<bool> = Vec::with_capacity(records.len());
     // With --trace: each line's template, for the final verdicts' listing.
     let mut templates: Vec<String> = Vec::new();
-    let mut seen: HashMap<TemplateId, Seen> = HashMap::new();
-    let mut answered = HashSet::new();
-    let mut feedback_used = 0u64;
-    let threshold = scorer.config().threshold;
+    let mut operator = Operator::default();
     let mut offset = 0usize;
     // Each template's lines of the last day (time, index, level), for the re-scoring
     // that learning it as normal does (`scorer::relearn`).
@@ -499,93 +609,16 @@ pub fn replay<E: TextEmbedder>(
             at_arrival.add(record.label, score.is_anomaly);
             verdicts.push(score.is_anomaly);
             relearn.push(score, &record.line, offset + k, &mut verdicts);
+            operator.observe(record, score, offset + k);
             if options.trace {
                 templates.push(score.template.clone());
-            }
-            let entry = seen.entry(score.template_id.clone()).or_default();
-            entry.recent.push_back(RecentLine {
-                timestamp_ms: record.line.timestamp_ms,
-                index: offset + k,
-                score: score.score,
-                level: record.line.severity.weight(),
-                prior: score.prior,
-            });
-            match record.label {
-                Label::Anomaly => entry.anomalies += 1,
-                Label::Normal => entry.normals += 1,
-            }
-            if options.trace {
-                eprintln!(
-                    "{} {} {:.3} nov={:.2} sev={:.2} {} {:?} {} | {}",
-                    match record.label {
-                        Label::Anomaly => "A",
-                        Label::Normal => "n",
-                    },
-                    if score.is_anomaly { "FLAG" } else { "    " },
-                    score.score,
-                    score.novelty,
-                    score.severity,
-                    record.line.severity.as_str(),
-                    score.decided_by,
-                    score.template,
-                    score.summary,
-                );
+                trace_line(record, score);
             }
         }
         offset += chunk.len();
-        if feedback_used >= options.feedback {
-            continue;
-        }
-        // The operator answers the top of the review queue, from what has arrived so far.
-        let now = chunk.last().map_or(0, |r| r.line.timestamp_ms);
-        for s in seen.values_mut() {
-            while s
-                .recent
-                .front()
-                .is_some_and(|l| now.saturating_sub(l.timestamp_ms) > REVIEW_WINDOW_MS)
-            {
-                s.recent.pop_front();
-            }
-        }
-        let top = scorer
-            .review_candidates()
-            .into_iter()
-            .filter(|(id, _)| !answered.contains(id))
-            .filter_map(|(id, learned_normal)| {
-                let input = seen.get(&id)?.review_input(learned_normal)?;
-                Some((crate::review::priority(&input, threshold), id))
-            })
-            .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
-        if let Some((priority, id)) = top.filter(|(p, _)| *p >= options.min_priority) {
-            let Some(s) = seen.get(&id) else { continue };
-            let label = if s.anomalies > s.normals {
-                Label::Anomaly
-            } else {
-                Label::Normal
-            };
-            // As the feedback endpoint does: a normal answer covers the levels the
-            // template's lines of the window had come at (what the operator could see).
-            let seen_level = s
-                .recent
-                .iter()
-                .map(|l| records[l.index].line.severity)
-                .max()
-                .unwrap_or(Severity::Critical);
-            scorer.set_label_up_to(&id, label, seen_level);
-            for l in &s.recent {
-                if now.saturating_sub(l.timestamp_ms) <= RESCORE_WINDOW_MS {
-                    verdicts[l.index] = label == Label::Anomaly;
-                }
-            }
-            if options.trace {
-                eprintln!(
-                    "OPERATOR {label:?} (priority {priority:.2}, {} recent lines) on {}",
-                    s.recent.len(),
-                    scorer.template_text(&id)
-                );
-            }
-            answered.insert(id);
-            feedback_used += 1;
+        if operator.used < options.feedback {
+            let now = chunk.last().map_or(0, |r| r.line.timestamp_ms);
+            operator.answer(scorer, records, &mut verdicts, now, options);
         }
     }
     let mut counts = Counts::default();
@@ -602,7 +635,7 @@ pub fn replay<E: TextEmbedder>(
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     Ok(Report {
         counts,
-        feedback_used,
+        feedback_used: operator.used,
         lines_per_second: records.len() as f64 / elapsed,
         at_arrival,
         model_calls: scorer.model_calls(),
