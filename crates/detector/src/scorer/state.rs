@@ -209,3 +209,51 @@ impl ScorerState {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: i64 = 60_000;
+    const WINDOW: i64 = 10 * MINUTE;
+
+    fn count(stats: &mut TemplateStats, at_ms: i64, flags_alone: bool) {
+        stats.count_line(at_ms, at_ms.div_euclid(WINDOW), flags_alone);
+    }
+
+    #[test]
+    fn a_burst_is_one_arrival_and_lines_a_minute_apart_are_separate_ones() {
+        let mut stats = TemplateStats::unseen(0, 0, 0, true);
+        // A burst of 20 INFO lines, 2 s apart, in the first window.
+        for i in 0..20 {
+            count(&mut stats, i * 2_000, false);
+        }
+        assert_eq!((stats.count, stats.windows, stats.episodes), (20, 1, 1));
+        assert_eq!(stats.max_window_lines, 20);
+        // Two more lines, each more than a minute after the previous one, both in one later
+        // window: two arrivals, one window.
+        count(&mut stats, 25 * MINUTE, false);
+        count(&mut stats, 27 * MINUTE, false);
+        assert_eq!((stats.count, stats.windows, stats.episodes), (22, 2, 3));
+        assert_eq!(stats.span_ms(), 27 * MINUTE);
+        // None of them was at a level that flags alone.
+        assert_eq!(stats.level_episodes, 0);
+    }
+
+    #[test]
+    fn arrivals_at_a_level_that_flags_alone_are_counted_apart_from_the_others() {
+        let mut stats = TemplateStats::unseen(0, 0, 0, true);
+        count(&mut stats, 0, false);
+        // A CRITICAL clump (three lines seconds apart), an INFO line, a second clump.
+        for t in [5 * MINUTE, 5 * MINUTE + 3_000, 5 * MINUTE + 6_000] {
+            count(&mut stats, t, true);
+        }
+        count(&mut stats, 8 * MINUTE, false);
+        count(&mut stats, 8 * MINUTE + 30_000, true);
+        assert_eq!(stats.episodes, 3);
+        // The second CRITICAL line came 3.5 minutes after the clump: a separate arrival at
+        // that level, though only 30 s after the INFO line.
+        assert_eq!(stats.level_episodes, 2);
+        assert_eq!(stats.presence().level_episodes, 2);
+    }
+}
