@@ -8,9 +8,13 @@
 //! [`Scorer::score_batch`], with the scorer's defaults (a fresh install).
 //!
 //! Labels never reach the detector except through the simulated operator: with a feedback
-//! budget of `n`, after each batch the operator answers the top template of the review
-//! queue ([`crate::review`], the ranking of `GET /api/review/`), one answer per batch and
-//! per template, until the budget is spent. The queue is built from what has arrived so
+//! budget of `n`, the operator answers the top template of the review queue
+//! ([`crate::review`], the ranking of `GET /api/review/`) after the batches, one answer per
+//! template, with the budget spread evenly over the replay ([`answers_allowed`]: by the
+//! end of batch `b` of `B`, `ceil(n x b / B)` answers in all), as an operator who looks at
+//! the queue from time to time rather than spending every answer on the first lines; a
+//! budget larger than the batches gives several answers after a batch. The queue is built
+//! from what has arrived so
 //! far, with the inputs `GET /api/review/` has: each template's recent lines (those of the
 //! last [`REVIEW_WINDOW_MS`] of log time), their mean score at arrival and their most
 //! severe level, and whether the detector has learned it as normal. The answer is the
@@ -503,7 +507,7 @@ impl Operator {
 
     /// Answers the top question of the queue at `now` (the latest line's time), if one
     /// reaches `options.min_priority`: labels its template in `scorer` and re-scores its
-    /// recent lines in `verdicts`.
+    /// recent lines in `verdicts`. Whether there was a question to answer.
     fn answer<E: TextEmbedder>(
         &mut self,
         scorer: &mut Scorer<E>,
@@ -511,7 +515,7 @@ impl Operator {
         verdicts: &mut [bool],
         now: i64,
         options: &ReplayOptions,
-    ) {
+    ) -> bool {
         for s in self.seen.values_mut() {
             while s
                 .recent
@@ -532,9 +536,11 @@ impl Operator {
             })
             .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
         let Some((priority, id)) = top.filter(|(p, _)| *p >= options.min_priority) else {
-            return;
+            return false;
         };
-        let Some(s) = self.seen.get(&id) else { return };
+        let Some(s) = self.seen.get(&id) else {
+            return false;
+        };
         let label = if s.anomalies > s.normals {
             Label::Anomaly
         } else {
@@ -563,7 +569,16 @@ impl Operator {
         }
         self.answered.insert(id);
         self.used += 1;
+        true
     }
+}
+
+/// How many answers the operator may have given in all by the end of batch `batch`
+/// (counted from 1) of `batches`, with a budget of `budget`: `ceil(budget x batch /
+/// batches)`, the budget spread evenly, the whole of it by the last batch.
+pub fn answers_allowed(budget: u64, batch: usize, batches: usize) -> u64 {
+    let (batch, batches) = (batch as u64, batches.max(1) as u64);
+    budget.saturating_mul(batch.min(batches)).div_ceil(batches)
 }
 
 /// One `--trace` line: truth, verdict, score and its parts, level, what decided, template
@@ -602,7 +617,8 @@ pub fn replay<E: TextEmbedder>(
     // Each template's lines of the last day (time, index, level), for the re-scoring
     // that learning it as normal does (`scorer::relearn`).
     let mut relearn = Relearn::new(scorer.config());
-    for chunk in records.chunks(options.batch.max(1)) {
+    let batches = records.len().div_ceil(options.batch.max(1));
+    for (b, chunk) in records.chunks(options.batch.max(1)).enumerate() {
         let lines: Vec<LogLine> = chunk.iter().map(|r| r.line.clone()).collect();
         let scores = scorer.score_batch(&lines)?;
         for (k, (record, score)) in chunk.iter().zip(&scores).enumerate() {
@@ -616,10 +632,11 @@ pub fn replay<E: TextEmbedder>(
             }
         }
         offset += chunk.len();
-        if operator.used < options.feedback {
-            let now = chunk.last().map_or(0, |r| r.line.timestamp_ms);
-            operator.answer(scorer, records, &mut verdicts, now, options);
-        }
+        let allowed = answers_allowed(options.feedback, b + 1, batches);
+        let now = chunk.last().map_or(0, |r| r.line.timestamp_ms);
+        while operator.used < allowed
+            && operator.answer(scorer, records, &mut verdicts, now, options)
+        {}
     }
     let mut counts = Counts::default();
     for (i, (record, &flagged)) in records.iter().zip(&verdicts).enumerate() {
@@ -911,6 +928,42 @@ mod tests {
         let r = replay(&mut s, &recs, &opts).unwrap();
         assert!(r.feedback_used <= r.counts.flagged, "{r:?}");
         assert_eq!(s.export().labels.len() as u64, r.feedback_used);
+    }
+
+    #[test]
+    fn the_answer_budget_is_spread_evenly_over_the_batches() {
+        // By the end of batch b of B: ceil(n x b / B) answers in all.
+        let spread: Vec<u64> = (1..=8).map(|b| answers_allowed(4, b, 8)).collect();
+        assert_eq!(spread, vec![1, 1, 2, 2, 3, 3, 4, 4]);
+        // Ten answers over 32 batches: the first after batch 1, the last by batch 32, never
+        // more than one per batch.
+        let allowed: Vec<u64> = (1..=32).map(|b| answers_allowed(10, b, 32)).collect();
+        assert_eq!((allowed[0], allowed[31]), (1, 10));
+        assert!(allowed.windows(2).all(|w| w[1] - w[0] <= 1), "{allowed:?}");
+        // More answers than batches: several after a batch, all of them by the end.
+        assert_eq!(answers_allowed(100, 1, 32), 4);
+        assert_eq!(answers_allowed(100, 32, 32), 100);
+        assert_eq!(answers_allowed(0, 5, 32), 0);
+    }
+
+    #[test]
+    fn a_budget_larger_than_the_batches_is_used_in_full() {
+        // Two batches, and more flagged templates than that: the operator answers several
+        // after a batch instead of one per batch.
+        let recs = stream();
+        let config = ScorerConfig {
+            warmup_lines: 50,
+            ..ScorerConfig::default()
+        };
+        let mut s = Scorer::new(config, WordHash);
+        let opts = ReplayOptions {
+            feedback: 3,
+            batch: recs.len().div_ceil(2),
+            ..ReplayOptions::default()
+        };
+        let r = replay(&mut s, &recs, &opts).unwrap();
+        assert_eq!(r.feedback_used, 3, "{r:?}");
+        assert_eq!(s.export().labels.len(), 3);
     }
 
     #[test]
