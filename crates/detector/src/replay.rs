@@ -327,7 +327,8 @@ impl std::str::FromStr for Baseline {
 /// How to replay.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayOptions {
-    /// Most answers the simulated operator gives.
+    /// Most answers the simulated operator gives, spread over the batches
+    /// ([`answers_allowed`]).
     pub feedback: u64,
     /// Lines per `score_batch` call (what a worker takes off the queue at once).
     pub batch: usize,
