@@ -185,23 +185,54 @@ pub fn mask(message: &str) -> String {
     collapse_repeats(&text)
 }
 
-/// Join tokens with single spaces, collapsing a run of the same placeholder
-/// (`<ID> <ID> <ID>`) into one: lists of values have varying lengths, and the miner only
-/// compares lines with the same number of tokens.
+/// The longest group of tokens that [`collapse_repeats`] sees as one record of a list.
+const MAX_RECORD_TOKENS: usize = 4;
+
+/// Join tokens with single spaces, collapsing a list of values into one record: a run of
+/// the same value (`<ID> <ID> <ID>`, `<NUM>/<NUM> <NUM>/<NUM>`), or of the same group of
+/// up to [`MAX_RECORD_TOKENS`] tokens holding a value (`<ID> <HEX> <ok> <ID> <HEX> <ok>`,
+/// `<ID> -> <ID> -> <ID>`), keeps one copy. Lists have varying lengths, and the miner only
+/// compares lines with the same number of tokens, so without this one message would be
+/// a template per list length.
 fn collapse_repeats(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut previous: Option<&str> = None;
+    let mut tokens: Vec<&str> = Vec::with_capacity(text.len() / 4 + 1);
     for token in text.split_whitespace() {
-        if previous == Some(token) && is_placeholder_token(token) {
-            continue;
+        tokens.push(token);
+        let n = tokens.len();
+        for period in 1..=MAX_RECORD_TOKENS.min(n / 2) {
+            // The cheap test first: the token a record earlier is the same one.
+            if tokens[n - 1 - period] != token {
+                continue;
+            }
+            let (earlier, last) = tokens[n - 2 * period..].split_at(period);
+            if earlier == last && last.iter().any(|t| is_value_token(t)) {
+                tokens.truncate(n - period);
+                break;
+            }
         }
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(token);
-        previous = Some(token);
     }
-    out
+    tokens.join(" ")
+}
+
+/// A token that is only values: placeholders, and punctuation between them (`<IP>`,
+/// `<NUM>/<NUM>`, `<ID>=<HEX>`), no word of its own.
+fn is_value_token(token: &str) -> bool {
+    let mut rest = token;
+    let mut any = false;
+    while let Some(start) = rest.find('<') {
+        if rest[..start].chars().any(char::is_alphanumeric) {
+            return false;
+        }
+        let after = &rest[start..];
+        match PLACEHOLDERS.iter().find(|p| after.starts_with(*p)) {
+            Some(p) => {
+                any = true;
+                rest = &after[p.len()..];
+            }
+            None => return false,
+        }
+    }
+    any && !rest.chars().any(char::is_alphanumeric)
 }
 
 /// Replace each match with `placeholder`, but keep a leading separator character that the
@@ -365,6 +396,36 @@ mod tests {
         assert_eq!(mask("from 10.0.0.1,10.0.0.2 ok"), "from <IP> ok");
         assert_eq!(mask("v 1.2/3 ok"), "v <NUM>/<NUM> ok");
         assert_eq!(mask("sent 2048 bytes (2 KB) ok"), "sent <NUM> bytes ok");
+        assert_eq!(
+            mask("ratios 1/2 3/4 5/6 and more"),
+            "ratios <NUM>/<NUM> and more"
+        );
+    }
+
+    #[test]
+    fn lists_of_records_collapse_to_one_record() {
+        let short = mask("inconsistent nodesets node-1 0x0001edfe <ok> node-2 0x1001fdfe <ok>");
+        let long = mask(
+            "inconsistent nodesets node-1 0x0001edfe <ok> node-2 0x1001fdfe <ok> \
+             node-3 0x1001fdfe <ok> node-4 0x1001fdfe <ok> node-5 0x1001fdfe <ok>",
+        );
+        assert_eq!(short, "inconsistent nodesets <ID> <HEX> <ok>");
+        assert_eq!(long, short);
+        assert_eq!(mask("route a1x -> b2x -> c3x"), "route <ID> -> <ID>");
+    }
+
+    #[test]
+    fn repeated_words_are_not_a_list() {
+        // Only groups holding a value collapse: prose that repeats itself stays as written.
+        assert_eq!(mask("very very slow"), "very very slow");
+        assert_eq!(mask("ok ok ok"), "ok ok ok");
+        assert_eq!(
+            mask("from 10.0.0.1 port 22 to 10.0.0.2 port 23"),
+            "from <IP> port <NUM> to <IP> port <NUM>"
+        );
+        assert!(is_value_token("<ID>=<HEX>"));
+        assert!(!is_value_token("key=<NUM>"));
+        assert!(!is_value_token("<ok>"));
     }
 
     #[test]
