@@ -15,9 +15,11 @@
 //! the queue from time to time rather than spending every answer on the first lines; a
 //! budget larger than the batches gives several answers after a batch. The queue is built
 //! from what has arrived so
-//! far, with the inputs `GET /api/review/` has: each template's recent lines (those of the
-//! last [`REVIEW_WINDOW_MS`] of log time), their mean score at arrival and their most
-//! severe level, and whether the detector has learned it as normal. The answer is the
+//! far, with the inputs `GET /api/review/` has: each template's recent lines (those since
+//! the operator last looked, at least the endpoint's default day, [`REVIEW_WINDOW_MS`], and
+//! at most its 720 hours, [`REVIEW_MAX_WINDOW_MS`]: `?hours=` set to the time since the
+//! last look), their mean score at arrival and their most severe level, and whether the
+//! detector has learned it as normal. The answer is the
 //! majority true label of the template's lines so far: an answer never uses a line from
 //! the future. It goes to [`Scorer::set_label_up_to`] with the most severe level among the
 //! template's lines of the window (what the operator could see; as the feedback endpoint
@@ -354,8 +356,12 @@ impl Default for ReplayOptions {
 /// [`ReplayOptions::min_priority`]).
 pub const MIN_PRIORITY: f32 = 0.0;
 
-/// Lines of a template the review queue counts: those of the last day of log time.
+/// Lines of a template the review queue counts: those of the last day of log time, the
+/// default of `GET /api/review/`.
 pub const REVIEW_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// The longest window `GET /api/review/` counts lines over (`hours=720`).
+pub const REVIEW_MAX_WINDOW_MS: i64 = 720 * 3_600_000;
 
 /// A label re-scores the template's lines of the last 24 hours (as the feedback endpoint does):
 /// the same day learning a template normal re-scores.
@@ -487,6 +493,8 @@ struct Operator {
     seen: HashMap<TemplateId, Seen>,
     answered: HashSet<TemplateId>,
     used: u64,
+    /// When (log time) the operator last looked at the queue: at first, the first line.
+    last_look_ms: Option<i64>,
 }
 
 impl Operator {
@@ -506,9 +514,30 @@ impl Operator {
         }
     }
 
-    /// Answers the top question of the queue at `now` (the latest line's time), if one
-    /// reaches `options.min_priority`: labels its template in `scorer` and re-scores its
-    /// recent lines in `verdicts`. Whether there was a question to answer.
+    /// Opens the review queue at `now` (the latest line's time): the operator reads it over
+    /// the time since they last looked, at least the endpoint's default day and at most
+    /// its 720 hours (`GET /api/review/?hours=`), so that someone who looks every few days
+    /// at a quiet source sees what came in since. Lines before the window are forgotten:
+    /// a later look's window never starts earlier.
+    fn look(&mut self, now: i64) {
+        let since_last = self.last_look_ms.map_or(0, |t| now.saturating_sub(t));
+        let window = since_last.clamp(REVIEW_WINDOW_MS, REVIEW_MAX_WINDOW_MS);
+        self.last_look_ms = Some(now);
+        for s in self.seen.values_mut() {
+            while s
+                .recent
+                .front()
+                .is_some_and(|l| now.saturating_sub(l.timestamp_ms) > window)
+            {
+                s.recent.pop_front();
+            }
+        }
+    }
+
+    /// Answers the top question of the queue as [`Operator::look`] last opened it, at `now`,
+    /// if one reaches `options.min_priority`: labels its template in `scorer` and
+    /// re-scores its lines of the last [`RESCORE_WINDOW_MS`] in `verdicts`. Whether there
+    /// was a question to answer.
     fn answer<E: TextEmbedder>(
         &mut self,
         scorer: &mut Scorer<E>,
@@ -517,15 +546,6 @@ impl Operator {
         now: i64,
         options: &ReplayOptions,
     ) -> bool {
-        for s in self.seen.values_mut() {
-            while s
-                .recent
-                .front()
-                .is_some_and(|l| now.saturating_sub(l.timestamp_ms) > REVIEW_WINDOW_MS)
-            {
-                s.recent.pop_front();
-            }
-        }
         let threshold = scorer.config().threshold;
         let top = scorer
             .review_candidates()
@@ -563,7 +583,7 @@ impl Operator {
         }
         if options.trace {
             eprintln!(
-                "OPERATOR {label:?} (priority {priority:.2}, {} recent lines) on {}",
+                "OPERATOR {label:?} (priority {priority:.2}, {} lines in the window) on {}",
                 s.recent.len(),
                 scorer.template_text(&id)
             );
@@ -613,7 +633,10 @@ pub fn replay<E: TextEmbedder>(
     let mut verdicts: Vec<bool> = Vec::with_capacity(records.len());
     // With --trace: each line's template, for the final verdicts' listing.
     let mut templates: Vec<String> = Vec::new();
-    let mut operator = Operator::default();
+    let mut operator = Operator {
+        last_look_ms: records.first().map(|r| r.line.timestamp_ms),
+        ..Operator::default()
+    };
     let mut offset = 0usize;
     // Each template's lines of the last day (time, index, level), for the re-scoring
     // that learning it as normal does (`scorer::relearn`).
@@ -635,6 +658,9 @@ pub fn replay<E: TextEmbedder>(
         offset += chunk.len();
         let allowed = answers_allowed(options.feedback, b + 1, batches);
         let now = chunk.last().map_or(0, |r| r.line.timestamp_ms);
+        if operator.used < allowed {
+            operator.look(now);
+        }
         while operator.used < allowed
             && operator.answer(scorer, records, &mut verdicts, now, options)
         {}
@@ -695,6 +721,7 @@ pub fn replay_baseline(
 mod tests {
     use super::*;
     use crate::embedder::{normalise, EmbedError};
+    use crate::scorer::DecidedBy;
 
     /// Deterministic bag-of-words embedder: each word hashes to one of 64 dimensions.
     struct WordHash;
@@ -1000,6 +1027,104 @@ mod tests {
         );
         // The answer made every later line normal: no true positive at all.
         assert_eq!(r.counts.true_positives, 0, "{r:?}");
+    }
+
+    #[test]
+    fn an_operator_who_looks_rarely_reads_the_queue_since_the_last_look() {
+        // A quiet source: a line every 6 hours. A failure arrives first, then a day and a
+        // half of routine lines; the operator looks once, after all eight. The day's
+        // window of `GET /api/review/` would hold only routine lines; reading everything
+        // since the last look (here the start), the operator answers the failure, and a
+        // later line of it follows the answer.
+        let hour = 3_600_000;
+        let mut recs = vec![record(
+            0,
+            "ERROR",
+            "disk controller fault on shelf 3",
+            Label::Anomaly,
+        )];
+        for k in 1..8 {
+            recs.push(record(
+                6 * hour * k,
+                "INFO",
+                "heartbeat from node",
+                Label::Normal,
+            ));
+        }
+        let config = ScorerConfig {
+            warmup_lines: 0,
+            ..ScorerConfig::default()
+        };
+        let mut s = Scorer::new(config, WordHash);
+        let opts = ReplayOptions {
+            feedback: 1,
+            batch: 8,
+            ..ReplayOptions::default()
+        };
+        let r = replay(&mut s, &recs, &opts).unwrap();
+        assert_eq!(r.feedback_used, 1, "{r:?}");
+        let later = s
+            .score(&LogLine {
+                timestamp_ms: 48 * hour,
+                severity: Severity::Error,
+                message: "disk controller fault on shelf 3".into(),
+                source: None,
+            })
+            .unwrap();
+        assert_eq!(later.decided_by, DecidedBy::Label, "{later:?}");
+        assert!(later.is_anomaly, "{later:?}");
+    }
+
+    #[test]
+    fn the_operators_window_is_the_time_since_the_last_look_within_the_endpoints_bounds() {
+        let hour = 3_600_000;
+        let mut op = Operator {
+            last_look_ms: Some(0),
+            ..Operator::default()
+        };
+        for (t, index) in [(0, 0), (30 * hour, 1), (70 * hour, 2)] {
+            op.seen
+                .entry(TemplateId(format!("t{index}")))
+                .or_default()
+                .recent
+                .push_back(RecentLine {
+                    timestamp_ms: t,
+                    index,
+                    score: 0.5,
+                    level: 0.2,
+                    prior: 0.5,
+                });
+        }
+        let kept = |op: &Operator| {
+            let mut ids: Vec<String> = op
+                .seen
+                .iter()
+                .filter(|(_, s)| !s.recent.is_empty())
+                .map(|(id, _)| id.0.clone())
+                .collect();
+            ids.sort();
+            ids
+        };
+        // 72 hours since the last look: everything since then.
+        op.look(72 * hour);
+        assert_eq!(kept(&op), ["t0", "t1", "t2"]);
+        // Two hours later: the endpoint's default day still holds the 70-hour line only.
+        op.look(74 * hour);
+        assert_eq!(kept(&op), ["t2"]);
+        // Two months later: no more than the endpoint's 720 hours.
+        op.seen
+            .get_mut(&TemplateId("t2".into()))
+            .unwrap()
+            .recent
+            .push_back(RecentLine {
+                timestamp_ms: 74 * hour + 1,
+                index: 3,
+                score: 0.5,
+                level: 0.2,
+                prior: 0.5,
+            });
+        op.look(74 * hour + REVIEW_MAX_WINDOW_MS + 2);
+        assert!(kept(&op).is_empty(), "{:?}", kept(&op));
     }
 
     #[test]

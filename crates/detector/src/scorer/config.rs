@@ -71,7 +71,7 @@ pub struct ScorerConfig {
     #[serde(default = "default_meaning_severity_max")]
     pub meaning_severity_max: f32,
     /// The same bound for lines of a source that marks its trouble by level (see
-    /// [`super::levels`]): there an INFO line that only reads like a failure is mostly
+    /// the scorer's `levels` module): there an INFO line that only reads like a failure is mostly
     /// routine chatter. 0.6 keeps such a line below the threshold unless it is also new
     /// and unlike anything known.
     #[serde(default = "default_levelled_meaning_max")]
