@@ -6,6 +6,9 @@
 
 const POLL_MS = 5000;
 const TOKEN_KEY = "logcanary.dashboardToken";
+// The review queue's window in hours (GET /api/review/?hours=), kept in the browser.
+const REVIEW_HOURS_KEY = "logcanary.reviewHours";
+const REVIEW_HOURS = ["24", "168", "720"];
 const SEVERITIES = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 const SEV_COLOURS = { DEBUG: "#9aa3b5", INFO: "#3b6fd8", WARNING: "#e0a22b", ERROR: "#d6453d", CRITICAL: "#8e1b16" };
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -175,6 +178,11 @@ async function sendLabel(path, label) {
 
 // --- refresh ---
 
+function reviewHours() {
+  const saved = localStorage.getItem(REVIEW_HOURS_KEY);
+  return REVIEW_HOURS.includes(saved) ? saved : REVIEW_HOURS[0];
+}
+
 async function refresh() {
   const now = Date.now();
   const since = new Date(now - 24 * 3600e3).toISOString();
@@ -185,7 +193,7 @@ async function refresh() {
     getJson("/api/patterns/?limit=20"),
     getJson("/api/alerts/?limit=20"),
     getJson("/api/stats/queues/"),
-    getJson("/api/review/?limit=10"),
+    getJson(`/api/review/?limit=10&hours=${reviewHours()}`),
   ]);
   const [dash, timeline, templates, patterns, alerts, queues, review] = results.map((r) => (r.status === "fulfilled" ? r.value : null));
   const failed = results.filter((r) => r.status === "rejected").map((r) => String(r.reason.message || r.reason));
@@ -258,6 +266,11 @@ function init() {
     localStorage.setItem(TOKEN_KEY, $("token").value);
     $("token").value = "";
     $("token-state").textContent = "token saved";
+    refresh();
+  });
+  $("review-hours").value = reviewHours();
+  $("review-hours").addEventListener("change", (ev) => {
+    localStorage.setItem(REVIEW_HOURS_KEY, ev.target.value);
     refresh();
   });
   const linked = /^#entry=(\d+)$/.exec(location.hash);

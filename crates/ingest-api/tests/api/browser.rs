@@ -6,8 +6,9 @@
 //! the charts and tables (broker queue depths included), clicks "mark normal" without a
 //! token, with a wrong one and with the right one typed into the token field, checks what
 //! the page says and what the API then stores (the label, and the entry re-scored),
-//! answers from the review queue, clicks through to an entry's detail panel, and saves
-//! `target/dashboard.png` for a person to look at.
+//! widens the review queue's window to 7 days (a pattern of three days ago joins it, and
+//! the choice outlives a reload), answers from the review queue, clicks through to an
+//! entry's detail panel, and saves `target/dashboard.png` for a person to look at.
 
 mod cdp;
 
@@ -139,6 +140,31 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
         false,
     )
     .await;
+    // A quiet source's pattern, its one line received three days ago: outside the review
+    // queue's default day.
+    let (fan_entry, fan_template) = analysed(
+        &app,
+        "WARNING",
+        "Fan 3 stopped on rack 12",
+        "tbrowser000000004",
+        "Fan <NUM> stopped on rack <NUM>",
+        0.55,
+        false,
+    )
+    .await;
+    app.db
+        .db
+        .run(move |c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(
+                "UPDATE log_entries SET received_at = now() - interval '3 days' WHERE id = $1",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(fan_entry)
+            .execute(c)?;
+            Ok(())
+        })
+        .await
+        .expect("entry moved three days back");
     app.db
         .db
         .run(|c| {
@@ -159,8 +185,8 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
         })
         .await
         .expect("pattern stored");
-    // No worker consumes this test's queues: the three analysis tasks wait in the broker.
-    app.wait_queue_depth("analysis", 3).await;
+    // No worker consumes this test's queues: the four analysis tasks wait in the broker.
+    app.wait_queue_depth("analysis", 4).await;
 
     let url = format!("{}/", app.address);
     let page = app.get("/").await;
@@ -220,12 +246,48 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
         status.starts_with("updated"),
         "a read failed while rendering: {status}"
     );
-    // Broker queue depths, as RabbitMQ counts them: 3 ready, no worker, nothing retrying
+    // The quiet source's pattern is not in the last day's queue; choosing "7 days" brings
+    // it in, and the page keeps that choice over a reload.
+    let fan_row = review_row(fan_template);
+    assert_eq!(
+        browser
+            .eval(&format!("document.querySelector('{fan_row}') === null"))
+            .await,
+        json!(true),
+        "a line of three days ago is in the last day's review queue"
+    );
+    browser
+        .eval(
+            "(() => { const s = document.getElementById('review-hours'); s.value = '168'; \
+             s.dispatchEvent(new Event('change')); return true; })()",
+        )
+        .await;
+    browser
+        .wait_for(
+            &format!("document.querySelector('{fan_row}') !== null"),
+            "the three-day-old pattern to join the 7-day review queue",
+        )
+        .await;
+    assert_eq!(
+        browser.text(&format!("{fan_row} td:nth-child(5)")).await,
+        "WARNING"
+    );
+    browser.goto(&url).await;
+    browser
+        .wait_for(
+            &format!(
+                "document.getElementById('review-hours').value === '168' \
+                 && document.querySelector('{fan_row}') !== null"
+            ),
+            "the 7-day window to outlive a reload",
+        )
+        .await;
+    // Broker queue depths, as RabbitMQ counts them: 4 ready, no worker, nothing retrying
     // or dead-lettered.
     let analysis = browser.text("#broker tr[data-queue=\"analysis\"]").await;
     assert_eq!(
         analysis.split_whitespace().collect::<Vec<_>>(),
-        ["analysis", "3", "0", "0", "0"],
+        ["analysis", "4", "0", "0", "0"],
         "broker row for analysis: {analysis:?}"
     );
     let notifications = browser
