@@ -757,6 +757,28 @@ mod tests {
         }
     }
 
+    /// Replays `recs` through a fresh scorer (the defaults but `warmup_lines`) with a
+    /// budget of `feedback` answers over batches of `batch` lines.
+    fn replay_fresh(
+        recs: &[LabelledRecord],
+        warmup_lines: u64,
+        feedback: u64,
+        batch: usize,
+    ) -> (Scorer<WordHash>, Report) {
+        let config = ScorerConfig {
+            warmup_lines,
+            ..ScorerConfig::default()
+        };
+        let mut s = Scorer::new(config, WordHash);
+        let opts = ReplayOptions {
+            feedback,
+            batch,
+            ..ReplayOptions::default()
+        };
+        let r = replay(&mut s, recs, &opts).unwrap();
+        (s, r)
+    }
+
     #[test]
     fn precision_recall_f1_by_hand() {
         // 10 lines, 4 anomalies; 5 flagged of which 3 are anomalies.
@@ -979,17 +1001,7 @@ mod tests {
         // Two batches, and more flagged templates than that: the operator answers several
         // after a batch instead of one per batch.
         let recs = stream();
-        let config = ScorerConfig {
-            warmup_lines: 50,
-            ..ScorerConfig::default()
-        };
-        let mut s = Scorer::new(config, WordHash);
-        let opts = ReplayOptions {
-            feedback: 3,
-            batch: recs.len().div_ceil(2),
-            ..ReplayOptions::default()
-        };
-        let r = replay(&mut s, &recs, &opts).unwrap();
+        let (s, r) = replay_fresh(&recs, 50, 3, recs.len().div_ceil(2));
         assert_eq!(r.feedback_used, 3, "{r:?}");
         assert_eq!(s.export().labels.len(), 3);
     }
@@ -1008,17 +1020,7 @@ mod tests {
                 label,
             ));
         }
-        let config = ScorerConfig {
-            warmup_lines: 0,
-            ..ScorerConfig::default()
-        };
-        let mut s = Scorer::new(config, WordHash);
-        let opts = ReplayOptions {
-            feedback: 1,
-            batch: 1,
-            ..ReplayOptions::default()
-        };
-        let r = replay(&mut s, &recs, &opts).unwrap();
+        let (s, r) = replay_fresh(&recs, 0, 1, 1);
         assert_eq!(r.feedback_used, 1);
         let labels = s.export().labels;
         assert_eq!(
@@ -1051,17 +1053,7 @@ mod tests {
                 Label::Normal,
             ));
         }
-        let config = ScorerConfig {
-            warmup_lines: 0,
-            ..ScorerConfig::default()
-        };
-        let mut s = Scorer::new(config, WordHash);
-        let opts = ReplayOptions {
-            feedback: 1,
-            batch: 8,
-            ..ReplayOptions::default()
-        };
-        let r = replay(&mut s, &recs, &opts).unwrap();
+        let (mut s, r) = replay_fresh(&recs, 0, 1, 8);
         assert_eq!(r.feedback_used, 1, "{r:?}");
         let later = s
             .score(&LogLine {
@@ -1151,17 +1143,7 @@ mod tests {
                 Label::Normal,
             ));
         }
-        let config = ScorerConfig {
-            warmup_lines: 10,
-            ..ScorerConfig::default()
-        };
-        let mut s = Scorer::new(config, WordHash);
-        let opts = ReplayOptions {
-            feedback: 5,
-            batch: 5,
-            ..ReplayOptions::default()
-        };
-        let r = replay(&mut s, &recs, &opts).unwrap();
+        let (_, r) = replay_fresh(&recs, 10, 5, 5);
         assert!(r.at_arrival.flagged >= 5, "{r:?}");
         assert_eq!(r.counts.flagged, 0, "{r:?}");
     }
@@ -1198,16 +1180,7 @@ mod tests {
             ));
         }
         recs.sort_by_key(|r| r.line.timestamp_ms);
-        let config = ScorerConfig {
-            warmup_lines: 0,
-            ..ScorerConfig::default()
-        };
-        let mut s = Scorer::new(config, WordHash);
-        let opts = ReplayOptions {
-            batch: 4,
-            ..ReplayOptions::default()
-        };
-        let r = replay(&mut s, &recs, &opts).unwrap();
+        let (_, r) = replay_fresh(&recs, 0, 0, 4);
         // At arrival: the five steady lines before learning and the burst were flagged.
         assert!(r.at_arrival.true_positives == 6, "{r:?}");
         assert!(r.at_arrival.flagged >= 11, "{r:?}");
