@@ -411,6 +411,7 @@ mod tests {
         );
         assert_eq!(short, "inconsistent nodesets <ID> <HEX> <ok>");
         assert_eq!(long, short);
+        assert_eq!(mask(&short), short, "masking a masked list changes nothing");
         assert_eq!(mask("route a1x -> b2x -> c3x"), "route <ID> -> <ID>");
     }
 
