@@ -567,19 +567,23 @@ impl Operator {
         } else {
             Label::Normal
         };
-        // As the feedback endpoint does: a normal answer covers the levels the
-        // template's lines of the window had come at (what the operator could see).
-        let seen_level = s
+        // As the feedback endpoint does (`db::templates::recent_max_level` and
+        // `rescore_recent`): a normal answer covers the levels the template's lines of the
+        // last [`RESCORE_WINDOW_MS`] had come at (every level without any), and those lines
+        // take the label's verdict; the queue may have shown older ones too.
+        let rescored: Vec<&RecentLine> = s
             .recent
+            .iter()
+            .filter(|l| now.saturating_sub(l.timestamp_ms) <= RESCORE_WINDOW_MS)
+            .collect();
+        let seen_level = rescored
             .iter()
             .map(|l| records[l.index].line.severity)
             .max()
             .unwrap_or(Severity::Critical);
         scorer.set_label_up_to(&id, label, seen_level);
-        for l in &s.recent {
-            if now.saturating_sub(l.timestamp_ms) <= RESCORE_WINDOW_MS {
-                verdicts[l.index] = label == Label::Anomaly;
-            }
+        for l in rescored {
+            verdicts[l.index] = label == Label::Anomaly;
         }
         if options.trace {
             eprintln!(
