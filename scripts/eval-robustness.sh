@@ -4,7 +4,8 @@
 # 1 s, every 30 min and every 6 h (a quiet source: 2 000 lines over about 17 months), each
 # sample's own timestamps (seeds 7, 11, 23), and the burst sets with their routine
 # CRITICAL lines in clumps (--routine-clumps; of 6-12 lines, as long register dumps, with
-# --clump-size 6-12) or their 60-line burst coming back (--recurring-burst 0), and burst
+# --clump-size 6-12; also at a line every 6 h, so that the clumps spread over days) or their
+# 60-line burst coming back (--recurring-burst 0), and burst
 # sets on six other bases and holdout sets of eight other systems (--only-burst --burst ...,
 # --only-holdout --holdout ..., all "not tuned on"). Builds each variant into
 # .cache/eval-robustness/<variant>/ and prints one summary row per variant: sets where the
@@ -39,6 +40,7 @@ variants=(
     "real-times-seed-23:--real-times --seed 23"
     "routine-clumps:--routine-clumps"
     "routine-big-clumps:--routine-clumps --clump-size 6-12"
+    "routine-big-clumps-6h:--routine-clumps --clump-size 6-12 --gap-mean 21600"
     "recurring-60:--recurring-burst 0"
     "other-bases:--only-burst --burst $OTHER_BASES"
     "other-bases-seed-11:--only-burst --burst $OTHER_BASES --seed 11"

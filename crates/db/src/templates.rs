@@ -5,9 +5,11 @@
 //! pull what other replicas (and the feedback endpoint) changed with [`changed_since`]:
 //! every write stamps `updated_at` with `clock_timestamp()`.
 //!
-//! An operator's label ([`set_label_and_rescore`]) also re-scores the template's entries
-//! of the last 24 hours ([`RESCORE_WINDOW`]); [`review_candidates`] feeds the review queue
-//! (`GET /api/review/`) that asks which templates to label first.
+//! An operator's label ([`set_label_and_rescore`]) also re-scores the template's latest
+//! entries, whatever their age ([`RESCORE_MAX_ENTRIES`]); a `normal` label covers the
+//! levels of its entries of the last 24 hours ([`RESCORE_WINDOW`]).
+//! [`review_candidates`] feeds the review queue (`GET /api/review/`) that asks which
+//! templates to label first.
 
 use chrono::{DateTime, Utc};
 use diesel::{
@@ -48,7 +50,7 @@ pub struct TemplateRow {
     pub level_episodes: i32,
     /// With a `normal` label: the most severe level among the template's entries of the
     /// last [`RESCORE_WINDOW`] when it was given (one of [`LEVELS`]), the levels the label
-    /// covers; none: every level.
+    /// covers (later lines, and the older entries it re-scores); none: every level.
     pub label_max_level: Option<String>,
 }
 
@@ -300,9 +302,10 @@ pub fn set_label(
         .optional()?)
 }
 
-/// The feedback unit of work: [`set_label`], then [`rescore_recent`] with the same label,
-/// in one transaction. `None` (and nothing changed) when there is no such template;
-/// otherwise the labelled row and how many recent entries were re-scored.
+/// The feedback unit of work: [`set_label`], then [`rescore_latest`] of the template's
+/// latest [`RESCORE_MAX_ENTRIES`] entries with the same label (a `normal` one at the levels
+/// it covers), in one transaction. `None` (and nothing changed) when there is no such
+/// template; otherwise the labelled row and how many entries were re-scored.
 pub fn set_label_and_rescore(
     conn: &mut PgConnection,
     id: i64,
@@ -312,7 +315,8 @@ pub fn set_label_and_rescore(
         let Some(row) = set_label(conn, id, label)? else {
             return Ok(None);
         };
-        let rescored = rescore_recent(conn, id, label)?;
+        let covers = row.label_max_level.as_deref();
+        let rescored = rescore_latest(conn, id, label, covers, RESCORE_MAX_ENTRIES)?;
         Ok(Some((row, rescored)))
     })
 }
@@ -346,14 +350,19 @@ pub fn list(
     Ok(rows)
 }
 
-/// How far back an operator's label re-scores the stored entries of its template: one
-/// day, the window of the dashboard's counts and of the review queue's default, so that
-/// what the operator looks at agrees with the answer they just gave (an hour left a
-/// burst's earlier lines flagged on the day's view). Older verdicts stay as they were
-/// scored (history is not rewritten); lines arriving later follow the label once the
-/// workers pull it (`LOGCANARY_TEMPLATE_REFRESH_MS`). The update reads the day's
-/// partitions only (`received_at` is the partition key).
+/// The window whose entries decide the levels a `normal` label covers (the most severe
+/// of them, `label_max_level`): one day, the window of the dashboard's counts and of the
+/// review queue's default, what the operator most likely looked at. A later line at a more
+/// severe level is judged by its prior, and an older one keeps its verdict.
 pub const RESCORE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// How many of a template's latest stored entries (by `received_at`) an operator's label
+/// re-scores, whatever their age: on a quiet source a template's lines are spread over days
+/// or weeks, and those flagged before the answer would otherwise stay flagged on the
+/// dashboard and in `GET /api/logs/` (alerts already sent stay sent). A count, not a time,
+/// so that one answer on a busy template rewrites a bounded number of rows; the index on
+/// `(template_id, received_at)` finds them newest first.
+pub const RESCORE_MAX_ENTRIES: i64 = 10_000;
 
 /// The note a re-scored entry's summary ends with; a later label replaces it, so it is
 /// never there twice.
@@ -462,20 +471,35 @@ pub fn rescore_learned_normal(
         .execute(conn)?)
 }
 
-/// Re-scores the entries of template `id` received within [`RESCORE_WINDOW`] with an
-/// operator's `label`: `is_anomaly` becomes `label == "anomaly"` and the summary gets
-/// `"; re-scored: its pattern was marked <normal|anomalous> by an operator"` (replacing
-/// an earlier such note). Returns how many entries changed; entries already so are left
-/// alone, so repeating a label changes nothing. Run it in the transaction of
-/// [`set_label`]. The filter is on `received_at`, the partition key, so only the newest
-/// partitions are read.
-pub fn rescore_recent(conn: &mut PgConnection, id: i64, label: &str) -> Result<usize, DbError> {
+/// Re-scores the latest `limit` entries of template `id` (by `received_at`, whatever their
+/// age; entries received at the same instant as the `limit`-th are in too) with an
+/// operator's `label`: `is_anomaly` becomes `label == "anomaly"` and the
+/// summary gets `"; re-scored: its pattern was marked <normal|anomalous> by an operator"`
+/// (replacing an earlier such note). A `normal` label with `covers` (its
+/// `label_max_level`) re-scores only entries at that level or below: the others keep their
+/// verdicts and notes. Returns how many entries changed; entries already so are left alone,
+/// so repeating a label changes nothing. Run it in the transaction of [`set_label`].
+pub fn rescore_latest(
+    conn: &mut PgConnection,
+    id: i64,
+    label: &str,
+    covers: Option<&str>,
+    limit: i64,
+) -> Result<usize, DbError> {
     const NEW_SUMMARY: &str =
         "concat_ws('; ', nullif(regexp_replace(coalesce(summary, ''), $3, ''), ''), $4)";
+    // The oldest `received_at` among the latest `limit` (an index scan of the newest
+    // partitions, stopped at `limit`), then every entry of the template from then on: ties
+    // at the cut are all in, and the partitions before it are pruned when the query runs.
     let sql = format!(
         "UPDATE log_entries SET is_anomaly = $2, summary = {NEW_SUMMARY} \
          WHERE template_id = $1 \
-           AND received_at >= now() - make_interval(secs => $5) \
+           AND received_at >= (SELECT min(received_at) FROM ( \
+                   SELECT received_at FROM log_entries \
+                   WHERE template_id = $1 ORDER BY received_at DESC LIMIT $5) latest) \
+           AND ($2 OR $6::text IS NULL \
+                OR coalesce(array_position($7::text[], severity), 0) \
+                   <= array_position($7::text[], $6::text)) \
            AND (is_anomaly IS DISTINCT FROM $2 OR summary IS DISTINCT FROM {NEW_SUMMARY})"
     );
     Ok(diesel::sql_query(sql)
@@ -483,7 +507,9 @@ pub fn rescore_recent(conn: &mut PgConnection, id: i64, label: &str) -> Result<u
         .bind::<Bool, _>(label == "anomaly")
         .bind::<Text, _>(RESCORE_NOTE_PATTERN)
         .bind::<Text, _>(rescore_note(label))
-        .bind::<Double, _>(RESCORE_WINDOW.as_secs_f64())
+        .bind::<BigInt, _>(limit)
+        .bind::<Nullable<Text>, _>(covers)
+        .bind::<Array<Text>, _>(&LEVELS[..])
         .execute(conn)?)
 }
 

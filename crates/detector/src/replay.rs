@@ -22,9 +22,10 @@
 //! detector has learned it as normal. The answer is the
 //! majority true label of the template's lines so far: an answer never uses a line from
 //! the future. It goes to [`Scorer::set_label_up_to`] with the most severe level among the
-//! template's lines of the window (what the operator could see; as the feedback endpoint
-//! stores it), and, as the feedback endpoint does, the template's lines of the last
-//! [`RESCORE_WINDOW_MS`] take the label's verdict.
+//! template's lines of the last day ([`RESCORE_WINDOW_MS`]; as the feedback endpoint
+//! stores it), and, as the feedback endpoint does, the template's latest
+//! [`RESCORE_MAX_LINES`] lines, whatever their age, take the label's verdict (a normal one
+//! only at the levels it covers).
 //!
 //! When a template is learned as normal, its lines of the last day that the level alone
 //! flagged, outside burst windows, are cleared as the scoring workers re-score stored
@@ -363,15 +364,22 @@ pub const REVIEW_WINDOW_MS: i64 = 24 * 3_600_000;
 /// The longest window `GET /api/review/` counts lines over (`hours=720`).
 pub const REVIEW_MAX_WINDOW_MS: i64 = 720 * 3_600_000;
 
-/// A label re-scores the template's lines of the last 24 hours (as the feedback endpoint does):
-/// the same day learning a template normal re-scores.
+/// The lines whose levels a `normal` answer covers: the template's lines of the last 24
+/// hours (as the feedback endpoint stores `label_max_level`), the same day learning a
+/// template normal re-scores.
 pub const RESCORE_WINDOW_MS: i64 = RELEARN_WINDOW_MS;
+
+/// How many of a template's latest lines an answer re-scores, whatever their age (as the
+/// feedback endpoint does, `db::templates::RESCORE_MAX_ENTRIES`).
+pub const RESCORE_MAX_LINES: usize = 10_000;
 
 /// What the simulated operator knows of one template: only lines that have arrived.
 #[derive(Default)]
 struct Seen {
     /// Its lines within the review window, oldest first.
     recent: VecDeque<RecentLine>,
+    /// Its latest [`RESCORE_MAX_LINES`] lines, oldest first: what an answer re-scores.
+    latest: VecDeque<usize>,
     anomalies: u64,
     normals: u64,
 }
@@ -508,6 +516,10 @@ impl Operator {
             level: record.line.severity.weight(),
             prior: score.prior,
         });
+        if entry.latest.len() == RESCORE_MAX_LINES {
+            entry.latest.pop_front();
+        }
+        entry.latest.push_back(index);
         match record.label {
             Label::Anomaly => entry.anomalies += 1,
             Label::Normal => entry.normals += 1,
@@ -536,8 +548,8 @@ impl Operator {
 
     /// Answers the top question of the queue as [`Operator::look`] last opened it, at `now`,
     /// if one reaches `options.min_priority`: labels its template in `scorer` and
-    /// re-scores its lines of the last [`RESCORE_WINDOW_MS`] in `verdicts`. Whether there
-    /// was a question to answer.
+    /// re-scores its latest [`RESCORE_MAX_LINES`] lines in `verdicts`. Whether there was a
+    /// question to answer.
     fn answer<E: TextEmbedder>(
         &mut self,
         scorer: &mut Scorer<E>,
@@ -568,22 +580,22 @@ impl Operator {
             Label::Normal
         };
         // As the feedback endpoint does (`db::templates::recent_max_level` and
-        // `rescore_recent`): a normal answer covers the levels the template's lines of the
-        // last [`RESCORE_WINDOW_MS`] had come at (every level without any), and those lines
-        // take the label's verdict; the queue may have shown older ones too.
-        let rescored: Vec<&RecentLine> = s
+        // `rescore_latest`): a normal answer covers the levels the template's lines of the
+        // last [`RESCORE_WINDOW_MS`] had come at (every level without any; the queue may
+        // have shown older ones too), and the template's latest [`RESCORE_MAX_LINES`] lines
+        // take the label's verdict, a normal one only at the levels it covers.
+        let seen_level = s
             .recent
             .iter()
             .filter(|l| now.saturating_sub(l.timestamp_ms) <= RESCORE_WINDOW_MS)
-            .collect();
-        let seen_level = rescored
-            .iter()
             .map(|l| records[l.index].line.severity)
             .max()
             .unwrap_or(Severity::Critical);
         scorer.set_label_up_to(&id, label, seen_level);
-        for l in rescored {
-            verdicts[l.index] = label == Label::Anomaly;
+        for &i in &s.latest {
+            if label == Label::Anomaly || records[i].line.severity <= seen_level {
+                verdicts[i] = label == Label::Anomaly;
+            }
         }
         if options.trace {
             eprintln!(
@@ -1150,6 +1162,61 @@ mod tests {
         let (_, r) = replay_fresh(&recs, 10, 5, 5);
         assert!(r.at_arrival.flagged >= 5, "{r:?}");
         assert_eq!(r.counts.flagged, 0, "{r:?}");
+    }
+
+    #[test]
+    fn an_answer_re_scores_the_templates_lines_of_earlier_days_too() {
+        // A quiet source: one line every 10 hours for 70 hours, answered "anomaly" after
+        // the only batch. Every line follows the answer, not only those of the last day.
+        let hour = 3_600_000;
+        let recs: Vec<LabelledRecord> = (0..8)
+            .map(|k| {
+                record(
+                    10 * k * hour,
+                    "INFO",
+                    "disk scrub found unreadable sectors",
+                    Label::Anomaly,
+                )
+            })
+            .collect();
+        let (_, r) = replay_fresh(&recs, 0, 1, 64);
+        assert_eq!(r.feedback_used, 1, "{r:?}");
+        assert_eq!(r.counts.true_positives, 8, "{r:?}");
+    }
+
+    #[test]
+    fn a_normal_answer_leaves_older_lines_above_the_levels_it_covers() {
+        // Two CRITICAL lines on the first day, then the same message at INFO every 10
+        // hours: the answer, "normal" from the last day's INFO lines, covers INFO only and
+        // the older CRITICAL lines keep their flags.
+        let hour = 3_600_000;
+        let mut recs = vec![
+            record(
+                0,
+                "CRITICAL",
+                "disk scrub found unreadable sectors",
+                Label::Anomaly,
+            ),
+            record(
+                hour,
+                "CRITICAL",
+                "disk scrub found unreadable sectors",
+                Label::Anomaly,
+            ),
+        ];
+        for k in 2..8 {
+            recs.push(record(
+                10 * k * hour,
+                "INFO",
+                "disk scrub found unreadable sectors",
+                Label::Normal,
+            ));
+        }
+        let (_, r) = replay_fresh(&recs, 0, 1, 64);
+        assert_eq!(r.feedback_used, 1, "{r:?}");
+        assert_eq!(r.at_arrival.true_positives, 2, "{r:?}");
+        assert_eq!(r.counts.true_positives, 2, "{r:?}");
+        assert_eq!(r.counts.flagged, 2, "{r:?}");
     }
 
     #[test]

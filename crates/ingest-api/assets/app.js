@@ -170,7 +170,7 @@ async function sendLabel(path, label) {
     body: JSON.stringify({ label }),
   });
   const body = await resp.json().catch(() => ({}));
-  const rescored = body.rescored ? `, ${body.rescored} recent ${body.rescored === 1 ? "entry" : "entries"} re-scored` : "";
+  const rescored = body.rescored ? `, ${body.rescored} ${body.rescored === 1 ? "entry" : "entries"} re-scored` : "";
   await refresh();
   // After the refresh, whose own messages (a refused token) this answer replaces.
   $("token-state").textContent = resp.ok ? `template #${body.id} marked ${body.label}${rescored}` : (body.detail || `HTTP ${resp.status}`);

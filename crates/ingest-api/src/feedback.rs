@@ -3,8 +3,10 @@
 //!
 //! The label is stored on the `templates` row; the analysis workers pull it within their
 //! refresh interval and later lines of that template, and of templates semantically close
-//! to it, are scored with it. In the same transaction the template's entries received
-//! within [`db::templates::RESCORE_WINDOW`] (24 h) are re-scored with the label.
+//! to it, are scored with it. In the same transaction the template's latest
+//! [`db::templates::RESCORE_MAX_ENTRIES`] entries, whatever their age, are re-scored with
+//! the label (a `normal` one only at the levels it covers, those of the template's entries
+//! of the last 24 hours).
 
 use db::templates::TemplateRow;
 

@@ -140,7 +140,7 @@ impl FromRequest for PageLabel {
 }
 
 /// The page's feedback answer: the labelled template's fields (as in
-/// `GET /api/templates/`) and how many of its entries of the last 24 hours were re-scored.
+/// `GET /api/templates/`) and how many of its latest entries were re-scored.
 #[derive(Serialize)]
 struct PageFeedbackOut {
     #[serde(flatten)]

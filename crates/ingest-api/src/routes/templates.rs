@@ -2,8 +2,9 @@
 //!
 //! `POST /api/logs/{id}/feedback/` labels the template of an analysed entry `normal` or
 //! `anomaly` (signed like every write), through [`crate::feedback::apply_feedback`]: the
-//! template's entries of the last 24 hours are re-scored with the label (`is_anomaly` follows
-//! it and their summary says so) and the answer reports how many changed (`rescored`).
+//! template's latest 10 000 entries, whatever their age, are re-scored with the label
+//! (`is_anomaly` follows it and their summary says so; a `normal` label only at the levels
+//! it covers) and the answer reports how many changed (`rescored`).
 //! `GET /api/templates/` lists the templates with their counts and labels.
 
 use actix_web::{web, HttpResponse};
@@ -88,13 +89,14 @@ pub struct FeedbackOut {
     log_entry_id: i64,
     /// The template now labelled.
     template: TemplateOut,
-    /// Entries of the template received in the last 24 hours whose verdict (`is_anomaly`) and
-    /// summary were re-scored with the label (0 when they already agreed).
+    /// Entries among the template's latest 10 000 whose verdict (`is_anomaly`) and summary
+    /// were re-scored with the label (0 when they already agreed; a `normal` label leaves
+    /// those above the levels it covers).
     rescored: u64,
 }
 
 /// Label the template of an analysed entry; later lines of that template (and of close
-/// ones) are scored with it, and its entries of the last 24 hours are re-scored with it.
+/// ones) are scored with it, and its latest 10 000 entries are re-scored with it.
 #[utoipa::path(post, path = "/api/logs/{id}/feedback/", tag = "templates", params(("id" = i64, Path)), request_body = FeedbackIn,
     responses((status = 200, body = FeedbackOut), (status = 400, body = BadRequestBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),

@@ -346,7 +346,7 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
         .await;
     assert_eq!(
         browser.text("#token-state").await,
-        format!("template #{disk_template} marked normal, 1 recent entry re-scored")
+        format!("template #{disk_template} marked normal, 1 entry re-scored")
     );
     assert_eq!(
         stored_label(&app, disk_template).await.as_deref(),
@@ -387,7 +387,7 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
         .await;
     assert_eq!(
         browser.text("#token-state").await,
-        format!("template #{kernel_template} marked anomaly, 1 recent entry re-scored")
+        format!("template #{kernel_template} marked anomaly, 1 entry re-scored")
     );
     assert_eq!(
         stored_label(&app, kernel_template).await.as_deref(),

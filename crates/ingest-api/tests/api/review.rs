@@ -1,4 +1,4 @@
-//! `GET /api/review/` (the review queue) and the re-scoring of recent entries that an
+//! `GET /api/review/` (the review queue) and the re-scoring of the latest entries that an
 //! operator's label triggers.
 //!
 //! No worker runs here: templates and scored entries are written as the analysis worker
@@ -296,11 +296,14 @@ async fn review_queue_is_empty_without_scored_lines() {
 }
 
 #[tokio::test]
-async fn feedback_rescores_the_templates_entries_of_the_last_day() {
+async fn feedback_rescores_the_templates_latest_entries_whatever_their_age() {
     let app = spawn_app().await;
-    let id = template(&app, "trescore00000000b1", "Disk <*> failed", 2).await;
+    let id = template(&app, "trescore00000000b1", "Disk <*> failed", 3).await;
     let recent = scored_entries(&app, id, "ERROR", 1, 0.9, 10).await[0];
+    // A day and a bit old: a quiet source's earlier line of the same pattern.
     let old = scored_entries(&app, id, "ERROR", 1, 0.9, 25 * 60).await[0];
+    // Three days old, at a level above those of the last day: "normal" does not cover it.
+    let critical = scored_entries(&app, id, "CRITICAL", 1, 0.9, 72 * 60).await[0];
     // Another template's recent entry is not touched.
     let other = template(&app, "trescore00000000b2", "Fan <*> stopped", 1).await;
     let bystander = scored_entries(&app, other, "ERROR", 1, 0.9, 10).await[0];
@@ -313,21 +316,24 @@ async fn feedback_rescores_the_templates_entries_of_the_last_day() {
         .await;
     assert_eq!(resp.status(), 200);
     let out: Value = resp.json().await.unwrap();
-    assert_eq!(out["rescored"], 1, "{out}");
+    assert_eq!(out["rescored"], 2, "{out}");
     assert_eq!(out["template"]["label"], "normal");
 
-    let entry = get_json(&app, &format!("/api/logs/{recent}/")).await;
-    assert_eq!(entry["is_anomaly"], false, "{entry}");
-    assert_eq!(
-        entry["summary"],
-        "New message pattern; severity ERROR; re-scored: its pattern was marked normal by an operator"
-    );
-    assert_eq!(entry["anomaly_score"], 0.9, "the score is kept");
-    for untouched in [old, bystander] {
-        let entry = get_json(&app, &format!("/api/logs/{untouched}/")).await;
-        assert_eq!(entry["is_anomaly"], true, "{entry}");
-        assert_eq!(entry["summary"], "New message pattern; severity ERROR");
+    for rescored in [recent, old] {
+        let entry = get_json(&app, &format!("/api/logs/{rescored}/")).await;
+        assert_eq!(entry["is_anomaly"], false, "{entry}");
+        assert_eq!(
+            entry["summary"],
+            "New message pattern; severity ERROR; re-scored: its pattern was marked normal by an operator"
+        );
+        assert_eq!(entry["anomaly_score"], 0.9, "the score is kept");
     }
+    let entry = get_json(&app, &format!("/api/logs/{critical}/")).await;
+    assert_eq!(entry["is_anomaly"], true, "{entry}");
+    assert_eq!(entry["summary"], "New message pattern; severity CRITICAL");
+    let entry = get_json(&app, &format!("/api/logs/{bystander}/")).await;
+    assert_eq!(entry["is_anomaly"], true, "{entry}");
+    assert_eq!(entry["summary"], "New message pattern; severity ERROR");
     // The review queue no longer asks about it.
     let page = get_json(&app, "/api/review/").await;
     let ids: Vec<&Value> = page["results"]
@@ -365,14 +371,35 @@ async fn feedback_rescores_the_templates_entries_of_the_last_day() {
         .json()
         .await
         .unwrap();
-    assert_eq!(out["rescored"], 1, "{out}");
-    let entry = get_json(&app, &format!("/api/logs/{recent}/")).await;
-    assert_eq!(entry["is_anomaly"], true);
-    assert_eq!(
-        entry["summary"],
-        "New message pattern; severity ERROR; re-scored: its pattern was marked anomalous by an operator"
-    );
-    let entry = get_json(&app, &format!("/api/logs/{old}/")).await;
-    assert_eq!(entry["summary"], "New message pattern; severity ERROR");
+    assert_eq!(out["rescored"], 3, "{out}");
+    for (rescored, level) in [(recent, "ERROR"), (old, "ERROR"), (critical, "CRITICAL")] {
+        let entry = get_json(&app, &format!("/api/logs/{rescored}/")).await;
+        assert_eq!(entry["is_anomaly"], true);
+        assert_eq!(
+            entry["summary"],
+            format!("New message pattern; severity {level}; re-scored: its pattern was marked anomalous by an operator")
+        );
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_label_rescores_no_more_than_the_templates_latest_entries() {
+    let app = spawn_app().await;
+    let id = template(&app, "trescore00000000b3", "Link <*> down", 3).await;
+    let newest = scored_entries(&app, id, "ERROR", 1, 0.9, 10).await[0];
+    let middle = scored_entries(&app, id, "ERROR", 1, 0.9, 20).await[0];
+    let oldest = scored_entries(&app, id, "ERROR", 1, 0.9, 30).await[0];
+    let rescored = app
+        .db
+        .db
+        .run(move |c| db::templates::rescore_latest(c, id, "normal", None, 2))
+        .await
+        .unwrap();
+    assert_eq!(rescored, 2);
+    for (entry, flagged) in [(newest, false), (middle, false), (oldest, true)] {
+        let entry = get_json(&app, &format!("/api/logs/{entry}/")).await;
+        assert_eq!(entry["is_anomaly"], flagged, "{entry}");
+    }
     app.cleanup().await;
 }
