@@ -387,13 +387,14 @@ pub const LEARNED_NORMAL_NOTE: &str = "re-scored: its pattern was learned as nor
 /// says (the scoring workers fill it from the detector's settings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelearnRule {
-    /// How far back, by `received_at`.
-    pub window: std::time::Duration,
+    /// How many of the template's latest analysed entries (by `received_at`), whatever
+    /// their age.
+    pub max_entries: i64,
     /// The presence window, in milliseconds of `logged_at`.
     pub presence_window_ms: i64,
     /// Levels whose lines are re-scored (those the level alone flags) ...
     pub levels: Vec<String>,
-    /// ... when the template's entries at those levels within the window came in at least
+    /// ... when the template's entries at those levels among them came in at least
     /// this many episodes (runs of entries at most `episode_gap` apart by `logged_at`): a
     /// burst at the highest level, or one that comes back once, keeps its verdicts.
     pub level_min_episodes: i64,
@@ -403,19 +404,19 @@ pub struct RelearnRule {
     /// verdicts (the lifetime from the row's `count` and `windows`).
     pub burst_rate_factor: f64,
     pub burst_min_lines: i64,
-    /// A template seen within the window in at least this share of the presence windows
+    /// A template seen among them in at least this share of the presence windows
     /// from its `first_seen` to its `last_seen` is a continuous stream: its flagged
     /// entries of every level are re-scored, not only those of `levels`.
     pub continuous_coverage: f64,
 }
 
 /// The template `id` was just learned as normal (steady presence): its flagged entries
-/// received within `rule.window`, at one of `rule.levels` (at any level when it is a
-/// continuous stream), outside burst windows, become normal, and their summary ends with
-/// [`LEARNED_NORMAL_NOTE`]. Nothing changes for a labelled template (the label decides
-/// its lines). Returns how many entries changed; running it again changes nothing. Run it
-/// after the batch's entries and the template's row are written: the windows are counted
-/// over every analysed entry of the template in `rule.window`, whatever its level or
+/// among its latest `rule.max_entries` analysed ones (whatever their age), at one of
+/// `rule.levels` (at any level when it is a continuous stream), outside burst windows,
+/// become normal, and their summary ends with [`LEARNED_NORMAL_NOTE`]. Nothing changes for
+/// a labelled template (the label decides its lines). Returns how many entries changed;
+/// running it again changes nothing. Run it after the batch's entries and the template's
+/// row are written: the windows are counted over those entries, whatever their level or
 /// verdict, and the lifetime from the row.
 pub fn rescore_learned_normal(
     conn: &mut PgConnection,
@@ -425,12 +426,17 @@ pub fn rescore_learned_normal(
     const NEW_SUMMARY: &str =
         "concat_ws('; ', nullif(regexp_replace(coalesce(e.summary, ''), $7, ''), ''), $8)";
     let sql = format!(
-        "WITH lines AS ( \
+        "WITH cut AS ( \
+             SELECT min(received_at) AS at FROM ( \
+                 SELECT received_at FROM log_entries \
+                 WHERE template_id = $1 AND analyzed_at IS NOT NULL \
+                 ORDER BY received_at DESC LIMIT $3) latest), \
+         lines AS ( \
              SELECT id, received_at, logged_at, severity, is_anomaly, \
                     floor(extract(epoch FROM logged_at) * 1000 / $2)::bigint AS win \
              FROM log_entries \
              WHERE template_id = $1 AND analyzed_at IS NOT NULL \
-               AND received_at >= now() - make_interval(secs => $3)), \
+               AND received_at >= (SELECT at FROM cut)), \
          per_window AS (SELECT win, count(*) AS n FROM lines GROUP BY win), \
          life AS ( \
              SELECT count, greatest(windows - 1, 1) AS others, \
@@ -450,7 +456,7 @@ pub fn rescore_learned_normal(
          UPDATE log_entries e SET is_anomaly = false, summary = {NEW_SUMMARY} \
          FROM lines l JOIN per_window w ON w.win = l.win CROSS JOIN rule \
          WHERE e.id = l.id AND e.received_at = l.received_at \
-           AND e.received_at >= now() - make_interval(secs => $3) \
+           AND e.template_id = $1 AND e.received_at >= (SELECT at FROM cut) \
            AND l.is_anomaly \
            AND ((l.severity = ANY($6) AND rule.level_steady) OR rule.continuous) \
            AND w.n <= greatest($4::bigint, \
@@ -459,7 +465,7 @@ pub fn rescore_learned_normal(
     Ok(diesel::sql_query(sql)
         .bind::<BigInt, _>(id)
         .bind::<Double, _>(rule.presence_window_ms.max(1) as f64)
-        .bind::<Double, _>(rule.window.as_secs_f64())
+        .bind::<BigInt, _>(rule.max_entries)
         .bind::<BigInt, _>(rule.burst_min_lines)
         .bind::<Double, _>(rule.burst_rate_factor)
         .bind::<Array<Text>, _>(&rule.levels)

@@ -27,8 +27,8 @@
 //! [`RESCORE_MAX_LINES`] lines, whatever their age, take the label's verdict (a normal one
 //! only at the levels it covers).
 //!
-//! When a template is learned as normal, its lines of the last day that the level alone
-//! flagged, outside burst windows, are cleared as the scoring workers re-score stored
+//! When a template is learned as normal, those of its latest [`RESCORE_MAX_LINES`] lines
+//! that the level alone flagged, outside burst windows, are cleared as the scoring workers re-score stored
 //! entries ([`crate::scorer::relearn`]).
 //!
 //! Two figures come out: the verdicts as stored at the end (what the API shows, re-scored
@@ -47,7 +47,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::drain::{TemplateChange, TemplateId, TemplateMiner};
-use crate::scorer::relearn::{self, RELEARN_WINDOW_MS};
+use crate::scorer::relearn::{self, RESCORE_MAX_LINES};
 use crate::scorer::{
     Label, LogLine, Score, ScoreError, Scorer, ScorerConfig, Severity, TextEmbedder,
 };
@@ -365,13 +365,9 @@ pub const REVIEW_WINDOW_MS: i64 = 24 * 3_600_000;
 pub const REVIEW_MAX_WINDOW_MS: i64 = 720 * 3_600_000;
 
 /// The lines whose levels a `normal` answer covers: the template's lines of the last 24
-/// hours (as the feedback endpoint stores `label_max_level`), the same day learning a
-/// template normal re-scores.
-pub const RESCORE_WINDOW_MS: i64 = RELEARN_WINDOW_MS;
-
-/// How many of a template's latest lines an answer re-scores, whatever their age (as the
-/// feedback endpoint does, `db::templates::RESCORE_MAX_ENTRIES`).
-pub const RESCORE_MAX_LINES: usize = 10_000;
+/// hours (as the feedback endpoint stores `label_max_level`). The answer re-scores the
+/// template's latest [`RESCORE_MAX_LINES`] lines, whatever their age, as learning does.
+pub const RESCORE_WINDOW_MS: i64 = 24 * 3_600_000;
 
 /// What the simulated operator knows of one template: only lines that have arrived.
 #[derive(Default)]
@@ -417,8 +413,8 @@ impl Seen {
     }
 }
 
-/// The replay's side of [`crate::scorer::relearn`]: keeps each template's lines of the
-/// last [`RELEARN_WINDOW_MS`] and, on the line its template is learned as normal on,
+/// The replay's side of [`crate::scorer::relearn`]: keeps each template's latest
+/// [`RESCORE_MAX_LINES`] lines and, on the line its template is learned as normal on,
 /// clears the verdicts of those the level alone flagged (when that level was steady; of
 /// any level for a continuous stream) outside burst windows (the SQL the scoring workers
 /// run on stored entries does the same).
@@ -462,10 +458,7 @@ impl Relearn {
         let life = *life;
         let lines = self.lines.entry(score.template_id.clone()).or_default();
         lines.push_back((now, index, line.severity));
-        while lines
-            .front()
-            .is_some_and(|&(t, _, _)| now.saturating_sub(t) > RELEARN_WINDOW_MS)
-        {
+        while lines.len() > RESCORE_MAX_LINES {
             lines.pop_front();
         }
         if !score.newly_learned_normal {
@@ -1217,6 +1210,27 @@ mod tests {
         assert_eq!(r.at_arrival.true_positives, 2, "{r:?}");
         assert_eq!(r.counts.true_positives, 2, "{r:?}");
         assert_eq!(r.counts.flagged, 2, "{r:?}");
+    }
+
+    #[test]
+    fn learning_a_template_normal_clears_its_flagged_lines_of_earlier_days_too() {
+        // A quiet source: a routine CRITICAL line every 15 hours. The first two are
+        // flagged by their level; the third shows steady presence (three windows over an
+        // hour), and the first, 30 hours old by then, is cleared with the second.
+        let hour = 3_600_000;
+        let recs: Vec<LabelledRecord> = (0..5)
+            .map(|k| {
+                record(
+                    15 * k * hour,
+                    "CRITICAL",
+                    "node card power cycled by service controller",
+                    Label::Normal,
+                )
+            })
+            .collect();
+        let (_, r) = replay_fresh(&recs, 0, 0, 1);
+        assert_eq!(r.at_arrival.flagged, 2, "{r:?}");
+        assert_eq!(r.counts.flagged, 0, "{r:?}");
     }
 
     #[test]

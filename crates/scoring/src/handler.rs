@@ -64,7 +64,7 @@ pub struct ScoringHandler {
 pub fn relearn_rule(config: &detector::scorer::ScorerConfig) -> db::templates::RelearnRule {
     use detector::scorer::relearn;
     db::templates::RelearnRule {
-        window: Duration::from_millis(relearn::RELEARN_WINDOW_MS.unsigned_abs()),
+        max_entries: i64::try_from(relearn::RESCORE_MAX_LINES).unwrap_or(i64::MAX),
         presence_window_ms: config.presence_window_ms,
         levels: relearn::levels_flagged_alone(config)
             .into_iter()
@@ -669,4 +669,15 @@ fn write(
         .map(|d| d.key)
         .collect();
     Ok((results, stored))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Learning a template normal and an operator's answer reach as many of its entries,
+    /// as the eval assumes (`detector::replay`).
+    #[test]
+    fn learning_and_answers_re_score_as_many_entries() {
+        let rule = super::relearn_rule(&detector::scorer::ScorerConfig::default());
+        assert_eq!(rule.max_entries, db::templates::RESCORE_MAX_ENTRIES);
+    }
 }

@@ -174,6 +174,47 @@ async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() 
     assert_eq!(text.matches("re-scored").count(), 1, "{text}");
 }
 
+#[tokio::test]
+async fn learning_re_scores_the_templates_earlier_lines_of_any_age() {
+    let (_db, h, start) = no_warmup().await;
+    let minutes = |m: i64| start + Duration::minutes(m);
+    // A routine CRITICAL line every 20 minutes. The first hour's three lines are flagged by
+    // their level (the pattern is not known yet) ...
+    let first: Vec<NewLogEntry> = (0..3)
+        .map(|k| entry(minutes(20 * k), "CRITICAL", ROUTINE))
+        .collect();
+    let early = support::score_entries(&h, first).await;
+    // ... and were received three days ago, as a quiet source's are.
+    let moved = early.clone();
+    h.db.run(move |c| {
+        use diesel::RunQueryDsl;
+        Ok(diesel::sql_query(
+            "UPDATE log_entries SET received_at = received_at - interval '3 days' \
+             WHERE id = ANY($1)",
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(moved)
+        .execute(c)?)
+    })
+    .await
+    .expect("moved");
+    // The next hour's lines show steady presence: learned as normal at the 60-minute line,
+    // and the three earlier lines are re-scored although they are days old.
+    let later: Vec<NewLogEntry> = (3..6)
+        .map(|k| entry(minutes(20 * k), "CRITICAL", ROUTINE))
+        .collect();
+    support::score_entries(&h, later).await;
+    let rows =
+        h.db.run(move |c| db::entries::by_ids(c, &early))
+            .await
+            .expect("entries");
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert_eq!(row.is_anomaly, Some(false), "{row:?}");
+        let summary = row.summary.unwrap_or_default();
+        assert!(summary.ends_with(LEARNED_NORMAL_NOTE), "{summary}");
+    }
+}
+
 /// A handler without warm-up on its own database (kept alive by the caller), its
 /// templates loaded, and six hours ago aligned on a presence window.
 async fn no_warmup() -> (

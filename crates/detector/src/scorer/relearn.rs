@@ -5,27 +5,27 @@
 //! whatever it says: a source that logs a routine event at its highest level gets its
 //! first few lines of it flagged. When the template is then learned as normal (the first
 //! line [`Score::newly_learned_normal`](super::Score::newly_learned_normal) marks), those
-//! earlier verdicts were the level's, not the template's: its lines of the last
-//! [`RELEARN_WINDOW_MS`] that the level alone flagged are re-scored as normal, as an
-//! operator's answer re-scores a template's recent lines, when its lines at those levels
-//! have shown steady presence themselves: they came in at least `normal_after_windows`
-//! separate episodes within the day, runs of lines at most [`EPISODE_GAP_MS`] apart
+//! earlier verdicts were the level's, not the template's: of its latest
+//! [`RESCORE_MAX_LINES`] lines, whatever their age, those the level alone flagged are
+//! re-scored as normal, as an operator's answer re-scores a template's latest lines, when
+//! its lines at those levels have shown steady presence themselves: they came in at least
+//! `normal_after_windows` separate episodes among those lines, runs of lines at most
+//! [`EPISODE_GAP_MS`] apart
 //! ([`level_is_steady`]). A CRITICAL burst of a pattern that is otherwise quiet INFO
 //! chatter was never routine at CRITICAL, and an anomalous burst that comes back once is
 //! two episodes however many windows it fills. Two kinds stay as scored:
 //!
 //! - lines the level alone did not flag (they were flagged on novelty or on what the words
 //!   say): that evidence was true when they came. Unless the template is a **continuous
-//!   stream**: first seen within the day and present in every presence window since (at
-//!   least an hour of them, as learning needs). A new chatty message that then never stops
+//!   stream**: present in every presence window since its first line (at least an hour
+//!   of them, as learning needs; its first line among the latest lines). A new chatty message that then never stops
 //!   ("Failed to renew lease ... Will retry shortly" every few seconds) has become the
 //!   steady state, and its first hour is re-scored whatever its level;
 //! - lines of a **burst window**: a time window of `presence_window_ms` that holds more
 //!   than [`BURST_RATE_FACTOR`] times the template's mean lines per window in the other
 //!   windows it was ever seen in (its other lines over its other presence windows), and
 //!   more than [`BURST_MIN_LINES`]. A burst stays suspect even when the template is
-//!   otherwise steady (the rule for learned normal), also when the burst is all
-//!   the day holds of a template whose quiet lines came days before. A routine event that
+//!   otherwise steady (the rule for learned normal). A routine event that
 //!   always comes as a clump of a few lines (a program-load failure and the register
 //!   dumps after it) is not a burst: its clumps are what its windows hold.
 //!
@@ -37,9 +37,11 @@ use std::collections::{HashMap, HashSet};
 
 use super::{ScorerConfig, Severity};
 
-/// How far back a template's lines are re-scored when it is learned as normal: the day
-/// an operator's answer re-scores too.
-pub const RELEARN_WINDOW_MS: i64 = 24 * 3_600_000;
+/// How many of a template's latest lines are re-scored when it is learned as normal (and
+/// when an operator answers, `db::templates::RESCORE_MAX_ENTRIES`): a count, whatever
+/// their age, because on a quiet source a template's first lines came days before it could
+/// show steady presence; a count bounds what one re-score rewrites.
+pub const RESCORE_MAX_LINES: usize = 10_000;
 
 /// A window holding more than this many times the template's mean lines per window is a
 /// burst, and its lines keep their verdict.
@@ -49,7 +51,7 @@ pub const BURST_RATE_FACTOR: f64 = 3.0;
 pub const BURST_MIN_LINES: u64 = 2;
 
 /// Share of the presence windows from a template's first line to now that it must have
-/// been seen in within the day to count as a continuous stream (every one of them).
+/// been seen in among its latest lines to count as a continuous stream (every one of them).
 pub const CONTINUOUS_COVERAGE: f64 = 1.0;
 
 /// A template's whole life so far, in presence windows (`timestamp div presence_window_ms`).
@@ -80,13 +82,14 @@ pub struct Rescore {
     pub any_level: bool,
 }
 
-/// The plan for a template learned as normal, from its lines per window within the day
-/// (`window -> lines`, every line counted, the learning one included) and its lifetime.
-pub fn plan(day: &HashMap<i64, u64>, lifetime: Lifetime) -> Rescore {
-    #[allow(clippy::cast_precision_loss)] // a day's windows
-    let continuous = day.len() as f64 >= CONTINUOUS_COVERAGE * lifetime.windows_spanned() as f64;
+/// The plan for a template learned as normal, from its latest lines per window
+/// (`window -> lines`, every line counted, the learning one included; at most
+/// [`RESCORE_MAX_LINES`]) and its lifetime.
+pub fn plan(latest: &HashMap<i64, u64>, lifetime: Lifetime) -> Rescore {
+    #[allow(clippy::cast_precision_loss)] // windows of at most RESCORE_MAX_LINES lines
+    let continuous = latest.len() as f64 >= CONTINUOUS_COVERAGE * lifetime.windows_spanned() as f64;
     Rescore {
-        windows: day
+        windows: latest
             .iter()
             .filter(|&(_, &n)| n <= burst_bound(lifetime, n))
             .map(|(&w, _)| w)
@@ -117,8 +120,8 @@ pub fn starts_episode(previous_ms: Option<i64>, now_ms: i64) -> bool {
     previous_ms.is_none_or(|p| now_ms.saturating_sub(p) > EPISODE_GAP_MS)
 }
 
-/// Whether a template's lines at the [`levels_flagged_alone`] within the day (their
-/// times, in order) count as steady at that level: they came in at least
+/// Whether a template's latest lines at the [`levels_flagged_alone`] (their times, in
+/// order) count as steady at that level: they came in at least
 /// `normal_after_windows` separate episodes (runs of lines at most [`EPISODE_GAP_MS`]
 /// apart), as many as learning needs windows. A burst, or a burst that comes back once,
 /// is one or two episodes however many lines and windows it fills.
