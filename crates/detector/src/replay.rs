@@ -647,7 +647,7 @@ pub fn replay<E: TextEmbedder>(
         ..Operator::default()
     };
     let mut offset = 0usize;
-    // Each template's lines of the last day (time, index, level), for the re-scoring
+    // Each template's latest lines (time, index, level), for the re-scoring
     // that learning it as normal does (`scorer::relearn`).
     let mut relearn = Relearn::new(scorer.config());
     let batches = records.len().div_ceil(options.batch.max(1));
@@ -1131,7 +1131,7 @@ mod tests {
     #[test]
     fn an_answer_re_scores_the_templates_recent_lines() {
         // Routine lines, then a CRITICAL template that is really routine: flagged on
-        // arrival, then answered normal, which re-scores its lines of the last 24 hours.
+        // arrival, then answered normal, which re-scores its lines.
         let mut recs = Vec::new();
         let mut t = 0;
         for round in 0..30 {
