@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use test_support::{free_port, Spawned, TestDb};
+use test_support::{Spawned, TestDb};
 
 pub struct Stack {
     pub db: TestDb,
@@ -31,25 +31,25 @@ impl Stack {
     pub async fn start_api(worker_env: &[(&'static str, &str)]) -> Self {
         let db = TestDb::new().await;
         let prefix = test_support::queue_prefix();
-        let (api_port, api_admin_port) = (free_port(), free_port());
         let common = vec![
             ("DATABASE_URL", db.url.clone()),
             ("AMQP_URL", test_support::amqp_url()),
             ("LOGCANARY_AMQP_PREFIX", prefix.clone()),
             ("LOGCANARY_DB_POOL_SIZE", "4".to_owned()),
         ];
-        let mut api_env = common.clone();
-        api_env.extend([
-            ("LOGCANARY_HTTP_ADDR", format!("127.0.0.1:{api_port}")),
-            (
-                "LOGCANARY_ADMIN_ADDR",
-                format!("127.0.0.1:{api_admin_port}"),
-            ),
-            ("LOGCANARY_HMAC_KEYS", test_support::test_hmac_keys()),
-            ("LOGCANARY_API_TOKENS", test_support::test_api_tokens()),
-            ("LOGCANARY_HTTP_WORKERS", "2".to_owned()),
-        ]);
-        let ingest = Spawned::start("ingest-api", &[], &api_env, api_admin_port).await;
+        let (ingest, ports) = Spawned::start_on_free_ports("ingest-api", &[], 2, |ports| {
+            let mut api_env = common.clone();
+            api_env.extend([
+                ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{}", ports[0])),
+                ("LOGCANARY_HTTP_ADDR", format!("127.0.0.1:{}", ports[1])),
+                ("LOGCANARY_HMAC_KEYS", test_support::test_hmac_keys()),
+                ("LOGCANARY_API_TOKENS", test_support::test_api_tokens()),
+                ("LOGCANARY_HTTP_WORKERS", "2".to_owned()),
+            ]);
+            api_env
+        })
+        .await;
+        let (api_admin_port, api_port) = (ports[0], ports[1]);
         let mut worker_args = common;
         worker_args.push(("LOGCANARY_RETRY_BASE_MS", "100".to_owned()));
         worker_args.push(("LOGCANARY_RETRY_MAX_MS", "400".to_owned()));
@@ -79,61 +79,70 @@ impl Stack {
 
     /// Starts (another) analysis worker process.
     pub async fn start_worker(&mut self) {
-        let port = free_port();
-        let mut env = self.worker_args.clone();
-        env.push(("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{port}")));
-        self.worker = Some(Spawned::start("analysis-worker", &[], &env, port).await);
-        self.worker_admin_port = port;
+        let (worker, ports) = Spawned::start_on_free_ports("analysis-worker", &[], 1, |ports| {
+            let mut env = self.worker_args.clone();
+            env.push(("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{}", ports[0])));
+            env
+        })
+        .await;
+        self.worker = Some(worker);
+        self.worker_admin_port = ports[0];
     }
 
     /// Starts a realtime-worker process with the workers' settings plus `env`; returns it
     /// and its admin port.
     pub async fn spawn_realtime_worker(&self, env: &[(&'static str, &str)]) -> (Spawned, u16) {
-        let port = free_port();
-        let mut vars = self.worker_args.clone();
-        for (k, v) in env {
-            vars.retain(|(key, _)| key != k);
-            vars.push((k, (*v).to_owned()));
-        }
-        vars.push(("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{port}")));
-        (
-            Spawned::start("realtime-worker", &[], &vars, port).await,
-            port,
-        )
+        let (worker, ports) = Spawned::start_on_free_ports("realtime-worker", &[], 1, |ports| {
+            let mut vars = self.worker_args.clone();
+            for (k, v) in env {
+                vars.retain(|(key, _)| key != k);
+                vars.push((k, (*v).to_owned()));
+            }
+            vars.push(("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{}", ports[0])));
+            vars
+        })
+        .await;
+        (worker, ports[0])
     }
 
     /// Starts a `notifier` process on this stack's database and broker names; `env` adds
     /// its settings (SMTP, webhooks, timings). The caller owns (and stops) the process.
     pub async fn start_notifier(&self, env: &[(&'static str, String)]) -> Spawned {
-        let port = free_port();
-        let mut all = vec![
-            ("DATABASE_URL", self.db.url.clone()),
-            ("AMQP_URL", test_support::amqp_url()),
-            ("LOGCANARY_AMQP_PREFIX", self.prefix.clone()),
-            ("LOGCANARY_DB_POOL_SIZE", "4".to_owned()),
-            ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{port}")),
-        ];
-        all.extend(env.iter().cloned());
-        Spawned::start("notifier", &[], &all, port).await
+        Spawned::start_on_free_ports("notifier", &[], 1, |ports| {
+            let mut all = vec![
+                ("DATABASE_URL", self.db.url.clone()),
+                ("AMQP_URL", test_support::amqp_url()),
+                ("LOGCANARY_AMQP_PREFIX", self.prefix.clone()),
+                ("LOGCANARY_DB_POOL_SIZE", "4".to_owned()),
+                ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{}", ports[0])),
+            ];
+            all.extend(env.iter().cloned());
+            all
+        })
+        .await
+        .0
     }
 
     /// Spawns a scheduler on this stack's database and broker names; returns it with its
     /// admin port. `env` adds or overrides settings (e.g. a short tick).
     pub async fn spawn_scheduler(&self, env: &[(&'static str, &str)]) -> (Spawned, u16) {
-        let port = free_port();
-        let mut vars = vec![
-            ("DATABASE_URL", self.db.url.clone()),
-            ("AMQP_URL", test_support::amqp_url()),
-            ("LOGCANARY_AMQP_PREFIX", self.prefix.clone()),
-            ("LOGCANARY_DB_POOL_SIZE", "4".to_owned()),
-            ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{port}")),
-            ("LOGCANARY_SCHEDULER_TICK_MS", "100".to_owned()),
-        ];
-        for (k, v) in env {
-            vars.retain(|(key, _)| key != k);
-            vars.push((k, (*v).to_owned()));
-        }
-        (Spawned::start("scheduler", &[], &vars, port).await, port)
+        let (scheduler, ports) = Spawned::start_on_free_ports("scheduler", &[], 1, |ports| {
+            let mut vars = vec![
+                ("DATABASE_URL", self.db.url.clone()),
+                ("AMQP_URL", test_support::amqp_url()),
+                ("LOGCANARY_AMQP_PREFIX", self.prefix.clone()),
+                ("LOGCANARY_DB_POOL_SIZE", "4".to_owned()),
+                ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{}", ports[0])),
+                ("LOGCANARY_SCHEDULER_TICK_MS", "100".to_owned()),
+            ];
+            for (k, v) in env {
+                vars.retain(|(key, _)| key != k);
+                vars.push((k, (*v).to_owned()));
+            }
+            vars
+        })
+        .await;
+        (scheduler, ports[0])
     }
 
     pub async fn post_signed(&self, path: &str, body: &Value) -> (u16, Value) {

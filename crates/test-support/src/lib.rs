@@ -432,6 +432,40 @@ pub struct Spawned {
 impl Spawned {
     /// Starts `name` with `env`, and waits until `http://127.0.0.1:{admin_port}/livez` answers.
     pub async fn start(name: &str, args: &[&str], env: &[(&str, String)], admin_port: u16) -> Self {
+        Self::try_start(name, args, env, admin_port)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts `name` on `ports` fresh ports from [`free_port`] (at least one): `env_for`
+    /// gives its environment for them, and the first is its admin port. A port checked free
+    /// can still be taken by another test's child before this one binds it ("address in
+    /// use", seen in CI), so when the child exits before answering it is started again on
+    /// other ports, three times in all. Returns it and its ports.
+    pub async fn start_on_free_ports(
+        name: &str,
+        args: &[&str],
+        ports: usize,
+        env_for: impl Fn(&[u16]) -> Vec<(&'static str, String)>,
+    ) -> (Self, Vec<u16>) {
+        let mut failure = String::new();
+        for _ in 0..3 {
+            let chosen: Vec<u16> = (0..ports.max(1)).map(|_| free_port()).collect();
+            match Self::try_start(name, args, &env_for(&chosen), chosen[0]).await {
+                Ok(spawned) => return (spawned, chosen),
+                Err(e) => failure = e,
+            }
+        }
+        panic!("{failure} (three times, on other ports each time)")
+    }
+
+    /// [`Spawned::start`], with an `Err` when the child exits before answering.
+    async fn try_start(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+        admin_port: u16,
+    ) -> Result<Self, String> {
         let mut cmd = Command::new(bin_path(name));
         cmd.args(args)
             .env("LOGCANARY_LOG_FORMAT", "json")
@@ -456,12 +490,14 @@ impl Spawned {
         loop {
             if let Ok(r) = client.get(&url).send().await {
                 if r.status().is_success() {
-                    return spawned;
+                    return Ok(spawned);
                 }
             }
             // A child that exited (a bad setting, a port in use) will never answer: say so now.
             if let Ok(Some(status)) = spawned.child.try_wait() {
-                panic!("{name} exited with {status} before {url} answered (its stderr is above)");
+                return Err(format!(
+                    "{name} exited with {status} before {url} answered (its stderr is above)"
+                ));
             }
             assert!(Instant::now() < deadline, "{url} did not answer within 30s");
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -62,20 +62,18 @@ async fn every_binary_serves_metrics_that_pass_promtool() {
     let stack = Stack::start(&[]).await;
     let (mut realtime, realtime_port) = stack.spawn_realtime_worker(&[]).await;
     // Started here rather than with `start_notifier`, to know its admin port.
-    let notifier_port = test_support::free_port();
-    let mut notifier = test_support::Spawned::start(
-        "notifier",
-        &[],
-        &[
-            ("DATABASE_URL", stack.db.url.clone()),
-            ("AMQP_URL", test_support::amqp_url()),
-            ("LOGCANARY_AMQP_PREFIX", stack.prefix.clone()),
-            ("LOGCANARY_DB_POOL_SIZE", "2".to_owned()),
-            ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{notifier_port}")),
-        ],
-        notifier_port,
-    )
-    .await;
+    let (mut notifier, ports) =
+        test_support::Spawned::start_on_free_ports("notifier", &[], 1, |ports| {
+            vec![
+                ("DATABASE_URL", stack.db.url.clone()),
+                ("AMQP_URL", test_support::amqp_url()),
+                ("LOGCANARY_AMQP_PREFIX", stack.prefix.clone()),
+                ("LOGCANARY_DB_POOL_SIZE", "2".to_owned()),
+                ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{}", ports[0])),
+            ]
+        })
+        .await;
+    let notifier_port = ports[0];
     let (mut scheduler, scheduler_port) = stack.spawn_scheduler(&[]).await;
 
     // A little traffic: a few entries through the API and the analysis worker, one 404.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use logcanary_e2e::{entry_now, Stack};
 use serde_json::{json, Value};
-use test_support::{free_port, Spawned};
+use test_support::Spawned;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -137,16 +137,18 @@ async fn a_periodic_task_created_through_the_api_runs_on_the_worker() {
 async fn an_entry_stored_while_the_broker_was_down_is_relayed_and_analysed() {
     let stack = Stack::start(&[]).await;
     // A second API replica whose broker is unreachable: it still accepts the entry.
-    let (port, admin_port) = (free_port(), free_port());
-    let env = vec![
-        ("DATABASE_URL", stack.db.url.clone()),
-        ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f".to_owned()),
-        ("LOGCANARY_AMQP_PREFIX", stack.prefix.clone()),
-        ("LOGCANARY_HTTP_ADDR", format!("127.0.0.1:{port}")),
-        ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{admin_port}")),
-        ("LOGCANARY_HMAC_KEYS", test_support::test_hmac_keys()),
-    ];
-    let mut cut_off = Spawned::start("ingest-api", &[], &env, admin_port).await;
+    let (mut cut_off, ports) = Spawned::start_on_free_ports("ingest-api", &[], 2, |ports| {
+        vec![
+            ("DATABASE_URL", stack.db.url.clone()),
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f".to_owned()),
+            ("LOGCANARY_AMQP_PREFIX", stack.prefix.clone()),
+            ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{}", ports[0])),
+            ("LOGCANARY_HTTP_ADDR", format!("127.0.0.1:{}", ports[1])),
+            ("LOGCANARY_HMAC_KEYS", test_support::test_hmac_keys()),
+        ]
+    })
+    .await;
+    let port = ports[1];
     let body = serde_json::to_vec(&entry_now(
         "ERROR",
         "Disk quota exceeded on /var/lib/postgres",

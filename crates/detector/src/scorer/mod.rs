@@ -28,7 +28,9 @@
 //!
 //! An unlabelled template close to labelled ones (cosine at or above `label_similarity`)
 //! follows the similarity-weighted vote of its `label_neighbours` nearest labelled
-//! templates, ahead of its own learned state and prior.
+//! templates, ahead of its own learned state and prior; but an anomalous vote does not
+//! overrule a template learned as normal from its own steady presence (a success message
+//! is close to its failure in the embedding).
 //!
 //! Until the warm-up is over (a number of lines and a span of time, both configurable)
 //! novelty does not count (there is no "normal" to be novel against yet): only lines

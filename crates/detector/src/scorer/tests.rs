@@ -416,6 +416,53 @@ fn in_a_dense_log_a_message_that_keeps_arriving_is_learned_before_the_hour() {
 }
 
 #[test]
+fn a_neighbours_anomaly_label_does_not_overrule_a_template_learned_as_normal() {
+    let mut s = scorer(30);
+    let t = warm_up(&mut s, 12);
+    // "Connection to <IP> closed" came every round for 72 minutes: learned as normal.
+    let steady = s
+        .score(&line(
+            t + MINUTE,
+            Severity::Info,
+            "Connection to 10.0.12.7 closed",
+        ))
+        .expect("scoring works");
+    assert_eq!(steady.state, TemplateState::LearnedNormal, "{steady:?}");
+    // A close template is marked anomalous ...
+    let close = s
+        .score(&line(
+            t + 2 * MINUTE,
+            Severity::Info,
+            "Connection to 10.0.12.7 closed by remote host",
+        ))
+        .expect("scoring works");
+    assert_ne!(close.template_id, steady.template_id);
+    s.set_label(&close.template_id, Label::Anomaly);
+    // ... and the steady one stays normal, saying why.
+    let after = s
+        .score(&line(
+            t + 3 * MINUTE,
+            Severity::Info,
+            "Connection to 10.0.12.8 closed",
+        ))
+        .expect("scoring works");
+    assert_eq!(after.template_id, steady.template_id);
+    assert!(!after.is_anomaly, "{after:?}");
+    assert_eq!(after.decided_by, DecidedBy::LearnedNormal, "{after:?}");
+    assert!(
+        after
+            .summary
+            .contains("which an operator marked anomalous, similarity")
+            && after
+                .summary
+                .contains("but its own steady presence decides"),
+        "{}",
+        after.summary
+    );
+    // A template not learned yet follows the vote (see the test below).
+}
+
+#[test]
 fn a_label_decides_later_lines_and_carries_to_close_templates_only() {
     let mut s = scorer(30);
     let t = warm_up(&mut s, 6);

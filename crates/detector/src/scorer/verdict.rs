@@ -305,8 +305,9 @@ impl<E: TextEmbedder> Scorer<E> {
             .map(|&(i, sim, l)| (self.seen_order[i].clone(), sim, l))
     }
 
-    /// The template's state and score: its own label first, then its neighbours' vote,
-    /// then learned normal, else the prior.
+    /// The template's state and score: its own label first, then its neighbours' vote
+    /// (an anomalous vote only for a template not learned as normal), then learned normal,
+    /// else the prior.
     fn decide(
         &self,
         id: &TemplateId,
@@ -326,6 +327,17 @@ impl<E: TextEmbedder> Scorer<E> {
         let own_label = self.labels.get(id).copied().filter(|_| narrow.is_none());
         let high = (cfg.threshold + 1.0) / 2.0;
         let low = cfg.threshold * 0.5;
+        let learned_note = || {
+            if sighting.learned_by_windows {
+                format!("learned as normal: seen steadily, in {windows} separate time windows")
+            } else {
+                format!(
+                    "learned as normal: seen steadily, arrived {} separate times over {}",
+                    sighting.episodes,
+                    super::summary::human_duration(sighting.span_ms)
+                )
+            }
+        };
         let (state, decided_by, score, note) = match (own_label, vote, learned_normal) {
             (Some(Label::Anomaly), _, _) => (
                 TemplateState::LabelledAnomaly,
@@ -338,6 +350,19 @@ impl<E: TextEmbedder> Scorer<E> {
                 DecidedBy::Label,
                 prior.min(low),
                 "an operator marked this pattern normal".to_string(),
+            ),
+            // A neighbour's anomaly label does not overrule the template's own steady
+            // presence: "Found child in scoreboard slot", seen hundreds of times, stays
+            // normal when "Can't find child in scoreboard" is marked anomalous.
+            (None, Some((other, sim, Label::Anomaly)), true) => (
+                TemplateState::LearnedNormal,
+                DecidedBy::LearnedNormal,
+                (prior * 0.5).min(low),
+                format!(
+                    "{}; close to '{}' which an operator marked anomalous, similarity {sim:.2}, but its own steady presence decides",
+                    learned_note(),
+                    self.template_text(&other)
+                ),
             ),
             (None, Some((other, sim, label)), _) => {
                 let text = self.template_text(&other);
@@ -362,15 +387,7 @@ impl<E: TextEmbedder> Scorer<E> {
                 TemplateState::LearnedNormal,
                 DecidedBy::LearnedNormal,
                 (prior * 0.5).min(low),
-                if sighting.learned_by_windows {
-                    format!("learned as normal: seen steadily, in {windows} separate time windows")
-                } else {
-                    format!(
-                        "learned as normal: seen steadily, arrived {} separate times over {}",
-                        sighting.episodes,
-                        super::summary::human_duration(sighting.span_ms)
-                    )
-                },
+                learned_note(),
             ),
             (None, None, false) => (
                 TemplateState::Unknown,
