@@ -105,17 +105,23 @@ impl Stack {
         (worker, ports[0])
     }
 
+    /// What every service binary of this stack needs: its database, broker names and a
+    /// small pool, with its admin (health, metrics) port.
+    fn service_env(&self, admin_port: u16) -> Vec<(&'static str, String)> {
+        vec![
+            ("DATABASE_URL", self.db.url.clone()),
+            ("AMQP_URL", test_support::amqp_url()),
+            ("LOGCANARY_AMQP_PREFIX", self.prefix.clone()),
+            ("LOGCANARY_DB_POOL_SIZE", "4".to_owned()),
+            ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{admin_port}")),
+        ]
+    }
+
     /// Starts a `notifier` process on this stack's database and broker names; `env` adds
     /// its settings (SMTP, webhooks, timings). The caller owns (and stops) the process.
     pub async fn start_notifier(&self, env: &[(&'static str, String)]) -> Spawned {
         Spawned::start_on_free_ports("notifier", &[], 1, |ports| {
-            let mut all = vec![
-                ("DATABASE_URL", self.db.url.clone()),
-                ("AMQP_URL", test_support::amqp_url()),
-                ("LOGCANARY_AMQP_PREFIX", self.prefix.clone()),
-                ("LOGCANARY_DB_POOL_SIZE", "4".to_owned()),
-                ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{}", ports[0])),
-            ];
+            let mut all = self.service_env(ports[0]);
             all.extend(env.iter().cloned());
             all
         })
@@ -127,14 +133,8 @@ impl Stack {
     /// admin port. `env` adds or overrides settings (e.g. a short tick).
     pub async fn spawn_scheduler(&self, env: &[(&'static str, &str)]) -> (Spawned, u16) {
         let (scheduler, ports) = Spawned::start_on_free_ports("scheduler", &[], 1, |ports| {
-            let mut vars = vec![
-                ("DATABASE_URL", self.db.url.clone()),
-                ("AMQP_URL", test_support::amqp_url()),
-                ("LOGCANARY_AMQP_PREFIX", self.prefix.clone()),
-                ("LOGCANARY_DB_POOL_SIZE", "4".to_owned()),
-                ("LOGCANARY_ADMIN_ADDR", format!("127.0.0.1:{}", ports[0])),
-                ("LOGCANARY_SCHEDULER_TICK_MS", "100".to_owned()),
-            ];
+            let mut vars = self.service_env(ports[0]);
+            vars.push(("LOGCANARY_SCHEDULER_TICK_MS", "100".to_owned()));
             for (k, v) in env {
                 vars.retain(|(key, _)| key != k);
                 vars.push((k, (*v).to_owned()));
