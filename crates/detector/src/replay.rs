@@ -1,10 +1,11 @@
 //! The anomaly eval: replay a labelled JSONL file through the scorer and count.
 //!
 //! Input lines are JSON objects `{"timestamp", "severity", "message", "source"?, "label"}`
-//! with `label` `"normal"` or `"anomaly"`; `timestamp` is an RFC 3339 string or a number
-//! since the Unix epoch: seconds (fractions allowed) below [`SECONDS_BELOW`], as logs that
-//! carry Unix time mostly write it (HPC's and Thunderbird's samples do), milliseconds from
-//! there on. Lines are replayed in timestamp order (ties keep file order) through
+//! with `label` `"normal"` or `"anomaly"`; `timestamp` is an RFC 3339 string (or one of
+//! the common variants [`parse_timestamp_ms`] lists) or a number since the Unix epoch, as
+//! a JSON number or a string of digits: seconds (fractions allowed) below
+//! [`SECONDS_BELOW`], as logs that carry Unix time mostly write it (HPC's and
+//! Thunderbird's samples do), milliseconds from there on. Lines are replayed in timestamp order (ties keep file order) through
 //! [`Scorer::score_batch`], with the scorer's defaults (a fresh install).
 //!
 //! Labels never reach the detector except through the simulated operator: with a feedback
@@ -104,7 +105,7 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<LabelledRecord>, ReplayError> {
                 .and_then(epoch_number_ms)
                 .ok_or_else(|| format(format!("bad timestamp {n}")))?,
             serde_json::Value::String(s) => {
-                parse_rfc3339_ms(s).ok_or_else(|| format(format!("bad timestamp {s:?}")))?
+                parse_timestamp_ms(s).ok_or_else(|| format(format!("bad timestamp {s:?}")))?
             }
             other => return Err(format(format!("bad timestamp {other}"))),
         };
@@ -161,11 +162,32 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<LabelledRecord>, ReplayError> {
     Ok(records)
 }
 
-/// `YYYY-MM-DD[T ]HH:MM:SS[.fff][Z|±HH:MM]` (no offset means UTC) to Unix milliseconds.
+/// A `timestamp` string to Unix milliseconds: RFC 3339 and the spellings log files and
+/// exports commonly use for it, or a number since the epoch written as a string (read as
+/// [`epoch_number_ms`] reads a JSON number). `None` for anything else.
+///
+/// Date and time: `YYYY-MM-DD` or `YYYY/MM/DD`, then `T`, a space, `-` or `_`, then
+/// `HH:MM:SS` or `HH.MM.SS` (the IBM/DB2 form `2005-06-03-15.42.50.675872`), an optional
+/// fraction after `.` or `,`, then an optional zone: `Z`, `UTC`, `GMT` or an offset
+/// `±HH:MM` / `±HHMM`, with or without a space before it. No zone means UTC.
+pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return s.parse::<f64>().ok().and_then(epoch_number_ms);
+    }
+    parse_rfc3339_ms(s)
+}
+
+/// `YYYY-MM-DD[T ]HH:MM:SS[.fff][Z|±HH:MM]` (no offset means UTC) to Unix milliseconds,
+/// with the variants [`parse_timestamp_ms`] lists.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let s = s.trim();
     let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+    if b.len() < 19
+        || !matches!(b[4], b'-' | b'/')
+        || b[7] != b[4]
+        || !matches!(b[10], b'T' | b't' | b' ' | b'-' | b'_')
+    {
         return None;
     }
     let num = |range: std::ops::Range<usize>| -> Option<i64> {
@@ -176,7 +198,7 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         part.parse().ok()
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b[13] != b':' || b[16] != b':' {
+    if !matches!(b[13], b':' | b'.') || b[16] != b[13] {
         return None;
     }
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -198,15 +220,15 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         millis = padded.parse().ok()?;
         rest = &frac[digits..];
     }
-    let offset_min = match rest {
-        "" | "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes()[0] {
+    let offset_min = match rest.trim_start() {
+        "" | "Z" | "z" | "UTC" | "GMT" => 0,
+        zone => {
+            let sign = match zone.as_bytes()[0] {
                 b'+' => 1,
                 b'-' => -1,
                 _ => return None,
             };
-            let digits: String = rest[1..].chars().filter(|c| *c != ':').collect();
+            let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
             if digits.len() != 4 || !digits.bytes().all(|c| c.is_ascii_digit()) {
                 return None;
             }
@@ -883,6 +905,39 @@ mod tests {
             Some(1_709_206_245_500)
         );
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn the_common_spellings_of_a_timestamp_read_as_the_same_instant() {
+        let instant = Some(1_709_206_245_500);
+        for text in [
+            "2024-02-29T11:30:45.500Z",
+            "2024-02-29 11:30:45,500",
+            "2024/02/29 11:30:45.5 UTC",
+            "2024-02-29-11.30.45.500000",
+            "2024-02-29_11:30:45.500 GMT",
+            "2024-02-29T12:30:45.500 +0100",
+            "2024-02-29T06:30:45.500-05:00",
+            "1709206245.5",
+            "1709206245500",
+        ] {
+            assert_eq!(parse_timestamp_ms(text), instant, "{text}");
+        }
+        for bad in [
+            "2024-02-29T11:30.45",
+            "2024/02-29 11:30:45",
+            "2024-02-29T11:30:45 CEST",
+            "1.2.3",
+            "",
+        ] {
+            assert_eq!(parse_timestamp_ms(bad), None, "{bad}");
+        }
+        let recs = parse_jsonl(
+            r#"{"timestamp":"1709206245","message":"a","label":"normal"}
+{"timestamp":"2024-02-29-11.30.46.000000","severity":"FATAL","message":"b","label":"anomaly"}"#,
+        )
+        .unwrap();
+        assert_eq!(recs[1].line.timestamp_ms - recs[0].line.timestamp_ms, 1_000);
     }
 
     #[test]
