@@ -1,9 +1,10 @@
 //! From a mined line to its [`Score`], step by step: the stream's warm-up, the template's
 //! counts, its prior, the neighbours' vote, the verdict, the words.
 
-use super::summary::explain;
+use super::summary::{explain, human_duration};
 use super::{
-    DecidedBy, Label, LogLine, Score, Scorer, Severity, TemplateState, TemplateStats, TextEmbedder,
+    DecidedBy, Label, LogLine, Score, Scorer, ScorerConfig, Severity, TemplateState, TemplateStats,
+    TextEmbedder,
 };
 use crate::drain::TemplateId;
 
@@ -43,8 +44,8 @@ pub(super) struct Sighting {
 impl Sighting {
     /// Why a template without a label that covers this line is judged by its prior:
     /// `narrow` is the highest level a normal label was given at, when it does not cover
-    /// this line's level.
-    fn why_not_learned(&self, narrow: Option<Severity>) -> String {
+    /// this line's level; `cfg` has the windows and the span steady presence takes.
+    fn why_not_learned(&self, narrow: Option<Severity>, cfg: &ScorerConfig) -> String {
         let level = self.level.as_str();
         let times = |n: u32| if n == 1 { "time" } else { "times" };
         let level_arrivals = format!(
@@ -68,6 +69,15 @@ impl Sighting {
             "not learned as normal yet".to_string()
         } else if self.windows == 1 {
             "not learned as normal: one burst so far".to_string()
+        } else if self.windows >= cfg.normal_after_windows && self.span_ms < cfg.normal_min_span_ms
+        {
+            format!(
+                "not learned as normal: seen in {} time windows, but over {} (steady presence \
+                 takes {})",
+                self.windows,
+                human_duration(self.span_ms),
+                human_duration(cfg.normal_min_span_ms)
+            )
         } else {
             format!(
                 "not learned as normal: seen in {} time windows, in bursts",
@@ -393,7 +403,7 @@ impl<E: TextEmbedder> Scorer<E> {
                 TemplateState::Unknown,
                 DecidedBy::Prior,
                 prior,
-                sighting.why_not_learned(narrow),
+                sighting.why_not_learned(narrow, &self.config),
             ),
         };
         let score = score.clamp(0.0, 1.0);
