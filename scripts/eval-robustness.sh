@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The eval's figures on other draws and paces of the labelled sets, none of them used to
 # settle weights (BENCHMARKS.md, "How far the figures move"): seeds 11 and 23, a line every
-# 1 s, every 30 min and every 6 h (a quiet source: 2 000 lines over about 17 months), each
+# 1 s, every 5 s (about three hours: a contiguous stretch of a busy system), every 30 min
+# and every 6 h (a quiet source: 2 000 lines over about 17 months), each
 # sample's own timestamps (seeds 7, 11, 23), and the burst sets with their routine
 # CRITICAL lines in clumps (--routine-clumps; of 6-12 lines, as long register dumps, with
 # --clump-size 6-12; also at a line every 6 h, so that the clumps spread over days) or their
@@ -33,6 +34,7 @@ variants=(
     "seed-11:--seed 11"
     "seed-23:--seed 23"
     "gap-1s:--gap-mean 1"
+    "gap-5s:--gap-mean 5"
     "gap-30min:--gap-mean 1800"
     "gap-6h:--gap-mean 21600"
     "real-times-seed-7:--real-times --seed 7"

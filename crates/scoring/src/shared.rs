@@ -826,10 +826,10 @@ mod tests {
 
     #[test]
     fn a_fresh_replica_knows_what_another_learned_normal_from_the_table() {
-        // Replica A sees one CRITICAL routine template every 40 minutes: 4 windows over two
-        // hours, so it learns the template as normal.
+        // Replica A sees one CRITICAL routine template every 20 minutes: 4 windows over an
+        // hour, so it learns the template as normal.
         let mut a = SharedScorer::new(config(), Words);
-        let times: Vec<i64> = (0..4).map(|i| T0 + i * 40 * MINUTE).collect();
+        let times: Vec<i64> = (0..4).map(|i| T0 + i * 20 * MINUTE).collect();
         let lines: Vec<LogLine> = times
             .iter()
             .zip(1..)
@@ -858,9 +858,9 @@ mod tests {
             .expect("a new template's embedding");
         let stored = row_of(&a, id, &touched.text, &times);
 
-        // Replica B starts from the table only: the next line, 40 minutes later, is
+        // Replica B starts from the table only: the next line, 20 minutes later, is
         // learned normal without B having seen the history.
-        let next = routine_critical(T0 + 160 * MINUTE, 9);
+        let next = routine_critical(T0 + 80 * MINUTE, 9);
         let mut b = SharedScorer::new(config(), Words);
         b.apply(
             std::slice::from_ref(&stored),

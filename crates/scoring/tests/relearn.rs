@@ -39,8 +39,7 @@ async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() 
     // Six hours ago on: the routine CRITICAL line every 20 minutes, an ERROR line of
     // another pattern every 20 minutes, and a burst of six routine lines at 52 minutes
     // (a 10-minute window of its own). With the defaults the routine pattern is learned
-    // as normal at its 120-minute line (two hours after its first; 13 lines, the burst's
-    // window holding less than half).
+    // as normal at its 100-minute line (12 lines, the burst's window holding half).
     // `start` is aligned on a 10-minute window, so that the windows are the ones described.
     let minutes = |m: i64| start + Duration::minutes(m);
     let mut steady = Vec::new();
@@ -93,11 +92,11 @@ async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() 
     let summary = |id: &i64| by_id[id].summary.clone().unwrap_or_default();
     let flagged = |id: &i64| by_id[id].is_anomaly == Some(true);
 
-    // The routine lines before the 120-minute one were flagged by their level, and are
-    // now re-scored as normal, saying why; from the 120-minute line on they came in as
+    // The routine lines before the 100-minute one were flagged by their level, and are
+    // now re-scored as normal, saying why; from the 100-minute line on they came in as
     // learned normal.
     let steady_ids = &ids["steady"];
-    for id in &steady_ids[..6] {
+    for id in &steady_ids[..5] {
         assert!(!flagged(id), "{:?}", by_id[id]);
         assert!(
             summary(id).ends_with(LEARNED_NORMAL_NOTE),
@@ -105,7 +104,7 @@ async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() 
             summary(id)
         );
     }
-    for id in &steady_ids[6..] {
+    for id in &steady_ids[5..] {
         assert!(!flagged(id), "{:?}", by_id[id]);
         assert!(summary(id).contains("learned as normal"), "{}", summary(id));
         assert!(!summary(id).contains("re-scored"), "{}", summary(id));
@@ -198,10 +197,9 @@ async fn learning_re_scores_the_templates_earlier_lines_of_any_age() {
     })
     .await
     .expect("moved");
-    // The next lines show steady presence: learned as normal at the 120-minute line, two
-    // hours after the first, and the three earlier lines are re-scored although they are
-    // days old.
-    let later: Vec<NewLogEntry> = (3..7)
+    // The next hour's lines show steady presence: learned as normal at the 60-minute line,
+    // and the three earlier lines are re-scored although they are days old.
+    let later: Vec<NewLogEntry> = (3..6)
         .map(|k| entry(minutes(20 * k), "CRITICAL", ROUTINE))
         .collect();
     support::score_entries(&h, later).await;

@@ -197,7 +197,7 @@ impl Default for ScorerConfig {
             label_neighbours: 3,
             presence_window_ms: 10 * 60 * 1000,
             normal_after_windows: 3,
-            normal_min_span_ms: 2 * 60 * 60 * 1000,
+            normal_min_span_ms: 60 * 60 * 1000,
             max_window_share: 0.5,
             normal_after_episodes: 10,
             normal_episode_span_ms: 20 * 60 * 1000,

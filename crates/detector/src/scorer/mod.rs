@@ -15,7 +15,7 @@
 //!   is from every other known template;
 //! - **learned normal**: it has shown steady presence, seen in at least
 //!   `normal_after_windows` separate time windows of `presence_window_ms`, spread over at
-//!   least `normal_min_span_ms` (two hours), or (a dense log, where that is long) its lines arrived
+//!   least `normal_min_span_ms`, or (a dense log, where an hour is long) its lines arrived
 //!   `normal_after_episodes` separate times (more than [`relearn::EPISODE_GAP_MS`] after
 //!   its previous line) over at least `normal_episode_span_ms`; either way with no window
 //!   holding more than `max_window_share` of its lines. A burst is one arrival however

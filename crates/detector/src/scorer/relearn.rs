@@ -17,10 +17,10 @@
 //!
 //! - lines the level alone did not flag (they were flagged on novelty or on what the words
 //!   say): that evidence was true when they came. Unless the template is a **continuous
-//!   stream**: present in every presence window since its first line (over at least
-//!   `normal_min_span_ms`, as learning needs; its first line among the latest lines). A new chatty message that then never stops
+//!   stream**: present in every presence window since its first line (at least an hour
+//!   of them, as learning needs; its first line among the latest lines). A new chatty message that then never stops
 //!   ("Failed to renew lease ... Will retry shortly" every few seconds) has become the
-//!   steady state, and its first lines are re-scored whatever their level;
+//!   steady state, and its first hour is re-scored whatever its level;
 //! - lines of a **burst window**: a time window of `presence_window_ms` that holds more
 //!   than [`BURST_RATE_FACTOR`] times the template's mean lines per window in the other
 //!   windows it was ever seen in (its other lines over its other presence windows), and

@@ -152,10 +152,10 @@ fn a_template_seen_steadily_is_learned_normal() {
     let mut t = 0;
     let mut last = None;
     let mut newly_learned = Vec::new();
-    // A CRITICAL routine message every 15 minutes for three hours (it is learned before
-    // the dense-log path's ten arrivals: the time windows decide).
-    for i in 0..12 {
-        t += 15 * MINUTE;
+    // A CRITICAL routine message every 12 minutes for two hours (too few arrivals for
+    // the dense-log path: the time windows decide).
+    for i in 0..10 {
+        t += 12 * MINUTE;
         let score = s
             .score(&line(
                 t,
@@ -166,13 +166,13 @@ fn a_template_seen_steadily_is_learned_normal() {
         if score.newly_learned_normal {
             newly_learned.push(i);
         }
-        if i == 5 {
-            // Six windows over 75 minutes: enough windows, not for long enough yet.
+        if i == 3 {
+            // Four windows in 36 minutes: enough windows, not for long enough yet.
             assert!(score.is_anomaly, "{score:?}");
             assert!(
                 score.summary.contains(
-                    "not learned as normal: seen in 6 time windows, but over 1 hour \
-                     (steady presence takes 2 hours)"
+                    "not learned as normal: seen in 4 time windows, but over 36 minutes \
+                     (steady presence takes 1 hour)"
                 ),
                 "{}",
                 score.summary
@@ -181,15 +181,14 @@ fn a_template_seen_steadily_is_learned_normal() {
         last = Some(score);
     }
     // One line marks the change (the one whose earlier lines get re-scored): the first
-    // two hours after the first (the ninth, at 135 minutes; the first came at 15).
-    // Until then it had come in enough windows, but not for long enough.
-    assert_eq!(newly_learned, vec![8], "lines marked newly learned normal");
+    // an hour after the first (the sixth, at 72 minutes; the first came at 12).
+    assert_eq!(newly_learned, vec![5], "lines marked newly learned normal");
     let last = last.expect("scored");
     assert_eq!(last.state, TemplateState::LearnedNormal, "{last:?}");
     assert!(!last.is_anomaly, "{last:?}");
     assert!(
         last.summary
-            .contains("learned as normal: seen steadily, in 12 separate time windows"),
+            .contains("learned as normal: seen steadily, in 10 separate time windows"),
         "{}",
         last.summary
     );
@@ -363,7 +362,7 @@ fn a_normal_label_given_on_info_lines_does_not_cover_a_later_critical_burst() {
 }
 
 #[test]
-fn in_a_dense_log_a_message_that_keeps_arriving_is_learned_before_two_hours() {
+fn in_a_dense_log_a_message_that_keeps_arriving_is_learned_before_the_hour() {
     let mut s = scorer(10);
     let mut t = 0;
     // A failure that comes in ten clumps of 6 lines 2 s apart, 90 s between clumps: ten
@@ -384,12 +383,12 @@ fn in_a_dense_log_a_message_that_keeps_arriving_is_learned_before_two_hours() {
         }
     }
     // A routine CRITICAL message every 3 minutes: in its 10th arrival, 27 minutes after
-    // the first (at least 20 minutes; the time windows would need two hours), it is
-    // learned as normal.
+    // the first (at least 20 minutes; the time windows would need an hour), it is learned
+    // as normal.
     let start = t;
     let mut learned = Vec::new();
     let mut scores = Vec::new();
-    for i in 0..42 {
+    for i in 0..22 {
         t = start + (i + 1) * 3 * MINUTE;
         let sc = s
             .score(&line(
@@ -404,11 +403,11 @@ fn in_a_dense_log_a_message_that_keeps_arriving_is_learned_before_two_hours() {
         }
         scores.push(sc);
     }
-    // Marked on the 10th arrival, and again on the 41st, two hours after the first, when
+    // Marked on the 10th arrival, and again on the 21st, an hour after the first, when
     // the time windows confirm it (its earlier lines are re-scored once more).
     assert_eq!(
         learned,
-        vec![10, 41],
+        vec![10, 21],
         "arrivals marked newly learned normal"
     );
     let tenth = &scores[9];
