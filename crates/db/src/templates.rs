@@ -575,6 +575,10 @@ pub struct ReviewCandidate {
     pub first_seen: DateTime<Utc>,
     #[diesel(sql_type = Timestamptz)]
     pub last_seen: DateTime<Utc>,
+    /// When the stream started: the first line of any template (the scorer's
+    /// `stream_start_ms`, as the workers restore it).
+    #[diesel(sql_type = Timestamptz)]
+    pub stream_start: DateTime<Utc>,
 }
 
 impl ReviewCandidate {
@@ -600,7 +604,8 @@ pub fn review_candidates(
                 avg(coalesce(e.prior_score, e.anomaly_score)) AS mean_prior, \
                 ($2::text[])[max(array_position($2::text[], e.severity))] AS max_severity, \
                 max(e.id) AS sample_log_entry_id, \
-                t.windows, t.max_window_lines, t.episodes, t.first_seen, t.last_seen \
+                t.windows, t.max_window_lines, t.episodes, t.first_seen, t.last_seen, \
+                (SELECT min(first_seen) FROM templates) AS stream_start \
          FROM log_entries e \
          JOIN templates t ON t.id = e.template_id AND t.label IS NULL \
          WHERE e.received_at >= now() - make_interval(hours => $1) \

@@ -24,7 +24,7 @@ use std::{
 use db::templates::ReviewCandidate;
 use detector::{
     review::{priority, ReviewInput},
-    scorer::{Presence, ScorerConfig},
+    scorer::{Presence, ScorerConfig, Steadiness},
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -120,14 +120,19 @@ pub(crate) fn rank(
                 // question; the template's learned state does not read it.
                 level_episodes: 0,
             };
-            let span_ms = (c.last_seen - c.first_seen).num_milliseconds();
-            let count = u64::try_from(c.count).unwrap_or(0);
+            let steadiness = Steadiness {
+                presence,
+                count: u64::try_from(c.count).unwrap_or(0),
+                first_seen_ms: c.first_seen.timestamp_millis(),
+                last_seen_ms: c.last_seen.timestamp_millis(),
+                stream_start_ms: c.stream_start.timestamp_millis(),
+            };
             let input = ReviewInput {
                 score: c.mean_score as f32,
                 prior: c.mean_prior as f32,
                 lines: u64::try_from(c.lines).unwrap_or(0),
                 severity: c.severity_weight(),
-                learned_normal: detector.is_learned_normal(presence, count, span_ms),
+                learned_normal: detector.is_learned_normal(&steadiness),
             };
             ReviewItemOut {
                 priority: priority(&input, threshold),
@@ -172,6 +177,7 @@ mod tests {
             episodes: 1,
             first_seen: chrono::Utc::now(),
             last_seen: chrono::Utc::now(),
+            stream_start: chrono::Utc::now(),
         }
     }
 
@@ -205,8 +211,24 @@ mod tests {
         learned.max_window_lines = 10;
         learned.first_seen = now - chrono::Duration::hours(2);
         learned.last_seen = now;
+        learned.stream_start = learned.first_seen;
         let ranked = rank(vec![learned, unknown], 0.6, 10);
         assert_eq!(ranked[0].template_id, 1);
         assert!(ranked[0].priority > ranked[1].priority);
+    }
+
+    #[test]
+    fn the_same_presence_is_not_learned_for_a_template_that_came_late() {
+        let now = chrono::Utc::now();
+        // The presence above, but the stream had run for a day before its first line:
+        // two hours of sightings are short of the four that takes, and it ranks as unknown.
+        let mut late = candidate(2, 40, 0.62, "CRITICAL");
+        late.windows = 6;
+        late.max_window_lines = 10;
+        late.first_seen = now - chrono::Duration::hours(2);
+        late.last_seen = now;
+        late.stream_start = now - chrono::Duration::hours(26);
+        let ranked = rank(vec![late, candidate(1, 40, 0.62, "CRITICAL")], 0.6, 10);
+        assert!((ranked[0].priority - ranked[1].priority).abs() < 1e-9);
     }
 }

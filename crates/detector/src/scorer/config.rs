@@ -50,6 +50,21 @@ pub struct ScorerConfig {
     /// back once or twice is not steady).
     #[serde(default = "default_max_window_share")]
     pub max_window_share: f32,
+    /// A template first seen after the stream had been watched for a while needs more:
+    /// its lines spread over at least this share of the time watched before its first
+    /// line (and at least `normal_min_span_ms` or `normal_episode_span_ms`, as the rule
+    /// used) ... The longer a source ran without a message, the more its arrival is a
+    /// change, and the more it takes to be the new normal. 0 turns it off.
+    #[serde(default = "default_late_span_share")]
+    pub late_span_share: f32,
+    /// ... up to this long ...
+    #[serde(default = "default_late_span_max_ms")]
+    pub late_span_max_ms: i64,
+    /// ... unless it was seen in at least this share of the presence windows from its
+    /// first line to its last: a message that came and then kept coming is the new steady
+    /// state (a chatty message a change brought in), and learns in the usual time.
+    #[serde(default = "default_late_steady_coverage")]
+    pub late_steady_coverage: f32,
     /// A dense stream shows steady presence sooner: a template is also learned as normal
     /// once its lines came in at least this many separate episodes (arrivals more than
     /// [`EPISODE_GAP_MS`](super::relearn::EPISODE_GAP_MS) after the template's previous
@@ -123,6 +138,18 @@ fn default_max_window_share() -> f32 {
     ScorerConfig::default().max_window_share
 }
 
+fn default_late_span_share() -> f32 {
+    ScorerConfig::default().late_span_share
+}
+
+fn default_late_span_max_ms() -> i64 {
+    ScorerConfig::default().late_span_max_ms
+}
+
+fn default_late_steady_coverage() -> f32 {
+    ScorerConfig::default().late_steady_coverage
+}
+
 fn default_normal_after_episodes() -> u32 {
     ScorerConfig::default().normal_after_episodes
 }
@@ -147,23 +174,71 @@ fn default_meaning_severity_max() -> f32 {
     ScorerConfig::default().meaning_severity_max
 }
 
+/// What the "learned normal" rule reads of a template: how present it was, its line
+/// count, its first and last line, and when the stream it belongs to started (the first
+/// line the scorer saw). Times are milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steadiness {
+    pub presence: Presence,
+    pub count: u64,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub stream_start_ms: i64,
+}
+
+impl Steadiness {
+    /// From its first to its last line.
+    pub fn span_ms(&self) -> i64 {
+        self.last_seen_ms.saturating_sub(self.first_seen_ms)
+    }
+
+    /// How long the stream had been watched when the template's first line came.
+    pub fn watched_before_ms(&self) -> i64 {
+        self.first_seen_ms
+            .saturating_sub(self.stream_start_ms)
+            .max(0)
+    }
+}
+
 impl ScorerConfig {
-    /// The "learned normal" rule: steady presence, from a template's presence, its line
-    /// count and the time from its first to its last line. Also what readers of the stored
-    /// presence (the review queue) judge by.
-    pub fn is_learned_normal(&self, presence: Presence, count: u64, span_ms: i64) -> bool {
+    /// The "learned normal" rule: steady presence, by time windows or by arrivals, over
+    /// long enough ([`Self::late_span_ms`]). Also what readers of the stored presence (the
+    /// review queue) judge by.
+    pub fn is_learned_normal(&self, s: &Steadiness) -> bool {
         let steady_episodes = self.normal_after_episodes > 0
-            && presence.episodes >= self.normal_after_episodes
-            && span_ms >= self.normal_episode_span_ms;
-        self.is_learned_by_windows(presence, count, span_ms)
-            || (steady_episodes && self.no_window_dominates(presence, count))
+            && s.presence.episodes >= self.normal_after_episodes
+            && s.span_ms() >= self.normal_episode_span_ms.max(self.late_span_ms(s));
+        self.is_learned_by_windows(s)
+            || (steady_episodes && self.no_window_dominates(s.presence, s.count))
     }
 
     /// The time windows' half of the rule alone: enough windows over enough time.
-    pub fn is_learned_by_windows(&self, presence: Presence, count: u64, span_ms: i64) -> bool {
-        presence.windows >= self.normal_after_windows
-            && span_ms >= self.normal_min_span_ms
-            && self.no_window_dominates(presence, count)
+    pub fn is_learned_by_windows(&self, s: &Steadiness) -> bool {
+        s.presence.windows >= self.normal_after_windows
+            && s.span_ms() >= self.windows_span_ms(s)
+            && self.no_window_dominates(s.presence, s.count)
+    }
+
+    /// The time from first to last line the time windows' rule needs of this template.
+    pub fn windows_span_ms(&self, s: &Steadiness) -> i64 {
+        self.normal_min_span_ms.max(self.late_span_ms(s))
+    }
+
+    /// The span a template first seen late needs whichever rule learns it:
+    /// `late_span_share` of the time watched before its first line, at most
+    /// `late_span_max_ms`; 0 when it came from the start or was seen in at least
+    /// `late_steady_coverage` of the presence windows since its first line.
+    pub fn late_span_ms(&self, s: &Steadiness) -> i64 {
+        let window = self.presence_window_ms.max(1);
+        let spanned = s.last_seen_ms.div_euclid(window) - s.first_seen_ms.div_euclid(window) + 1;
+        #[allow(clippy::cast_precision_loss)] // window counts far below 2^24 decide this
+        let coverage = f64::from(s.presence.windows) / spanned.max(1) as f64;
+        if coverage >= f64::from(self.late_steady_coverage) {
+            return 0;
+        }
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)] // ms spans
+        let owed = (f64::from(self.late_span_share) * s.watched_before_ms() as f64) as i64;
+        owed.clamp(0, self.late_span_max_ms.max(0))
     }
 
     /// Whether a line's level alone brings it to the threshold (`severity_weight x weight
@@ -199,6 +274,9 @@ impl Default for ScorerConfig {
             normal_after_windows: 3,
             normal_min_span_ms: 60 * 60 * 1000,
             max_window_share: 0.5,
+            late_span_share: 0.5,
+            late_span_max_ms: 4 * 60 * 60 * 1000,
+            late_steady_coverage: 0.75,
             normal_after_episodes: 10,
             normal_episode_span_ms: 20 * 60 * 1000,
             meaning_severity_max: 0.8,

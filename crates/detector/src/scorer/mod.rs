@@ -18,7 +18,12 @@
 //!   least `normal_min_span_ms`, or (a dense log, where an hour is long) its lines arrived
 //!   `normal_after_episodes` separate times (more than [`relearn::EPISODE_GAP_MS`] after
 //!   its previous line) over at least `normal_episode_span_ms`; either way with no window
-//!   holding more than `max_window_share` of its lines. A burst is one arrival however
+//!   holding more than `max_window_share` of its lines. A template first seen after the
+//!   stream had run a while needs its lines spread over longer: `late_span_share` of the
+//!   time watched before it, at most `late_span_max_ms` (the longer a source ran without a
+//!   message, the more its arrival is a change), unless it was seen in at least
+//!   `late_steady_coverage` of the windows since (it came and kept coming: the new
+//!   steady state, as a chatty message a change brought in). A burst is one arrival however
 //!   many lines it has: a template that only ever comes in bursts stays unknown, and so
 //!   suspect. A line at a level that flags by itself (CRITICAL by default) is covered only
 //!   once the template's lines at that level arrived `normal_after_windows` separate times
@@ -60,7 +65,7 @@ use serde::{Deserialize, Serialize};
 use crate::drain::{TemplateId, TemplateMiner};
 use crate::embedder::{EmbedError, Embedder};
 
-pub use config::ScorerConfig;
+pub use config::{ScorerConfig, Steadiness};
 pub use meaning::{FAILURE_PROTOTYPES, ROUTINE_PROTOTYPES};
 pub use state::{ScorerState, TemplateCounts};
 
@@ -611,7 +616,12 @@ impl<E: TextEmbedder> Scorer<E> {
         self.stats
             .iter()
             .filter(|(id, s)| s.count > 0 && !self.labels.contains_key(*id))
-            .map(|(id, s)| (id.clone(), s.learned_normal(&self.config)))
+            .map(|(id, s)| {
+                (
+                    id.clone(),
+                    s.learned_normal(&self.config, self.stream_start_ms()),
+                )
+            })
             .collect()
     }
 
@@ -619,6 +629,11 @@ impl<E: TextEmbedder> Scorer<E> {
     /// lines of any one of them (what "learned normal" is judged on), for persistence.
     pub fn presence(&self, id: &TemplateId) -> Option<Presence> {
         self.stats.get(id).map(TemplateStats::presence)
+    }
+
+    /// When the stream started: its first line's time (none yet: nothing is late).
+    fn stream_start_ms(&self) -> i64 {
+        self.first_line_ms.unwrap_or(i64::MAX)
     }
 
     /// The configuration this scorer runs with.

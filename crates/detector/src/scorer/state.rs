@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::levels::LevelUse;
 use super::relearn::starts_episode;
-use super::{Label, Presence, ScorerConfig};
+use super::{Label, Presence, ScorerConfig, Steadiness};
 use crate::drain::{MinerState, TemplateId};
 
 /// One template's line counts, presence over time and last verdict.
@@ -100,15 +100,27 @@ impl TemplateStats {
         self.last_seen_ms = self.last_seen_ms.max(timestamp_ms);
     }
 
-    /// Steady presence: enough windows or arrivals, no window holding too much of the
-    /// template's lines.
-    pub(super) fn learned_normal(&self, cfg: &ScorerConfig) -> bool {
-        cfg.is_learned_normal(self.presence(), self.count, self.span_ms())
+    /// What the "learned normal" rule reads of it, in a stream that started at
+    /// `stream_start_ms`.
+    pub(super) fn steadiness(&self, stream_start_ms: i64) -> Steadiness {
+        Steadiness {
+            presence: self.presence(),
+            count: self.count,
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+            stream_start_ms,
+        }
+    }
+
+    /// Steady presence: enough windows or arrivals over long enough, no window holding
+    /// too much of the template's lines.
+    pub(super) fn learned_normal(&self, cfg: &ScorerConfig, stream_start_ms: i64) -> bool {
+        cfg.is_learned_normal(&self.steadiness(stream_start_ms))
     }
 
     /// Steady presence by the time windows alone.
-    pub(super) fn learned_by_windows(&self, cfg: &ScorerConfig) -> bool {
-        cfg.is_learned_by_windows(self.presence(), self.count, self.span_ms())
+    pub(super) fn learned_by_windows(&self, cfg: &ScorerConfig, stream_start_ms: i64) -> bool {
+        cfg.is_learned_by_windows(&self.steadiness(stream_start_ms))
     }
 
     pub(super) fn presence(&self) -> Presence {

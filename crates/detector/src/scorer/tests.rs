@@ -195,6 +195,80 @@ fn a_template_seen_steadily_is_learned_normal() {
 }
 
 #[test]
+fn a_template_first_seen_late_needs_longer_presence_unless_it_keeps_coming() {
+    let mut s = Scorer::new(
+        ScorerConfig {
+            warmup_lines: 10,
+            ..ScorerConfig::default()
+        },
+        Flat,
+    );
+    // Ten hours of one routine message every 10 minutes: the stream started at 0.
+    for i in 0..=60 {
+        s.score(&line(
+            i * 10 * MINUTE,
+            Severity::Info,
+            "heartbeat from scheduler ok",
+        ))
+        .expect("scoring works");
+    }
+    // Then two CRITICAL messages no one saw in those ten hours: one every 25 minutes
+    // (a sighting in fewer than half of its time windows), one every 5 minutes (every
+    // window: a message that came and kept coming).
+    let start = 10 * 60 * MINUTE;
+    let mut sparse = Vec::new();
+    let mut steady = Vec::new();
+    for minute in (5..=300).step_by(5) {
+        let t = start + minute * MINUTE;
+        if minute % 25 == 5 {
+            sparse.push((
+                minute,
+                s.score(&line(
+                    t,
+                    Severity::Critical,
+                    "fan tray 3 failed on rack r12",
+                ))
+                .expect("scoring works"),
+            ));
+        }
+        steady.push((
+            minute,
+            s.score(&line(
+                t,
+                Severity::Critical,
+                "lease renewal deferred for volume vol7",
+            ))
+            .expect("scoring works"),
+        ));
+    }
+    // The steady one learns as a message of the first ten hours would: within the hour.
+    let learned_at = |scores: &[(i64, Score)]| {
+        scores
+            .iter()
+            .find(|(_, sc)| sc.state == TemplateState::LearnedNormal)
+            .map(|(m, _)| *m - scores[0].0)
+    };
+    let steady_after = learned_at(&steady).expect("the steady message is learned");
+    assert!(steady_after <= 60, "learned after {steady_after} minutes");
+    // The sparse one needs half the ten hours watched without it, at most four hours.
+    let (_, at_two_hours) = &sparse[5];
+    assert!(at_two_hours.is_anomaly, "{at_two_hours:?}");
+    assert!(
+        at_two_hours.summary.contains(
+            "not learned as normal: seen in 6 time windows, but over 2 hours (steady presence \
+             takes 4 hours for a pattern first seen 10 hours into the stream)"
+        ),
+        "{}",
+        at_two_hours.summary
+    );
+    assert_eq!(
+        learned_at(&sparse),
+        Some(250),
+        "learned after four hours and more"
+    );
+}
+
+#[test]
 fn a_critical_burst_of_a_pattern_learned_at_info_is_flagged_until_critical_is_steady_too() {
     let mut s = Scorer::new(
         ScorerConfig {

@@ -26,6 +26,11 @@ pub(super) struct Sighting {
     pub(super) episodes: u32,
     /// From its first to its last line (this one included), milliseconds.
     pub(super) span_ms: i64,
+    /// The span the time windows' rule needs of it ([`ScorerConfig::windows_span_ms`]).
+    pub(super) span_needed_ms: i64,
+    /// How long the stream had been watched before its first line, when that is why
+    /// it needs more than `normal_min_span_ms`.
+    pub(super) late_by_ms: Option<i64>,
     pub(super) new_after_warmup: bool,
     /// Its novelty when first seen (0 if this is its first line).
     pub(super) birth_novelty: f32,
@@ -69,14 +74,19 @@ impl Sighting {
             "not learned as normal yet".to_string()
         } else if self.windows == 1 {
             "not learned as normal: one burst so far".to_string()
-        } else if self.windows >= cfg.normal_after_windows && self.span_ms < cfg.normal_min_span_ms
-        {
+        } else if self.windows >= cfg.normal_after_windows && self.span_ms < self.span_needed_ms {
+            let late = self.late_by_ms.map_or(String::new(), |w| {
+                format!(
+                    " for a pattern first seen {} into the stream",
+                    human_duration(w)
+                )
+            });
             format!(
                 "not learned as normal: seen in {} time windows, but over {} (steady presence \
-                 takes {})",
+                 takes {}{late})",
                 self.windows,
                 human_duration(self.span_ms),
-                human_duration(cfg.normal_min_span_ms)
+                human_duration(self.span_needed_ms)
             )
         } else {
             format!(
@@ -123,7 +133,7 @@ impl<E: TextEmbedder> Scorer<E> {
         template: String,
     ) -> Score {
         let (first_line_ms, warming_up) = self.advance_stream(line);
-        let sighting = self.record_sighting(&id, line, warming_up);
+        let sighting = self.record_sighting(&id, line, warming_up, first_line_ms);
         // Nearest known template that is not labelled anomalous, and the nearest labelled
         // ones (either label, above the similarity bar), both excluding this template.
         let (closest, labelled) = self.neighbours(&id);
@@ -175,7 +185,13 @@ impl<E: TextEmbedder> Scorer<E> {
     }
 
     /// Counts the line in its template's stats and the time windows it was seen in.
-    fn record_sighting(&mut self, id: &TemplateId, line: &LogLine, warming_up: bool) -> Sighting {
+    fn record_sighting(
+        &mut self,
+        id: &TemplateId,
+        line: &LogLine,
+        warming_up: bool,
+        stream_start_ms: i64,
+    ) -> Sighting {
         let cfg = &self.config;
         let window = line.timestamp_ms.div_euclid(cfg.presence_window_ms.max(1));
         let stats = self.stats.entry(id.clone()).or_insert_with(|| {
@@ -184,20 +200,21 @@ impl<E: TextEmbedder> Scorer<E> {
         let seen_before = stats.count;
         let flags_alone = cfg.flags_alone(line.severity);
         let steady_level = cfg.normal_after_windows.max(1);
-        let was_learned_normal =
-            stats.learned_normal(cfg) && !(flags_alone && stats.level_episodes < steady_level);
-        let was_learned_by_windows = stats.learned_by_windows(cfg);
+        let was_learned_normal = stats.learned_normal(cfg, stream_start_ms)
+            && !(flags_alone && stats.level_episodes < steady_level);
+        let was_learned_by_windows = stats.learned_by_windows(cfg, stream_start_ms);
         let previous_first_seen = stats.first_seen_ms;
         stats.count_line(line.timestamp_ms, window, flags_alone);
         // Steady presence covers a line that its level alone would flag only when the
         // template's lines at that level came steadily too: a CRITICAL burst of a pattern
         // that is otherwise INFO chatter is not what was learned.
         let level_unproven = flags_alone && stats.level_episodes < steady_level;
-        let steady = stats.learned_normal(cfg);
+        let steady = stats.learned_normal(cfg, stream_start_ms);
         let learned_normal = steady && !level_unproven;
         // Learned from its arrivals before the hour was up, and now the windows agree:
         // marked again, so that its earlier lines' bursts are judged against more windows.
-        let learned_by_windows = stats.learned_by_windows(cfg);
+        let learned_by_windows = stats.learned_by_windows(cfg, stream_start_ms);
+        let steadiness = stats.steadiness(stream_start_ms);
         let windows_confirm = was_learned_normal && !was_learned_by_windows && learned_by_windows;
         Sighting {
             seen_before,
@@ -208,6 +225,9 @@ impl<E: TextEmbedder> Scorer<E> {
             windows: stats.windows,
             episodes: stats.episodes,
             span_ms: stats.span_ms(),
+            span_needed_ms: cfg.windows_span_ms(&steadiness),
+            late_by_ms: (cfg.late_span_ms(&steadiness) > cfg.normal_min_span_ms)
+                .then(|| steadiness.watched_before_ms()),
             new_after_warmup: stats.new_after_warmup,
             birth_novelty: stats.novelty,
             learned_below_level: steady && level_unproven,
