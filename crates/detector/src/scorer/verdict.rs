@@ -49,7 +49,8 @@ pub(super) struct Sighting {
 impl Sighting {
     /// Why a template without a label that covers this line is judged by its prior:
     /// `narrow` is the highest level a normal label was given at, when it does not cover
-    /// this line's level; `cfg` has the windows steady presence takes (the span it needs is `span_needed_ms`).
+    /// this line's level; `cfg` has the windows steady presence takes (the span it needs
+    /// is `span_needed_ms`).
     fn why_not_learned(&self, narrow: Option<Severity>, cfg: &ScorerConfig) -> String {
         let level = self.level.as_str();
         let times = |n: u32| if n == 1 { "time" } else { "times" };
