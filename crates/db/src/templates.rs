@@ -7,7 +7,8 @@
 //!
 //! An operator's label ([`set_label_and_rescore`]) also re-scores the template's latest
 //! entries, whatever their age ([`RESCORE_MAX_ENTRIES`]); a `normal` label covers the
-//! levels of its entries of the last 24 hours ([`RESCORE_WINDOW`]).
+//! levels of its entries of the last 24 hours ([`RESCORE_WINDOW`]), or of those latest
+//! entries when none came that day.
 //! [`review_candidates`] feeds the review queue (`GET /api/review/`) that asks which
 //! templates to label first.
 
@@ -262,24 +263,31 @@ struct MaxLevel {
 }
 
 /// The most severe level (one of [`LEVELS`]) among the entries of template `id` received
-/// within [`RESCORE_WINDOW`]; `None` without any.
+/// within [`RESCORE_WINDOW`], what the operator most likely looked at; without any there
+/// (an answer given from a longer view of the review queue, on a quiet source), among its
+/// latest [`RESCORE_MAX_ENTRIES`] entries, the ones the answer re-scores: the levels the
+/// pattern had come at. `None` only for a template without entries.
 pub fn recent_max_level(conn: &mut PgConnection, id: i64) -> Result<Option<String>, DbError> {
     let row: MaxLevel = diesel::sql_query(
-        "SELECT ($2::text[])[max(array_position($2::text[], severity))] AS level \
-         FROM log_entries \
-         WHERE template_id = $1 AND received_at >= now() - make_interval(secs => $3)",
+        "SELECT coalesce( \
+             (SELECT ($2::text[])[max(array_position($2::text[], severity))] \
+              FROM log_entries \
+              WHERE template_id = $1 AND received_at >= now() - make_interval(secs => $3)), \
+             (SELECT ($2::text[])[max(array_position($2::text[], severity))] \
+              FROM (SELECT severity FROM log_entries WHERE template_id = $1 \
+                    ORDER BY received_at DESC LIMIT $4) latest)) AS level",
     )
     .bind::<BigInt, _>(id)
     .bind::<Array<Text>, _>(&LEVELS[..])
     .bind::<Double, _>(RESCORE_WINDOW.as_secs_f64())
+    .bind::<BigInt, _>(RESCORE_MAX_ENTRIES)
     .get_result(conn)?;
     Ok(row.level)
 }
 
 /// Records an operator's label on a template; `None` when there is no such template. A
 /// `normal` label also records the levels it covers: the most severe among the template's
-/// entries of the last day ([`recent_max_level`], what the operator could see; none, every
-/// level, when there are none).
+/// entries of the last day, or of its latest entries without any ([`recent_max_level`]).
 pub fn set_label(
     conn: &mut PgConnection,
     id: i64,
@@ -352,7 +360,8 @@ pub fn list(
 
 /// The window whose entries decide the levels a `normal` label covers (the most severe
 /// of them, `label_max_level`): one day, the window of the dashboard's counts and of the
-/// review queue's default, what the operator most likely looked at. A later line at a more
+/// review queue's default, what the operator most likely looked at (without entries that
+/// day, the template's latest ones decide: [`recent_max_level`]). A later line at a more
 /// severe level is judged by its prior, and an older one keeps its verdict.
 pub const RESCORE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 

@@ -23,8 +23,8 @@
 //! detector has learned it as normal. The answer is the
 //! majority true label of the template's lines so far: an answer never uses a line from
 //! the future. It goes to [`Scorer::set_label_up_to`] with the most severe level among the
-//! template's lines of the last day ([`RESCORE_WINDOW_MS`]; as the feedback endpoint
-//! stores it), and, as the feedback endpoint does, the template's latest
+//! template's lines of the last day ([`RESCORE_WINDOW_MS`]; of its latest lines without
+//! any; as the feedback endpoint stores it), and, as the feedback endpoint does, the template's latest
 //! [`RESCORE_MAX_LINES`] lines, whatever their age, take the label's verdict (a normal one
 //! only at the levels it covers).
 //!
@@ -387,7 +387,8 @@ pub const REVIEW_WINDOW_MS: i64 = 24 * 3_600_000;
 pub const REVIEW_MAX_WINDOW_MS: i64 = 720 * 3_600_000;
 
 /// The lines whose levels a `normal` answer covers: the template's lines of the last 24
-/// hours (as the feedback endpoint stores `label_max_level`). The answer re-scores the
+/// hours, or its latest [`RESCORE_MAX_LINES`] without any (as the feedback endpoint stores
+/// `label_max_level`). The answer re-scores the
 /// template's latest [`RESCORE_MAX_LINES`] lines, whatever their age, as learning does.
 pub const RESCORE_WINDOW_MS: i64 = 24 * 3_600_000;
 
@@ -596,8 +597,8 @@ impl Operator {
         };
         // As the feedback endpoint does (`db::templates::recent_max_level` and
         // `rescore_latest`): a normal answer covers the levels the template's lines of the
-        // last [`RESCORE_WINDOW_MS`] had come at (every level without any; the queue may
-        // have shown older ones too), and the template's latest [`RESCORE_MAX_LINES`] lines
+        // last [`RESCORE_WINDOW_MS`] had come at (those of its latest lines without any: the
+        // queue may have shown older ones), and the template's latest [`RESCORE_MAX_LINES`] lines
         // take the label's verdict, a normal one only at the levels it covers.
         let seen_level = s
             .recent
@@ -605,6 +606,7 @@ impl Operator {
             .filter(|l| now.saturating_sub(l.timestamp_ms) <= RESCORE_WINDOW_MS)
             .map(|l| records[l.index].line.severity)
             .max()
+            .or_else(|| s.latest.iter().map(|&i| records[i].line.severity).max())
             .unwrap_or(Severity::Critical);
         scorer.set_label_up_to(&id, label, seen_level);
         for &i in &s.latest {

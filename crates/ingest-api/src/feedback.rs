@@ -6,7 +6,8 @@
 //! to it, are scored with it. In the same transaction the template's latest
 //! [`db::templates::RESCORE_MAX_ENTRIES`] entries, whatever their age, are re-scored with
 //! the label (a `normal` one only at the levels it covers, those of the template's entries
-//! of the last 24 hours).
+//! of the last 24 hours, or of its latest entries when none came that day:
+//! [`db::templates::recent_max_level`]).
 
 use db::templates::TemplateRow;
 

@@ -134,6 +134,46 @@ async fn feedback_labels_the_template_of_an_analysed_entry() {
     app.cleanup().await;
 }
 
+/// An operator who answers from a longer view of the review queue (`?hours=72`), on a
+/// template with no entries that day, labels the levels its entries had come at, not
+/// every level: a later CRITICAL burst of an ERROR pattern is still judged on its own.
+#[tokio::test]
+async fn a_normal_answer_on_an_older_pattern_covers_the_levels_it_came_at() {
+    let app = spawn_app().await;
+    let (entry_id, _) = analysed_entry(&app, "t00000000000000cc", "Disk <*> failed", 1).await;
+    app.db
+        .db
+        .run(move |c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(
+                "UPDATE log_entries SET received_at = now() - interval '3 days' WHERE id = $1",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(entry_id)
+            .execute(c)?;
+            Ok(())
+        })
+        .await
+        .expect("entry moved three days back");
+
+    let resp = app
+        .post_signed(
+            &format!("/api/logs/{entry_id}/feedback/"),
+            &json!({"label": "normal"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let out: Value = resp.json().await.unwrap();
+    assert_eq!(out["rescored"], 1, "{out}");
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM templates WHERE label_max_level = 'ERROR'")
+            .await,
+        1,
+        "the label covers ERROR, the level of the template's latest entries"
+    );
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn bad_feedback_is_rejected_and_stores_nothing() {
     let app = spawn_app().await;
