@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The eval's figures on other draws and paces of the labelled sets, none of them used to
-# settle weights (BENCHMARKS.md, "How far the figures move"): seeds 11 and 23, a line every
+# settle weights (docs/detector-journal.md, "How far the figures move"): seeds 11 and 23, a line every
 # 1 s, every 5 s (about three hours: a contiguous stretch of a busy system), every 30 min
 # and every 6 h (a quiet source: 2 000 lines over about 17 months), each
 # sample's own timestamps (seeds 7, 11, 23), and the burst sets with their routine
