@@ -11,7 +11,8 @@
 # --only-holdout --holdout ..., all "not tuned on"). Builds each variant into
 # .cache/eval-robustness/<variant>/ and prints one summary row per variant: sets where the
 # scorer beats or ties both baselines without feedback, the means (tuned on / not tuned
-# on), and the sets at F1 >= 0.90 with FEEDBACK (default 30).
+# on), and the sets at F1 >= 0.90 with FEEDBACK (default 30); then every set that misses
+# one of those targets, by name.
 # Usage: scripts/eval-robustness.sh [FEEDBACK] [logcanary-eval flags...] (make eval-robustness)
 # LOGCANARY_ROBUSTNESS_ONLY=name,name runs only those rows (e.g. other-bases).
 set -euo pipefail
@@ -48,6 +49,9 @@ variants=(
     "other-bases-seed-11:--only-burst --burst $OTHER_BASES --seed 11"
     "other-holdouts:--only-holdout --holdout $OTHER_HOLDOUTS"
 )
+# Sets that miss a target, listed after the table: "row/set" and the figures.
+misses=$(mktemp)
+trap 'rm -f "$misses"' EXIT
 echo "| sets | beats or ties both baselines, no feedback | mean F1 no feedback, tuned / not tuned | FEEDBACK=$feedback >= 0.90 | mean F1 FEEDBACK=$feedback, tuned / not tuned |"
 echo "|---|---|---|---|---|"
 for v in "${variants[@]}"; do
@@ -63,14 +67,26 @@ for v in "${variants[@]}"; do
     [[ $name == other-* ]] && not_tuned=all
     LOGCANARY_EVAL_DIR="$dir" LOGCANARY_EVAL_NOT_TUNED=${not_tuned:-${LOGCANARY_EVAL_NOT_TUNED:-}} bash scripts/eval-all.sh "$feedback" "${extra[@]}" | python3 -c '
 import sys
-name = sys.argv[1]
+name, misses = sys.argv[1], sys.argv[2]
 rows = [[c.strip() for c in l.strip().strip("|").split("|")] for l in sys.stdin if l.startswith("| ")]
 sets = [r for r in rows if r[0] != "set" and not r[0].startswith("**")]
+with open(misses, "a") as out:
+    for r in sets:
+        set_name = r[0].split(" (")[0]
+        if r[5] != "yes":
+            out.write(f"- {name}/{set_name}: no feedback {r[3].split()[0]} against ERROR+ {r[1]}, new-template {r[2]}\n")
+        if float(r[4].split()[0]) < 0.90:
+            out.write(f"- {name}/{set_name}: FEEDBACK {r[4].split()[0]}, below 0.90\n")
 means = {r[0].split("**")[1]: r for r in rows if r[0].startswith("**mean")}
 beats = sum(1 for r in sets if r[5] == "yes")
 good = sum(1 for r in sets if float(r[4].split()[0]) >= 0.90)
 tuned = means.get("mean, tuned on", ["", "", "", "-", "-"])
 other = means.get("mean, not tuned on", ["", "", "", "-", "-"])
 print(f"| {name} | {beats} of {len(sets)} | {tuned[3]} / {other[3]} | {good} of {len(sets)} | {tuned[4]} / {other[4]} |")
-' "$name"
+' "$name" "$misses"
 done
+if [[ -s $misses ]]; then
+    echo
+    echo "Sets below a baseline without feedback, or below 0.90 with it:"
+    cat "$misses"
+fi
