@@ -67,6 +67,12 @@ pub struct TemplateOut {
     /// `normal`, `anomaly` or null.
     label: Option<String>,
     labelled_at: Option<String>,
+    /// For a `normal` label, the most severe level it covers (`DEBUG` .. `ERROR`): the
+    /// levels the template's entries had come at when it was given. A later line above it,
+    /// at a level that flags by itself (`CRITICAL`), is judged on its own until the
+    /// template's lines at that level arrive steadily. Null: every level (an `anomaly`
+    /// label, or a `normal` one given after `CRITICAL` lines).
+    label_max_level: Option<String>,
 }
 
 impl From<TemplateRow> for TemplateOut {
@@ -80,6 +86,9 @@ impl From<TemplateRow> for TemplateOut {
             last_seen: rfc3339::format(t.last_seen),
             label: t.label,
             labelled_at: t.labelled_at.map(rfc3339::format),
+            label_max_level: t
+                .label_max_level
+                .filter(|level| level.as_str() != "CRITICAL"),
         }
     }
 }

@@ -14,7 +14,7 @@ mod cdp;
 
 use std::path::PathBuf;
 
-use crate::helpers::{entry, spawn_app, TestApp};
+use crate::helpers::{entry, spawn_app_with, Options, TestApp};
 use cdp::Browser;
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -106,9 +106,13 @@ async fn stored_label(app: &TestApp, template_id: i64) -> Option<String> {
 
 #[tokio::test]
 async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
-    // The only test in this binary, so setting the variable races with nothing.
-    std::env::set_var(logcanary_ingest_api::config::DASHBOARD_TOKEN_ENV, TOKEN);
-    let app = spawn_app().await;
+    // A flag, not the variable: the tests of this binary share one process when run by
+    // `cargo test`, and the variable would reach the others' settings.
+    let app = spawn_app_with(Options {
+        extra_args: vec![format!("--dashboard-token={TOKEN}")],
+        ..Options::default()
+    })
+    .await;
 
     let (disk_entry, disk_template) = analysed(
         &app,

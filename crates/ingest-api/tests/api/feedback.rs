@@ -83,6 +83,7 @@ async fn feedback_labels_the_template_of_an_analysed_entry() {
     assert_eq!(out["template"]["template_key"], "t00000000000000aa");
     assert_eq!(out["template"]["label"], "normal");
     assert!(out["template"]["labelled_at"].is_string(), "{out}");
+    assert_eq!(out["template"]["label_max_level"], "ERROR", "{out}");
     // The entry itself was received just now: its verdict follows the label.
     assert_eq!(out["rescored"], 1, "{out}");
     assert_eq!(
@@ -113,6 +114,7 @@ async fn feedback_labels_the_template_of_an_analysed_entry() {
     assert_eq!(resp.status(), 200);
     let out: Value = resp.json().await.unwrap();
     assert_eq!(out["template"]["label"], "anomaly");
+    assert_eq!(out["template"]["label_max_level"], Value::Null, "{out}");
     assert_eq!(out["rescored"], 1, "{out}");
     assert_eq!(
         app.db
@@ -165,11 +167,14 @@ async fn a_normal_answer_on_an_older_pattern_covers_the_levels_it_came_at() {
     let out: Value = resp.json().await.unwrap();
     assert_eq!(out["rescored"], 1, "{out}");
     assert_eq!(
+        out["template"]["label_max_level"], "ERROR",
+        "the label covers ERROR, the level of the template's latest entries: {out}"
+    );
+    assert_eq!(
         app.db
             .count("SELECT count(*) FROM templates WHERE label_max_level = 'ERROR'")
             .await,
-        1,
-        "the label covers ERROR, the level of the template's latest entries"
+        1
     );
     app.cleanup().await;
 }

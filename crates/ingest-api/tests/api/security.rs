@@ -490,11 +490,9 @@ async fn production_refuses_weak_secrets_without_showing_them() {
     assert!(!error.contains("CHANGE-ME"), "{error}");
     // A strong key starts.
     let ok = build(&["--hmac-keys=k@ingest:0123456789abcdef0123456789abcdef"]);
-    assert!(
-        logcanary_ingest_api::startup::Application::build(ok.settings)
-            .await
-            .is_ok()
-    );
+    if let Err(e) = logcanary_ingest_api::startup::Application::build(ok.settings).await {
+        panic!("a strong key did not start: {e:#}");
+    }
 }
 
 /// Finding 4: an unknown key id gets the same answer as a wrong secret.
