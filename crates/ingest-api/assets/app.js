@@ -140,7 +140,7 @@ async function showEntry(id) {
       el("dt", {}, "score"), el("dd", {}, score(e.anomaly_score)),
       el("dt", {}, "message"), el("dd", {}, e.message),
       el("dt", {}, "summary"), el("dd", {}, e.summary || "—"),
-      el("dt", {}, "template"), el("dd", {}, tpl ? `#${tpl.id} ${tpl.template} (${tpl.count} lines, ${tpl.label || "unlabelled"})` : (e.template_id ?? "—")),
+      el("dt", {}, "template"), el("dd", {}, tpl ? `#${tpl.id} ${tpl.template} (${tpl.count} lines, ${labelText(tpl) || "unlabelled"})` : (e.template_id ?? "—")),
       el("dt", {}, "task"), el("dd", {}, e.analysis_task_id || "—"));
     const actions = e.template_id !== null
       ? el("p", {}, labelButton(`/api/ui/feedback/logs/${e.id}/`, "normal"), " ", labelButton(`/api/ui/feedback/logs/${e.id}/`, "anomaly"))
@@ -173,7 +173,14 @@ async function sendLabel(path, label) {
   const rescored = body.rescored ? `, ${body.rescored} ${body.rescored === 1 ? "entry" : "entries"} re-scored` : "";
   await refresh();
   // After the refresh, whose own messages (a refused token) this answer replaces.
-  $("token-state").textContent = resp.ok ? `template #${body.id} marked ${body.label}${rescored}` : (body.detail || `HTTP ${resp.status}`);
+  $("token-state").textContent = resp.ok ? `template #${body.id} marked ${labelText(body)}${rescored}` : (body.detail || `HTTP ${resp.status}`);
+}
+
+// A label as the operator should read it: a normal one given on lower levels covers only
+// those (a later CRITICAL burst of the pattern is still judged on its own).
+function labelText(t) {
+  if (!t.label) return null;
+  return t.label === "normal" && t.label_max_level ? `normal up to ${t.label_max_level}` : t.label;
 }
 
 // --- refresh ---
@@ -202,7 +209,7 @@ async function refresh() {
     templatesById = new Map(templates.results.map((t) => [t.id, t]));
     fillTable("templates", templates.results, (t) => el("tr", { "data-template-id": String(t.id) },
       el("td", {}, String(t.id)), el("td", { class: "msg", title: t.template }, t.template), el("td", {}, String(t.count)),
-      el("td", {}, time(t.last_seen)), el("td", { class: `lbl-${t.label}` }, t.label || "—"),
+      el("td", {}, time(t.last_seen)), el("td", { class: `lbl-${t.label}` }, labelText(t) || "—"),
       el("td", {}, labelButton(`/api/ui/feedback/templates/${t.id}/`, "normal"), " ",
         labelButton(`/api/ui/feedback/templates/${t.id}/`, "anomaly"))), "No templates mined yet.");
   }

@@ -350,7 +350,12 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
         .await;
     assert_eq!(
         browser.text("#token-state").await,
-        format!("template #{disk_template} marked normal, 1 entry re-scored")
+        format!("template #{disk_template} marked normal up to ERROR, 1 entry re-scored")
+    );
+    assert_eq!(
+        browser.text(&format!("{row} td.lbl-normal")).await,
+        "normal up to ERROR",
+        "the table says which levels the answer covers"
     );
     assert_eq!(
         stored_label(&app, disk_template).await.as_deref(),
