@@ -156,19 +156,7 @@ async fn dashboard_shows_the_seeded_data_and_takes_feedback() {
         false,
     )
     .await;
-    app.db
-        .db
-        .run(move |c| {
-            use diesel::RunQueryDsl;
-            diesel::sql_query(
-                "UPDATE log_entries SET received_at = now() - interval '3 days' WHERE id = $1",
-            )
-            .bind::<diesel::sql_types::BigInt, _>(fan_entry)
-            .execute(c)?;
-            Ok(())
-        })
-        .await
-        .expect("entry moved three days back");
+    app.move_entry_back(fan_entry, 3).await;
     app.db
         .db
         .run(|c| {

@@ -143,19 +143,7 @@ async fn feedback_labels_the_template_of_an_analysed_entry() {
 async fn a_normal_answer_on_an_older_pattern_covers_the_levels_it_came_at() {
     let app = spawn_app().await;
     let (entry_id, _) = analysed_entry(&app, "t00000000000000cc", "Disk <*> failed", 1).await;
-    app.db
-        .db
-        .run(move |c| {
-            use diesel::RunQueryDsl;
-            diesel::sql_query(
-                "UPDATE log_entries SET received_at = now() - interval '3 days' WHERE id = $1",
-            )
-            .bind::<diesel::sql_types::BigInt, _>(entry_id)
-            .execute(c)?;
-            Ok(())
-        })
-        .await
-        .expect("entry moved three days back");
+    app.move_entry_back(entry_id, 3).await;
 
     let resp = app
         .post_signed(

@@ -176,6 +176,26 @@ impl TestApp {
         )
     }
 
+    /// Moves a stored entry `days` back in time (its `received_at`), as the earlier line of
+    /// a quiet source.
+    pub async fn move_entry_back(&self, id: i64, days: i32) {
+        self.db
+            .db
+            .run(move |c| {
+                use diesel::RunQueryDsl;
+                diesel::sql_query(
+                    "UPDATE log_entries SET received_at = now() - make_interval(days => $2) \
+                     WHERE id = $1",
+                )
+                .bind::<diesel::sql_types::BigInt, _>(id)
+                .bind::<diesel::sql_types::Integer, _>(days)
+                .execute(c)?;
+                Ok(())
+            })
+            .await
+            .expect("entry moved back in time");
+    }
+
     /// Messages waiting in one of this test's queues.
     pub async fn queue_depth(&self, queue: &str) -> u32 {
         let conn = mq::connect(&test_support::amqp_url(), "test")
