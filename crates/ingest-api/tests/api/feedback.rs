@@ -57,6 +57,18 @@ async fn analysed_entry(app: &TestApp, key: &str, template: &str, count: i64) ->
     (entry_id, template_id)
 }
 
+/// Posts a label on an entry's template (`POST /api/logs/{id}/feedback/`); the `200` answer.
+async fn answer(app: &TestApp, entry_id: i64, label: &str) -> Value {
+    let resp = app
+        .post_signed(
+            &format!("/api/logs/{entry_id}/feedback/"),
+            &json!({ "label": label }),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
 async fn labelled(app: &TestApp) -> i64 {
     app.db
         .count("SELECT count(*) FROM templates WHERE label IS NOT NULL OR labelled_at IS NOT NULL")
@@ -69,14 +81,7 @@ async fn feedback_labels_the_template_of_an_analysed_entry() {
     let (entry_id, template_id) =
         analysed_entry(&app, "t00000000000000aa", "Disk <*> failed", 3).await;
 
-    let resp = app
-        .post_signed(
-            &format!("/api/logs/{entry_id}/feedback/"),
-            &json!({"label": "normal"}),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    let out: Value = resp.json().await.unwrap();
+    let out = answer(&app, entry_id, "normal").await;
     assert_eq!(out["log_entry_id"], entry_id);
     assert_eq!(out["template"]["id"], template_id);
     assert_eq!(out["template"]["template"], "Disk <*> failed");
@@ -105,14 +110,7 @@ async fn feedback_labels_the_template_of_an_analysed_entry() {
     );
 
     // The operator changes their mind: the last label wins.
-    let resp = app
-        .post_signed(
-            &format!("/api/logs/{entry_id}/feedback/"),
-            &json!({"label": "anomaly"}),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    let out: Value = resp.json().await.unwrap();
+    let out = answer(&app, entry_id, "anomaly").await;
     assert_eq!(out["template"]["label"], "anomaly");
     assert_eq!(out["template"]["label_max_level"], Value::Null, "{out}");
     assert_eq!(out["rescored"], 1, "{out}");
@@ -145,14 +143,7 @@ async fn a_normal_answer_on_an_older_pattern_covers_the_levels_it_came_at() {
     let (entry_id, _) = analysed_entry(&app, "t00000000000000cc", "Disk <*> failed", 1).await;
     app.move_entry_back(entry_id, 3).await;
 
-    let resp = app
-        .post_signed(
-            &format!("/api/logs/{entry_id}/feedback/"),
-            &json!({"label": "normal"}),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    let out: Value = resp.json().await.unwrap();
+    let out = answer(&app, entry_id, "normal").await;
     assert_eq!(out["rescored"], 1, "{out}");
     assert_eq!(
         out["template"]["label_max_level"], "ERROR",
