@@ -14,6 +14,18 @@ fn scorer(warmup_lines: u64) -> Scorer<Embedder> {
     Scorer::new(config, embedder)
 }
 
+/// A scorer whose embedder puts every text at the same point (no model): for the rules
+/// that read only timing and levels.
+fn flat_scorer(warmup_lines: u64) -> Scorer<Flat> {
+    Scorer::new(
+        ScorerConfig {
+            warmup_lines,
+            ..ScorerConfig::default()
+        },
+        Flat,
+    )
+}
+
 fn line(t: i64, severity: Severity, message: &str) -> LogLine {
     LogLine {
         timestamp_ms: t,
@@ -196,13 +208,7 @@ fn a_template_seen_steadily_is_learned_normal() {
 
 #[test]
 fn a_template_first_seen_late_needs_longer_presence_unless_it_keeps_coming() {
-    let mut s = Scorer::new(
-        ScorerConfig {
-            warmup_lines: 10,
-            ..ScorerConfig::default()
-        },
-        Flat,
-    );
+    let mut s = flat_scorer(10);
     // Ten hours of one routine message every 10 minutes: the stream started at 0.
     for i in 0..=60 {
         s.score(&line(
@@ -270,13 +276,7 @@ fn a_template_first_seen_late_needs_longer_presence_unless_it_keeps_coming() {
 
 #[test]
 fn a_critical_burst_of_a_pattern_learned_at_info_is_flagged_until_critical_is_steady_too() {
-    let mut s = Scorer::new(
-        ScorerConfig {
-            warmup_lines: 10,
-            ..ScorerConfig::default()
-        },
-        Flat,
-    );
+    let mut s = flat_scorer(10);
     // The same message at INFO every 12 minutes for four hours: learned as normal.
     let mut t = 0;
     for i in 0..20 {
