@@ -53,9 +53,11 @@ static RULES: Lazy<Vec<Rule>> = Lazy::new(|| {
             "<UUID>",
         ),
         rule(r"\b(?:[0-9a-fA-F]{2}[:\-]){5}[0-9a-fA-F]{2}\b", "<MAC>"),
-        // ISO-like timestamps and clock times inside messages.
+        // ISO-like timestamps and clock times inside messages, with the separators the
+        // eval's timestamp parser accepts too: `2005-06-03-15.42.50.675872` (the IBM/DB2
+        // form Blue Gene/L logs carry) is one value, not a date and a number.
         rule(
-            r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+\-]\d{2}:?\d{2})?)?\b",
+            r"\b\d{4}-\d{2}-\d{2}(?:[T _\-]\d{2}[:.]\d{2}(?:[:.]\d{2}(?:[.,]\d+)?)?(?:Z|[+\-]\d{2}:?\d{2})?)?\b",
             "<TS>",
         ),
         // Syslog / ctime style: "Fri Jun 17 07:07:00 2005", "Jun 17 07:07:00".
@@ -235,6 +237,11 @@ fn is_value_token(token: &str) -> bool {
     any && !rest.chars().any(char::is_alphanumeric)
 }
 
+/// Whether `text` ends with a whole placeholder (`... <TS>`).
+fn ends_with_placeholder(text: &str) -> bool {
+    PLACEHOLDERS.iter().any(|p| text.ends_with(p))
+}
+
 /// Replace each match with `placeholder`, but keep a leading separator character that the
 /// pattern consumed only to anchor itself (paths match `=/x/y` so that `key=/x/y` keeps
 /// its key; numbers match `-5` so that the sign goes too but `a-5` keeps the dash).
@@ -251,6 +258,10 @@ fn replace_keeping_prefix(rule: &Rule, text: &str) -> String {
         if let Some(first) = matched.chars().next() {
             let anchored = matches!(first, ' ' | '\t' | '=' | '(' | '[' | ':' | ',' | '"' | '\'');
             if anchored && placeholder == "<PATH>" {
+                out.push(first);
+            } else if first == '>' && ends_with_placeholder(&text[..=m.start()]) {
+                // The comparator the number pattern allows ("<1 sec", ">5") was the end
+                // of a placeholder an earlier rule wrote ("<TS>-5"): it stays.
                 out.push(first);
             } else if first == '-' || first == '+' {
                 // A sign directly after a word character makes the whole word an
@@ -368,6 +379,11 @@ mod tests {
         assert_eq!(mask("at 2024-01-05T10:11:12Z ok"), "at <TS> ok");
         assert_eq!(mask("at 10:11:12 ok"), "at <TS> ok");
         assert_eq!(mask("at Fri Jun 17 07:07:00 2005 ok"), "at <TS> ok");
+        // The IBM/DB2 form (Blue Gene/L), and a date followed by a signed number.
+        assert_eq!(mask("at 2005-06-03-15.42.50.675872 ok"), "at <TS> ok");
+        assert_eq!(mask("on 2024-01-05_10:11:12 ok"), "on <TS> ok");
+        assert_eq!(mask("on 2024-01-05-7 ok"), "on <TS><NUM> ok");
+        assert_eq!(mask("lifetime >5 sec"), "lifetime <NUM>");
     }
 
     #[test]
