@@ -416,3 +416,47 @@ fn tasks_of_a_batch_start_and_succeed_together() {
     drop(conn);
     drop(scratch);
 }
+
+/// `2026-12-07-000001_embedding_text`: the model reads a template from its first word, so
+/// the stored embeddings of templates that start with values are cleared (the workers
+/// embed them again); the others are kept.
+#[test]
+fn embeddings_of_templates_starting_with_values_are_cleared() {
+    let scratch = ScratchDb::new("embtext");
+    let url = scratch.url.clone();
+    logcanary_db::migrate(&url).expect("migrate");
+    let mut conn = PgConnection::establish(&url).unwrap();
+    diesel::sql_query(
+        "INSERT INTO templates (template_key, template, count, first_seen, last_seen, embedding, updated_at) \
+         SELECT k, t, 1, now(), now(), ARRAY[0.5, 0.5]::real[], now() FROM (VALUES \
+           ('a', 'failures on node <HOST>'), \
+           ('b', '<NUM> failures on node <HOST>'), \
+           ('c', '- <NUM> <TS> RAS KERNEL INFO parity error'), \
+           ('d', '<*> started'), \
+           ('e', 'jk2_init() Found child <NUM>')) AS v(k, t)",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    // Run the migration again on these rows, as an upgrade would.
+    diesel::sql_query("DELETE FROM __diesel_schema_migrations WHERE version = '20261207000001'")
+        .execute(&mut conn)
+        .unwrap();
+    logcanary_db::migrate(&url).expect("migrate again");
+
+    #[derive(diesel::QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        template_key: String,
+    }
+    let kept: Vec<String> = diesel::sql_query(
+        "SELECT template_key FROM templates WHERE embedding IS NOT NULL ORDER BY template_key",
+    )
+    .load::<Key>(&mut conn)
+    .unwrap()
+    .into_iter()
+    .map(|k| k.template_key)
+    .collect();
+    assert_eq!(kept, ["a", "e"]);
+    drop(conn);
+    drop(scratch);
+}

@@ -650,10 +650,27 @@ impl<E: TextEmbedder> Scorer<E> {
     }
 }
 
-/// The text the model sees: the template with the miner's wildcard spelled as a word the
-/// tokenizer knows, so `<*>` does not turn into three punctuation tokens.
+/// The text the model sees: the template from its first word on, with the miner's
+/// wildcard spelled as a word the tokenizer knows, so `<*>` does not turn into three
+/// punctuation tokens.
+///
+/// Values before the first word (a count, a timestamp, a host: `<NUM> failures on node
+/// <HOST>`, or a whole line header `- <NUM> <ID> <TS> ...`) say nothing about what the
+/// message means, but the model reads them as much as the words, and they pull every
+/// template that starts with them towards each other. A template of values only is kept
+/// whole. Changing this text changes stored embeddings' meaning: a migration clears the
+/// ones it changes (`2026-12-07-000001_embedding_text`), and the workers embed them again.
 fn embedding_text(template: &str) -> String {
-    template.replace(crate::drain::WILDCARD, "<VAR>")
+    let words: Vec<&str> = template.split(' ').collect();
+    let first_word = words
+        .iter()
+        .position(|w| {
+            w.chars().any(char::is_alphabetic) && !crate::masking::is_placeholder_token(w)
+        })
+        .unwrap_or(0);
+    words[first_word..]
+        .join(" ")
+        .replace(crate::drain::WILDCARD, "<VAR>")
 }
 
 #[cfg(test)]

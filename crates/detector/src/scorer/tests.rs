@@ -797,3 +797,19 @@ fn a_flood_of_distinct_templates_stays_at_the_cap_and_keeps_labelled_and_recent_
     assert_eq!(again.decided_by, DecidedBy::Label, "{again:?}");
     assert_eq!(s.export().miner.templates.len(), s.templates());
 }
+
+#[test]
+fn the_model_reads_a_template_from_its_first_word() {
+    assert_eq!(
+        embedding_text("<NUM> failures on node <HOST>"),
+        "failures on node <HOST>"
+    );
+    // A raw line header of values (Blue Gene/L's), punctuation included.
+    assert_eq!(
+        embedding_text("- <NUM> <ID> <TS> <ID> RAS KERNEL INFO cache parity error <*>"),
+        "RAS KERNEL INFO cache parity error <VAR>"
+    );
+    // Words are kept wherever the values are; a template of values only stays whole.
+    assert_eq!(embedding_text("took <NUM> for <*>"), "took <NUM> for <VAR>");
+    assert_eq!(embedding_text("<NUM> <*>"), "<NUM> <VAR>");
+}
