@@ -8,7 +8,9 @@
 # --clump-size 6-12; also at a line every 6 h, so that the clumps spread over days) or their
 # 60-line burst coming back (--recurring-burst 0), and burst
 # sets on six other bases and holdout sets of eight other systems (--only-burst --burst ...,
-# --only-holdout --holdout ..., all "not tuned on"). Builds each variant into
+# --only-holdout --holdout ..., all "not tuned on"), and the seed-7 sets with each message's
+# raw line header in front (--raw-header: time, host, program[pid]:, level word, as a
+# shipper that does not parse lines sends them). Builds each variant into
 # .cache/eval-robustness/<variant>/ and prints one summary row per variant: sets where the
 # scorer beats or ties both baselines without feedback, the means (tuned on / not tuned
 # on), and the sets at F1 >= 0.90 with FEEDBACK (default 30); then every set that misses
@@ -48,6 +50,7 @@ variants=(
     "other-bases:--only-burst --burst $OTHER_BASES"
     "other-bases-seed-11:--only-burst --burst $OTHER_BASES --seed 11"
     "other-holdouts:--only-holdout --holdout $OTHER_HOLDOUTS"
+    "raw-header:--raw-header"
 )
 # Sets that miss a target, listed after the table: "row/set" and the figures.
 misses=$(mktemp)

@@ -152,17 +152,29 @@ def stamp(t):
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def raw_line(rng, t, line):
+    """--raw-header: the message as a shipper that does not parse lines sends it, with the
+    line's own header (time, host, program and pid, level word) in front."""
+    host = f"node-{rng.randrange(64)}"
+    return (
+        f"{stamp(t)} {host} {line['source'].lower()}[{rng.randrange(1000, 32768)}]: "
+        f"{line['severity']} {line['message']}"
+    )
+
+
 def emit(path, timed):
     """timed: list of (datetime, line, label) in any order; written sorted by time."""
     timed.sort(key=lambda x: x[0])
+    header_rng = random.Random(path.name)
     with open(path, "w", encoding="utf-8") as f:
         for t, line, label in timed:
+            message = raw_line(header_rng, t, line) if RAW_HEADER else line["message"]
             f.write(
                 json.dumps(
                     {
                         "timestamp": stamp(t),
                         "severity": line["severity"],
-                        "message": line["message"],
+                        "message": message,
                         "source": line["source"],
                         "label": label,
                     }
@@ -172,6 +184,9 @@ def emit(path, timed):
     anomalies = sum(1 for _, _, label in timed if label == "anomaly")
     print(f"{path}: {len(timed)} lines, {anomalies} anomalies", file=sys.stderr)
 
+
+# --raw-header: each message carries its raw line header.
+RAW_HEADER = False
 
 # Mean gap between normal lines, seconds (--gap-mean).
 GAP_MEAN = 30.0
@@ -372,7 +387,7 @@ def burst_pairs(text):
 
 
 def main():
-    global GAP_MEAN, REAL_TIMES
+    global GAP_MEAN, REAL_TIMES, RAW_HEADER
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--loghub", type=Path, default=ROOT.parent / "shared" / "data" / "loghub")
     p.add_argument("--out", type=Path, default=ROOT / ".cache" / "eval")
@@ -426,8 +441,15 @@ def main():
         help="burst sets: the anomalous template of BURST_SIZES[K] comes back in a second "
         "burst (default 4: 7 lines; 0: the 60-line one)",
     )
+    p.add_argument(
+        "--raw-header",
+        action="store_true",
+        help="each message keeps a raw line header (time, host, program[pid]:, level word) "
+        "in front, as a shipper that does not parse lines sends it",
+    )
     args = p.parse_args()
     GAP_MEAN = args.gap_mean
+    RAW_HEADER = args.raw_header
     REAL_TIMES = args.real_times
     if not args.loghub.is_dir():
         raise SystemExit(f"Loghub samples not found at {args.loghub} (pass --loghub DIR)")
