@@ -433,7 +433,8 @@ fn embeddings_of_templates_starting_with_values_are_cleared() {
            ('b', '<NUM> failures on node <HOST>'), \
            ('c', '- <NUM> <TS> RAS KERNEL INFO parity error'), \
            ('d', '<*> started'), \
-           ('e', 'jk2_init() Found child <NUM>')) AS v(k, t)",
+           ('e', 'jk2_init() Found child <NUM>'), \
+           ('f', '<HOST>: open through proxy')) AS v(k, t)",
     )
     .execute(&mut conn)
     .unwrap();

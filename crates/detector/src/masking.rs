@@ -218,7 +218,7 @@ fn collapse_repeats(text: &str) -> String {
 
 /// A token that is only values: placeholders, and punctuation between them (`<IP>`,
 /// `<NUM>/<NUM>`, `<ID>=<HEX>`), no word of its own.
-fn is_value_token(token: &str) -> bool {
+pub fn is_value_token(token: &str) -> bool {
     let mut rest = token;
     let mut any = false;
     while let Some(start) = rest.find('<') {

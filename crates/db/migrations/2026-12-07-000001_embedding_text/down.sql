@@ -3,5 +3,4 @@
 UPDATE templates
    SET embedding = NULL
  WHERE embedding IS NOT NULL
-   AND (split_part(template, ' ', 1) !~ '[[:alpha:]]'
-        OR split_part(template, ' ', 1) ~ '^<([A-Z]+|\*)>$');
+   AND regexp_replace(split_part(template, ' ', 1), '<([A-Z]+|\*)>', '', 'g') !~ '[[:alpha:]]';

@@ -655,7 +655,8 @@ impl<E: TextEmbedder> Scorer<E> {
 /// punctuation tokens.
 ///
 /// Values before the first word (a count, a timestamp, a host: `<NUM> failures on node
-/// <HOST>`, or a whole line header `- <NUM> <ID> <TS> ...`) say nothing about what the
+/// <HOST>`, `<HOST>: open`, or a whole line header `- <NUM> <ID> <TS> ...`; tokens
+/// without a letter, or of placeholders and punctuation only) say nothing about what the
 /// message means, but the model reads them as much as the words, and they pull every
 /// template that starts with them towards each other. A template of values only is kept
 /// whole. Changing this text changes stored embeddings' meaning: a migration clears the
@@ -664,9 +665,7 @@ fn embedding_text(template: &str) -> String {
     let words: Vec<&str> = template.split(' ').collect();
     let first_word = words
         .iter()
-        .position(|w| {
-            w.chars().any(char::is_alphabetic) && !crate::masking::is_placeholder_token(w)
-        })
+        .position(|w| w.chars().any(char::is_alphabetic) && !crate::masking::is_value_token(w))
         .unwrap_or(0);
     words[first_word..]
         .join(" ")

@@ -809,7 +809,10 @@ fn the_model_reads_a_template_from_its_first_word() {
         embedding_text("- <NUM> <ID> <TS> <ID> RAS KERNEL INFO cache parity error <*>"),
         "RAS KERNEL INFO cache parity error <VAR>"
     );
+    // Placeholders with punctuation are values too.
+    assert_eq!(embedding_text("<HOST>: <ID>, open"), "open");
     // Words are kept wherever the values are; a template of values only stays whole.
     assert_eq!(embedding_text("took <NUM> for <*>"), "took <NUM> for <VAR>");
     assert_eq!(embedding_text("<NUM> <*>"), "<NUM> <VAR>");
+    assert_eq!(embedding_text("<ID>=<HEX>"), "<ID>=<HEX>");
 }
