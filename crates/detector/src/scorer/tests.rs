@@ -45,17 +45,23 @@ const ROUTINE: &[&str] = &[
 ];
 
 fn warm_up(s: &mut Scorer<Embedder>, rounds: i64) -> i64 {
+    warm_up_with_header(s, rounds, |_| String::new())
+}
+
+/// [`warm_up`] with `header(t)` written in front of each message.
+fn warm_up_with_header(
+    s: &mut Scorer<Embedder>,
+    rounds: i64,
+    header: impl Fn(i64) -> String,
+) -> i64 {
     let mut t = 0;
     for round in 0..rounds {
         let batch: Vec<LogLine> = ROUTINE
             .iter()
             .map(|m| {
                 t += MINUTE;
-                line(
-                    t,
-                    Severity::Info,
-                    &m.replace("10.0.0.", &format!("10.0.{round}.")),
-                )
+                let message = m.replace("10.0.0.", &format!("10.0.{round}."));
+                line(t, Severity::Info, &format!("{}{message}", header(t)))
             })
             .collect();
         s.score_batch(&batch).expect("scoring works");
@@ -829,19 +835,7 @@ fn a_header_of_values_does_not_make_a_new_message_look_known() {
             t / 1000
         )
     };
-    let mut t = 0;
-    for round in 0..12 {
-        let batch: Vec<LogLine> = ROUTINE
-            .iter()
-            .map(|m| {
-                t += MINUTE;
-                let message = m.replace("10.0.0.", &format!("10.0.{round}."));
-                line(t, Severity::Info, &format!("{}{message}", header(t)))
-            })
-            .collect();
-        s.score_batch(&batch).expect("scoring works");
-    }
-    t += MINUTE;
+    let t = warm_up_with_header(&mut s, 12, header) + MINUTE;
     let novel = s
         .score(&line(
             t,
