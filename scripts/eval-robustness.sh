@@ -10,7 +10,8 @@
 # sets on six other bases and holdout sets of eight other systems (--only-burst --burst ...,
 # --only-holdout --holdout ..., all "not tuned on"), and the seed-7 sets with each message's
 # raw line header in front (--raw-header: time, host, program[pid]:, level word, as a
-# shipper that does not parse lines sends them). Builds each variant into
+# shipper that does not parse lines sends them) or as each sample's own raw line (--raw-lines:
+# its system's real header, on seeds 7 and 11 and the other systems' holdout sets). Builds each variant into
 # .cache/eval-robustness/<variant>/ and prints one summary row per variant: sets where the
 # scorer beats or ties both baselines without feedback, the means (tuned on / not tuned
 # on), and the sets at F1 >= 0.90 with FEEDBACK (default 30); then every set that misses
@@ -51,6 +52,9 @@ variants=(
     "other-bases-seed-11:--only-burst --burst $OTHER_BASES --seed 11"
     "other-holdouts:--only-holdout --holdout $OTHER_HOLDOUTS"
     "raw-header:--raw-header"
+    "raw-lines:--raw-lines"
+    "raw-lines-seed-11:--raw-lines --seed 11"
+    "raw-lines-other-holdouts:--raw-lines --only-holdout --holdout $OTHER_HOLDOUTS"
 )
 # Sets that miss a target, listed after the table: "row/set" and the figures.
 misses=$(mktemp)
@@ -67,7 +71,7 @@ for v in "${variants[@]}"; do
     mkdir -p "$dir"
     python3 scripts/make-labelled-sets.py --out "$dir" "${flags[@]}" 2>/dev/null
     not_tuned=
-    [[ $name == other-* ]] && not_tuned=all
+    [[ $name == *other-* ]] && not_tuned=all
     LOGCANARY_EVAL_DIR="$dir" LOGCANARY_EVAL_NOT_TUNED=${not_tuned:-${LOGCANARY_EVAL_NOT_TUNED:-}} bash scripts/eval-all.sh "$feedback" "${extra[@]}" | python3 -c '
 import sys
 name, misses = sys.argv[1], sys.argv[2]

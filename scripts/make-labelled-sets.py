@@ -123,6 +123,8 @@ def read_sample(loghub, system):
     path = loghub / system / f"{system}_2k.log_structured_corrected.csv"
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
         rows = list(csv.DictReader(f))
+    with open(loghub / system / f"{system}_2k.log", encoding="utf-8", errors="replace") as f:
+        raw = [line.rstrip("\r\n") for line in f]
     read_time = SAMPLE_TIME.get(system)
     out = []
     for r in rows:
@@ -139,6 +141,7 @@ def read_sample(loghub, system):
                 "template": r["EventTemplate"],
                 "source": system,
                 "time": own_time,
+                "raw": raw[int(r["LineId"]) - 1],
             }
         )
     return out
@@ -168,7 +171,12 @@ def emit(path, timed):
     header_rng = random.Random(path.name)
     with open(path, "w", encoding="utf-8") as f:
         for t, line, label in timed:
-            message = raw_line(header_rng, t, line) if RAW_HEADER else line["message"]
+            if RAW_LINES:
+                message = line["raw"]
+            elif RAW_HEADER:
+                message = raw_line(header_rng, t, line)
+            else:
+                message = line["message"]
             f.write(
                 json.dumps(
                     {
@@ -187,6 +195,9 @@ def emit(path, timed):
 
 # --raw-header: each message carries its raw line header.
 RAW_HEADER = False
+
+# --raw-lines: each message is the sample's own raw line, its system's header and all.
+RAW_LINES = False
 
 # Mean gap between normal lines, seconds (--gap-mean).
 GAP_MEAN = 30.0
@@ -387,7 +398,7 @@ def burst_pairs(text):
 
 
 def main():
-    global GAP_MEAN, REAL_TIMES, RAW_HEADER
+    global GAP_MEAN, REAL_TIMES, RAW_HEADER, RAW_LINES
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--loghub", type=Path, default=ROOT.parent / "shared" / "data" / "loghub")
     p.add_argument("--out", type=Path, default=ROOT / ".cache" / "eval")
@@ -447,9 +458,18 @@ def main():
         help="each message keeps a raw line header (time, host, program[pid]:, level word) "
         "in front, as a shipper that does not parse lines sends it",
     )
+    p.add_argument(
+        "--raw-lines",
+        action="store_true",
+        help="each message is the sample's own raw line, its system's header (time, host, "
+        "level, logger) and all, as a shipper that does not parse lines sends it",
+    )
     args = p.parse_args()
     GAP_MEAN = args.gap_mean
     RAW_HEADER = args.raw_header
+    RAW_LINES = args.raw_lines
+    if RAW_HEADER and RAW_LINES:
+        raise SystemExit("--raw-header and --raw-lines exclude each other")
     REAL_TIMES = args.real_times
     if not args.loghub.is_dir():
         raise SystemExit(f"Loghub samples not found at {args.loghub} (pass --loghub DIR)")

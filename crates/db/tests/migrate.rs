@@ -461,3 +461,48 @@ fn embeddings_of_templates_starting_with_values_are_cleared() {
     drop(conn);
     drop(scratch);
 }
+
+/// `2026-12-07-000002_embedding_header`: the model reads a template from the end of its
+/// line header, so the stored embeddings of templates with a `<TS>` or a level word among
+/// their first 8 words are cleared (the workers embed them again); the others are kept.
+#[test]
+fn embeddings_of_templates_with_a_line_header_are_cleared() {
+    let scratch = ScratchDb::new("embheader");
+    let url = scratch.url.clone();
+    logcanary_db::migrate(&url).expect("migrate");
+    let mut conn = PgConnection::establish(&url).unwrap();
+    diesel::sql_query(
+        "INSERT INTO templates (template_key, template, count, first_seen, last_seen, embedding, updated_at) \
+         SELECT k, t, 1, now(), now(), ARRAY[0.5, 0.5]::real[], now() FROM (VALUES \
+           ('a', 'Failed password for <*> from <IP>'), \
+           ('b', '<TS> LabSZ sshd[<NUM>]: Failed password for <*>'), \
+           ('c', '<NUM> INFO dfs.FSNamesystem: BLOCK* ask <IP> to delete <ID>'), \
+           ('d', '[<TS>] [error] mod_jk child workerEnv in error state <NUM>'), \
+           ('e', 'connection refused by peer after eight retries said ERROR')) AS v(k, t)",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    // Run the migration again on these rows, as an upgrade would.
+    diesel::sql_query("DELETE FROM __diesel_schema_migrations WHERE version = '20261207000002'")
+        .execute(&mut conn)
+        .unwrap();
+    logcanary_db::migrate(&url).expect("migrate again");
+
+    #[derive(diesel::QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        template_key: String,
+    }
+    let kept: Vec<String> = diesel::sql_query(
+        "SELECT template_key FROM templates WHERE embedding IS NOT NULL ORDER BY template_key",
+    )
+    .load::<Key>(&mut conn)
+    .unwrap()
+    .into_iter()
+    .map(|k| k.template_key)
+    .collect();
+    // 'e' has its level word past the 8th word: not a header.
+    assert_eq!(kept, ["a", "e"]);
+    drop(conn);
+    drop(scratch);
+}

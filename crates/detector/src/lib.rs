@@ -17,6 +17,7 @@
 pub mod drain;
 pub mod embedder;
 pub mod eval;
+pub mod line_header;
 pub mod masking;
 pub mod patterns;
 pub mod replay;

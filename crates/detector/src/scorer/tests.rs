@@ -810,11 +810,22 @@ fn the_model_reads_a_template_from_its_first_word() {
         embedding_text("<NUM> failures on node <HOST>"),
         "failures on node <HOST>"
     );
-    // A raw line header of values (Blue Gene/L's), punctuation included.
+    // A raw line header of values (Blue Gene/L's), punctuation included, up to its level
+    // word (`line_header`).
     assert_eq!(
         embedding_text("- <NUM> <ID> <TS> <ID> RAS KERNEL INFO cache parity error <*>"),
-        "RAS KERNEL INFO cache parity error <VAR>"
+        "cache parity error <VAR>"
     );
+    assert_eq!(
+        embedding_text("<TS> INFO [main] <ID>: <NUM> failures on node <HOST>"),
+        "failures on node <HOST>"
+    );
+    assert_eq!(
+        embedding_text("<TS> LabSZ sshd[<NUM>]: Failed password for <*>"),
+        "Failed password for <VAR>"
+    );
+    // A header and nothing after it: read from its first word.
+    assert_eq!(embedding_text("<TS> INFO [main]"), "INFO [main]");
     // Placeholders with punctuation are values too.
     assert_eq!(embedding_text("<HOST>: <ID>, open"), "open");
     // Words are kept wherever the values are; a template of values only stays whole.
@@ -860,4 +871,57 @@ fn a_header_of_values_does_not_make_a_new_message_look_known() {
             .starts_with("New message pattern, unlike anything seen"),
         "{novel:?}"
     );
+}
+
+/// Messages shipped as whole lines, a syslog or a logging-library header in front, are new
+/// or not by what they say: the header's program, level and logger words are in every
+/// template of the source, and the model reads the message after them (`line_header`).
+#[test]
+fn a_line_header_does_not_make_a_new_message_look_known() {
+    type Header = fn(i64) -> String;
+    let headers: [(&str, Header); 2] = [
+        ("syslog", |t| {
+            format!("{} web-7 app[{}]: ", stamp(t), 4000 + t % 97)
+        }),
+        ("log4j", |t| {
+            format!("{} INFO [main] org.example.Worker: ", stamp(t))
+        }),
+    ];
+    for (name, header) in headers {
+        let mut s = scorer(30);
+        let t = warm_up_with_header(&mut s, 12, header) + MINUTE;
+        let novel = s
+            .score(&line(
+                t,
+                Severity::Warning,
+                &format!(
+                    "{}failed to read message prefix on control stream",
+                    header(t)
+                ),
+            ))
+            .expect("scoring works");
+        let (nearest, similarity) = novel.closest.clone().expect("known templates");
+        assert!(
+            similarity < 0.35,
+            "{name}: {nearest:?} at {similarity}: {}",
+            novel.summary
+        );
+        assert!(
+            novel
+                .summary
+                .starts_with("New message pattern, unlike anything seen"),
+            "{name}: {novel:?}"
+        );
+    }
+}
+
+/// `t` (milliseconds into the test's day) as a log line's time, log4j style.
+fn stamp(t: i64) -> String {
+    let (s, ms) = (t / 1000, t % 1000);
+    format!(
+        "2024-03-01 {:02}:{:02}:{:02},{ms:03}",
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60
+    )
 }

@@ -1,0 +1,14 @@
+-- The older binary embeds these templates with their line header again: clear the
+-- embeddings this version computed without it.
+UPDATE templates
+   SET embedding = NULL
+ WHERE embedding IS NOT NULL
+   AND EXISTS (
+       SELECT 1
+         FROM unnest((string_to_array(template, ' '))[1:8]) AS w(word)
+        WHERE w.word LIKE '%<TS>%'
+           OR upper(btrim(rtrim(w.word, ':'), '[]')) IN (
+                'TRACE', 'DEBUG', 'FINE', 'FINER', 'FINEST', 'INFO', 'NOTICE', 'WARN',
+                'WARNING', 'ERR', 'ERROR', 'SEVERE', 'CRIT', 'CRITICAL', 'FATAL', 'FAILURE',
+                'ALERT', 'EMERG', 'EMERGENCY', 'PANIC')
+   );
