@@ -14,6 +14,9 @@
 //! - a **syslog tag** (`sshd[<NUM>]:`, `crond(pam_unix)[<NUM>]:`, `kernel:`) after the
 //!   line's time and host, then an optional level word.
 //!
+//! A container runtime's prefix (`<TS> stdout F`, as Kubernetes writes container logs) is
+//! a header too; the container's own line, with its own header or none, follows it.
+//!
 //! A level word needs a value before it (the time, as `<TS>` or as numbers), a tag a
 //! `<TS>`: a message that starts with `ERROR` or with `Change:` is not a header. A line
 //! without either is read whole.
@@ -24,7 +27,8 @@ use crate::masking::is_value_token;
 /// pid and level take 4 tokens; Thunderbird's syslog header 7).
 const HEADER_TOKENS: usize = 8;
 
-/// The level words a header uses, upper case (`Severity::parse` reads the same words).
+/// The level words a header uses, upper case: those `Severity::parse` reads, and INFO,
+/// NOTICE and PostgreSQL's LOG.
 const LEVEL_WORDS: &[&str] = &[
     "TRACE",
     "DEBUG",
@@ -32,6 +36,7 @@ const LEVEL_WORDS: &[&str] = &[
     "FINER",
     "FINEST",
     "INFO",
+    "LOG",
     "NOTICE",
     "WARN",
     "WARNING",
@@ -54,6 +59,14 @@ pub fn message_start(words: &[&str]) -> usize {
     let mut seen_value = false;
     let mut seen_time = false;
     for (i, word) in words.iter().enumerate().take(HEADER_TOKENS) {
+        if seen_time && matches!(*word, "stdout" | "stderr") {
+            if let Some("F" | "P") = words.get(i + 1).copied() {
+                // A container runtime's prefix (CRI, as Kubernetes writes container logs):
+                // the line the container wrote follows, with its own header or none.
+                let line = i + 2;
+                return line + message_start(&words[line..]);
+            }
+        }
         if seen_value && is_level_word(word) {
             return skip_context(words, i + 1, true);
         }
@@ -208,6 +221,13 @@ mod tests {
             ("<TS> - app.db - ERROR - connection refused", "connection refused"),
             ("<TS> [error] <NUM>#<NUM>: *<NUM> open() failed", "<NUM>#<NUM>: *<NUM> open() failed"),
             ("<TS> ERROR [pool-<NUM>-thread-<NUM>] c.e.Billing - charge failed", "charge failed"),
+            // PostgreSQL, Kafka.
+            ("<TS> UTC [<NUM>] ERROR: relation <STR> does not exist", "relation <STR> does not exist"),
+            ("<TS> UTC [<NUM>] LOG: checkpoint starting: time", "checkpoint starting: time"),
+            (
+                "[<TS>] WARN [ReplicaFetcher replicaId=<NUM>] Error sending fetch request",
+                "Error sending fetch request",
+            ),
         ] {
             assert_eq!(message(line), expected, "{line}");
         }
@@ -239,6 +259,27 @@ mod tests {
             (
                 "<TS> host kernel[<NUM>]: ARPT: <NUM>: wl0: MDNS",
                 "ARPT: <NUM>: wl0: MDNS",
+            ),
+        ] {
+            assert_eq!(message(line), expected, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_container_runtime_prefix_is_a_header_before_the_containers_own() {
+        for (line, expected) in [
+            (
+                "<TS> stdout F <TS> INFO [main] org.example.App: Started in <NUM> s",
+                "Started in <NUM> s",
+            ),
+            // klog's header is values only: the model skips them (`embedding_text`).
+            (
+                "<TS> stderr F <ID> <TS> <NUM> <HOST>] attempting to acquire leader lease",
+                "<ID> <TS> <NUM> <HOST>] attempting to acquire leader lease",
+            ),
+            (
+                "<TS> stdout P partial line of a long one",
+                "partial line of a long one",
             ),
         ] {
             assert_eq!(message(line), expected, "{line}");

@@ -14,7 +14,7 @@ UPDATE templates
          FROM unnest((string_to_array(template, ' '))[1:8]) AS w(word)
         WHERE w.word LIKE '%<TS>%'
            OR upper(btrim(rtrim(w.word, ':'), '[]')) IN (
-                'TRACE', 'DEBUG', 'FINE', 'FINER', 'FINEST', 'INFO', 'NOTICE', 'WARN',
+                'TRACE', 'DEBUG', 'FINE', 'FINER', 'FINEST', 'INFO', 'LOG', 'NOTICE', 'WARN',
                 'WARNING', 'ERR', 'ERROR', 'SEVERE', 'CRIT', 'CRITICAL', 'FATAL', 'FAILURE',
                 'ALERT', 'EMERG', 'EMERGENCY', 'PANIC')
    );
