@@ -3,14 +3,17 @@
 //! `cargo run -p logcanary-detector --release --example grouping_accuracy [LOGHUB_DIR]`
 //!
 //! LOGHUB_DIR defaults to `../shared/data/loghub` relative to the repository root. With
-//! `--worst N` it also prints, per system, the N largest wrongly grouped true events.
+//! `--worst N` it also prints, per system, the N largest wrongly grouped true events. With
+//! `--raw-lines` it mines each sample's raw lines (`<System>_2k.log`, header and all, as a
+//! shipper that does not parse lines sends them) against the same ground truth.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use logcanary_detector::drain::MinerConfig;
 use logcanary_detector::eval::{
-    loghub_structured_path, mining_accuracy, read_loghub_structured, LOGHUB_SYSTEMS,
+    loghub_structured_path, mining_accuracy, read_loghub_structured, EvalError, LabelledLine,
+    LOGHUB_SYSTEMS,
 };
 
 fn main() -> ExitCode {
@@ -18,8 +21,10 @@ fn main() -> ExitCode {
     let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/loghub");
     let mut threshold = None;
     let mut worst = 0usize;
+    let mut raw_lines = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--raw-lines" => raw_lines = true,
             "--threshold" => threshold = args.next().and_then(|v| v.parse().ok()),
             "--worst" => worst = args.next().and_then(|v| v.parse().ok()).unwrap_or(5),
             other => dir = PathBuf::from(other),
@@ -33,7 +38,14 @@ fn main() -> ExitCode {
     let mut total = 0.0;
     for system in LOGHUB_SYSTEMS {
         let path = loghub_structured_path(&dir, system);
-        let lines = match read_loghub_structured(&path) {
+        let read = read_loghub_structured(&path).and_then(|lines| {
+            if raw_lines {
+                with_raw_lines(&dir, system, lines)
+            } else {
+                Ok(lines)
+            }
+        });
+        let lines = match read {
             Ok(lines) => lines,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -54,6 +66,36 @@ fn main() -> ExitCode {
         total / LOGHUB_SYSTEMS.len() as f64
     );
     ExitCode::SUCCESS
+}
+
+/// `lines` with each one's raw line in place of its `Content` (the raw file and the
+/// structured one list the same lines in the same order).
+fn with_raw_lines(
+    dir: &std::path::Path,
+    system: &str,
+    mut lines: Vec<LabelledLine>,
+) -> Result<Vec<LabelledLine>, EvalError> {
+    let path = dir.join(system).join(format!("{system}_2k.log"));
+    let bytes = std::fs::read(&path).map_err(|source| EvalError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let raw: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    if raw.len() != lines.len() {
+        return Err(EvalError::Format {
+            path,
+            reason: format!(
+                "{} raw lines for {} structured rows",
+                raw.len(),
+                lines.len()
+            ),
+        });
+    }
+    for (line, raw) in lines.iter_mut().zip(raw) {
+        line.content = raw.to_owned();
+    }
+    Ok(lines)
 }
 
 /// Diagnostics: the largest true events whose lines were not grouped exactly, with the

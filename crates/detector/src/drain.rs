@@ -1,7 +1,9 @@
 //! Online template mining, Drain-style (He et al., "Drain: An Online Log Parsing Approach
 //! with Fixed Depth Tree", ICWS 2017).
 //!
-//! Each line is masked ([`crate::masking::mask`]), split on whitespace, and routed to a
+//! Each line is masked ([`crate::masking::mask`]), split on whitespace, its line header
+//! left out if it was shipped with one ([`crate::line_header`]: Drain groups messages, the
+//! header split off, as its authors run it with each log's format), and routed to a
 //! leaf by its token count and its first [`MinerConfig::prefix_depth`] tokens (tokens that
 //! are placeholders route as `<*>`). Inside the leaf the line joins the most similar
 //! template (share of positions with the same token) when that share reaches
@@ -12,7 +14,7 @@
 //!
 //! A template's id is fixed when the template is created and never changes afterwards, even
 //! as the template text generalises: it is `t` followed by the 16 hex digits of the 64-bit
-//! FNV-1a hash of the *first-seen masked line* (tokens joined by single spaces). FNV-1a is
+//! FNV-1a hash of the *first-seen masked message* (tokens joined by single spaces). FNV-1a is
 //! written out here rather than taken from `std`'s hasher because `std` does not promise
 //! the same hash across Rust versions, and the id is persisted. Consequences:
 //!
@@ -29,6 +31,16 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::masking::{is_placeholder_token, mask};
+
+/// The tokens of a masked line that the miner groups by: its message, after the line
+/// header if it was shipped with one ([`crate::line_header::message_start`]), as Drain is
+/// meant to be run (on the message, the header split off by the log's format).
+fn message_tokens(masked: &str) -> Vec<&str> {
+    let mut tokens: Vec<&str> = masked.split_whitespace().collect();
+    let start = crate::line_header::message_start(&tokens);
+    tokens.drain(..start);
+    tokens
+}
 
 /// The wildcard a template gets where its lines disagree.
 pub const WILDCARD: &str = "<*>";
@@ -184,7 +196,7 @@ impl TemplateMiner {
 
     /// Like [`TemplateMiner::mine`] for a line already passed through [`mask`].
     pub fn mine_masked(&mut self, masked: &str) -> MinedLine {
-        let tokens: Vec<&str> = masked.split_whitespace().collect();
+        let tokens = message_tokens(masked);
         let key = self.leaf_key(&tokens);
 
         let mut best = self
@@ -258,7 +270,7 @@ impl TemplateMiner {
 
     /// Like [`TemplateMiner::peek`] for a line already passed through [`mask`].
     pub fn peek_masked(&self, masked: &str) -> Option<TemplateId> {
-        let tokens: Vec<&str> = masked.split_whitespace().collect();
+        let tokens = message_tokens(masked);
         let key = self.leaf_key(&tokens);
         self.leaves
             .get(&key)
@@ -520,6 +532,33 @@ mod tests {
         assert_eq!(b.change, TemplateChange::Unchanged);
         assert_eq!(b.template, "Connection to <IP> closed");
         assert_eq!(b.count, 2);
+    }
+
+    /// Lines shipped whole group by their message: the header's time, host, pid, thread
+    /// and level neither split a message's lines nor pull different messages together.
+    #[test]
+    fn lines_with_their_header_group_by_their_message() {
+        let mut miner = TemplateMiner::default();
+        let a = miner.mine("Dec 10 06:55:46 LabSZ sshd[24200]: Failed password for root from 10.0.0.1 port 22 ssh2");
+        let b = miner.mine("Dec 10 07:01:02 LabSZ sshd[24411]: Failed password for root from 10.0.0.9 port 22 ssh2");
+        assert_eq!(a.template_id, b.template_id);
+        assert_eq!(
+            b.template,
+            "Failed password for root from <IP> port <NUM> ssh2"
+        );
+        let c = miner.mine("2015-10-18 18:01:47,978 INFO [main] org.apache.hadoop.ipc.Client: Retrying connect to server");
+        let d = miner.mine("2015-10-18 18:05:12,001 WARN [IPC Server handler 3 on 4100] org.apache.hadoop.ipc.Client: Retrying connect to server");
+        assert_eq!(c.template_id, d.template_id);
+        assert_eq!(d.template, "Retrying connect to server");
+        // The same message sent bare joins them.
+        assert_eq!(
+            miner.mine("Retrying connect to server").template_id,
+            c.template_id
+        );
+        assert_eq!(
+            miner.peek("2015-10-18 19:00:00,000 INFO [main] x.Y: Retrying connect to server"),
+            Some(c.template_id)
+        );
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //! Created MRAppMaster` where the message is `Created MRAppMaster`. The header's words
 //! come first in every template of that source and the sentence model reads them as much
 //! as the message, so every template looks like every other and a new message no longer
-//! looks new. [`message_start`] finds the end of the two header shapes most lines have,
-//! from what every such header carries, not from any one product's format:
+//! looks new; and the header's varying parts (host, thread, level) split one message's
+//! lines into several templates while its constant parts pull different messages together.
+//! The miner ([`crate::drain`]) groups and the model reads what follows the header.
+//! [`message_start`] finds the end of the two header shapes most lines have, from what
+//! every such header carries, not from any one product's format:
 //!
 //! - a **level word** (`INFO`, `WARN`, `[error]`, ...) after the line's time, then the
 //!   logger (`o.a.h.MRAppMaster:`, `nova.compute.manager`), thread and context in
@@ -73,8 +76,10 @@ pub fn message_start(words: &[&str]) -> usize {
         if seen_time && is_syslog_tag(word) {
             return skip_context(words, i + 1, false);
         }
-        seen_time |= word.contains("<TS>");
-        seen_value |= seen_time || is_value_token(word);
+        // A time of its own (`<TS>`, `[<TS>]`), not one inside a path or a name.
+        let value = is_value_token(word);
+        seen_time |= value && word.contains("<TS>");
+        seen_value |= value;
     }
     0
 }
@@ -103,11 +108,18 @@ fn skip_context(words: &[&str], mut at: usize, after_level: bool) -> usize {
             break;
         }
     }
-    if at >= words.len() {
-        0
-    } else {
+    // A message of values only (`initialised: #<NUM>#@#<NUM>#`) is not what the header
+    // was in front of: read the line whole.
+    if words[at..].iter().any(|w| is_word(w)) {
         at
+    } else {
+        0
     }
+}
+
+/// A token with a letter that is not a value (`<ID>`, `<NUM>ms`).
+pub fn is_word(token: &str) -> bool {
+    token.chars().any(char::is_alphabetic) && !is_value_token(token)
 }
 
 /// The index of the word that closes the bracket opened at `start`, within the header's
@@ -292,10 +304,12 @@ mod tests {
             "ERROR IN CONTACTING RM.",
             "Component State Change: Component <STR> is in the unavailable state",
             "<NUM> failures on node <HOST>",
+            "<IP> \"GET /openstack/<TS>/meta_data.json HTTP/<NUM>\" status: <NUM> len: <NUM>",
             "connection from <IP> (<HOST>) at <TS>",
             "PacketResponder <NUM> for block <ID> terminating",
-            // Nothing after the header: the line is read whole.
+            // Nothing after the header, or values only: the line is read whole.
             "<TS> INFO [main]",
+            "<NUM>-ioctl (<TS>) initialised: #<NUM>#@#<NUM>#",
         ] {
             assert_eq!(message(line), line);
         }

@@ -1,5 +1,5 @@
--- The older binary embeds these templates with their line header again: clear the
--- embeddings this version computed without it.
+-- The older binary mines and embeds lines with their header again: clear the embeddings
+-- this version computed without it.
 UPDATE templates
    SET embedding = NULL
  WHERE embedding IS NOT NULL

@@ -1,11 +1,13 @@
--- The model now reads a template from the end of its line header on (the detector's
--- `line_header::message_start`): a line shipped with its header (`<TS> host sshd[<NUM>]:
--- ...`, `<TS> INFO [main] o.a.h.Foo: ...`) is embedded from its message. A header needs a
--- level word or a `<TS>` among the template's first 8 words; clear the stored embeddings
--- of every template that has one there (a superset of the templates whose text changed:
--- the others get the same embedding back), so that the workers embed them again on their
--- next line. Until then such a template has no neighbours: an operator's label on it keeps
--- deciding its own lines but votes for close templates again from its next line.
+-- Lines shipped with their line header (`<TS> host sshd[<NUM>]: ...`, `<TS> INFO [main]
+-- o.a.h.Foo: ...`) are now mined and embedded by their message (the detector's
+-- `line_header`). A template mined earlier with a header in front gets no more lines: the
+-- next line of its message starts a template of the message alone, learned afresh. The
+-- stored embeddings of such templates were computed with the header's words, which make
+-- every message of a source look like every other; clear them, so that they neither make a
+-- new message look known nor vote with an operator's label at a misleading similarity.
+-- Cleared: every template with a `<TS>` or a level word among its first 8 words (a
+-- superset; a template whose text the change does not touch is embedded again, identically,
+-- on its next line).
 UPDATE templates
    SET embedding = NULL
  WHERE embedding IS NOT NULL

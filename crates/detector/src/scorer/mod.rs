@@ -650,32 +650,28 @@ impl<E: TextEmbedder> Scorer<E> {
     }
 }
 
-/// The text the model sees: the template's message, from its first word on, with the
+/// The text the model sees: the template's message from its first word on, with the
 /// miner's wildcard spelled as a word the tokenizer knows, so `<*>` does not turn into three
 /// punctuation tokens.
 ///
-/// A line shipped whole starts with its header (`<TS> host sshd[<NUM>]:`, `<TS> INFO [main]
-/// o.a.h.Foo:`): its words are in every template of the source, and the model would read
-/// every message as close to every other. [`crate::line_header::message_start`] finds where
-/// the message starts. Values before the message's first word (a count, a timestamp, a
-/// host: `<NUM> failures on node <HOST>`, `<HOST>: open`; tokens without a letter, or of
-/// placeholders and punctuation only) say nothing about what it means either, but pull
-/// every template that starts with them towards each other. A template of values only is
-/// kept whole. Changing this text changes stored embeddings' meaning: a migration clears
-/// the ones it changes (`2026-12-07-000001_embedding_text`, `2026-12-07-000002_embedding_header`),
-/// and the workers embed them again.
+/// The miner leaves a line header out of the templates it makes; a template mined before it
+/// did (`<TS> host sshd[<NUM>]: ...`) is read from the end of its header too
+/// ([`crate::line_header::message_start`]). Values before the message's first word (a
+/// count, a timestamp, a host: `<NUM> failures on node <HOST>`, `<HOST>: open`; tokens
+/// without a letter, or of placeholders and punctuation only) say nothing about what it
+/// means, but the model reads them as much as the words, and they pull every template that
+/// starts with them towards each other. A template of values only is kept whole. Changing
+/// this text changes stored embeddings' meaning: a migration clears the ones it changes
+/// (`2026-12-07-000001_embedding_text`, `2026-12-07-000002_embedding_header`), and the
+/// workers embed them again.
 fn embedding_text(template: &str) -> String {
     let words: Vec<&str> = template.split(' ').collect();
-    let is_word =
-        |w: &&str| w.chars().any(char::is_alphabetic) && !crate::masking::is_value_token(w);
-    let header_end = crate::line_header::message_start(&words);
-    let first_word = words[header_end..]
+    let message = &words[crate::line_header::message_start(&words)..];
+    let first_word = message
         .iter()
-        .position(is_word)
-        .map(|i| header_end + i)
-        .or_else(|| words.iter().position(is_word))
+        .position(|w| crate::line_header::is_word(w))
         .unwrap_or(0);
-    words[first_word..]
+    message[first_word..]
         .join(" ")
         .replace(crate::drain::WILDCARD, "<VAR>")
 }
