@@ -70,7 +70,7 @@ eval-all: ## Every set of make eval-data with both baselines, without and with F
 	bash scripts/fetch-ml-assets.sh
 	bash scripts/eval-all.sh $(or $(FEEDBACK),30)
 
-eval-robustness: ## The eval on other draws and paces of the sets (seeds, 1 s / 30 min / 6 h gaps, real times, raw line headers); one row each
+eval-robustness: ## The eval on other draws and paces of the sets (seeds, 1 s / 30 min / 6 h gaps, real times, raw line headers, raw lines); one row each
 	bash scripts/fetch-ml-assets.sh
 	bash scripts/eval-robustness.sh $(or $(FEEDBACK),30)
 
