@@ -422,68 +422,74 @@ fn tasks_of_a_batch_start_and_succeed_together() {
 /// embed them again); the others are kept.
 #[test]
 fn embeddings_of_templates_starting_with_values_are_cleared() {
-    let scratch = ScratchDb::new("embtext");
-    let url = scratch.url.clone();
-    logcanary_db::migrate(&url).expect("migrate");
-    let mut conn = PgConnection::establish(&url).unwrap();
-    diesel::sql_query(
-        "INSERT INTO templates (template_key, template, count, first_seen, last_seen, embedding, updated_at) \
-         SELECT k, t, 1, now(), now(), ARRAY[0.5, 0.5]::real[], now() FROM (VALUES \
-           ('a', 'failures on node <HOST>'), \
-           ('b', '<NUM> failures on node <HOST>'), \
-           ('c', '- <NUM> <TS> RAS KERNEL INFO parity error'), \
-           ('d', '<*> started'), \
-           ('e', 'jk2_init() Found child <NUM>'), \
-           ('f', '<HOST>: open through proxy')) AS v(k, t)",
-    )
-    .execute(&mut conn)
-    .unwrap();
-    // Run the migration again on these rows, as an upgrade would.
-    diesel::sql_query("DELETE FROM __diesel_schema_migrations WHERE version = '20261207000001'")
-        .execute(&mut conn)
-        .unwrap();
-    logcanary_db::migrate(&url).expect("migrate again");
-
-    #[derive(diesel::QueryableByName)]
-    struct Key {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        template_key: String,
-    }
-    let kept: Vec<String> = diesel::sql_query(
-        "SELECT template_key FROM templates WHERE embedding IS NOT NULL ORDER BY template_key",
-    )
-    .load::<Key>(&mut conn)
-    .unwrap()
-    .into_iter()
-    .map(|k| k.template_key)
-    .collect();
+    let kept = embedded_after_migrating_again(
+        "embtext",
+        "20261207000001",
+        &[
+            ("a", "failures on node <HOST>"),
+            ("b", "<NUM> failures on node <HOST>"),
+            ("c", "- <NUM> <TS> RAS KERNEL INFO parity error"),
+            ("d", "<*> started"),
+            ("e", "jk2_init() Found child <NUM>"),
+            ("f", "<HOST>: open through proxy"),
+        ],
+    );
     assert_eq!(kept, ["a", "e"]);
-    drop(conn);
-    drop(scratch);
 }
 
-/// `2026-12-07-000002_embedding_header`: the model reads a template from the end of its
-/// line header, so the stored embeddings of templates with a `<TS>` or a level word among
-/// their first 8 words are cleared (the workers embed them again); the others are kept.
+/// `2026-12-07-000002_embedding_header`: the miner and the model read a line's message, its
+/// line header left out, so the stored embeddings of templates with a `<TS>` or a level
+/// word among their first 8 words are cleared; the others are kept.
 #[test]
 fn embeddings_of_templates_with_a_line_header_are_cleared() {
-    let scratch = ScratchDb::new("embheader");
+    let kept = embedded_after_migrating_again(
+        "embheader",
+        "20261207000002",
+        &[
+            ("a", "Failed password for <*> from <IP>"),
+            ("b", "<TS> LabSZ sshd[<NUM>]: Failed password for <*>"),
+            (
+                "c",
+                "<NUM> INFO dfs.FSNamesystem: BLOCK* ask <IP> to delete <ID>",
+            ),
+            (
+                "d",
+                "[<TS>] [error] mod_jk child workerEnv in error state <NUM>",
+            ),
+            // Its level word is past the 8th word: not a header.
+            (
+                "e",
+                "connection refused by peer after eight retries said ERROR",
+            ),
+        ],
+    );
+    assert_eq!(kept, ["a", "e"]);
+}
+
+/// Stores `templates` (key, text), each with an embedding, in a migrated scratch database,
+/// runs migration `version` again on them as an upgrade would, and returns the keys of
+/// those that kept their embedding, in order.
+fn embedded_after_migrating_again(
+    name: &str,
+    version: &str,
+    templates: &[(&str, &str)],
+) -> Vec<String> {
+    let scratch = ScratchDb::new(name);
     let url = scratch.url.clone();
     logcanary_db::migrate(&url).expect("migrate");
     let mut conn = PgConnection::establish(&url).unwrap();
-    diesel::sql_query(
-        "INSERT INTO templates (template_key, template, count, first_seen, last_seen, embedding, updated_at) \
-         SELECT k, t, 1, now(), now(), ARRAY[0.5, 0.5]::real[], now() FROM (VALUES \
-           ('a', 'Failed password for <*> from <IP>'), \
-           ('b', '<TS> LabSZ sshd[<NUM>]: Failed password for <*>'), \
-           ('c', '<NUM> INFO dfs.FSNamesystem: BLOCK* ask <IP> to delete <ID>'), \
-           ('d', '[<TS>] [error] mod_jk child workerEnv in error state <NUM>'), \
-           ('e', 'connection refused by peer after eight retries said ERROR')) AS v(k, t)",
-    )
-    .execute(&mut conn)
-    .unwrap();
-    // Run the migration again on these rows, as an upgrade would.
-    diesel::sql_query("DELETE FROM __diesel_schema_migrations WHERE version = '20261207000002'")
+    for (key, text) in templates {
+        diesel::sql_query(
+            "INSERT INTO templates (template_key, template, count, first_seen, last_seen, embedding, updated_at) \
+             VALUES ($1, $2, 1, now(), now(), ARRAY[0.5, 0.5]::real[], now())",
+        )
+        .bind::<diesel::sql_types::Text, _>(key)
+        .bind::<diesel::sql_types::Text, _>(text)
+        .execute(&mut conn)
+        .unwrap();
+    }
+    diesel::sql_query("DELETE FROM __diesel_schema_migrations WHERE version = $1")
+        .bind::<diesel::sql_types::Text, _>(version)
         .execute(&mut conn)
         .unwrap();
     logcanary_db::migrate(&url).expect("migrate again");
@@ -493,7 +499,7 @@ fn embeddings_of_templates_with_a_line_header_are_cleared() {
         #[diesel(sql_type = diesel::sql_types::Text)]
         template_key: String,
     }
-    let kept: Vec<String> = diesel::sql_query(
+    let kept = diesel::sql_query(
         "SELECT template_key FROM templates WHERE embedding IS NOT NULL ORDER BY template_key",
     )
     .load::<Key>(&mut conn)
@@ -501,8 +507,7 @@ fn embeddings_of_templates_with_a_line_header_are_cleared() {
     .into_iter()
     .map(|k| k.template_key)
     .collect();
-    // 'e' has its level word past the 8th word: not a header.
-    assert_eq!(kept, ["a", "e"]);
     drop(conn);
     drop(scratch);
+    kept
 }
