@@ -25,36 +25,15 @@
 //! without either is read whole.
 
 use crate::masking::is_value_token;
+use crate::scorer::Severity;
 
 /// How far into a line a header's level word or tag may sit (OpenStack's file name, time,
 /// pid and level take 4 tokens; Thunderbird's syslog header 7).
 const HEADER_TOKENS: usize = 8;
 
-/// The level words a header uses, upper case: those `Severity::parse` reads, and INFO,
-/// NOTICE and PostgreSQL's LOG.
-const LEVEL_WORDS: &[&str] = &[
-    "TRACE",
-    "DEBUG",
-    "FINE",
-    "FINER",
-    "FINEST",
-    "INFO",
-    "LOG",
-    "NOTICE",
-    "WARN",
-    "WARNING",
-    "ERR",
-    "ERROR",
-    "SEVERE",
-    "CRIT",
-    "CRITICAL",
-    "FATAL",
-    "FAILURE",
-    "ALERT",
-    "EMERG",
-    "EMERGENCY",
-    "PANIC",
-];
+/// The level words a header uses besides those `Severity::parse` reads
+/// ([`Severity::WORDS`]), upper case: INFO, NOTICE and PostgreSQL's LOG.
+const INFO_WORDS: &[&str] = &["INFO", "LOG", "NOTICE"];
 
 /// The index of the first word of the message in `words` (a masked template split on
 /// spaces): just after the header when the line carries one, 0 otherwise.
@@ -144,7 +123,9 @@ fn is_level_word(word: &str) -> bool {
         None => (bare, false),
     };
     let upper = inner.to_ascii_uppercase();
-    LEVEL_WORDS.contains(&upper.as_str()) && (bracketed || inner == upper)
+    let known = INFO_WORDS.contains(&upper.as_str())
+        || Severity::WORDS.iter().any(|(level, _)| *level == upper);
+    known && (bracketed || inner == upper)
 }
 
 /// A syslog tag: a program name with an optional `(detail)` and `[pid]`, then a colon

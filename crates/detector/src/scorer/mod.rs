@@ -99,18 +99,39 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// The level words [`Severity::parse`] reads, upper case, with the level each means;
+    /// any other word is INFO. The line-header reader ([`crate::line_header`]) knows a
+    /// header's level word from this list too.
+    pub const WORDS: &'static [(&'static str, Self)] = &[
+        ("TRACE", Self::Debug),
+        ("DEBUG", Self::Debug),
+        ("FINE", Self::Debug),
+        ("FINER", Self::Debug),
+        ("FINEST", Self::Debug),
+        ("WARN", Self::Warning),
+        ("WARNING", Self::Warning),
+        ("ERR", Self::Error),
+        ("ERROR", Self::Error),
+        ("SEVERE", Self::Error),
+        ("CRIT", Self::Critical),
+        ("CRITICAL", Self::Critical),
+        ("FATAL", Self::Critical),
+        ("FAILURE", Self::Critical),
+        ("ALERT", Self::Critical),
+        ("EMERG", Self::Critical),
+        ("EMERGENCY", Self::Critical),
+        ("PANIC", Self::Critical),
+    ];
+
     /// Case-insensitive; accepts the usual spellings (WARN, ERR, FATAL, CRIT, ...),
-    /// java.util.logging's FINE and SEVERE and Blue Gene/L's FAILURE, as the log shippers'
-    /// level words do (`shippers::severity`).
+    /// java.util.logging's FINE and SEVERE and Blue Gene/L's FAILURE ([`Severity::WORDS`]),
+    /// as the log shippers' level words do (`shippers::severity`).
     pub fn parse(text: &str) -> Self {
-        match text.trim().to_ascii_uppercase().as_str() {
-            "TRACE" | "DEBUG" | "FINE" | "FINER" | "FINEST" => Self::Debug,
-            "WARN" | "WARNING" => Self::Warning,
-            "ERR" | "ERROR" | "SEVERE" => Self::Error,
-            "CRIT" | "CRITICAL" | "FATAL" | "FAILURE" | "ALERT" | "EMERG" | "EMERGENCY"
-            | "PANIC" => Self::Critical,
-            _ => Self::Info,
-        }
+        let upper = text.trim().to_ascii_uppercase();
+        Self::WORDS
+            .iter()
+            .find(|(word, _)| *word == upper)
+            .map_or(Self::Info, |&(_, level)| level)
     }
 
     /// The level's weight in [0, 1]: its contribution to the score, and the severity the
