@@ -516,6 +516,18 @@ impl<E: TextEmbedder> Scorer<E> {
                 missing.push((m.template_id.clone(), m.template.clone()));
             }
         }
+        // A labelled template held without an embedding (loaded from a row whose stored
+        // one an upgrade cleared, such as a template mined with its line header before
+        // the miner read messages alone) is embedded with them, from its text: its label
+        // votes on close templates again (a message's lines now mine into a template of
+        // their own, which an operator's answer on the old one would otherwise not reach).
+        for id in self.labels.keys() {
+            if !self.embeddings.contains_key(id) && !missing.iter().any(|(m, _)| m == id) {
+                if let Some(tokens) = self.miner.template(id) {
+                    missing.push((id.clone(), tokens.join(" ")));
+                }
+            }
+        }
         if !missing.is_empty() {
             let texts: Vec<String> = missing.iter().map(|(_, t)| embedding_text(t)).collect();
             let want = texts.len();
@@ -533,6 +545,10 @@ impl<E: TextEmbedder> Scorer<E> {
                 });
             }
             for ((id, _), v) in missing.into_iter().zip(vectors) {
+                if self.labels.contains_key(&id) {
+                    // A labelled template is a candidate of every nearest-labelled cache.
+                    self.labels_epoch += 1;
+                }
                 self.embeddings.insert(id, v);
             }
         }

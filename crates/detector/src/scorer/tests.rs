@@ -616,6 +616,84 @@ fn a_label_decides_later_lines_and_carries_to_close_templates_only() {
     );
 }
 
+/// A template mined with its line header before the miner read messages alone, labelled
+/// by an operator, is loaded without an embedding (the upgrade cleared it). The message's
+/// lines now mine into a template of their own; the label still reaches them, through the
+/// old template's text embedded again, its header left out.
+#[test]
+fn a_label_on_a_template_loaded_without_its_embedding_still_carries() {
+    let mut s = scorer(30);
+    let t = warm_up(&mut s, 6);
+    let mut state = s.export();
+    for (key, label, text) in [
+        (
+            "old-anomaly",
+            Label::Anomaly,
+            "<TS> web-7 app[<NUM>]: nightly backup rotated <NUM> archives",
+        ),
+        (
+            "old-normal",
+            Label::Normal,
+            "<TS> ERROR [main] <ID>: Error loading <PATH>: permission denied",
+        ),
+    ] {
+        let id = TemplateId(key.to_string());
+        state.miner.templates.push(crate::drain::TemplateRecord {
+            id: id.clone(),
+            template: text.to_string(),
+            first_seen: text.to_string(),
+            count: 40,
+        });
+        let counts = TemplateCounts {
+            count: 40,
+            first_seen_ms: 0,
+            last_seen_ms: t,
+            presence: Presence::default(),
+        };
+        state.restore_template(&id, counts, &ScorerConfig::default());
+        state.labels.insert(id, label);
+    }
+    let embedder = Embedder::start(EmbedderConfig::from_env()).expect("embedder starts");
+    let config = ScorerConfig {
+        warmup_lines: 30,
+        ..ScorerConfig::default()
+    };
+    let mut s = Scorer::from_state(config, embedder, state).expect("state imports");
+
+    let backup = s
+        .score(&line(
+            t + MINUTE,
+            Severity::Info,
+            "nightly backup rotated 4 archives",
+        ))
+        .expect("scoring works");
+    assert_ne!(backup.template_id, TemplateId("old-anomaly".into()));
+    assert!(backup.is_anomaly, "{backup:?}");
+    assert_eq!(backup.decided_by, DecidedBy::NeighbourLabels);
+    assert!(
+        backup
+            .summary
+            .contains("'<TS> web-7 app[<NUM>]: nightly backup rotated <NUM> archives' which an operator marked anomalous, similarity"),
+        "{}",
+        backup.summary
+    );
+
+    let loading = s
+        .score(&line(
+            t + 2 * MINUTE,
+            Severity::Error,
+            "Error loading /usr/lib/x.so: permission denied",
+        ))
+        .expect("scoring works");
+    assert!(!loading.is_anomaly, "{loading:?}");
+    assert_eq!(loading.decided_by, DecidedBy::NeighbourLabels);
+    assert!(
+        loading.summary.contains("which an operator marked normal"),
+        "{}",
+        loading.summary
+    );
+}
+
 #[test]
 fn state_round_trips_and_reuses_cached_embeddings() {
     let mut s = scorer(0);
