@@ -85,8 +85,10 @@ pub enum ReplayError {
     Score(#[from] ScoreError),
 }
 
-/// Parse JSONL text (blank lines skipped) into records, in file order.
+/// Parse JSONL text (blank lines skipped, CRLF line ends and a UTF-8 byte order mark, as
+/// Windows tools write them, accepted) into records, in file order.
 pub fn parse_jsonl(text: &str) -> Result<Vec<LabelledRecord>, ReplayError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -854,6 +856,20 @@ mod tests {
         assert_eq!(recs[1].line.severity, Severity::Error);
         assert_eq!(recs[1].label, Label::Anomaly);
         assert!(parse_jsonl(r#"{"timestamp":1,"message":"x","label":"maybe"}"#).is_err());
+    }
+
+    #[test]
+    fn a_file_saved_by_a_windows_tool_parses_alike() {
+        let unix = concat!(
+            r#"{"timestamp":"2024-01-01T00:00:02Z","severity":"ERROR","message":"b","label":"anomaly"}"#,
+            "\n",
+            r#"{"timestamp":"2024-01-01T00:00:03Z","message":"a","label":"normal"}"#,
+            "\n"
+        );
+        let windows = format!("\u{feff}{}", unix.replace('\n', "\r\n"));
+        let (a, b) = (parse_jsonl(unix).unwrap(), parse_jsonl(&windows).unwrap());
+        assert_eq!(a.len(), 2);
+        assert_eq!(a, b);
     }
 
     #[test]
