@@ -584,30 +584,7 @@ pub fn log_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use detector::scorer::{DecidedBy, Severity, TemplateState};
-
-    /// Bag-of-words vectors: texts sharing words are close. No model needed.
-    #[derive(Clone)]
-    struct Words;
-
-    impl TextEmbedder for Words {
-        fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
-            Ok(texts
-                .iter()
-                .map(|t| {
-                    let mut v = vec![0f32; 64];
-                    for w in t.split_whitespace() {
-                        let h = w
-                            .bytes()
-                            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
-                        v[(h % 64) as usize] += 1.0;
-                    }
-                    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-                    v.iter().map(|x| x / n).collect()
-                })
-                .collect())
-        }
-    }
+    use detector::scorer::{BagOfWords, DecidedBy, Severity, TemplateState};
 
     fn config() -> ScorerConfig {
         ScorerConfig {
@@ -659,7 +636,12 @@ mod tests {
     }
 
     /// The row replica `a` would have stored for `id` after the lines at `times`.
-    fn row_of(a: &SharedScorer<Words>, id: &TemplateId, text: &str, times: &[i64]) -> TemplateRow {
+    fn row_of(
+        a: &SharedScorer<BagOfWords>,
+        id: &TemplateId,
+        text: &str,
+        times: &[i64],
+    ) -> TemplateRow {
         let presence = a.presence(id).expect("a has stats for the template");
         let at = |ms: i64| DateTime::from_timestamp_millis(ms).expect("a valid time");
         TemplateRow {
@@ -676,7 +658,7 @@ mod tests {
     #[test]
     fn a_replica_loaded_from_the_table_knows_the_templates_counts_and_labels() {
         // Replica A scores lines and "stores" its templates.
-        let mut a = SharedScorer::new(config(), Words);
+        let mut a = SharedScorer::new(config(), BagOfWords);
         let batch: Vec<LogLine> = (0..5)
             .map(|i| {
                 line(
@@ -697,7 +679,7 @@ mod tests {
 
         // Replica B starts from the table: it must route the same line to the same id
         // without calling the model, count it as known, and apply the label.
-        let mut b = SharedScorer::new(config(), Words);
+        let mut b = SharedScorer::new(config(), BagOfWords);
         let rows = vec![row(1, &id.0, &touched.text, 5, Some("normal"))];
         assert_eq!(b.missing_embeddings(&rows), vec![id.0.clone()]);
         b.apply(&rows, HashMap::from([(id.0.clone(), embedding)]))
@@ -722,7 +704,7 @@ mod tests {
 
     #[test]
     fn a_normal_label_covers_the_levels_the_table_says_it_was_given_for() {
-        let mut a = SharedScorer::new(config(), Words);
+        let mut a = SharedScorer::new(config(), BagOfWords);
         let out = a
             .score(&[line(0, Severity::Info, "request 1 served in 1 ms")])
             .expect("scores");
@@ -732,7 +714,7 @@ mod tests {
 
         // Labelled normal when its lines of the day came at INFO at most: a CRITICAL line of
         // it is judged on its own (flagged by its level).
-        let mut b = SharedScorer::new(config(), Words);
+        let mut b = SharedScorer::new(config(), BagOfWords);
         let narrow = TemplateRow {
             label_max_level: Some("INFO".into()),
             ..row(1, &id.0, &touched.text, 1, Some("normal"))
@@ -773,7 +755,7 @@ mod tests {
         );
 
         // A row labelled before the level was stored covers every level.
-        let mut c = SharedScorer::new(config(), Words);
+        let mut c = SharedScorer::new(config(), BagOfWords);
         let old = TemplateRow {
             label_max_level: None,
             ..narrow
@@ -786,7 +768,7 @@ mod tests {
 
     #[test]
     fn counts_from_other_replicas_and_more_general_text_are_merged() {
-        let mut a = SharedScorer::new(config(), Words);
+        let mut a = SharedScorer::new(config(), BagOfWords);
         let out = a
             .score(&[line(
                 0,
@@ -828,7 +810,7 @@ mod tests {
     fn a_fresh_replica_knows_what_another_learned_normal_from_the_table() {
         // Replica A sees one CRITICAL routine template every 20 minutes: 4 windows over an
         // hour, so it learns the template as normal.
-        let mut a = SharedScorer::new(config(), Words);
+        let mut a = SharedScorer::new(config(), BagOfWords);
         let times: Vec<i64> = (0..4).map(|i| T0 + i * 20 * MINUTE).collect();
         let lines: Vec<LogLine> = times
             .iter()
@@ -861,7 +843,7 @@ mod tests {
         // Replica B starts from the table only: the next line, 20 minutes later, is
         // learned normal without B having seen the history.
         let next = routine_critical(T0 + 80 * MINUTE, 9);
-        let mut b = SharedScorer::new(config(), Words);
+        let mut b = SharedScorer::new(config(), BagOfWords);
         b.apply(
             std::slice::from_ref(&stored),
             HashMap::from([(id.0.clone(), embedding.clone())]),
@@ -886,7 +868,7 @@ mod tests {
 
         // Without the shared presence (a row as stored before it was), the same line is
         // flagged: B would have to learn the template again.
-        let mut c = SharedScorer::new(config(), Words);
+        let mut c = SharedScorer::new(config(), BagOfWords);
         let bare = TemplateRow {
             windows: 0,
             max_window_lines: 0,
@@ -903,7 +885,7 @@ mod tests {
 
     #[test]
     fn presence_from_the_table_grows_and_its_last_window_is_not_counted_twice() {
-        let mut a = SharedScorer::new(config(), Words);
+        let mut a = SharedScorer::new(config(), BagOfWords);
         let times: Vec<i64> = (0..4).map(|i| T0 + i * 20 * MINUTE).collect();
         let lines: Vec<LogLine> = times
             .iter()
@@ -918,7 +900,7 @@ mod tests {
             ..row_of(&a, id, &touched.text, &times)
         };
 
-        let mut b = SharedScorer::new(config(), Words);
+        let mut b = SharedScorer::new(config(), BagOfWords);
         b.apply(
             std::slice::from_ref(&stored),
             HashMap::from([(id.0.clone(), embedding)]),

@@ -570,30 +570,7 @@ pub fn replay_baseline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embedder::{normalise, EmbedError};
-    use crate::scorer::DecidedBy;
-
-    /// Deterministic bag-of-words embedder: each word hashes to one of 64 dimensions.
-    struct WordHash;
-
-    impl TextEmbedder for WordHash {
-        fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
-            Ok(texts
-                .iter()
-                .map(|t| {
-                    let mut v = vec![0f32; 64];
-                    for w in t.split_whitespace() {
-                        let h = w
-                            .bytes()
-                            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-                        v[(h % 64) as usize] += 1.0;
-                    }
-                    normalise(&mut v);
-                    v
-                })
-                .collect())
-        }
-    }
+    use crate::scorer::{BagOfWords, DecidedBy};
 
     fn record(t: i64, severity: &str, message: &str, label: Label) -> LabelledRecord {
         LabelledRecord {
@@ -614,12 +591,12 @@ mod tests {
         warmup_lines: u64,
         feedback: u64,
         batch: usize,
-    ) -> (Scorer<WordHash>, Report) {
+    ) -> (Scorer<BagOfWords>, Report) {
         let config = ScorerConfig {
             warmup_lines,
             ..ScorerConfig::default()
         };
-        let mut s = Scorer::new(config, WordHash);
+        let mut s = Scorer::new(config, BagOfWords);
         let opts = ReplayOptions {
             feedback,
             batch,
@@ -754,7 +731,7 @@ mod tests {
             warmup_lines: 50,
             ..ScorerConfig::default()
         };
-        let mut free = Scorer::new(config.clone(), WordHash);
+        let mut free = Scorer::new(config.clone(), BagOfWords);
         let none = replay(&mut free, &recs, &ReplayOptions::default()).unwrap();
         assert_eq!(none.feedback_used, 0);
         assert_eq!(none.counts.lines, recs.len() as u64);
@@ -762,7 +739,7 @@ mod tests {
         assert!(none.counts.flagged >= 3, "{none:?}");
 
         for budget in [1, 2, 3] {
-            let mut s = Scorer::new(config.clone(), WordHash);
+            let mut s = Scorer::new(config.clone(), BagOfWords);
             let opts = ReplayOptions {
                 feedback: budget,
                 batch: 1,
@@ -773,7 +750,7 @@ mod tests {
             assert_eq!(s.export().labels.len() as u64, budget);
         }
         // A huge budget is only used on flagged templates, once each.
-        let mut s = Scorer::new(config, WordHash);
+        let mut s = Scorer::new(config, BagOfWords);
         let opts = ReplayOptions {
             feedback: 10_000,
             batch: 1,

@@ -87,6 +87,33 @@ impl TextEmbedder for Embedder {
     }
 }
 
+/// An embedder without the model, for tests of the rules around it: each word of a text
+/// hashes to one of 64 dimensions, so texts that share words are close. Built for this
+/// crate's tests and, with the `test-util` feature, for other crates' tests.
+#[cfg(any(test, feature = "test-util"))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BagOfWords;
+
+#[cfg(any(test, feature = "test-util"))]
+impl TextEmbedder for BagOfWords {
+    fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|text| {
+                let mut v = vec![0f32; 64];
+                for word in text.split_whitespace() {
+                    let h = word
+                        .bytes()
+                        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                    v[(h % 64) as usize] += 1.0;
+                }
+                crate::embedder::normalise(&mut v);
+                v
+            })
+            .collect())
+    }
+}
+
 /// Log levels, ordered by gravity. Unknown level names parse as `Info`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
