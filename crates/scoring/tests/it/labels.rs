@@ -6,7 +6,7 @@
 //!
 //! Runs the real model (`make setup`) against the real Postgres (`TEST_DATABASE_SERVER`).
 
-mod support;
+use crate::support;
 
 use chrono::{Duration, Utc};
 use db::models::NewLogEntry;

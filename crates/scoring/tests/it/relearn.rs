@@ -7,7 +7,7 @@
 //!
 //! Runs the real model (`make setup`) against the real Postgres (`TEST_DATABASE_SERVER`).
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 
