@@ -419,18 +419,36 @@ pub struct RelearnRule {
     pub continuous_coverage: f64,
 }
 
-/// The template `id` was just learned as normal (steady presence): its flagged entries
-/// among its latest `rule.max_entries` analysed ones (whatever their age), at one of
-/// `rule.levels` (at any level when it is a continuous stream), outside burst windows,
-/// become normal, and their summary ends with [`LEARNED_NORMAL_NOTE`]. Nothing changes for
-/// a labelled template (the label decides its lines). Returns how many entries changed;
-/// running it again changes nothing. Run it after the batch's entries and the template's
-/// row are written: the windows are counted over those entries, whatever their level or
-/// verdict, and the lifetime from the row.
+/// A template as it was on the line it was learned as normal on (the detector's
+/// `relearn::Lifetime` on that line's `Score`, and the line's time): what
+/// [`rescore_learned_normal`] judges by, not lines that came after it in the same batch,
+/// so that the verdicts do not depend on how a client batched its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LearnedAt {
+    /// Its lines up to that line, and the presence windows they fell in.
+    pub lines: i64,
+    pub windows: i64,
+    /// The presence windows (`logged_at div presence_window_ms`) of its first and of its
+    /// latest line.
+    pub first_window: i64,
+    pub last_window: i64,
+    /// The learning line's `logged_at`: entries logged after it are not re-scored.
+    pub at: DateTime<Utc>,
+}
+
+/// The template `id` was just learned as normal (steady presence), as `learned` says: its
+/// flagged entries among its latest `rule.max_entries` analysed ones logged up to
+/// `learned.at` (whatever their age), at one of `rule.levels` (at any level when it is a
+/// continuous stream), outside burst windows, become normal, and their summary ends with
+/// [`LEARNED_NORMAL_NOTE`]. Nothing changes for a labelled template (the label decides
+/// its lines). Returns how many entries changed; running it again changes nothing. Run it
+/// after the batch's entries are written: the windows are counted over those entries,
+/// whatever their level or verdict, and the lifetime is `learned`'s.
 pub fn rescore_learned_normal(
     conn: &mut PgConnection,
     id: i64,
     rule: &RelearnRule,
+    learned: &LearnedAt,
 ) -> Result<usize, DbError> {
     const NEW_SUMMARY: &str =
         "concat_ws('; ', nullif(regexp_replace(coalesce(e.summary, ''), $7, ''), ''), $8)";
@@ -438,20 +456,18 @@ pub fn rescore_learned_normal(
         "WITH cut AS ( \
              SELECT min(received_at) AS at FROM ( \
                  SELECT received_at FROM log_entries \
-                 WHERE template_id = $1 AND analyzed_at IS NOT NULL \
+                 WHERE template_id = $1 AND analyzed_at IS NOT NULL AND logged_at <= $12 \
                  ORDER BY received_at DESC LIMIT $3) latest), \
          lines AS ( \
              SELECT id, received_at, logged_at, severity, is_anomaly, \
                     floor(extract(epoch FROM logged_at) * 1000 / $2)::bigint AS win \
              FROM log_entries \
-             WHERE template_id = $1 AND analyzed_at IS NOT NULL \
+             WHERE template_id = $1 AND analyzed_at IS NOT NULL AND logged_at <= $12 \
                AND received_at >= (SELECT at FROM cut)), \
          per_window AS (SELECT win, count(*) AS n FROM lines GROUP BY win), \
          life AS ( \
-             SELECT count, greatest(windows - 1, 1) AS others, \
-                    greatest(floor(extract(epoch FROM last_seen) * 1000 / $2) \
-                             - floor(extract(epoch FROM first_seen) * 1000 / $2) + 1, 1) \
-                        AS spanned \
+             SELECT $13::bigint AS count, greatest($14::bigint - 1, 1) AS others, \
+                    greatest($16::bigint - $15::bigint + 1, 1) AS spanned \
              FROM templates WHERE id = $1 AND label IS NULL), \
          rule AS ( \
              SELECT count, others, \
@@ -483,6 +499,11 @@ pub fn rescore_learned_normal(
         .bind::<Double, _>(rule.continuous_coverage)
         .bind::<BigInt, _>(rule.level_min_episodes)
         .bind::<Double, _>(rule.episode_gap.as_secs_f64())
+        .bind::<Timestamptz, _>(learned.at)
+        .bind::<BigInt, _>(learned.lines)
+        .bind::<BigInt, _>(learned.windows)
+        .bind::<BigInt, _>(learned.first_window)
+        .bind::<BigInt, _>(learned.last_window)
         .execute(conn)?)
 }
 

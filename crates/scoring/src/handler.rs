@@ -453,6 +453,18 @@ fn stage(name: &'static str, started: Instant) {
         .record(started.elapsed().as_secs_f64());
 }
 
+/// The template as `score`'s line left it, for the re-score its learning runs.
+fn learned_at(entry: &LogEntry, score: &Score) -> db::templates::LearnedAt {
+    let life = score.lifetime;
+    db::templates::LearnedAt {
+        lines: i64::try_from(life.lines).unwrap_or(i64::MAX),
+        windows: i64::from(life.windows),
+        first_window: life.first_window,
+        last_window: life.last_window,
+        at: entry.logged_at,
+    }
+}
+
 /// True for an anomaly the notifier must hear about at once.
 fn is_critical(severity: &str, score: &EntryScore) -> bool {
     score.is_anomaly && matches!(severity, "ERROR" | "CRITICAL")
@@ -555,16 +567,19 @@ fn write(
     db::entries::write_scores(conn, &to_write)?;
     // Templates this batch learned as normal: their earlier flags that the level alone
     // (or being new, for a continuous stream) gave are re-scored
-    // (detector::scorer::relearn), in this transaction.
-    let mut learned: Vec<i64> = writable
+    // (detector::scorer::relearn), in this transaction, in line order, each as its
+    // template was on the line that learned it (not at the batch's end).
+    let learned: Vec<(i64, db::templates::LearnedAt)> = writable
         .iter()
         .filter(|id| scored[*id].1.newly_learned_normal)
-        .filter_map(|id| row_ids.get(&scored[id].1.template_id.0).copied())
+        .filter_map(|id| {
+            let (entry, score) = &scored[id];
+            let template = row_ids.get(&score.template_id.0).copied()?;
+            Some((template, learned_at(entry, score)))
+        })
         .collect();
-    learned.sort_unstable();
-    learned.dedup();
-    for template in learned {
-        let rescored = db::templates::rescore_learned_normal(conn, template, relearn)?;
+    for (template, at) in learned {
+        let rescored = db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
         if rescored > 0 {
             tracing::info!(template_id = template, rescored, "Template learned as normal; its recent entries flagged before it was known were re-scored.");
             metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);

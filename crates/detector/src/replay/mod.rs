@@ -263,7 +263,6 @@ struct Relearn {
     window_ms: i64,
     levels: Vec<Severity>,
     lines: HashMap<TemplateId, VecDeque<(i64, usize, Severity)>>,
-    lifetimes: HashMap<TemplateId, relearn::Lifetime>,
 }
 
 impl Relearn {
@@ -273,29 +272,11 @@ impl Relearn {
             window_ms: config.presence_window_ms.max(1),
             levels: relearn::levels_flagged_alone(config),
             lines: HashMap::new(),
-            lifetimes: HashMap::new(),
         }
     }
 
     fn push(&mut self, score: &Score, line: &LogLine, index: usize, verdicts: &mut [bool]) {
         let now = line.timestamp_ms;
-        let window = now.div_euclid(self.window_ms);
-        let life = self
-            .lifetimes
-            .entry(score.template_id.clone())
-            .or_insert(relearn::Lifetime {
-                lines: 0,
-                windows: 0,
-                first_window: window,
-                last_window: window,
-            });
-        if life.lines == 0 || window > life.last_window {
-            life.windows += 1;
-        }
-        life.lines += 1;
-        life.first_window = life.first_window.min(window);
-        life.last_window = life.last_window.max(window);
-        let life = *life;
         let lines = self.lines.entry(score.template_id.clone()).or_default();
         lines.push_back((now, index, line.severity));
         while lines.len() > RESCORE_MAX_LINES {
@@ -308,7 +289,7 @@ impl Relearn {
         for &(t, _, _) in lines.iter() {
             *per_window.entry(t.div_euclid(self.window_ms)).or_default() += 1;
         }
-        let plan = relearn::plan(&per_window, life);
+        let plan = relearn::plan(&per_window, score.lifetime);
         let level_times: Vec<i64> = lines
             .iter()
             .filter(|(_, _, sev)| self.levels.contains(sev))

@@ -247,6 +247,10 @@ pub struct Score {
     /// runs again, its bursts judged against the windows seen since.
     #[serde(default)]
     pub newly_learned_normal: bool,
+    /// The template's lines and presence windows so far, this line's included: what the
+    /// re-score on `newly_learned_normal` judges its bursts by.
+    #[serde(default)]
+    pub lifetime: relearn::Lifetime,
 }
 
 /// A template's presence over time (see [`ScorerConfig::presence_window_ms`]); the

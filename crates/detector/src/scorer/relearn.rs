@@ -30,10 +30,15 @@
 //!   dumps after it) is not a burst: its clumps are what its windows hold.
 //!
 //! The eval's replay ([`crate::replay`]) and the scoring workers' write (SQL over the
-//! stored entries and the template's row, `db::templates::rescore_learned_normal`) apply
-//! the same rule with these constants, so the figures of `make eval` are the product's.
+//! stored entries, `db::templates::rescore_learned_normal`) apply the same rule with these
+//! constants, each on the line the template was learned on and with the template's
+//! [`Lifetime`] as of that line (later lines of the same batch do not count), so the
+//! figures of `make eval` are the product's however a client batches its lines
+//! (`make eval-stack` replays a labelled file through the running product to show it).
 
 use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
 
 use super::{ScorerConfig, Severity};
 
@@ -55,7 +60,11 @@ pub const BURST_MIN_LINES: u64 = 2;
 pub const CONTINUOUS_COVERAGE: f64 = 1.0;
 
 /// A template's whole life so far, in presence windows (`timestamp div presence_window_ms`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Each [`Score`](super::Score) carries its template's, as of that line
+/// ([`Score::lifetime`](super::Score::lifetime)): on the line it is learned as normal on,
+/// that is what the re-score judges bursts by, whatever lines came after it in the same
+/// batch, so that the verdicts do not depend on how a client batched its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Lifetime {
     /// Its lines, ever.
     pub lines: u64,

@@ -3,8 +3,8 @@
 
 use super::summary::{explain, human_duration};
 use super::{
-    DecidedBy, Label, LogLine, Score, Scorer, ScorerConfig, Severity, TemplateState, TemplateStats,
-    TextEmbedder,
+    relearn, DecidedBy, Label, LogLine, Score, Scorer, ScorerConfig, Severity, TemplateState,
+    TemplateStats, TextEmbedder,
 };
 use crate::drain::TemplateId;
 
@@ -153,6 +153,7 @@ impl<E: TextEmbedder> Scorer<E> {
             warming_up,
         );
         self.remember(&id, &sighting, &prior);
+        let lifetime = self.lifetime(&id);
         Score {
             score: verdict.score,
             is_anomaly: verdict.is_anomaly,
@@ -170,7 +171,21 @@ impl<E: TextEmbedder> Scorer<E> {
             prior: prior.score,
             newly_learned_normal: sighting.newly_learned_normal
                 && verdict.decided_by == DecidedBy::LearnedNormal,
+            lifetime,
         }
+    }
+
+    /// The template's lines and presence windows so far (after its latest line).
+    fn lifetime(&self, id: &TemplateId) -> relearn::Lifetime {
+        let window_ms = self.config.presence_window_ms.max(1);
+        self.stats
+            .get(id)
+            .map_or_else(relearn::Lifetime::default, |stats| relearn::Lifetime {
+                lines: stats.count,
+                windows: stats.windows,
+                first_window: stats.first_seen_ms.div_euclid(window_ms),
+                last_window: stats.last_seen_ms.div_euclid(window_ms),
+            })
     }
 
     /// Counts the line in the stream: the time of the stream's first line, and whether

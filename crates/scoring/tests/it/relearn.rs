@@ -12,7 +12,10 @@ use crate::support;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use db::{models::NewLogEntry, templates::LEARNED_NORMAL_NOTE};
+use db::{
+    models::NewLogEntry,
+    templates::{LearnedAt, TemplateOrder, LEARNED_NORMAL_NOTE},
+};
 use detector::scorer::ScorerConfig;
 use logcanary_scoring::handler::relearn_rule;
 use test_support::TestDb;
@@ -21,6 +24,26 @@ const ROUTINE: &str = "Node card on rack R12 was power cycled by the service con
 const DISK: &str = "Disk sdb on storage node reported SMART self test failure";
 const LEASE: &str = "Failed to renew lease for client session, will retry shortly";
 const PANIC: &str = "Kernel panic: fatal machine check on node card R23-M0-N4";
+
+/// The template `id` as its row has it now, as if learned on its latest line.
+fn learned_on_latest_line(
+    conn: &mut diesel::PgConnection,
+    id: i64,
+    window_ms: i64,
+) -> Result<LearnedAt, db::DbError> {
+    let row = db::templates::list(conn, TemplateOrder::MostFrequent, 1_000)?
+        .into_iter()
+        .find(|t| t.id == id)
+        .expect("the template's row");
+    let window = |at: DateTime<Utc>| at.timestamp_millis().div_euclid(window_ms);
+    Ok(LearnedAt {
+        lines: row.count,
+        windows: i64::from(row.windows),
+        first_window: window(row.first_seen),
+        last_window: window(row.last_seen),
+        at: row.last_seen,
+    })
+}
 
 fn entry(at: DateTime<Utc>, severity: &str, message: &str) -> NewLogEntry {
     NewLogEntry {
@@ -138,9 +161,12 @@ async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() 
     let rule = relearn_rule(&config);
     let again = rule.clone();
     let changed =
-        h.db.run(move |c| db::templates::rescore_learned_normal(c, template, &again))
-            .await
-            .expect("re-score");
+        h.db.run(move |c| {
+            let learned = learned_on_latest_line(c, template, again.presence_window_ms)?;
+            db::templates::rescore_learned_normal(c, template, &again, &learned)
+        })
+        .await
+        .expect("re-score");
     assert_eq!(changed, 0);
 
     // An operator's label decides over learning: the template's lines follow it (the
@@ -152,9 +178,12 @@ async fn a_template_learned_normal_re_scores_its_lines_flagged_by_level_alone() 
             .expect("the template exists");
     assert_eq!(relabelled, steady_ids.len() + ids["burst"].len());
     let changed =
-        h.db.run(move |c| db::templates::rescore_learned_normal(c, template, &rule))
-            .await
-            .expect("re-score");
+        h.db.run(move |c| {
+            let learned = learned_on_latest_line(c, template, rule.presence_window_ms)?;
+            db::templates::rescore_learned_normal(c, template, &rule, &learned)
+        })
+        .await
+        .expect("re-score");
     assert_eq!(
         changed, 0,
         "a labelled template is not re-scored by learning"
@@ -268,7 +297,15 @@ async fn score_hourly(
         }
         hour += 1;
     }
-    let all = ids.clone();
+    read_back(h, &ids).await
+}
+
+/// `(is_anomaly, summary)` of the entries `ids`, in that order.
+async fn read_back(
+    h: &logcanary_scoring::handler::ScoringHandler,
+    ids: &[i64],
+) -> Vec<(bool, String)> {
+    let all = ids.to_vec();
     let rows =
         h.db.run(move |c| db::entries::by_ids(c, &all))
             .await
@@ -283,6 +320,51 @@ async fn score_hourly(
             )
         })
         .collect()
+}
+
+#[tokio::test]
+async fn what_learning_re_scores_does_not_depend_on_how_the_lines_were_batched() {
+    // A routine CRITICAL pattern: 3 lines in the first window, 5 in the second, then 2
+    // an hour in. Learned as normal on the 10th line (three windows over an hour, none
+    // with more than half its lines), when the second window's 5 lines are no burst
+    // (at most 3 x the 5 other lines over the 2 other windows). Ten more lines follow,
+    // one per window. Judged with those, the second window would look like a burst
+    // (3 x 15 lines over 12 windows is under 5), but they came after the learning line:
+    // whether a client sent every line in one task or one line per task, the first ten
+    // lines are re-scored alike.
+    let minutes = |start: DateTime<Utc>, m: f64| start + Duration::seconds((m * 60.0) as i64);
+    let lines = |start: DateTime<Utc>| -> Vec<NewLogEntry> {
+        [0.0, 2.0, 4.0, 10.0, 11.5, 13.0, 14.5, 16.0, 60.0, 62.0]
+            .into_iter()
+            .chain((0..10).map(|k| 70.0 + 10.0 * f64::from(k)))
+            .map(|m| entry(minutes(start, m), "CRITICAL", ROUTINE))
+            .collect()
+    };
+    let (_one_db, one_task, start) = no_warmup().await;
+    let ids = support::score_entries(&one_task, lines(start)).await;
+    let together = read_back(&one_task, &ids).await;
+    let (_each_db, each_line, start) = no_warmup().await;
+    let mut ids = Vec::new();
+    for line in lines(start) {
+        ids.extend(support::score_entries(&each_line, vec![line]).await);
+    }
+    let apart = read_back(&each_line, &ids).await;
+
+    assert!(
+        together[9].1.contains("learned as normal"),
+        "{}",
+        together[9].1
+    );
+    for (i, ((flagged, summary), (flagged_apart, _))) in together.iter().zip(&apart).enumerate() {
+        assert!(!flagged, "line {i} (one task): {summary}");
+        assert!(!flagged_apart, "line {i} (a task each): {summary}");
+    }
+    for (i, (_, summary)) in together[..9].iter().enumerate() {
+        assert!(
+            summary.ends_with(LEARNED_NORMAL_NOTE),
+            "line {i}: {summary}"
+        );
+    }
 }
 
 #[tokio::test]
