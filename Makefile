@@ -74,6 +74,10 @@ eval-robustness: ## The eval on other draws and paces of the sets (seeds, 1 s / 
 	bash scripts/fetch-ml-assets.sh
 	bash scripts/eval-robustness.sh $(or $(FEEDBACK),30)
 
+eval-stack: PROFILE = release
+eval-stack: setup build-release ## make eval through the running product: make eval-stack INPUT="a.jsonl b.jsonl" (each file through a fresh stack)
+	bash scripts/eval-stack.sh $(INPUT)
+
 eval-data: ## Build labelled sets from ../shared/data/loghub into .cache/eval/
 	python3 scripts/make-labelled-sets.py
 
@@ -89,4 +93,4 @@ help: ## Show this help
 		/^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
 		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
-.PHONY: run test setup migrate build-release lint fmt openapi bench eval eval-all eval-robustness eval-data bench-worker bench-detector help
+.PHONY: run test setup migrate build-release lint fmt openapi bench eval eval-all eval-robustness eval-stack eval-data bench-worker bench-detector help
