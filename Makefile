@@ -75,8 +75,8 @@ eval-robustness: ## The eval on other draws and paces of the sets (seeds, 1 s / 
 	bash scripts/eval-robustness.sh $(or $(FEEDBACK),30)
 
 eval-stack: PROFILE = release
-eval-stack: setup build-release ## make eval through the running product: make eval-stack INPUT="a.jsonl b.jsonl" (each file through a fresh stack)
-	bash scripts/eval-stack.sh $(INPUT)
+eval-stack: setup build-release ## make eval through the running product: make eval-stack INPUT="a.jsonl b.jsonl" [FEEDBACK=n] (each file through a fresh stack)
+	LOGCANARY_EVAL_STACK_FEEDBACK=$(or $(FEEDBACK),0) bash scripts/eval-stack.sh $(INPUT)
 
 eval-data: ## Build labelled sets from ../shared/data/loghub into .cache/eval/
 	python3 scripts/make-labelled-sets.py

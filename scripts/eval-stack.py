@@ -4,8 +4,8 @@
 The file is `make eval`'s input (`timestamp`, `severity`, `message`, optional `source`,
 `label`). Its lines are sent in time order, 64 to a `POST /api/batch-analysis/` (v2
 signature), each batch after the previous one's task has finished, as `make eval` feeds
-`Scorer::score_batch`; their times are moved by whole days so that the last line is less
-than a day old (the scorer's time windows fall as in `make eval`). With `--concurrent`, every batch is posted at once and the workers take them as they
+`Scorer::score_batch`; their times are moved by whole 10-minute windows so that the last line is less
+than ten minutes old (whole presence windows: the scorer's windows fall as in `make eval`). With `--concurrent`, every batch is posted at once and the workers take them as they
 come (two at a time by default), as a busy shipper would.
 
 Then each entry's verdict is read back with `GET /api/logs/` (what a user sees, after any
@@ -13,7 +13,10 @@ re-scoring learning did) and scored against the labels. The last line printed is
 result, with the same `precision`, `recall`, `f1` as `make eval`'s, plus `lines`,
 `anomalies`, `flagged` and `seconds`. Standard library only.
 
-Usage: eval-stack.py INPUT.jsonl --url http://127.0.0.1:8000 [--concurrent]
+With `--feedback N`, `make eval FEEDBACK=n`'s simulated operator answers the top of
+`GET /api/review/` through `POST /api/logs/{id}/feedback/` (see `Operator`).
+
+Usage: eval-stack.py INPUT.jsonl --url http://127.0.0.1:8000 [--concurrent | --feedback N]
 Posts are signed with LOGCANARY_EVAL_SECRET (default dev-secret, the development key),
 key id LOGCANARY_EVAL_KEY_ID (default `default`); reads send LOGCANARY_EVAL_READ_TOKEN as
 a bearer token when it is set (the stack's LOGCANARY_READ_TOKEN), else nothing (reads are
@@ -33,6 +36,9 @@ import urllib.parse
 import urllib.request
 
 BATCH = 64
+WINDOW_S = 600
+# The review queue's window: `GET /api/review/`'s default and largest `hours`.
+REVIEW_MIN_S, REVIEW_MAX_S = 24 * 3600, 720 * 3600
 
 # The API takes the five level names; a file's other spellings map as `make eval` reads
 # them (the detector's `Severity::WORDS`); anything else is INFO.
@@ -114,12 +120,58 @@ class Client:
         sys.exit(f"task {task_id} did not finish within {timeout_s} s")
 
 
+class Operator:
+    """`make eval FEEDBACK=n`'s simulated operator, through the API: after batch `b` of
+    `B` it may have given `ceil(n x b / B)` answers in all; each answers the top of
+    `GET /api/review/` not answered yet, with the majority label of that template's lines
+    sent so far, through `POST /api/logs/{sample}/feedback/`. It reads the queue over the
+    time since it last looked (log time), at least a day, at most 720 hours."""
+
+    def __init__(self, client, budget, batches, trace=False):
+        self.client, self.budget, self.batches, self.trace = client, budget, batches, trace
+        self.labels = {}  # template id -> [normal lines, anomalous lines]
+        self.answered, self.used, self.last_look = set(), 0, None
+
+    def observe(self, ids, anomalous):
+        for entry_id, is_anomaly in zip(ids, anomalous):
+            template = self.client.request("GET", f"/api/logs/{entry_id}/")["template_id"]
+            self.labels.setdefault(template, [0, 0])[int(is_anomaly)] += 1
+
+    def answer(self, batch, latest):
+        allowed = -(-self.budget * min(batch, self.batches) // self.batches)
+        since_last = 0 if self.last_look is None else latest - self.last_look
+        window = min(max(since_last, REVIEW_MIN_S), REVIEW_MAX_S)
+        self.last_look = latest
+        hours = min(max(-(-(time.time() - latest + window) // 3600), 1), REVIEW_MAX_S // 3600)
+        # The endpoint keeps each (hours, limit) answer for 10 s, and a replay posts hours
+        # of log in seconds: each batch's look asks with a limit of its own, so that it
+        # reads the queue as it is after the batch (an answer clears the cache anyway).
+        limit = 200 - batch % 100
+        while self.used < allowed:
+            queue = self.client.request("GET", "/api/review/", urllib.parse.urlencode({"hours": int(hours), "limit": limit}))
+            top = next((q for q in queue["results"] if q["template_id"] not in self.answered and q["template_id"] in self.labels), None)
+            if top is None:
+                if self.trace:
+                    left = [(q["template_id"], q["template"][:50]) for q in queue["results"] if q["template_id"] not in self.answered]
+                    print(f"OPERATOR no question ({len(queue['results'])} in the queue, unanswered: {left})", file=sys.stderr)
+                return
+            normals, anomalies = self.labels[top["template_id"]]
+            label = "anomaly" if anomalies > normals else "normal"
+            self.client.request("POST", f"/api/logs/{top['sample_log_entry_id']}/feedback/", body={"label": label})
+            if self.trace:
+                print(f'OPERATOR {label} (priority {top["priority"]:.2f}, {top["recent_lines"]} lines in the window) on {top["template"]}', file=sys.stderr)
+            self.answered.add(top["template_id"])
+            self.used += 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("input")
     ap.add_argument("--url", default="http://127.0.0.1:8000")
     ap.add_argument("--concurrent", action="store_true", help="post every batch at once")
     ap.add_argument("--dump", help="write each entry as read back, with its label, to this JSONL file")
+    ap.add_argument("--feedback", type=int, default=0, help="answers the simulated operator gives (in order only)")
+    ap.add_argument("--trace", action="store_true", help="print each answer to stderr, as make eval's --trace")
     args = ap.parse_args()
     client = Client(
         args.url,
@@ -130,8 +182,13 @@ def main():
     records = read_records(args.input)
     if not records:
         sys.exit(f"{args.input}: no records")
-    # Whole days, so that the scorer's 10-minute windows fall as they do in `make eval`.
-    shift = (time.time() - records[-1][0]) // 86400 * 86400
+    # Whole presence windows (10 minutes), so that the scorer's windows fall as they do in
+    # `make eval`, and the last line at most one window old: the review queue and the
+    # feedback re-score count back from the server's clock.
+    shift = (time.time() - records[-1][0]) // WINDOW_S * WINDOW_S
+    if args.feedback and args.concurrent:
+        sys.exit("--feedback needs the batches in order")
+    operator = Operator(client, args.feedback, -(-len(records) // BATCH), args.trace)
     started = time.time()
     labels, tasks, failed = {}, [], 0
     for i in range(0, len(records), BATCH):
@@ -151,8 +208,12 @@ def main():
             labels[entry_id] = anomalous
         if args.concurrent:
             tasks.append(answer["task_id"])
-        elif client.wait_task(answer["task_id"]) != "SUCCESS":
+            continue
+        if client.wait_task(answer["task_id"]) != "SUCCESS":
             failed += 1
+        if args.feedback:
+            operator.observe(answer["log_entry_ids"], [r[3] for r in chunk])
+            operator.answer(i // BATCH + 1, chunk[-1][0] + shift)
     for task in tasks:
         if client.wait_task(task) != "SUCCESS":
             failed += 1
@@ -193,6 +254,7 @@ def main():
                 "recall": round(recall, 4),
                 "f1": round(f1, 4),
                 "failed_tasks": failed,
+                "feedback_used": operator.used,
                 "entries_not_read_back": len(missing),
                 "seconds": round(seconds, 1),
             },

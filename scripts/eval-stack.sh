@@ -8,6 +8,11 @@
 # reports and what users get shows.
 # Usage: scripts/eval-stack.sh FILE.jsonl... (make eval-stack INPUT="a.jsonl b.jsonl")
 # LOGCANARY_EVAL_STACK_MODES: "in-order" (default), "concurrent", or both, space-separated.
+# LOGCANARY_EVAL_STACK_FEEDBACK=n (make eval-stack FEEDBACK=n): the simulated operator of
+# `make eval FEEDBACK=n` answers through GET /api/review/ and the feedback endpoint (in
+# order only); `make eval` runs with the same FEEDBACK beside it.
+# LOGCANARY_EVAL_STACK_TRACE=1 prints the operator's answers to stderr, as `make eval
+# --trace` prints its own (OPERATOR lines).
 set -euo pipefail
 if [[ $# -lt 1 ]]; then
   echo "usage: scripts/eval-stack.sh FILE.jsonl..." >&2
@@ -26,10 +31,16 @@ export LOGCANARY_HMAC_KEYS=default@ingest+read+operate:eval-stack-secret
 export LOGCANARY_EVAL_SECRET=eval-stack-secret
 export LOGCANARY_READ_TOKEN=eval-stack-read-token LOGCANARY_EVAL_READ_TOKEN=eval-stack-read-token
 export LOGCANARY_LOG_FORMAT=json RUST_LOG=error
+# A replay posts hours of log in seconds: the worker pulls the operator's answers (and
+# other replicas' templates) before every batch, not every 5 s, as it would between
+# batches that come minutes apart.
+export LOGCANARY_TEMPLATE_REFRESH_MS=0
 export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072}
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 API=http://127.0.0.1:8130
 modes=${LOGCANARY_EVAL_STACK_MODES:-in-order}
+feedback=${LOGCANARY_EVAL_STACK_FEEDBACK:-0}
+if (( feedback > 0 )); then modes=in-order; fi
 
 pids=()
 stop() {
@@ -54,10 +65,11 @@ start() {
 echo "| set | mode | stack F1 (P/R) | make eval F1 (P/R) | stack seconds |"
 echo "|---|---|---|---|---|"
 for input in "${inputs[@]}"; do
-  ref=$("$BIN/logcanary-eval" "$input" 2>/dev/null | tail -1)
+  ref=$("$BIN/logcanary-eval" "$input" --feedback "$feedback" 2>/dev/null | tail -1)
   for mode in $modes; do
     start
-    flag=()
+    flag=(--feedback "$feedback")
+    [[ -n ${LOGCANARY_EVAL_STACK_TRACE:-} ]] && flag+=(--trace)
     [[ $mode == concurrent ]] && flag=(--concurrent)
     if [[ -n ${LOGCANARY_EVAL_STACK_DUMP:-} ]]; then
       flag+=(--dump "$LOGCANARY_EVAL_STACK_DUMP/$(basename "$input" .jsonl)-$mode.jsonl")
@@ -67,7 +79,7 @@ for input in "${inputs[@]}"; do
     python3 - "$input" "$mode" "$got" "$ref" <<'PY'
 import json, os, sys
 name, mode, got, ref = os.path.basename(sys.argv[1]).removesuffix(".jsonl"), sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
-cell = lambda d: f'{d["f1"]:.3f} ({d["precision"]:.2f}/{d["recall"]:.2f})'
+cell = lambda d: f'{d["f1"]:.3f} ({d["precision"]:.2f}/{d["recall"]:.2f}' + (f', {d["feedback_used"]} answers)' if d.get("feedback_used") else ")")
 note = "" if not (got["failed_tasks"] or got["entries_not_read_back"]) else f' ({got["failed_tasks"]} failed tasks, {got["entries_not_read_back"]} entries not read back)'
 print(f'| {name} | {mode} | {cell(got)}{note} | {cell(ref)} | {got["seconds"]} |')
 PY

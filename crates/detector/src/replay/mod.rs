@@ -218,6 +218,9 @@ struct Seen {
     latest: VecDeque<usize>,
     anomalies: u64,
     normals: u64,
+    /// The batch its first line came in (counted from 0): the product makes template rows
+    /// per batch, so the queue's last tie-break (the oldest row) goes by it.
+    first_batch: usize,
 }
 
 /// One line of a template within the review window.
@@ -320,9 +323,15 @@ struct Operator {
 }
 
 impl Operator {
-    /// Notes one scored line, the `index`-th of the replay.
-    fn observe(&mut self, record: &LabelledRecord, score: &Score, index: usize) {
-        let entry = self.seen.entry(score.template_id.clone()).or_default();
+    /// Notes one scored line, the `index`-th of the replay, in batch `batch`.
+    fn observe(&mut self, record: &LabelledRecord, score: &Score, index: usize, batch: usize) {
+        let entry = self
+            .seen
+            .entry(score.template_id.clone())
+            .or_insert_with(|| Seen {
+                first_batch: batch,
+                ..Seen::default()
+            });
         entry.recent.push_back(RecentLine {
             timestamp_ms: record.line.timestamp_ms,
             index,
@@ -378,10 +387,17 @@ impl Operator {
             .into_iter()
             .filter(|(id, _)| !self.answered.contains(id))
             .filter_map(|(id, learned_normal)| {
-                let input = self.seen.get(&id)?.review_input(learned_normal)?;
-                Some((crate::review::priority(&input, threshold), id))
+                let seen = self.seen.get(&id)?;
+                let input = seen.review_input(learned_normal)?;
+                Some(Question {
+                    priority: crate::review::priority(&input, threshold),
+                    lines: input.lines,
+                    first_batch: seen.first_batch,
+                    id,
+                })
             })
-            .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+            .min_by(asked_first)
+            .map(|q| (q.priority, q.id));
         let Some((priority, id)) = top.filter(|(p, _)| *p >= options.min_priority) else {
             return false;
         };
@@ -423,6 +439,26 @@ impl Operator {
         self.used += 1;
         true
     }
+}
+
+/// One question of the simulated operator's review queue.
+struct Question {
+    priority: f32,
+    /// The template's lines in the window.
+    lines: u64,
+    /// The batch its first line came in.
+    first_batch: usize,
+    id: TemplateId,
+}
+
+/// The queue's order, as `GET /api/review/` sorts it: highest priority first, then most
+/// lines in the window, then the oldest template row (the product makes rows per batch,
+/// in template key order). `Less`: `a` is asked first.
+fn asked_first(a: &Question, b: &Question) -> std::cmp::Ordering {
+    b.priority
+        .total_cmp(&a.priority)
+        .then(b.lines.cmp(&a.lines))
+        .then_with(|| (a.first_batch, &a.id).cmp(&(b.first_batch, &b.id)))
 }
 
 /// How many answers the operator may have given in all by the end of batch `batch`
@@ -480,7 +516,7 @@ pub fn replay<E: TextEmbedder>(
             at_arrival.add(record.label, score.is_anomaly);
             verdicts.push(score.is_anomaly);
             relearn.push(score, &record.line, offset + k, &mut verdicts);
-            operator.observe(record, score, offset + k);
+            operator.observe(record, score, offset + k, b);
             if options.trace {
                 templates.push(score.template.clone());
                 trace_line(record, score);
@@ -636,6 +672,28 @@ mod tests {
         assert!((input.score - 0.5).abs() < 1e-6);
         assert!((input.severity - 1.0).abs() < 1e-6);
         assert!(input.learned_normal);
+    }
+
+    #[test]
+    fn the_operators_queue_breaks_ties_as_the_review_endpoint_does() {
+        let q = |priority: f32, lines: u64, first_batch: usize, id: &str| Question {
+            priority,
+            lines,
+            first_batch,
+            id: TemplateId(id.into()),
+        };
+        let mut queue = vec![
+            q(0.5, 3, 0, "b"),
+            q(0.5, 3, 0, "a"),
+            q(0.9, 1, 5, "z"),
+            q(0.5, 3, 1, "0"),
+            q(0.5, 7, 2, "y"),
+        ];
+        queue.sort_by(asked_first);
+        let order: Vec<&str> = queue.iter().map(|q| q.id.0.as_str()).collect();
+        // Highest priority; then most lines; then the row made first: an earlier batch,
+        // then within a batch the template key.
+        assert_eq!(order, ["z", "y", "a", "b", "0"]);
     }
 
     #[test]
