@@ -682,7 +682,7 @@ mod tests {
             first_batch,
             id: TemplateId(id.into()),
         };
-        let mut queue = vec![
+        let mut queue = [
             q(0.5, 3, 0, "b"),
             q(0.5, 3, 0, "a"),
             q(0.9, 1, 5, "z"),
