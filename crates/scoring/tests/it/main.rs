@@ -4,5 +4,6 @@
 
 mod bounded_templates;
 mod labels;
+mod parity;
 mod relearn;
 mod support;
