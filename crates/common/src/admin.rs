@@ -137,6 +137,10 @@ fn describe_metrics() {
         "logcanary_relearn_rescored_total",
         "Stored entries re-scored as normal because their template was learned as normal (flagged by level alone, outside bursts)."
     );
+    metrics::describe_counter!(
+        "logcanary_label_applied_at_write_total",
+        "Entries given their template's operator label when written, because the worker had not pulled the label yet when it scored them."
+    );
     metrics::describe_gauge!(
         "logcanary_templates_known",
         "Templates the worker's detector holds in memory (at most LOGCANARY_MAX_TEMPLATES)."

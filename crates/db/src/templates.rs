@@ -285,6 +285,33 @@ pub fn recent_max_level(conn: &mut PgConnection, id: i64) -> Result<Option<Strin
     Ok(row.level)
 }
 
+/// The labels of those of the templates `ids` that have one: `(id, label,
+/// label_max_level)`. Read in a batch's write transaction after [`upsert`] (which locks the
+/// rows), it is the label the batch's entries must follow even when the scoring replica
+/// has not pulled it yet.
+pub fn labels_of(
+    conn: &mut PgConnection,
+    ids: &[i64],
+) -> Result<Vec<(i64, String, Option<String>)>, DbError> {
+    Ok(templates::table
+        .filter(templates::id.eq_any(ids))
+        .filter(templates::label.is_not_null())
+        .select((
+            templates::id,
+            templates::label.assume_not_null(),
+            templates::label_max_level,
+        ))
+        .load(conn)?)
+}
+
+/// Whether an entry at `severity` takes `label`'s verdict: an anomaly label covers every
+/// level, a normal one the levels up to `covers` (its `label_max_level`; none: every
+/// level), as [`rescore_latest`] decides.
+pub fn label_covers(label: &str, covers: Option<&str>, severity: &str) -> bool {
+    let rank = |level: &str| LEVELS.iter().position(|l| *l == level);
+    label == "anomaly" || covers.is_none_or(|c| rank(severity).unwrap_or(0) <= rank(c).unwrap_or(0))
+}
+
 /// Records an operator's label on a template; `None` when there is no such template. A
 /// `normal` label also records the levels it covers: the most severe among the template's
 /// entries of the last day, or of its latest entries without any ([`recent_max_level`]).
@@ -375,7 +402,7 @@ pub const RESCORE_MAX_ENTRIES: i64 = 10_000;
 
 /// The note a re-scored entry's summary ends with; a later label replaces it, so it is
 /// never there twice.
-fn rescore_note(label: &str) -> String {
+pub fn rescore_note(label: &str) -> String {
     let marked = if label == "anomaly" {
         "anomalous"
     } else {
@@ -659,6 +686,16 @@ mod tests {
         let weights: Vec<f32> = LEVELS.iter().map(|l| level_weight(l)).collect();
         assert_eq!(weights, vec![0.0, 0.1, 0.4, 0.8, 1.0]);
         assert_eq!(level_weight("NOPE"), 0.0);
+    }
+
+    #[test]
+    fn a_normal_label_covers_the_levels_it_was_given_at_and_an_anomaly_label_all() {
+        assert!(label_covers("anomaly", None, "DEBUG"));
+        assert!(label_covers("anomaly", Some("INFO"), "CRITICAL"));
+        assert!(label_covers("normal", None, "CRITICAL"));
+        assert!(label_covers("normal", Some("ERROR"), "ERROR"));
+        assert!(label_covers("normal", Some("ERROR"), "INFO"));
+        assert!(!label_covers("normal", Some("ERROR"), "CRITICAL"));
     }
 
     #[test]

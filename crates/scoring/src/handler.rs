@@ -453,6 +453,19 @@ fn stage(name: &'static str, started: Instant) {
         .record(started.elapsed().as_secs_f64());
 }
 
+/// An operator's label on the entry's template that this replica had not pulled when it
+/// scored the entry (it pulls every `LOGCANARY_TEMPLATE_REFRESH_MS`): the entry takes the
+/// label's verdict at the levels the label covers, as the answer's re-score gave the
+/// template's earlier entries, with the same note. A label the scorer knew already agrees.
+fn follow_label(score: &mut EntryScore, severity: &str, label: &str, covers: Option<&str>) {
+    let verdict = label == "anomaly";
+    if score.is_anomaly != verdict && db::templates::label_covers(label, covers, severity) {
+        score.is_anomaly = verdict;
+        score.summary = format!("{}; {}", score.summary, db::templates::rescore_note(label));
+        metrics::counter!("logcanary_label_applied_at_write_total").increment(1);
+    }
+}
+
 /// The template as `score`'s line left it, for the re-score its learning runs.
 fn learned_at(entry: &LogEntry, score: &Score) -> db::templates::LearnedAt {
     let life = score.lifetime;
@@ -547,18 +560,28 @@ fn write(
     }
     let deltas: Vec<TemplateDelta> = deltas.into_values().collect();
     let row_ids: HashMap<String, i64> = db::templates::upsert(conn, &deltas)?.into_iter().collect();
+    // The rows are locked now: their labels stay as read until this transaction commits.
+    let touched: Vec<i64> = row_ids.values().copied().collect();
+    let labels: HashMap<i64, (String, Option<String>)> = db::templates::labels_of(conn, &touched)?
+        .into_iter()
+        .map(|(id, label, covers)| (id, (label, covers)))
+        .collect();
     let new_scores: HashMap<i64, EntryScore> = writable
         .iter()
         .map(|id| {
-            let (_, s) = &scored[id];
-            let score = EntryScore {
+            let (entry, s) = &scored[id];
+            let template_id = row_ids.get(&s.template_id.0).copied();
+            let mut score = EntryScore {
                 id: *id,
                 anomaly_score: (f64::from(s.score) * 1000.0).round() / 1000.0,
                 is_anomaly: s.is_anomaly,
                 summary: s.summary.clone(),
-                template_id: row_ids.get(&s.template_id.0).copied(),
+                template_id,
                 prior_score: Some((s.prior * 1000.0).round() / 1000.0),
             };
+            if let Some((label, covers)) = template_id.and_then(|t| labels.get(&t)) {
+                follow_label(&mut score, &entry.severity, label, covers.as_deref());
+            }
             (*id, score)
         })
         .collect();

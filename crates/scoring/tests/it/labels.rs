@@ -93,3 +93,69 @@ async fn a_label_given_before_the_header_upgrade_still_decides_for_its_message()
         "{summary}"
     );
 }
+
+#[tokio::test]
+async fn lines_scored_before_the_worker_pulled_an_answer_still_follow_it() {
+    // A worker that pulls labels once an hour (the default is every 5 s): lines scored
+    // between an operator's answer and the next pull are written with the answer's
+    // verdict, as the answer's re-score gave the lines before it.
+    let test_db = TestDb::new().await;
+    let config = ScorerConfig {
+        warmup_lines: 0,
+        ..ScorerConfig::default()
+    };
+    let mut h = support::handler(&test_db, config);
+    h.refresh_templates(true).await.expect("templates load");
+    h.refresh_every = std::time::Duration::from_secs(3_600);
+    let now = Utc::now();
+    let line = |minute: i64, severity: &str, message: &str| NewLogEntry {
+        logged_at: now - Duration::minutes(60 - minute),
+        severity: severity.into(),
+        message: message.into(),
+        source: Some("cluster".into()),
+    };
+    const ROUTINE: &str = "Node card on rack R12 was power cycled by the service controller";
+    const QUIET: &str = "Scrubber finished pass over volume vol7 in 35 seconds";
+    let first = support::score_entries(
+        &h,
+        vec![line(0, "CRITICAL", ROUTINE), line(1, "INFO", QUIET)],
+    )
+    .await;
+    let rows =
+        h.db.run(move |c| db::entries::by_ids(c, &first))
+            .await
+            .expect("entries");
+    assert_eq!(rows[0].is_anomaly, Some(true), "{:?}", rows[0].summary);
+    assert_eq!(rows[1].is_anomaly, Some(false), "{:?}", rows[1].summary);
+    // The operator answers: the routine CRITICAL line is normal, the quiet one anomalous.
+    for (row, label) in [(&rows[0], "normal"), (&rows[1], "anomaly")] {
+        let template = row.template_id.expect("a template");
+        h.db.run(move |c| db::templates::set_label_and_rescore(c, template, label))
+            .await
+            .expect("label")
+            .expect("the template exists");
+    }
+    // More lines of both, scored before the worker pulls the answers.
+    let second = support::score_entries(
+        &h,
+        vec![line(2, "CRITICAL", ROUTINE), line(3, "INFO", QUIET)],
+    )
+    .await;
+    let rows =
+        h.db.run(move |c| db::entries::by_ids(c, &second))
+            .await
+            .expect("entries");
+    let summary = |i: usize| rows[i].summary.clone().unwrap_or_default();
+    assert_eq!(rows[0].is_anomaly, Some(false), "{}", summary(0));
+    assert!(
+        summary(0).ends_with("re-scored: its pattern was marked normal by an operator"),
+        "{}",
+        summary(0)
+    );
+    assert_eq!(rows[1].is_anomaly, Some(true), "{}", summary(1));
+    assert!(
+        summary(1).ends_with("re-scored: its pattern was marked anomalous by an operator"),
+        "{}",
+        summary(1)
+    );
+}
