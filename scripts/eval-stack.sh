@@ -33,8 +33,8 @@ export LOGCANARY_READ_TOKEN=eval-stack-read-token LOGCANARY_EVAL_READ_TOKEN=eval
 export LOGCANARY_LOG_FORMAT=json RUST_LOG=error
 # A replay posts hours of log in seconds: the worker pulls the operator's answers (and
 # other replicas' templates) before every batch, not every 5 s, as it would between
-# batches that come minutes apart.
-export LOGCANARY_TEMPLATE_REFRESH_MS=0
+# batches that come minutes apart (LOGCANARY_EVAL_STACK_REFRESH_MS sets another interval).
+export LOGCANARY_TEMPLATE_REFRESH_MS=${LOGCANARY_EVAL_STACK_REFRESH_MS:-0}
 export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072}
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 API=http://127.0.0.1:8130
