@@ -11,6 +11,8 @@
 # LOGCANARY_EVAL_STACK_FEEDBACK=n (make eval-stack FEEDBACK=n): the simulated operator of
 # `make eval FEEDBACK=n` answers through GET /api/review/ and the feedback endpoint (in
 # order only); `make eval` runs with the same FEEDBACK beside it.
+# LOGCANARY_EVAL_STACK_REPLICAS=n runs n analysis-workers, as a scaled Deployment does
+# (each task goes to one of them; they share templates and labels through Postgres).
 # LOGCANARY_EVAL_STACK_TRACE=1 prints the operator's answers to stderr, as `make eval
 # --trace` prints its own (OPERATOR lines).
 set -euo pipefail
@@ -40,6 +42,7 @@ export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 API=http://127.0.0.1:8130
 modes=${LOGCANARY_EVAL_STACK_MODES:-in-order}
 feedback=${LOGCANARY_EVAL_STACK_FEEDBACK:-0}
+replicas=${LOGCANARY_EVAL_STACK_REPLICAS:-1}
 if (( feedback > 0 )); then modes=in-order; fi
 
 pids=()
@@ -55,9 +58,13 @@ start() {
   "$BIN/ingest-api" migrate >/dev/null
   LOGCANARY_HTTP_ADDR=127.0.0.1:8130 LOGCANARY_ADMIN_ADDR=127.0.0.1:9130 "$BIN/ingest-api" & pids+=($!)
   LOGCANARY_ADMIN_ADDR=127.0.0.1:9131 "$BIN/scheduler" & pids+=($!)
-  LOGCANARY_ADMIN_ADDR=127.0.0.1:9132 "$BIN/analysis-worker" & pids+=($!)
-  local port
-  for port in 9130 9131 9132; do
+  local port ports=(9130 9131) i
+  for i in $(seq 1 "$replicas"); do
+    port=$((9131 + i))
+    LOGCANARY_ADMIN_ADDR=127.0.0.1:$port "$BIN/analysis-worker" & pids+=($!)
+    ports+=("$port")
+  done
+  for port in "${ports[@]}"; do
     for _ in $(seq 1 600); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   done
 }
@@ -76,9 +83,11 @@ for input in "${inputs[@]}"; do
     fi
     got=$(python3 scripts/eval-stack.py "$input" --url "$API" "${flag[@]}" | tail -1)
     stop
-    python3 - "$input" "$mode" "$got" "$ref" <<'PY'
+    python3 - "$input" "$mode" "$got" "$ref" "$replicas" <<'PY'
 import json, os, sys
 name, mode, got, ref = os.path.basename(sys.argv[1]).removesuffix(".jsonl"), sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+if sys.argv[5] != "1":
+    mode += f", {sys.argv[5]} workers"
 cell = lambda d: f'{d["f1"]:.3f} ({d["precision"]:.2f}/{d["recall"]:.2f}' + (f', {d["feedback_used"]} answers)' if d.get("feedback_used") else ")")
 note = "" if not (got["failed_tasks"] or got["entries_not_read_back"]) else f' ({got["failed_tasks"]} failed tasks, {got["entries_not_read_back"]} entries not read back)'
 print(f'| {name} | {mode} | {cell(got)}{note} | {cell(ref)} | {got["seconds"]} |')
