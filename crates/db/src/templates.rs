@@ -446,17 +446,20 @@ pub struct RelearnRule {
     pub continuous_coverage: f64,
 }
 
-/// A template as it was on the line it was learned as normal on (the detector's
-/// `relearn::Lifetime` on that line's `Score`, and the line's time): what
-/// [`rescore_learned_normal`] judges by, not lines that came after it in the same batch,
-/// so that the verdicts do not depend on how a client batched its lines.
+/// A template as it was on the line it was learned as normal on, for
+/// [`rescore_learned_normal`]: its lifetime is the `templates` row's count and windows (every
+/// replica's lines) less what the same batch added after that line (this replica's
+/// `relearn::Lifetime` at the batch's end less at that line), so that the verdicts do not
+/// depend on how a client batched its lines, and replicas scoring side by side still count
+/// each other's lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LearnedAt {
-    /// Its lines up to that line, and the presence windows they fell in.
-    pub lines: i64,
-    pub windows: i64,
-    /// The presence windows (`logged_at div presence_window_ms`) of its first and of its
-    /// latest line.
+    /// Lines and presence windows of the template that the batch added after the learning
+    /// line.
+    pub lines_after: i64,
+    pub windows_after: i64,
+    /// The presence windows (`logged_at div presence_window_ms`) of its first line (as
+    /// this replica knows it; the row's `first_seen` counts too) and of the learning line.
     pub first_window: i64,
     pub last_window: i64,
     /// The learning line's `logged_at`: entries logged after it are not re-scored.
@@ -469,8 +472,9 @@ pub struct LearnedAt {
 /// continuous stream), outside burst windows, become normal, and their summary ends with
 /// [`LEARNED_NORMAL_NOTE`]. Nothing changes for a labelled template (the label decides
 /// its lines). Returns how many entries changed; running it again changes nothing. Run it
-/// after the batch's entries are written: the windows are counted over those entries,
-/// whatever their level or verdict, and the lifetime is `learned`'s.
+/// after the batch's entries and the template's row are written: the windows are counted
+/// over those entries, whatever their level or verdict, and the lifetime is the row's as of
+/// the learning line (`learned`).
 pub fn rescore_learned_normal(
     conn: &mut PgConnection,
     id: i64,
@@ -493,8 +497,11 @@ pub fn rescore_learned_normal(
                AND received_at >= (SELECT at FROM cut)), \
          per_window AS (SELECT win, count(*) AS n FROM lines GROUP BY win), \
          life AS ( \
-             SELECT $13::bigint AS count, greatest($14::bigint - 1, 1) AS others, \
-                    greatest($16::bigint - $15::bigint + 1, 1) AS spanned \
+             SELECT greatest(count - $13::bigint, 1) AS count, \
+                    greatest(windows - $14::bigint - 1, 1) AS others, \
+                    greatest($16::bigint - least($15::bigint, \
+                             floor(extract(epoch FROM first_seen) * 1000 / $2)::bigint) + 1, 1) \
+                        AS spanned \
              FROM templates WHERE id = $1 AND label IS NULL), \
          rule AS ( \
              SELECT count, others, \
@@ -527,8 +534,8 @@ pub fn rescore_learned_normal(
         .bind::<BigInt, _>(rule.level_min_episodes)
         .bind::<Double, _>(rule.episode_gap.as_secs_f64())
         .bind::<Timestamptz, _>(learned.at)
-        .bind::<BigInt, _>(learned.lines)
-        .bind::<BigInt, _>(learned.windows)
+        .bind::<BigInt, _>(learned.lines_after)
+        .bind::<BigInt, _>(learned.windows_after)
         .bind::<BigInt, _>(learned.first_window)
         .bind::<BigInt, _>(learned.last_window)
         .execute(conn)?)

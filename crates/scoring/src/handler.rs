@@ -466,14 +466,20 @@ fn follow_label(score: &mut EntryScore, severity: &str, label: &str, covers: Opt
     }
 }
 
-/// The template as `score`'s line left it, for the re-score its learning runs.
-fn learned_at(entry: &LogEntry, score: &Score) -> db::templates::LearnedAt {
-    let life = score.lifetime;
+/// The template as `score`'s line left it, for the re-score its learning runs: what the
+/// batch added after that line (`end`: its lifetime after the batch's last line of it) is
+/// taken off the row's counts.
+fn learned_at(
+    entry: &LogEntry,
+    score: &Score,
+    end: detector::scorer::relearn::Lifetime,
+) -> db::templates::LearnedAt {
+    let at = score.lifetime;
     db::templates::LearnedAt {
-        lines: i64::try_from(life.lines).unwrap_or(i64::MAX),
-        windows: i64::from(life.windows),
-        first_window: life.first_window,
-        last_window: life.last_window,
+        lines_after: i64::try_from(end.lines.saturating_sub(at.lines)).unwrap_or(0),
+        windows_after: i64::from(end.windows.saturating_sub(at.windows)),
+        first_window: at.first_window,
+        last_window: at.last_window,
         at: entry.logged_at,
     }
 }
@@ -592,13 +598,20 @@ fn write(
     // (or being new, for a continuous stream) gave are re-scored
     // (detector::scorer::relearn), in this transaction, in line order, each as its
     // template was on the line that learned it (not at the batch's end).
+    // Each template's lifetime after the batch's last line of it (entries in line order).
+    let mut at_end: HashMap<&str, detector::scorer::relearn::Lifetime> = HashMap::new();
+    for id in &writable {
+        let score = &scored[id].1;
+        at_end.insert(score.template_id.0.as_str(), score.lifetime);
+    }
     let learned: Vec<(i64, db::templates::LearnedAt)> = writable
         .iter()
         .filter(|id| scored[*id].1.newly_learned_normal)
         .filter_map(|id| {
             let (entry, score) = &scored[id];
             let template = row_ids.get(&score.template_id.0).copied()?;
-            Some((template, learned_at(entry, score)))
+            let end = at_end.get(score.template_id.0.as_str()).copied()?;
+            Some((template, learned_at(entry, score, end)))
         })
         .collect();
     for (template, at) in learned {

@@ -25,7 +25,7 @@ const DISK: &str = "Disk sdb on storage node reported SMART self test failure";
 const LEASE: &str = "Failed to renew lease for client session, will retry shortly";
 const PANIC: &str = "Kernel panic: fatal machine check on node card R23-M0-N4";
 
-/// The template `id` as its row has it now, as if learned on its latest line.
+/// The template `id` as if learned on its latest line, nothing after it.
 fn learned_on_latest_line(
     conn: &mut diesel::PgConnection,
     id: i64,
@@ -37,8 +37,8 @@ fn learned_on_latest_line(
         .expect("the template's row");
     let window = |at: DateTime<Utc>| at.timestamp_millis().div_euclid(window_ms);
     Ok(LearnedAt {
-        lines: row.count,
-        windows: i64::from(row.windows),
+        lines_after: 0,
+        windows_after: 0,
         first_window: window(row.first_seen),
         last_window: window(row.last_seen),
         at: row.last_seen,
