@@ -4,9 +4,10 @@
 The file is `make eval`'s input (`timestamp`, `severity`, `message`, optional `source`,
 `label`). Its lines are sent in time order, 64 to a `POST /api/batch-analysis/` (v2
 signature), each batch after the previous one's task has finished, as `make eval` feeds
-`Scorer::score_batch`; their times are moved by whole 10-minute windows so that the last line is less
-than ten minutes old (whole presence windows: the scorer's windows fall as in `make eval`). With `--concurrent`, every batch is posted at once and the workers take them as they
-come (two at a time by default), as a busy shipper would.
+`Scorer::score_batch`. Their times are moved by whole 10-minute windows (so that the
+scorer's presence windows fall as in `make eval`) to end less than ten minutes ago. With
+`--concurrent`, every batch is posted at once and the workers take them as they come (two
+at a time by default), as a busy shipper would.
 
 Then each entry's verdict is read back with `GET /api/logs/` (what a user sees, after any
 re-scoring learning did) and scored against the labels. The last line printed is the JSON
@@ -14,9 +15,11 @@ result, with the same `precision`, `recall`, `f1` as `make eval`'s, plus `lines`
 `anomalies`, `flagged` and `seconds`. Standard library only.
 
 With `--feedback N`, `make eval FEEDBACK=n`'s simulated operator answers the top of
-`GET /api/review/` through `POST /api/logs/{id}/feedback/` (see `Operator`).
+`GET /api/review/` through `POST /api/logs/{id}/feedback/` (see `Operator`); `--dump FILE`
+writes each entry as read back, with its label; `--trace` prints the operator's answers.
 
 Usage: eval-stack.py INPUT.jsonl --url http://127.0.0.1:8000 [--concurrent | --feedback N]
+       [--dump FILE] [--trace]
 Posts are signed with LOGCANARY_EVAL_SECRET (default dev-secret, the development key),
 key id LOGCANARY_EVAL_KEY_ID (default `default`); reads send LOGCANARY_EVAL_READ_TOKEN as
 a bearer token when it is set (the stack's LOGCANARY_READ_TOKEN), else nothing (reads are
