@@ -57,6 +57,11 @@ diesel::table! {
         episodes -> Int4,
         level_episodes -> Int4,
         label_max_level -> Nullable<Text>,
+        presence_window -> Nullable<Int8>,
+        window_lines -> Int8,
+        level_last_seen -> Nullable<Timestamptz>,
+        new_after_warmup -> Bool,
+        novelty -> Float4,
     }
 }
 

@@ -39,20 +39,30 @@ pub struct TemplateRow {
     pub label: Option<String>,
     pub labelled_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
-    /// Separate time windows the template was seen in (the largest any replica reported;
-    /// see the detector's `Presence`).
+    /// Separate time windows the template was seen in (every replica's lines counted as
+    /// one stream, see [`upsert`] and the detector's `PresenceTally`).
     pub windows: i32,
-    /// The most lines it had in any one window (the largest any replica reported).
+    /// The most lines it had in any one window.
     pub max_window_lines: i64,
-    /// Separate arrivals of its lines (the largest any replica reported).
+    /// Separate arrivals of its lines.
     pub episodes: i32,
-    /// Separate arrivals of its lines at the levels that flag alone (the largest any
-    /// replica reported; the detector's `Presence::level_episodes`).
+    /// Separate arrivals of its lines at the levels that flag alone (the detector's
+    /// `Presence::level_episodes`).
     pub level_episodes: i32,
     /// With a `normal` label: the most severe level among the template's entries of the
     /// last [`RESCORE_WINDOW`] when it was given (one of [`LEVELS`]), the levels the label
     /// covers (later lines, and the older entries it re-scores); none: every level.
     pub label_max_level: Option<String>,
+    /// The latest presence window it was seen in (`logged_at` div the window's length;
+    /// none on rows stored before it was) and its lines there.
+    pub presence_window: Option<i64>,
+    pub window_lines: i64,
+    /// Its latest line at a level that flags alone.
+    pub level_last_seen: Option<DateTime<Utc>>,
+    /// How it was first seen, by the replica that stored it first: after the warm-up, and
+    /// how unlike every template known then.
+    pub new_after_warmup: bool,
+    pub novelty: f32,
 }
 
 /// What one batch adds to a template.
@@ -67,29 +77,67 @@ pub struct TemplateDelta {
     pub last_seen: DateTime<Utc>,
     /// Stored only when the row has none yet.
     pub embedding: Option<Vec<f32>>,
-    /// The reporting replica's view of the template's presence (its whole history, not
-    /// this batch's): the larger of the stored and the reported value is kept.
+    /// How the reporting replica first saw the template (stored with a new row only).
+    pub new_after_warmup: bool,
+    pub novelty: f32,
+}
+
+/// A template's presence tally as stored: what [`upsert`]'s `count` adds this batch's
+/// lines to (the detector's `PresenceTally`, in the table's units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoredPresence {
+    /// Lines counted before (0: none, the rest says nothing).
+    pub lines: i64,
+    pub last_seen: Option<DateTime<Utc>>,
     pub windows: i32,
+    /// The latest window; none on rows stored before it was.
+    pub window: Option<i64>,
+    pub window_lines: i64,
     pub max_window_lines: i64,
     pub episodes: i32,
     pub level_episodes: i32,
+    pub level_last_seen: Option<DateTime<Utc>>,
 }
 
 #[derive(QueryableByName)]
-struct KeyId {
+struct Locked {
     #[diesel(sql_type = Text)]
     template_key: String,
     #[diesel(sql_type = BigInt)]
     id: i64,
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+    #[diesel(sql_type = Timestamptz)]
+    last_seen: DateTime<Utc>,
+    #[diesel(sql_type = Integer)]
+    windows: i32,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    presence_window: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    window_lines: i64,
+    #[diesel(sql_type = BigInt)]
+    max_window_lines: i64,
+    #[diesel(sql_type = Integer)]
+    episodes: i32,
+    #[diesel(sql_type = Integer)]
+    level_episodes: i32,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    level_last_seen: Option<DateTime<Utc>>,
 }
 
-/// Adds a batch's deltas (keys must be distinct) and returns each key's row id. Counts
-/// are added in the statement, so concurrent workers never lose an increment; presence
-/// (`windows`, `max_window_lines`, `episodes`, `level_episodes`) only grows, to the largest view reported; rows are
-/// written in key order, so two workers lock them in the same order and cannot deadlock.
+/// Adds a batch's deltas (keys must be distinct) and returns each key's row id.
+///
+/// Counts are added in the statement, so concurrent workers never lose an increment. The
+/// presence tally is counted on under the row's lock: `count` is called with each delta
+/// and the row's tally before this batch (none for a row this call creates) and returns
+/// the tally with the batch's lines counted in, which is stored. So presence is the one
+/// a single scorer would count from every replica's lines, in the order their batches
+/// commit. Rows are written in key order, so two workers lock them in the same order and
+/// cannot deadlock.
 pub fn upsert(
     conn: &mut PgConnection,
     deltas: &[TemplateDelta],
+    mut count: impl FnMut(&TemplateDelta, Option<StoredPresence>) -> StoredPresence,
 ) -> Result<Vec<(String, i64)>, DbError> {
     if deltas.is_empty() {
         return Ok(Vec::new());
@@ -99,35 +147,31 @@ pub fn upsert(
     let counts: Vec<i64> = deltas.iter().map(|d| d.count).collect();
     let first: Vec<DateTime<Utc>> = deltas.iter().map(|d| d.first_seen).collect();
     let last: Vec<DateTime<Utc>> = deltas.iter().map(|d| d.last_seen).collect();
-    let windows: Vec<i32> = deltas.iter().map(|d| d.windows).collect();
-    let max_lines: Vec<i64> = deltas.iter().map(|d| d.max_window_lines).collect();
-    let episodes: Vec<i32> = deltas.iter().map(|d| d.episodes).collect();
-    let level_episodes: Vec<i32> = deltas.iter().map(|d| d.level_episodes).collect();
+    let new_after_warmup: Vec<bool> = deltas.iter().map(|d| d.new_after_warmup).collect();
+    let novelty: Vec<f32> = deltas.iter().map(|d| d.novelty).collect();
     // Arrays of arrays do not exist in Postgres: each embedding travels as an array literal.
     let embeddings: Vec<Option<String>> = deltas
         .iter()
         .map(|d| d.embedding.as_deref().map(array_literal))
         .collect();
-    let rows: Vec<KeyId> = diesel::sql_query(
+    // The conflict branch leaves `last_seen` and the tally as they were, so RETURNING
+    // reads the tally before this batch (and `count` after it).
+    let locked: Vec<Locked> = diesel::sql_query(
         "INSERT INTO templates \
-             (template_key, template, count, first_seen, last_seen, embedding, windows, max_window_lines, episodes, level_episodes, updated_at) \
-         SELECT k, t, c, f, l, e::real[], w, m, p, v, clock_timestamp() \
+             (template_key, template, count, first_seen, last_seen, embedding, new_after_warmup, novelty, updated_at) \
+         SELECT k, t, c, f, l, e::real[], n, v, clock_timestamp() \
          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[], \
-                     $7::integer[], $8::bigint[], $9::integer[], $10::integer[]) \
-             AS u(k, t, c, f, l, e, w, m, p, v) \
+                     $7::boolean[], $8::real[]) \
+             AS u(k, t, c, f, l, e, n, v) \
          ORDER BY k \
          ON CONFLICT (template_key) DO UPDATE SET \
              count = templates.count + EXCLUDED.count, \
              template = EXCLUDED.template, \
              first_seen = LEAST(templates.first_seen, EXCLUDED.first_seen), \
-             last_seen = GREATEST(templates.last_seen, EXCLUDED.last_seen), \
              embedding = COALESCE(templates.embedding, EXCLUDED.embedding), \
-             windows = GREATEST(templates.windows, EXCLUDED.windows), \
-             max_window_lines = GREATEST(templates.max_window_lines, EXCLUDED.max_window_lines), \
-             episodes = GREATEST(templates.episodes, EXCLUDED.episodes), \
-             level_episodes = GREATEST(templates.level_episodes, EXCLUDED.level_episodes), \
              updated_at = clock_timestamp() \
-         RETURNING template_key, id",
+         RETURNING template_key, id, count, last_seen, windows, presence_window, window_lines, \
+                   max_window_lines, episodes, level_episodes, level_last_seen",
     )
     .bind::<Array<Text>, _>(&keys)
     .bind::<Array<Text>, _>(&texts)
@@ -135,12 +179,63 @@ pub fn upsert(
     .bind::<Array<Timestamptz>, _>(&first)
     .bind::<Array<Timestamptz>, _>(&last)
     .bind::<Array<Nullable<Text>>, _>(&embeddings)
+    .bind::<Array<Bool>, _>(&new_after_warmup)
+    .bind::<Array<Float4>, _>(&novelty)
+    .load(conn)?;
+    let by_key: std::collections::HashMap<&str, &Locked> = locked
+        .iter()
+        .map(|r| (r.template_key.as_str(), r))
+        .collect();
+    let mut tallies = Vec::with_capacity(deltas.len());
+    for d in deltas {
+        let Some(row) = by_key.get(d.key.as_str()) else {
+            continue;
+        };
+        let lines = row.count - d.count;
+        let before = (lines > 0).then_some(StoredPresence {
+            lines,
+            last_seen: Some(row.last_seen),
+            windows: row.windows,
+            window: row.presence_window,
+            window_lines: row.window_lines,
+            max_window_lines: row.max_window_lines,
+            episodes: row.episodes,
+            level_episodes: row.level_episodes,
+            level_last_seen: row.level_last_seen,
+        });
+        tallies.push((d, count(d, before)));
+    }
+    let keys: Vec<&str> = tallies.iter().map(|(d, _)| d.key.as_str()).collect();
+    let last: Vec<DateTime<Utc>> = tallies.iter().map(|(d, _)| d.last_seen).collect();
+    let windows: Vec<i32> = tallies.iter().map(|(_, t)| t.windows).collect();
+    let window: Vec<Option<i64>> = tallies.iter().map(|(_, t)| t.window).collect();
+    let window_lines: Vec<i64> = tallies.iter().map(|(_, t)| t.window_lines).collect();
+    let max_lines: Vec<i64> = tallies.iter().map(|(_, t)| t.max_window_lines).collect();
+    let episodes: Vec<i32> = tallies.iter().map(|(_, t)| t.episodes).collect();
+    let level_episodes: Vec<i32> = tallies.iter().map(|(_, t)| t.level_episodes).collect();
+    let level_last: Vec<Option<DateTime<Utc>>> =
+        tallies.iter().map(|(_, t)| t.level_last_seen).collect();
+    diesel::sql_query(
+        "UPDATE templates AS t SET \
+             last_seen = GREATEST(t.last_seen, u.l), windows = u.w, presence_window = u.pw, \
+             window_lines = u.wl, max_window_lines = u.m, episodes = u.p, level_episodes = u.v, \
+             level_last_seen = u.ll \
+         FROM unnest($1::text[], $2::timestamptz[], $3::integer[], $4::bigint[], $5::bigint[], \
+                     $6::bigint[], $7::integer[], $8::integer[], $9::timestamptz[]) \
+             AS u(k, l, w, pw, wl, m, p, v, ll) \
+         WHERE t.template_key = u.k",
+    )
+    .bind::<Array<Text>, _>(&keys)
+    .bind::<Array<Timestamptz>, _>(&last)
     .bind::<Array<Integer>, _>(&windows)
+    .bind::<Array<Nullable<BigInt>>, _>(&window)
+    .bind::<Array<BigInt>, _>(&window_lines)
     .bind::<Array<BigInt>, _>(&max_lines)
     .bind::<Array<Integer>, _>(&episodes)
     .bind::<Array<Integer>, _>(&level_episodes)
-    .load(conn)?;
-    Ok(rows.into_iter().map(|r| (r.template_key, r.id)).collect())
+    .bind::<Array<Nullable<Timestamptz>>, _>(&level_last)
+    .execute(conn)?;
+    Ok(locked.into_iter().map(|r| (r.template_key, r.id)).collect())
 }
 
 fn array_literal(v: &[f32]) -> String {

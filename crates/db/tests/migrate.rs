@@ -186,58 +186,93 @@ fn used_signatures_are_claimed_once_and_expire() {
     drop(scratch);
 }
 
-/// `templates.windows` and `max_window_lines` (a template's presence over time): each
-/// replica reports its own view, the larger wins field by field, and counts still add up.
+/// A template's presence tally (`windows`, `max_window_lines`, `episodes`, ...): each
+/// upsert is handed the row's tally before its batch (none for a new row) and stores the
+/// tally it returns, while counts add up; rows written before the tally columns have
+/// none.
 #[test]
-fn template_presence_keeps_the_largest_view_reported() {
-    use logcanary_db::templates::{changed_since, upsert, TemplateDelta};
+fn template_presence_is_counted_on_from_the_stored_tally() {
+    use logcanary_db::templates::{changed_since, upsert, StoredPresence, TemplateDelta};
 
     let scratch = ScratchDb::new("presence");
     let url = scratch.url.clone();
     logcanary_db::migrate(&url).expect("migrate");
     let mut conn = PgConnection::establish(&url).unwrap();
 
-    let now = chrono::Utc::now();
-    let delta = |count: i64, windows: i32, max_window_lines: i64| TemplateDelta {
+    let t0 = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+    let minutes = |m: i64| t0 + chrono::Duration::minutes(m);
+    let delta = |count: i64, first: i64, last: i64| TemplateDelta {
         key: "k1".into(),
         template: "job <*> done".into(),
         count,
-        first_seen: now,
-        last_seen: now,
+        first_seen: minutes(first),
+        last_seen: minutes(last),
         embedding: None,
-        windows,
-        max_window_lines,
-        episodes: 2 * windows,
-        level_episodes: windows - 1,
+        new_after_warmup: true,
+        novelty: 0.25,
     };
-    // A new row takes the reported presence; a row written before the column has none.
-    upsert(&mut conn, &[delta(3, 4, 2)]).unwrap();
-    let (rows, _) = changed_since(&mut conn, None).unwrap();
-    assert_eq!(
-        (
-            rows[0].count,
-            rows[0].windows,
-            rows[0].max_window_lines,
-            rows[0].episodes,
-            rows[0].level_episodes
-        ),
-        (3, 4, 2, 8, 3)
-    );
-    // Another replica saw fewer windows but a bigger one; then one saw more windows.
-    upsert(&mut conn, &[delta(1, 2, 5)]).unwrap();
-    upsert(&mut conn, &[delta(1, 6, 1)]).unwrap();
+    let mut seen = Vec::new();
+    // A new row: no tally before.
+    upsert(&mut conn, &[delta(3, 0, 20)], |d, before| {
+        seen.push((d.key.clone(), before));
+        StoredPresence {
+            lines: 3,
+            last_seen: Some(minutes(20)),
+            windows: 3,
+            window: Some(2),
+            window_lines: 1,
+            max_window_lines: 1,
+            episodes: 3,
+            level_episodes: 0,
+            level_last_seen: None,
+        }
+    })
+    .unwrap();
+    assert_eq!(seen, vec![("k1".to_owned(), None)]);
+    // Another replica's batch is handed that tally, its last line and its line count.
+    upsert(&mut conn, &[delta(2, 25, 26)], |_, before| {
+        let before = before.expect("the row's tally");
+        assert_eq!(
+            (
+                before.lines,
+                before.last_seen,
+                before.windows,
+                before.window
+            ),
+            (3, Some(minutes(20)), 3, Some(2))
+        );
+        StoredPresence {
+            lines: 5,
+            last_seen: Some(minutes(26)),
+            window_lines: 3,
+            max_window_lines: 3,
+            episodes: 4,
+            level_episodes: 1,
+            level_last_seen: Some(minutes(26)),
+            ..before
+        }
+    })
+    .unwrap();
     let (rows, _) = changed_since(&mut conn, None).unwrap();
     assert_eq!(rows.len(), 1);
+    let r = &rows[0];
     assert_eq!(
         (
-            rows[0].count,
-            rows[0].windows,
-            rows[0].max_window_lines,
-            rows[0].episodes,
-            rows[0].level_episodes
+            r.count,
+            r.windows,
+            r.max_window_lines,
+            r.episodes,
+            r.level_episodes
         ),
-        (5, 6, 5, 12, 5)
+        (5, 3, 3, 4, 1)
     );
+    assert_eq!((r.presence_window, r.window_lines), (Some(2), 3));
+    assert_eq!((r.first_seen, r.last_seen), (minutes(0), minutes(26)));
+    assert_eq!(r.level_last_seen, Some(minutes(26)));
+    // How it was first seen is the first writer's.
+    assert!(r.new_after_warmup);
+    assert!((r.novelty - 0.25).abs() < 1e-6);
+
     diesel::sql_query(
         "INSERT INTO templates (template_key, template, count) VALUES ('old', 'old', 7)",
     )
@@ -250,9 +285,11 @@ fn template_presence_keeps_the_largest_view_reported() {
             old.windows,
             old.max_window_lines,
             old.episodes,
-            old.level_episodes
+            old.level_episodes,
+            old.presence_window,
+            old.new_after_warmup
         ),
-        (0, 0, 0, 0)
+        (0, 0, 0, 0, None, false)
     );
     drop(conn);
     drop(scratch);

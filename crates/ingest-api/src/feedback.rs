@@ -33,7 +33,7 @@ enum Labelled {
     NoEntry,
     NotAnalysed,
     NoTemplate,
-    Done(TemplateRow, usize),
+    Done(Box<TemplateRow>, usize),
 }
 
 /// Stores `label` on the target's template and re-scores the template's recent entries
@@ -66,7 +66,7 @@ pub async fn apply_feedback(
             };
             Ok(
                 match db::templates::set_label_and_rescore(c, template_id, label)? {
-                    Some((row, rescored)) => Labelled::Done(row, rescored),
+                    Some((row, rescored)) => Labelled::Done(Box::new(row), rescored),
                     None if entry_id.is_some() => Labelled::NotAnalysed,
                     None => Labelled::NoTemplate,
                 },
@@ -85,7 +85,7 @@ pub async fn apply_feedback(
             metrics::counter!("logcanary_feedback_total", "label" => label).increment(1);
             state.review_cache.invalidate();
             Ok(Feedback {
-                row,
+                row: *row,
                 rescored: rescored as u64,
             })
         }

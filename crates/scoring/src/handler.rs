@@ -9,7 +9,8 @@
 //! 2. scoring with the detector on the blocking pool, after pulling the templates and
 //!    labels other replicas stored since the last pull (at most every refresh interval);
 //! 3. one transaction that re-checks each task (`STARTED` unless it finished meanwhile),
-//!    locks the entries still unscored, adds their templates to the shared counts, writes
+//!    locks the entries still unscored, adds their templates to the shared counts (each
+//!    template's presence counted on under its row's lock, line by line), writes
 //!    the scores, queues critical alerts and marks the tasks SUCCESS. Only entries written
 //!    here are counted, so a redelivery or a race between replicas counts nothing twice.
 
@@ -27,7 +28,7 @@ use db::{
     templates::TemplateDelta,
     DbError,
 };
-use detector::scorer::{LogLine, Score};
+use detector::scorer::{LogLine, Score, Severity};
 use diesel::Connection;
 use mq::{Delivery, Outcome};
 use serde_json::json;
@@ -540,13 +541,14 @@ fn write(
 
     // Count each written entry once in its template; BTreeMap: rows upserted in key order.
     let mut deltas: BTreeMap<&str, TemplateDelta> = BTreeMap::new();
+    // Each template's written lines, in time order: what its stored presence counts on.
+    let mut lines_of: HashMap<&str, Vec<(i64, i64, bool)>> = HashMap::new();
     for id in &writable {
         let (entry, score) = &scored[id];
         let key = score.template_id.0.as_str();
         let delta = deltas.entry(key).or_insert_with(|| {
             let touched = templates.get(key);
-            // This replica's view of the template's presence; the table keeps the largest.
-            let presence = touched.map(|t| t.presence).unwrap_or_default();
+            let first_sight = touched.map(|t| t.first_sight).unwrap_or_default();
             TemplateDelta {
                 key: key.to_owned(),
                 template: touched.map_or_else(|| score.template.clone(), |t| t.text.clone()),
@@ -554,18 +556,37 @@ fn write(
                 first_seen: entry.logged_at,
                 last_seen: entry.logged_at,
                 embedding: touched.and_then(|t| t.embedding.clone()),
-                windows: i32::try_from(presence.windows).unwrap_or(i32::MAX),
-                max_window_lines: i64::try_from(presence.max_window_lines).unwrap_or(i64::MAX),
-                episodes: i32::try_from(presence.episodes).unwrap_or(i32::MAX),
-                level_episodes: i32::try_from(presence.level_episodes).unwrap_or(i32::MAX),
+                new_after_warmup: first_sight.new_after_warmup,
+                novelty: first_sight.novelty,
             }
         });
         delta.count += 1;
         delta.first_seen = delta.first_seen.min(entry.logged_at);
         delta.last_seen = delta.last_seen.max(entry.logged_at);
+        let flags_alone = relearn
+            .levels
+            .iter()
+            .any(|l| l == Severity::parse(&entry.severity).as_str());
+        lines_of.entry(key).or_default().push((
+            entry.logged_at.timestamp_millis(),
+            *id,
+            flags_alone,
+        ));
+    }
+    for lines in lines_of.values_mut() {
+        lines.sort_unstable();
     }
     let deltas: Vec<TemplateDelta> = deltas.into_values().collect();
-    let row_ids: HashMap<String, i64> = db::templates::upsert(conn, &deltas)?.into_iter().collect();
+    let window_ms = relearn.presence_window_ms;
+    let row_ids: HashMap<String, i64> = db::templates::upsert(conn, &deltas, |delta, before| {
+        let lines: Vec<(i64, bool)> = lines_of
+            .get(delta.key.as_str())
+            .map(|ls| ls.iter().map(|&(at_ms, _, flags)| (at_ms, flags)).collect())
+            .unwrap_or_default();
+        crate::shared::count_stored_presence(before, &lines, window_ms)
+    })?
+    .into_iter()
+    .collect();
     // The rows are locked now: their labels stay as read until this transaction commits.
     let touched: Vec<i64> = row_ids.values().copied().collect();
     let labels: HashMap<i64, (String, Option<String>)> = db::templates::labels_of(conn, &touched)?

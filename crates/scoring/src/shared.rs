@@ -17,9 +17,15 @@
 //! `ScorerState::merge_warmup`; then it rebuilds the scorer from that state.
 //!
 //! A template's presence over time ([`Presence`]: the separate time windows it was seen
-//! in, the most lines of any one) decides whether it is learned normal; it is shared too
-//! (`templates.windows`, `templates.max_window_lines`, the largest view any replica
-//! reported), so a restarted or new replica does not flag routine templates again.
+//! in, the most lines of any one, its separate arrivals) decides whether it is learned
+//! normal; the `templates` row keeps it for every replica: the worker's write counts the
+//! batch's lines on from the row's tally under the row's lock ([`count_stored_presence`]),
+//! so the row holds the presence of every replica's lines as one stream, and a replica
+//! that pulls it takes the larger of its own view and the row's, field by field. A
+//! template first stored by another replica keeps how new and how novel it was then
+//! (`templates.new_after_warmup`, `templates.novelty`), so its later lines are not judged
+//! as a template of the warm-up. A restarted or new replica does not flag routine
+//! templates again.
 //!
 //! # A bounded number of templates
 //!
@@ -48,8 +54,8 @@ use detector::{
     embedder::{EmbedError, Embedder},
     masking::{is_placeholder_token, mask, PLACEHOLDERS},
     scorer::{
-        Label, LogLine, Presence, Score, ScoreError, Scorer, ScorerConfig, Severity,
-        TemplateCounts, TextEmbedder,
+        FirstSight, Label, LogLine, Presence, PresenceTally, Score, ScoreError, Scorer,
+        ScorerConfig, Severity, TemplateCounts, TextEmbedder,
     },
 };
 
@@ -103,6 +109,8 @@ pub struct TouchedTemplate {
     pub embedding: Option<Vec<f32>>,
     /// The template's presence as this replica knows it, after the batch.
     pub presence: Presence,
+    /// How this replica first saw it (stored with a new row).
+    pub first_sight: FirstSight,
 }
 
 /// Errors from merging the table's templates into the scorer.
@@ -435,6 +443,12 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                     episodes: row_episodes(row),
                     level_episodes: row_level_episodes(row),
                 },
+                current_window: row
+                    .presence_window
+                    .map(|w| (w, u64::try_from(row.window_lines).unwrap_or(0))),
+                level_last_ms: row.level_last_seen.map_or(0, |t| t.timestamp_millis()),
+                new_after_warmup: row.new_after_warmup,
+                novelty: row.novelty,
             };
             let presence = state.restore_template(&id, counts, &self.config);
             if let Some(k) = self.known.get_mut(&id) {
@@ -505,6 +519,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                         known.pending_embedding.clone()
                     },
                     presence,
+                    first_sight: self.scorer.first_sight(&s.template_id).unwrap_or_default(),
                 },
             );
         }
@@ -566,6 +581,56 @@ pub fn merge_text(local: &str, other: &str) -> String {
         .join(" ")
 }
 
+/// A template's stored presence tally (`before`, none for a template with no line stored)
+/// with `lines` counted in: each line's time (milliseconds since the Unix epoch) and
+/// whether its level flags a line alone, in time order. The detector's
+/// [`PresenceTally::count_line`] counts them, as a single scorer would; a row stored before
+/// its latest window was has that window taken as its last line's.
+pub fn count_stored_presence(
+    before: Option<db::templates::StoredPresence>,
+    lines: &[(i64, bool)],
+    window_ms: i64,
+) -> db::templates::StoredPresence {
+    let window_ms = window_ms.max(1);
+    let mut tally = before.map_or_else(PresenceTally::default, |b| {
+        let last_seen_ms = b.last_seen.map_or(0, |t| t.timestamp_millis());
+        PresenceTally {
+            lines: u64::try_from(b.lines).unwrap_or(0),
+            last_seen_ms,
+            windows: u32::try_from(b.windows).unwrap_or(0),
+            window: b
+                .window
+                .unwrap_or_else(|| last_seen_ms.div_euclid(window_ms)),
+            window_lines: u64::try_from(b.window_lines).unwrap_or(0),
+            max_window_lines: u64::try_from(b.max_window_lines).unwrap_or(0),
+            episodes: u32::try_from(b.episodes).unwrap_or(0),
+            level_episodes: u32::try_from(b.level_episodes).unwrap_or(0),
+            // A row stored before its latest line at such a level was: its last line's.
+            level_last_ms: b
+                .level_last_seen
+                .or((b.level_episodes > 0).then_some(b.last_seen).flatten())
+                .map_or(0, |t| t.timestamp_millis()),
+        }
+    });
+    for &(at_ms, flags_alone) in lines {
+        tally.count_line(at_ms, at_ms.div_euclid(window_ms), flags_alone);
+    }
+    let at = |ms: i64| DateTime::from_timestamp_millis(ms);
+    db::templates::StoredPresence {
+        lines: i64::try_from(tally.lines).unwrap_or(i64::MAX),
+        last_seen: (tally.lines > 0).then(|| at(tally.last_seen_ms)).flatten(),
+        windows: i32::try_from(tally.windows).unwrap_or(i32::MAX),
+        window: (tally.lines > 0).then_some(tally.window),
+        window_lines: i64::try_from(tally.window_lines).unwrap_or(i64::MAX),
+        max_window_lines: i64::try_from(tally.max_window_lines).unwrap_or(i64::MAX),
+        episodes: i32::try_from(tally.episodes).unwrap_or(i32::MAX),
+        level_episodes: i32::try_from(tally.level_episodes).unwrap_or(i32::MAX),
+        level_last_seen: (tally.level_episodes > 0)
+            .then(|| at(tally.level_last_ms))
+            .flatten(),
+    }
+}
+
 /// A line of the `log_entries` table as the detector sees it.
 pub fn log_line(
     logged_at: DateTime<Utc>,
@@ -619,6 +684,11 @@ mod tests {
             episodes: 0,
             level_episodes: 0,
             label_max_level: None,
+            presence_window: None,
+            window_lines: 0,
+            level_last_seen: None,
+            new_after_warmup: false,
+            novelty: 0.0,
         }
     }
 

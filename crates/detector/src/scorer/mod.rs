@@ -67,7 +67,7 @@ use crate::embedder::{EmbedError, Embedder};
 
 pub use config::{ScorerConfig, Steadiness};
 pub use meaning::{FAILURE_PROTOTYPES, ROUTINE_PROTOTYPES};
-pub use state::{ScorerState, TemplateCounts};
+pub use state::{PresenceTally, ScorerState, TemplateCounts};
 
 use levels::LevelUse;
 use meaning::FailureAxis;
@@ -274,6 +274,15 @@ pub struct Presence {
     /// it was counted).
     #[serde(default)]
     pub level_episodes: u32,
+}
+
+/// How a template was first seen (see [`Scorer::first_sight`]).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FirstSight {
+    /// First seen after the warm-up was over.
+    pub new_after_warmup: bool,
+    /// How unlike every template known then it was (0 for templates of the warm-up).
+    pub novelty: f32,
 }
 
 /// What the scorer knows about a template.
@@ -697,6 +706,15 @@ impl<E: TextEmbedder> Scorer<E> {
     /// lines of any one of them (what "learned normal" is judged on), for persistence.
     pub fn presence(&self, id: &TemplateId) -> Option<Presence> {
         self.stats.get(id).map(TemplateStats::presence)
+    }
+
+    /// How a template was first seen: after the warm-up or not, and how unlike every
+    /// template known then (what its later lines' prior keeps), for the other replicas.
+    pub fn first_sight(&self, id: &TemplateId) -> Option<FirstSight> {
+        self.stats.get(id).map(|s| FirstSight {
+            new_after_warmup: s.new_after_warmup,
+            novelty: s.novelty,
+        })
     }
 
     /// When the stream started: its first line's time (none yet: nothing is late).

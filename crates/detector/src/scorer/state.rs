@@ -75,29 +75,35 @@ impl TemplateStats {
 
     /// Counts one line at `timestamp_ms`, in time window `window`: a new window or a new
     /// arrival when it is one, and an arrival at a level that flags alone when
-    /// `flags_alone`.
+    /// `flags_alone` (see [`PresenceTally::count_line`]).
     pub(super) fn count_line(&mut self, timestamp_ms: i64, window: i64, flags_alone: bool) {
-        let first = self.count == 0;
-        if first || window > self.window {
-            self.windows += 1;
-            self.window = window;
-            self.window_lines = 0;
-        }
-        if starts_episode((!first).then_some(self.last_seen_ms), timestamp_ms) {
-            self.episodes += 1;
-        }
-        if flags_alone {
-            let previous = (self.level_episodes > 0).then_some(self.level_last_ms);
-            if starts_episode(previous, timestamp_ms) {
-                self.level_episodes += 1;
-            }
-            self.level_last_ms = self.level_last_ms.max(timestamp_ms);
-        }
-        self.count += 1;
-        self.window_lines += 1;
-        self.max_window_lines = self.max_window_lines.max(self.window_lines);
+        let mut tally = self.tally();
+        tally.count_line(timestamp_ms, window, flags_alone);
+        self.count = tally.lines;
+        self.last_seen_ms = self.last_seen_ms.max(tally.last_seen_ms);
+        self.windows = tally.windows;
+        self.window = tally.window;
+        self.window_lines = tally.window_lines;
+        self.max_window_lines = tally.max_window_lines;
+        self.episodes = tally.episodes;
+        self.level_episodes = tally.level_episodes;
+        self.level_last_ms = tally.level_last_ms;
         self.first_seen_ms = self.first_seen_ms.min(timestamp_ms);
-        self.last_seen_ms = self.last_seen_ms.max(timestamp_ms);
+    }
+
+    /// Its presence as counted line by line.
+    pub(super) fn tally(&self) -> PresenceTally {
+        PresenceTally {
+            lines: self.count,
+            last_seen_ms: self.last_seen_ms,
+            windows: self.windows,
+            window: self.window,
+            window_lines: self.window_lines,
+            max_window_lines: self.max_window_lines,
+            episodes: self.episodes,
+            level_episodes: self.level_episodes,
+            level_last_ms: self.level_last_ms,
+        }
     }
 
     /// What the "learned normal" rule reads of it, in a stream that started at
@@ -138,6 +144,76 @@ impl TemplateStats {
     }
 }
 
+/// A template's presence counted line by line: its lines, the time windows and separate
+/// arrivals they came in (all, and at the levels that flag a line by themselves). The
+/// scorer keeps one per template; the `templates` table keeps one per template for every
+/// replica, each worker adding its written lines to it under the row's lock, so that the
+/// stored presence is the one a single scorer would have counted from every replica's
+/// lines (not the largest of the replicas' separate views).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PresenceTally {
+    /// Lines counted; with none, the other fields say nothing.
+    pub lines: u64,
+    /// The latest line's time (milliseconds since the Unix epoch).
+    pub last_seen_ms: i64,
+    /// Time windows the lines came in ([`ScorerConfig::presence_window_ms`]).
+    pub windows: u32,
+    /// The latest window, its lines, and the most lines of any one window.
+    pub window: i64,
+    pub window_lines: u64,
+    pub max_window_lines: u64,
+    /// Separate arrivals (lines more than [`super::relearn::EPISODE_GAP_MS`] after the
+    /// previous one), all and at the levels that flag alone, and the latest line at such a
+    /// level.
+    pub episodes: u32,
+    pub level_episodes: u32,
+    pub level_last_ms: i64,
+}
+
+impl PresenceTally {
+    /// Counts one line at `timestamp_ms`, in time window `window` (its time divided by
+    /// the window's length): a new window when it is later than the latest, a new arrival
+    /// when it came more than the episode gap after the latest line, and an arrival at a
+    /// level that flags alone when `flags_alone`. Lines are meant to come in time order; an
+    /// earlier line than the latest counts as a line only.
+    pub fn count_line(&mut self, timestamp_ms: i64, window: i64, flags_alone: bool) {
+        let first = self.lines == 0;
+        if first || window > self.window {
+            self.windows += 1;
+            self.window = window;
+            self.window_lines = 0;
+        }
+        if starts_episode((!first).then_some(self.last_seen_ms), timestamp_ms) {
+            self.episodes += 1;
+        }
+        if flags_alone {
+            let previous = (self.level_episodes > 0).then_some(self.level_last_ms);
+            if starts_episode(previous, timestamp_ms) {
+                self.level_episodes += 1;
+            }
+            self.level_last_ms = self.level_last_ms.max(timestamp_ms);
+        }
+        self.last_seen_ms = if first {
+            timestamp_ms
+        } else {
+            self.last_seen_ms.max(timestamp_ms)
+        };
+        self.lines += 1;
+        self.window_lines += 1;
+        self.max_window_lines = self.max_window_lines.max(self.window_lines);
+    }
+
+    /// Its presence, as the "learned normal" rule reads it.
+    pub fn presence(&self) -> Presence {
+        Presence {
+            windows: self.windows,
+            max_window_lines: self.max_window_lines,
+            episodes: self.episodes,
+            level_episodes: self.level_episodes,
+        }
+    }
+}
+
 /// Everything the scorer learned, for persistence (serde). Embeddings are included so a
 /// restarted worker does not re-run the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,9 +238,9 @@ pub struct ScorerState {
     pub(super) recency: HashMap<TemplateId, u64>,
 }
 
-/// A template's counts as known outside this scorer (another replica, a store), for
-/// [`ScorerState::restore_template`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A template's counts as known outside this scorer (the `templates` table, where every
+/// replica adds its lines), for [`ScorerState::restore_template`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct TemplateCounts {
     /// The template's line count as the caller settled it (typically the larger of its
     /// own and the other's): replaces the scorer's.
@@ -174,40 +250,71 @@ pub struct TemplateCounts {
     pub last_seen_ms: i64,
     /// The time windows it was seen in and the most lines of any one.
     pub presence: Presence,
+    /// The latest time window it was seen in and its lines there; `None` when not known
+    /// (a row stored before it was), and then taken to be the last line's window.
+    pub current_window: Option<(i64, u64)>,
+    /// Its latest line at a level that flags alone (0: none known).
+    pub level_last_ms: i64,
+    /// When it was first seen (by whichever replica): after the warm-up, and how unlike
+    /// every template known then. Used for a template new to this scorer.
+    pub new_after_warmup: bool,
+    pub novelty: f32,
 }
 
 impl ScorerState {
     /// Brings a template's counts up to what is known elsewhere, before the state is
     /// loaded with [`super::Scorer::from_state`]. The line count is set to
     /// `counts.count`; the first and last sightings widen to cover `counts`; presence
-    /// takes the larger view, field by field. When more windows are known elsewhere, the
-    /// window of the (merged) last sighting becomes the current one, with none of its
-    /// lines known here, so a later line in it is not counted as a new window. A template
-    /// without counts here starts from `counts`. Returns its presence after the merge.
+    /// takes the larger view, field by field, and the later of the two current windows
+    /// (with its lines: the more of the two when both are the same window), so a later
+    /// line in it is not counted as a new window. A template without counts here starts
+    /// from `counts`, with its first sighting's newness and novelty. Returns its presence
+    /// after the merge.
     pub fn restore_template(
         &mut self,
         id: &TemplateId,
         counts: TemplateCounts,
         config: &ScorerConfig,
     ) -> Presence {
+        let created = !self.stats.contains_key(id);
         let stats = self.stats.entry(id.clone()).or_insert_with(|| {
-            TemplateStats::unseen(counts.first_seen_ms, counts.last_seen_ms, 0, false)
+            let mut stats = TemplateStats::unseen(
+                counts.first_seen_ms,
+                counts.last_seen_ms,
+                0,
+                counts.new_after_warmup,
+            );
+            stats.novelty = counts.novelty;
+            stats
         });
         let last_seen_ms = stats.last_seen_ms.max(counts.last_seen_ms);
         stats.count = counts.count;
         stats.first_seen_ms = stats.first_seen_ms.min(counts.first_seen_ms);
         stats.last_seen_ms = last_seen_ms;
-        if counts.presence.windows > stats.windows {
-            stats.windows = counts.presence.windows;
-            let window = last_seen_ms.div_euclid(config.presence_window_ms.max(1));
-            if window > stats.window {
-                stats.window = window;
-                stats.window_lines = 0;
+        let grew = counts.presence.windows > stats.windows;
+        stats.windows = stats.windows.max(counts.presence.windows);
+        match counts.current_window {
+            Some((window, lines)) => {
+                if created || window > stats.window {
+                    stats.window = window;
+                    stats.window_lines = lines;
+                } else if window == stats.window {
+                    stats.window_lines = stats.window_lines.max(lines);
+                }
             }
+            None if grew => {
+                let window = last_seen_ms.div_euclid(config.presence_window_ms.max(1));
+                if window > stats.window {
+                    stats.window = window;
+                    stats.window_lines = 0;
+                }
+            }
+            None => {}
         }
         stats.max_window_lines = stats.max_window_lines.max(counts.presence.max_window_lines);
         stats.episodes = stats.episodes.max(counts.presence.episodes);
         stats.level_episodes = stats.level_episodes.max(counts.presence.level_episodes);
+        stats.level_last_ms = stats.level_last_ms.max(counts.level_last_ms);
         stats.presence()
     }
 

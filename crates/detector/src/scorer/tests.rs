@@ -649,6 +649,7 @@ fn a_label_on_a_template_loaded_without_its_embedding_still_carries() {
             first_seen_ms: 0,
             last_seen_ms: t,
             presence: Presence::default(),
+            ..TemplateCounts::default()
         };
         state.restore_template(&id, counts, &ScorerConfig::default());
         state.labels.insert(id, label);
@@ -764,6 +765,7 @@ fn counts_restored_from_elsewhere_decide_later_lines() {
                 episodes: 12,
                 level_episodes: 0,
             },
+            ..TemplateCounts::default()
         },
         &config,
     );

@@ -32,11 +32,10 @@ async fn analysed_entry(app: &TestApp, key: &str, template: &str, count: i64) ->
                     first_seen: now,
                     last_seen: now,
                     embedding: Some(vec![0.6, 0.8]),
-                    windows: 0,
-                    max_window_lines: 0,
-                    episodes: 0,
-                    level_episodes: 0,
+                    new_after_warmup: true,
+                    novelty: 0.0,
                 }],
+                |_, _| db::templates::StoredPresence::default(),
             )?;
             let id = rows[0].1;
             db::entries::write_scores(

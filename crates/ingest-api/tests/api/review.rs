@@ -42,11 +42,17 @@ async fn template_seen(
                     first_seen: now - chrono::Duration::hours(hours),
                     last_seen: now,
                     embedding: None,
+                    new_after_warmup: true,
+                    novelty: 0.0,
+                }],
+                // The presence the workers would have counted.
+                |_, _| db::templates::StoredPresence {
+                    lines: count,
                     windows,
                     max_window_lines: if windows > 0 { count / 4 } else { 0 },
                     episodes: windows,
-                    level_episodes: 0,
-                }],
+                    ..db::templates::StoredPresence::default()
+                },
             )?;
             Ok(rows[0].1)
         })

@@ -6,4 +6,5 @@ mod bounded_templates;
 mod labels;
 mod parity;
 mod relearn;
+mod replicas;
 mod support;

@@ -1,0 +1,156 @@
+//! Two analysis-worker replicas on one database judge a template as one worker would:
+//! its presence is counted from every replica's lines (the `templates` row's tally, which
+//! each worker counts on under the row's lock), and a template first seen by one replica
+//! keeps, on the other, how new and how novel it was when it first appeared.
+//!
+//! Runs the real model (`make setup`) against the real Postgres (`TEST_DATABASE_SERVER`).
+
+use crate::support;
+
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use db::{
+    models::NewLogEntry,
+    templates::{TemplateOrder, TemplateRow},
+};
+use detector::scorer::ScorerConfig;
+use logcanary_scoring::handler::ScoringHandler;
+use test_support::TestDb;
+
+const ROUTINE: &str = "Node card on rack R12 was power cycled by the service controller";
+
+fn entry(at: DateTime<Utc>, severity: &str, message: &str) -> NewLogEntry {
+    NewLogEntry {
+        logged_at: at,
+        severity: severity.into(),
+        message: message.into(),
+        source: Some("bgl".into()),
+    }
+}
+
+/// A replica on `test_db` that pulls the shared templates at most every `refresh`, its
+/// templates loaded.
+async fn replica(test_db: &TestDb, config: ScorerConfig, refresh: StdDuration) -> ScoringHandler {
+    let mut h = support::handler(test_db, config);
+    h.refresh_every = refresh;
+    h.refresh_templates(true).await.expect("templates load");
+    h
+}
+
+/// `(is_anomaly, anomaly_score, summary)` of the entry `id`.
+async fn verdict(h: &ScoringHandler, id: i64) -> (bool, f64, String) {
+    let rows =
+        h.db.run(move |c| db::entries::by_ids(c, &[id]))
+            .await
+            .expect("entries");
+    let e = &rows[0];
+    (
+        e.is_anomaly == Some(true),
+        e.anomaly_score.unwrap_or_default(),
+        e.summary.clone().unwrap_or_default(),
+    )
+}
+
+async fn template_rows(h: &ScoringHandler) -> Vec<TemplateRow> {
+    h.db.run(|c| db::templates::list(c, TemplateOrder::MostFrequent, 100))
+        .await
+        .expect("templates")
+}
+
+#[tokio::test]
+async fn the_stored_presence_counts_every_replicas_windows() {
+    // A routine CRITICAL pattern, one line every 20 minutes, its tasks taken in turn by
+    // replica A (which pulls the shared templates before every batch) and replica B (which
+    // pulled once, at start, and scores on its own view: a worker busy with its own
+    // batches between two pulls). One worker would learn it on the 4th line (four windows
+    // over an hour). The row counts all six windows whichever replica wrote them, so A
+    // learns it from the row on the 5th line; when the row kept the larger of the
+    // replicas' own views, it held 3 windows and neither replica ever learned it.
+    let config = ScorerConfig {
+        warmup_lines: 0,
+        ..ScorerConfig::default()
+    };
+    let test_db = TestDb::new().await;
+    let a = replica(&test_db, config.clone(), StdDuration::ZERO).await;
+    let b = replica(&test_db, config.clone(), StdDuration::from_secs(3600)).await;
+    let window_ms = config.presence_window_ms;
+    let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
+    let start = DateTime::from_timestamp_millis(six_hours_ago.div_euclid(window_ms) * window_ms)
+        .expect("a time");
+    let mut ids = Vec::new();
+    for k in 0..6 {
+        let line = entry(start + Duration::minutes(20 * k), "CRITICAL", ROUTINE);
+        let h = if k % 2 == 0 { &a } else { &b };
+        ids.extend(support::score_entries(h, vec![line]).await);
+    }
+    let rows = template_rows(&a).await;
+    assert_eq!(rows.len(), 1, "one template: {rows:?}");
+    let row = &rows[0];
+    assert_eq!(
+        (row.count, row.windows, row.episodes, row.level_episodes),
+        (6, 6, 6, 6),
+        "the row counts every line's window and arrival: {row:?}"
+    );
+    assert_eq!(row.max_window_lines, 1, "{row:?}");
+    let (flagged, _, summary) = verdict(&a, ids[4]).await;
+    assert!(
+        !flagged,
+        "A learned it from the row on the 5th line: {summary}"
+    );
+    assert!(summary.contains("learned as normal"), "{summary}");
+    for (i, id) in ids.iter().enumerate().take(4) {
+        let (flagged, _, summary) = verdict(&a, *id).await;
+        assert!(!flagged, "line {i} re-scored once learned: {summary}");
+    }
+}
+
+#[tokio::test]
+async fn a_template_first_seen_by_another_replica_stays_as_new_as_it_was() {
+    // After the warm-up, replica B sees a message unlike anything before: it is new and
+    // novel, and its prior says so. Replica A gets its next line: it knows the template
+    // only from the row, and scores it as B did (before, A took a template it had not
+    // seen for one of the warm-up's, with no novelty and no newness).
+    let config = ScorerConfig {
+        warmup_lines: 20,
+        warmup_ms: 0,
+        ..ScorerConfig::default()
+    };
+    let test_db = TestDb::new().await;
+    let a = replica(&test_db, config.clone(), StdDuration::ZERO).await;
+    let b = replica(&test_db, config, StdDuration::ZERO).await;
+    let start = Utc::now() - Duration::hours(2);
+    let warmup: Vec<NewLogEntry> = (0..20)
+        .map(|k| {
+            entry(
+                start + Duration::seconds(30 * k),
+                "INFO",
+                &format!(
+                    "Job {k} finished on node card R{k}-M0 in {} seconds",
+                    10 + k
+                ),
+            )
+        })
+        .collect();
+    support::score_entries(&a, warmup).await;
+    let novel = "Fan module 3 speed sensor reading dropped below threshold";
+    let at = start + Duration::minutes(30);
+    let first = support::score_entries(&b, vec![entry(at, "WARNING", novel)]).await[0];
+    let second =
+        support::score_entries(&a, vec![entry(at + Duration::minutes(5), "WARNING", novel)]).await
+            [0];
+    let on_b = verdict(&b, first).await;
+    let on_a = verdict(&a, second).await;
+    let rows = template_rows(&a).await;
+    let row = rows
+        .iter()
+        .find(|r| r.count == 2)
+        .expect("the novel template's row");
+    assert!(row.new_after_warmup, "{row:?}");
+    assert!(row.novelty > 0.0, "{row:?}");
+    assert!(
+        (on_a.1 - on_b.1).abs() < 1e-6,
+        "A scores the second line as B scored the first: {on_a:?} / {on_b:?}"
+    );
+    assert_eq!(on_a.0, on_b.0, "{on_a:?} / {on_b:?}");
+}
