@@ -62,6 +62,9 @@ diesel::table! {
         level_last_seen -> Nullable<Timestamptz>,
         new_after_warmup -> Bool,
         novelty -> Float4,
+        window_bits -> Int8,
+        arrivals -> Array<Int8>,
+        level_arrivals -> Array<Int8>,
     }
 }
 

@@ -63,6 +63,12 @@ pub struct TemplateRow {
     /// how unlike every template known then.
     pub new_after_warmup: bool,
     pub novelty: f32,
+    /// The latest 64 windows it was seen in (bit `i`: `presence_window - i`; 0 on rows
+    /// stored before it was), and its latest arrivals, all and at the levels that flag
+    /// alone, as (first, last) line in milliseconds, flattened, oldest first.
+    pub window_bits: i64,
+    pub arrivals: Vec<i64>,
+    pub level_arrivals: Vec<i64>,
 }
 
 /// What one batch adds to a template.
@@ -84,7 +90,7 @@ pub struct TemplateDelta {
 
 /// A template's presence tally as stored: what [`upsert`]'s `count` adds this batch's
 /// lines to (the detector's `PresenceTally`, in the table's units).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoredPresence {
     /// Lines counted before (0: none, the rest says nothing).
     pub lines: i64,
@@ -97,6 +103,11 @@ pub struct StoredPresence {
     pub episodes: i32,
     pub level_episodes: i32,
     pub level_last_seen: Option<DateTime<Utc>>,
+    /// See [`TemplateRow::window_bits`], [`TemplateRow::arrivals`] and
+    /// [`TemplateRow::level_arrivals`].
+    pub window_bits: i64,
+    pub arrivals: Vec<i64>,
+    pub level_arrivals: Vec<i64>,
 }
 
 #[derive(QueryableByName)]
@@ -123,6 +134,12 @@ struct Locked {
     level_episodes: i32,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     level_last_seen: Option<DateTime<Utc>>,
+    #[diesel(sql_type = BigInt)]
+    window_bits: i64,
+    #[diesel(sql_type = Array<BigInt>)]
+    arrivals: Vec<i64>,
+    #[diesel(sql_type = Array<BigInt>)]
+    level_arrivals: Vec<i64>,
 }
 
 /// Adds a batch's deltas (keys must be distinct) and returns each key's row id.
@@ -171,7 +188,8 @@ pub fn upsert(
              embedding = COALESCE(templates.embedding, EXCLUDED.embedding), \
              updated_at = clock_timestamp() \
          RETURNING template_key, id, count, last_seen, windows, presence_window, window_lines, \
-                   max_window_lines, episodes, level_episodes, level_last_seen",
+                   max_window_lines, episodes, level_episodes, level_last_seen, window_bits, \
+                   arrivals, level_arrivals",
     )
     .bind::<Array<Text>, _>(&keys)
     .bind::<Array<Text>, _>(&texts)
@@ -202,6 +220,9 @@ pub fn upsert(
             episodes: row.episodes,
             level_episodes: row.level_episodes,
             level_last_seen: row.level_last_seen,
+            window_bits: row.window_bits,
+            arrivals: row.arrivals.clone(),
+            level_arrivals: row.level_arrivals.clone(),
         });
         tallies.push((d, count(d, before)));
     }
@@ -215,14 +236,25 @@ pub fn upsert(
     let level_episodes: Vec<i32> = tallies.iter().map(|(_, t)| t.level_episodes).collect();
     let level_last: Vec<Option<DateTime<Utc>>> =
         tallies.iter().map(|(_, t)| t.level_last_seen).collect();
+    let bits: Vec<i64> = tallies.iter().map(|(_, t)| t.window_bits).collect();
+    let arrivals: Vec<String> = tallies
+        .iter()
+        .map(|(_, t)| int_array_literal(&t.arrivals))
+        .collect();
+    let level_arrivals: Vec<String> = tallies
+        .iter()
+        .map(|(_, t)| int_array_literal(&t.level_arrivals))
+        .collect();
     diesel::sql_query(
         "UPDATE templates AS t SET \
              last_seen = GREATEST(t.last_seen, u.l), windows = u.w, presence_window = u.pw, \
              window_lines = u.wl, max_window_lines = u.m, episodes = u.p, level_episodes = u.v, \
-             level_last_seen = u.ll \
+             level_last_seen = u.ll, window_bits = u.b, arrivals = u.a::bigint[], \
+             level_arrivals = u.la::bigint[] \
          FROM unnest($1::text[], $2::timestamptz[], $3::integer[], $4::bigint[], $5::bigint[], \
-                     $6::bigint[], $7::integer[], $8::integer[], $9::timestamptz[]) \
-             AS u(k, l, w, pw, wl, m, p, v, ll) \
+                     $6::bigint[], $7::integer[], $8::integer[], $9::timestamptz[], $10::bigint[], \
+                     $11::text[], $12::text[]) \
+             AS u(k, l, w, pw, wl, m, p, v, ll, b, a, la) \
          WHERE t.template_key = u.k",
     )
     .bind::<Array<Text>, _>(&keys)
@@ -234,8 +266,17 @@ pub fn upsert(
     .bind::<Array<Integer>, _>(&episodes)
     .bind::<Array<Integer>, _>(&level_episodes)
     .bind::<Array<Nullable<Timestamptz>>, _>(&level_last)
+    .bind::<Array<BigInt>, _>(&bits)
+    .bind::<Array<Text>, _>(&arrivals)
+    .bind::<Array<Text>, _>(&level_arrivals)
     .execute(conn)?;
     Ok(locked.into_iter().map(|r| (r.template_key, r.id)).collect())
+}
+
+/// `{1,2,3}`: a bigint array as text, for arrays inside `unnest` (see [`array_literal`]).
+fn int_array_literal(v: &[i64]) -> String {
+    let items: Vec<String> = v.iter().map(i64::to_string).collect();
+    format!("{{{}}}", items.join(","))
 }
 
 fn array_literal(v: &[f32]) -> String {

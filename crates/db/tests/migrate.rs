@@ -225,6 +225,9 @@ fn template_presence_is_counted_on_from_the_stored_tally() {
             episodes: 3,
             level_episodes: 0,
             level_last_seen: None,
+            window_bits: 0b111,
+            arrivals: vec![0, 0, 600_000, 600_000, 1_200_000, 1_200_000],
+            level_arrivals: Vec::new(),
         }
     })
     .unwrap();
@@ -249,6 +252,7 @@ fn template_presence_is_counted_on_from_the_stored_tally() {
             episodes: 4,
             level_episodes: 1,
             level_last_seen: Some(minutes(26)),
+            level_arrivals: vec![1_560_000, 1_560_000],
             ..before
         }
     })
@@ -269,6 +273,11 @@ fn template_presence_is_counted_on_from_the_stored_tally() {
     assert_eq!((r.presence_window, r.window_lines), (Some(2), 3));
     assert_eq!((r.first_seen, r.last_seen), (minutes(0), minutes(26)));
     assert_eq!(r.level_last_seen, Some(minutes(26)));
+    assert_eq!(
+        (r.window_bits, r.level_arrivals.clone()),
+        (0b111, vec![1_560_000, 1_560_000])
+    );
+    assert_eq!(r.arrivals.len(), 6);
     // How it was first seen is the first writer's.
     assert!(r.new_after_warmup);
     assert!((r.novelty - 0.25).abs() < 1e-6);

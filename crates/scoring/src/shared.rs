@@ -436,17 +436,22 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             let counts = TemplateCounts {
                 count: self.known[&id].count,
                 first_seen_ms: row.first_seen.timestamp_millis(),
-                last_seen_ms: row.last_seen.timestamp_millis(),
-                presence: Presence {
+                tally: PresenceTally {
+                    count: row.count.max(0) as u64,
+                    last_seen_ms: row.last_seen.timestamp_millis(),
                     windows: row_windows(row),
+                    window: row.presence_window.unwrap_or_default(),
+                    window_lines: u64::try_from(row.window_lines).unwrap_or(0),
                     max_window_lines: u64::try_from(row.max_window_lines).unwrap_or(0),
+                    #[allow(clippy::cast_sign_loss)] // a bit set, stored as bigint
+                    window_bits: row.window_bits as u64,
                     episodes: row_episodes(row),
                     level_episodes: row_level_episodes(row),
+                    level_last_ms: row.level_last_seen.map_or(0, |t| t.timestamp_millis()),
+                    arrivals: pairs(&row.arrivals),
+                    level_arrivals: pairs(&row.level_arrivals),
                 },
-                current_window: row
-                    .presence_window
-                    .map(|w| (w, u64::try_from(row.window_lines).unwrap_or(0))),
-                level_last_ms: row.level_last_seen.map_or(0, |t| t.timestamp_millis()),
+                window_known: row.presence_window.is_some(),
                 new_after_warmup: row.new_after_warmup,
                 novelty: row.novelty,
             };
@@ -592,35 +597,17 @@ pub fn count_stored_presence(
     window_ms: i64,
 ) -> db::templates::StoredPresence {
     let window_ms = window_ms.max(1);
-    let mut tally = before.map_or_else(PresenceTally::default, |b| {
-        let last_seen_ms = b.last_seen.map_or(0, |t| t.timestamp_millis());
-        PresenceTally {
-            lines: u64::try_from(b.lines).unwrap_or(0),
-            last_seen_ms,
-            windows: u32::try_from(b.windows).unwrap_or(0),
-            window: b
-                .window
-                .unwrap_or_else(|| last_seen_ms.div_euclid(window_ms)),
-            window_lines: u64::try_from(b.window_lines).unwrap_or(0),
-            max_window_lines: u64::try_from(b.max_window_lines).unwrap_or(0),
-            episodes: u32::try_from(b.episodes).unwrap_or(0),
-            level_episodes: u32::try_from(b.level_episodes).unwrap_or(0),
-            // A row stored before its latest line at such a level was: its last line's.
-            level_last_ms: b
-                .level_last_seen
-                .or((b.level_episodes > 0).then_some(b.last_seen).flatten())
-                .map_or(0, |t| t.timestamp_millis()),
-        }
-    });
+    let mut tally = before.map_or_else(PresenceTally::default, |b| stored_tally(&b, window_ms));
     for &(at_ms, flags_alone) in lines {
         tally.count_line(at_ms, at_ms.div_euclid(window_ms), flags_alone);
     }
     let at = |ms: i64| DateTime::from_timestamp_millis(ms);
+    let flat = |runs: &[(i64, i64)]| runs.iter().flat_map(|&(a, b)| [a, b]).collect();
     db::templates::StoredPresence {
-        lines: i64::try_from(tally.lines).unwrap_or(i64::MAX),
-        last_seen: (tally.lines > 0).then(|| at(tally.last_seen_ms)).flatten(),
+        lines: i64::try_from(tally.count).unwrap_or(i64::MAX),
+        last_seen: (tally.count > 0).then(|| at(tally.last_seen_ms)).flatten(),
         windows: i32::try_from(tally.windows).unwrap_or(i32::MAX),
-        window: (tally.lines > 0).then_some(tally.window),
+        window: (tally.count > 0).then_some(tally.window),
         window_lines: i64::try_from(tally.window_lines).unwrap_or(i64::MAX),
         max_window_lines: i64::try_from(tally.max_window_lines).unwrap_or(i64::MAX),
         episodes: i32::try_from(tally.episodes).unwrap_or(i32::MAX),
@@ -628,7 +615,41 @@ pub fn count_stored_presence(
         level_last_seen: (tally.level_episodes > 0)
             .then(|| at(tally.level_last_ms))
             .flatten(),
+        #[allow(clippy::cast_possible_wrap)] // a bit set, stored as bigint
+        window_bits: tally.window_bits as i64,
+        arrivals: flat(&tally.arrivals),
+        level_arrivals: flat(&tally.level_arrivals),
     }
+}
+
+/// A stored tally as the detector's; a row stored before its latest window was has
+/// that window taken as its last line's, and its latest line at a level that flags alone
+/// as its last line.
+fn stored_tally(b: &db::templates::StoredPresence, window_ms: i64) -> PresenceTally {
+    let last_seen_ms = b.last_seen.map_or(0, |t| t.timestamp_millis());
+    PresenceTally {
+        count: u64::try_from(b.lines).unwrap_or(0),
+        last_seen_ms,
+        windows: u32::try_from(b.windows).unwrap_or(0),
+        window: b.window.unwrap_or_else(|| last_seen_ms.div_euclid(window_ms)),
+        window_lines: u64::try_from(b.window_lines).unwrap_or(0),
+        max_window_lines: u64::try_from(b.max_window_lines).unwrap_or(0),
+        #[allow(clippy::cast_sign_loss)] // a bit set, stored as bigint
+        window_bits: b.window_bits as u64,
+        episodes: u32::try_from(b.episodes).unwrap_or(0),
+        level_episodes: u32::try_from(b.level_episodes).unwrap_or(0),
+        level_last_ms: b
+            .level_last_seen
+            .or((b.level_episodes > 0).then_some(b.last_seen).flatten())
+            .map_or(0, |t| t.timestamp_millis()),
+        arrivals: pairs(&b.arrivals),
+        level_arrivals: pairs(&b.level_arrivals),
+    }
+}
+
+/// `[a, b, c, d]` as `[(a, b), (c, d)]` (an odd last value is dropped).
+fn pairs(flat: &[i64]) -> Vec<(i64, i64)> {
+    flat.chunks_exact(2).map(|p| (p[0], p[1])).collect()
 }
 
 /// A line of the `log_entries` table as the detector sees it.
@@ -689,6 +710,9 @@ mod tests {
             level_last_seen: None,
             new_after_warmup: false,
             novelty: 0.0,
+            window_bits: 0,
+            arrivals: Vec::new(),
+            level_arrivals: Vec::new(),
         }
     }
 
@@ -1000,20 +1024,50 @@ mod tests {
             }
         );
 
-        // More windows seen elsewhere are merged even when the count did not grow here.
+        // The table counted more lines (another replica's among them): its tally is
+        // taken as it is, every replica's lines counted as one stream.
         let more = TemplateRow {
-            count: 5,
+            count: 7,
             windows: 7,
             max_window_lines: 2,
-            episodes: 3,
-            level_episodes: 3,
-            ..stored
+            episodes: 6,
+            level_episodes: 6,
+            ..stored.clone()
         };
         b.apply(&[more], HashMap::new()).expect("merges");
         assert_eq!(
             b.presence(id),
             Some(Presence {
                 windows: 7,
+                max_window_lines: 2,
+                episodes: 6,
+                level_episodes: 6
+            }),
+            "the table's tally, which counted more lines"
+        );
+        // A table behind this replica (lines scored here, not written yet): the larger
+        // view, field by field.
+        let mut c = SharedScorer::new(config(), BagOfWords);
+        c.apply(
+            std::slice::from_ref(&stored),
+            HashMap::from([(id.0.clone(), touched.embedding.clone().expect("embedding"))]),
+        )
+        .expect("merges");
+        c.score(&[routine_critical(T0 + 65 * MINUTE, 9)])
+            .expect("scores");
+        let behind = TemplateRow {
+            count: 4,
+            windows: 6,
+            max_window_lines: 1,
+            episodes: 2,
+            level_episodes: 2,
+            ..stored
+        };
+        c.apply(&[behind], HashMap::new()).expect("merges");
+        assert_eq!(
+            c.presence(id),
+            Some(Presence {
+                windows: 6,
                 max_window_lines: 3,
                 episodes: 5,
                 level_episodes: 5

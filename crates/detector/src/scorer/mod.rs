@@ -411,7 +411,7 @@ impl<E: TextEmbedder> Scorer<E> {
         let mut seen_order: Vec<TemplateId> = state
             .stats
             .iter()
-            .filter(|(_, s)| s.count > 0)
+            .filter(|(_, s)| s.tally.count > 0)
             .map(|(id, _)| id.clone())
             .collect();
         seen_order.sort();
@@ -692,7 +692,7 @@ impl<E: TextEmbedder> Scorer<E> {
     pub fn review_candidates(&self) -> Vec<(TemplateId, bool)> {
         self.stats
             .iter()
-            .filter(|(id, s)| s.count > 0 && !self.labels.contains_key(*id))
+            .filter(|(id, s)| s.tally.count > 0 && !self.labels.contains_key(*id))
             .map(|(id, s)| {
                 (
                     id.clone(),

@@ -5,39 +5,22 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::levels::LevelUse;
-use super::relearn::starts_episode;
+use super::relearn::EPISODE_GAP_MS;
 use super::{Label, Presence, ScorerConfig, Steadiness};
 use crate::drain::{MinerState, TemplateId};
 
 /// One template's line counts, presence over time and last verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct TemplateStats {
-    pub(super) count: u64,
+    /// Its lines, their time windows and arrivals (the same keys as before it was a
+    /// struct of its own, so older saved states still read).
+    #[serde(flatten)]
+    pub(super) tally: PresenceTally,
     pub(super) first_seen_ms: i64,
-    pub(super) last_seen_ms: i64,
     /// Timestamp of the template's last alert while its incident is open (no longer
     /// used; kept so older saved states still read).
     #[serde(default, skip_serializing)]
     pub(super) alerting_since_ms: Option<i64>,
-    /// Time windows (see [`ScorerConfig::presence_window_ms`]) the template was seen in.
-    #[serde(default)]
-    pub(super) windows: u32,
-    /// The latest window it was seen in, its lines there, and the most lines of any one.
-    #[serde(default)]
-    pub(super) window: i64,
-    #[serde(default)]
-    pub(super) window_lines: u64,
-    #[serde(default)]
-    pub(super) max_window_lines: u64,
-    /// Separate arrivals (see [`Presence::episodes`]).
-    #[serde(default)]
-    pub(super) episodes: u32,
-    /// Separate arrivals of its lines at the levels that flag a line by themselves
-    /// ([`Presence::level_episodes`]), and the last such line.
-    #[serde(default)]
-    pub(super) level_episodes: u32,
-    #[serde(default)]
-    pub(super) level_last_ms: i64,
     /// First seen after the warm-up was over.
     #[serde(default)]
     pub(super) new_after_warmup: bool,
@@ -57,17 +40,13 @@ impl TemplateStats {
         new_after_warmup: bool,
     ) -> Self {
         Self {
-            count: 0,
+            tally: PresenceTally {
+                last_seen_ms,
+                window,
+                ..PresenceTally::default()
+            },
             first_seen_ms,
-            last_seen_ms,
             alerting_since_ms: None,
-            windows: 0,
-            window,
-            window_lines: 0,
-            max_window_lines: 0,
-            episodes: 0,
-            level_episodes: 0,
-            level_last_ms: 0,
             new_after_warmup,
             novelty: 0.0,
         }
@@ -77,33 +56,10 @@ impl TemplateStats {
     /// arrival when it is one, and an arrival at a level that flags alone when
     /// `flags_alone` (see [`PresenceTally::count_line`]).
     pub(super) fn count_line(&mut self, timestamp_ms: i64, window: i64, flags_alone: bool) {
-        let mut tally = self.tally();
-        tally.count_line(timestamp_ms, window, flags_alone);
-        self.count = tally.lines;
-        self.last_seen_ms = self.last_seen_ms.max(tally.last_seen_ms);
-        self.windows = tally.windows;
-        self.window = tally.window;
-        self.window_lines = tally.window_lines;
-        self.max_window_lines = tally.max_window_lines;
-        self.episodes = tally.episodes;
-        self.level_episodes = tally.level_episodes;
-        self.level_last_ms = tally.level_last_ms;
+        let before = self.tally.last_seen_ms;
+        self.tally.count_line(timestamp_ms, window, flags_alone);
+        self.tally.last_seen_ms = self.tally.last_seen_ms.max(before);
         self.first_seen_ms = self.first_seen_ms.min(timestamp_ms);
-    }
-
-    /// Its presence as counted line by line.
-    pub(super) fn tally(&self) -> PresenceTally {
-        PresenceTally {
-            lines: self.count,
-            last_seen_ms: self.last_seen_ms,
-            windows: self.windows,
-            window: self.window,
-            window_lines: self.window_lines,
-            max_window_lines: self.max_window_lines,
-            episodes: self.episodes,
-            level_episodes: self.level_episodes,
-            level_last_ms: self.level_last_ms,
-        }
     }
 
     /// What the "learned normal" rule reads of it, in a stream that started at
@@ -111,9 +67,9 @@ impl TemplateStats {
     pub(super) fn steadiness(&self, stream_start_ms: i64) -> Steadiness {
         Steadiness {
             presence: self.presence(),
-            count: self.count,
+            count: self.tally.count,
             first_seen_ms: self.first_seen_ms,
-            last_seen_ms: self.last_seen_ms,
+            last_seen_ms: self.tally.last_seen_ms,
             stream_start_ms,
         }
     }
@@ -130,17 +86,12 @@ impl TemplateStats {
     }
 
     pub(super) fn presence(&self) -> Presence {
-        Presence {
-            windows: self.windows,
-            max_window_lines: self.max_window_lines,
-            episodes: self.episodes,
-            level_episodes: self.level_episodes,
-        }
+        self.tally.presence()
     }
 
     /// From its first to its last line.
     pub(super) fn span_ms(&self) -> i64 {
-        self.last_seen_ms.saturating_sub(self.first_seen_ms)
+        self.tally.last_seen_ms.saturating_sub(self.first_seen_ms)
     }
 }
 
@@ -150,56 +101,108 @@ impl TemplateStats {
 /// replica, each worker adding its written lines to it under the row's lock, so that the
 /// stored presence is the one a single scorer would have counted from every replica's
 /// lines (not the largest of the replicas' separate views).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// Lines need not come in time order: replicas commit their batches in whatever order
+/// they finish, and clients send late lines. A line up to [`RECENT_WINDOWS`] windows
+/// before the latest still counts its window ([`PresenceTally::window_bits`]), and one
+/// among the latest [`RECENT_ARRIVALS`] arrivals (or in the gap between two of them)
+/// joins, starts or bridges arrivals as it would have in order. Older lines count as lines
+/// only. In time order every line is counted as before this was kept.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PresenceTally {
     /// Lines counted; with none, the other fields say nothing.
-    pub lines: u64,
+    pub count: u64,
     /// The latest line's time (milliseconds since the Unix epoch).
     pub last_seen_ms: i64,
     /// Time windows the lines came in ([`ScorerConfig::presence_window_ms`]).
+    #[serde(default)]
     pub windows: u32,
     /// The latest window, its lines, and the most lines of any one window.
+    #[serde(default)]
     pub window: i64,
+    #[serde(default)]
     pub window_lines: u64,
+    #[serde(default)]
     pub max_window_lines: u64,
-    /// Separate arrivals (lines more than [`super::relearn::EPISODE_GAP_MS`] after the
-    /// previous one), all and at the levels that flag alone, and the latest line at such a
-    /// level.
+    /// The latest [`RECENT_WINDOWS`] windows the lines came in: bit `i` is window
+    /// `window - i` (0 in states and rows kept before it was: the latest window only).
+    #[serde(default)]
+    pub window_bits: u64,
+    /// Separate arrivals (runs of lines at most [`EPISODE_GAP_MS`] apart), all and at
+    /// the levels that flag alone.
+    #[serde(default)]
     pub episodes: u32,
+    #[serde(default)]
     pub level_episodes: u32,
+    /// The latest line at a level that flags alone.
+    #[serde(default)]
     pub level_last_ms: i64,
+    /// The latest [`RECENT_ARRIVALS`] arrivals, all and at those levels, as (first line,
+    /// last line), oldest first (empty in states and rows kept before they were: the
+    /// latest line is then the only one known).
+    #[serde(default)]
+    pub arrivals: Vec<(i64, i64)>,
+    #[serde(default)]
+    pub level_arrivals: Vec<(i64, i64)>,
 }
+
+/// Windows before the latest in which a late line still counts its window.
+pub const RECENT_WINDOWS: u32 = 64;
+/// Latest arrivals kept per template, all and at the levels that flag alone: where a late
+/// line is placed.
+pub const RECENT_ARRIVALS: usize = 8;
 
 impl PresenceTally {
     /// Counts one line at `timestamp_ms`, in time window `window` (its time divided by
-    /// the window's length): a new window when it is later than the latest, a new arrival
-    /// when it came more than the episode gap after the latest line, and an arrival at a
-    /// level that flags alone when `flags_alone`. Lines are meant to come in time order; an
-    /// earlier line than the latest counts as a line only.
+    /// the window's length): a new window when none of its lines came in it yet, a new
+    /// arrival when it came more than the episode gap from the lines around it, and an
+    /// arrival at a level that flags alone when `flags_alone` (see the type's docs for
+    /// lines out of time order).
     pub fn count_line(&mut self, timestamp_ms: i64, window: i64, flags_alone: bool) {
-        let first = self.lines == 0;
-        if first || window > self.window {
-            self.windows += 1;
-            self.window = window;
-            self.window_lines = 0;
-        }
-        if starts_episode((!first).then_some(self.last_seen_ms), timestamp_ms) {
-            self.episodes += 1;
-        }
+        let first = self.count == 0;
+        self.count_window(first, window);
+        let last_seen = (!first).then_some(self.last_seen_ms);
+        self.episodes = place(&mut self.arrivals, self.episodes, last_seen, timestamp_ms);
         if flags_alone {
             let previous = (self.level_episodes > 0).then_some(self.level_last_ms);
-            if starts_episode(previous, timestamp_ms) {
-                self.level_episodes += 1;
-            }
-            self.level_last_ms = self.level_last_ms.max(timestamp_ms);
+            self.level_episodes = place(
+                &mut self.level_arrivals,
+                self.level_episodes,
+                previous,
+                timestamp_ms,
+            );
+            self.level_last_ms = previous.map_or(timestamp_ms, |p| p.max(timestamp_ms));
         }
-        self.last_seen_ms = if first {
-            timestamp_ms
+        self.last_seen_ms = last_seen.map_or(timestamp_ms, |p| p.max(timestamp_ms));
+        self.count += 1;
+    }
+
+    fn count_window(&mut self, first: bool, window: i64) {
+        if first || window > self.window {
+            let shift = if first { 64 } else { window - self.window };
+            let bits = if self.window_bits == 0 {
+                1
+            } else {
+                self.window_bits
+            };
+            self.window_bits = if shift >= 64 { 1 } else { (bits << shift) | 1 };
+            self.windows += 1;
+            self.window = window;
+            self.window_lines = 1;
+        } else if window == self.window {
+            self.window_lines += 1;
         } else {
-            self.last_seen_ms.max(timestamp_ms)
-        };
-        self.lines += 1;
-        self.window_lines += 1;
+            let back = self.window - window;
+            let bits = if self.window_bits == 0 {
+                1
+            } else {
+                self.window_bits
+            };
+            if back < i64::from(RECENT_WINDOWS) && bits & (1 << back) == 0 {
+                self.window_bits = bits | (1 << back);
+                self.windows += 1;
+            }
+        }
         self.max_window_lines = self.max_window_lines.max(self.window_lines);
     }
 
@@ -210,6 +213,51 @@ impl PresenceTally {
             max_window_lines: self.max_window_lines,
             episodes: self.episodes,
             level_episodes: self.level_episodes,
+        }
+    }
+}
+
+/// Places a line at `t` among the latest `arrivals` (runs of lines at most
+/// [`EPISODE_GAP_MS`] apart) of a template with `episodes` arrivals so far and its latest
+/// line at `latest` (none: this is the first); returns the arrivals now. A line within the
+/// gap of an arrival joins it, one that closes the gap between two joins them into one,
+/// any other starts an arrival, unless it came before every arrival kept and older ones
+/// were let go (it may belong to one of those: it counts as a line only).
+fn place(arrivals: &mut Vec<(i64, i64)>, episodes: u32, latest: Option<i64>, t: i64) -> u32 {
+    let Some(latest) = latest else {
+        arrivals.clear();
+        arrivals.push((t, t));
+        return episodes + 1;
+    };
+    if arrivals.is_empty() {
+        // Kept before arrivals were: the latest line is all that is known of them.
+        arrivals.push((latest, latest));
+    }
+    let whole = episodes as usize <= arrivals.len();
+    let i = arrivals.partition_point(|&(start, _)| start <= t);
+    let joins_before = i > 0 && t <= arrivals[i - 1].1.saturating_add(EPISODE_GAP_MS);
+    let joins_after = i < arrivals.len() && arrivals[i].0.saturating_sub(t) <= EPISODE_GAP_MS;
+    match (joins_before, joins_after) {
+        (true, true) => {
+            arrivals[i - 1].1 = arrivals[i - 1].1.max(arrivals[i].1);
+            arrivals.remove(i);
+            episodes.saturating_sub(1).max(1)
+        }
+        (true, false) => {
+            arrivals[i - 1].1 = arrivals[i - 1].1.max(t);
+            episodes
+        }
+        (false, true) => {
+            arrivals[i].0 = t;
+            episodes
+        }
+        (false, false) if i == 0 && !whole => episodes,
+        (false, false) => {
+            arrivals.insert(i, (t, t));
+            if arrivals.len() > RECENT_ARRIVALS {
+                arrivals.remove(0);
+            }
+            episodes + 1
         }
     }
 }
@@ -240,21 +288,18 @@ pub struct ScorerState {
 
 /// A template's counts as known outside this scorer (the `templates` table, where every
 /// replica adds its lines), for [`ScorerState::restore_template`].
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TemplateCounts {
     /// The template's line count as the caller settled it (typically the larger of its
     /// own and the other's): replaces the scorer's.
     pub count: u64,
-    /// Its first and last line, milliseconds since the Unix epoch.
+    /// Its first line, milliseconds since the Unix epoch.
     pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
-    /// The time windows it was seen in and the most lines of any one.
-    pub presence: Presence,
-    /// The latest time window it was seen in and its lines there; `None` when not known
-    /// (a row stored before it was), and then taken to be the last line's window.
-    pub current_window: Option<(i64, u64)>,
-    /// Its latest line at a level that flags alone (0: none known).
-    pub level_last_ms: i64,
+    /// Its presence as counted elsewhere (`tally.count`: the lines counted there).
+    pub tally: PresenceTally,
+    /// Whether `tally` knows its latest window (a row stored before it did: the window of
+    /// its last line is taken, with none of its lines known).
+    pub window_known: bool,
     /// When it was first seen (by whichever replica): after the warm-up, and how unlike
     /// every template known then. Used for a template new to this scorer.
     pub new_after_warmup: bool,
@@ -264,12 +309,12 @@ pub struct TemplateCounts {
 impl ScorerState {
     /// Brings a template's counts up to what is known elsewhere, before the state is
     /// loaded with [`super::Scorer::from_state`]. The line count is set to
-    /// `counts.count`; the first and last sightings widen to cover `counts`; presence
-    /// takes the larger view, field by field, and the later of the two current windows
-    /// (with its lines: the more of the two when both are the same window), so a later
-    /// line in it is not counted as a new window. A template without counts here starts
-    /// from `counts`, with its first sighting's newness and novelty. Returns its presence
-    /// after the merge.
+    /// `counts.count`, and the first sighting widens to cover `counts`. Presence is
+    /// taken from `counts.tally` when it counted at least the lines counted here (the
+    /// table counts every replica's written lines: this replica's are among them);
+    /// otherwise (lines scored here and not yet written) each number takes the larger of
+    /// the two. A template without counts here starts from `counts`, with its first
+    /// sighting's newness and novelty. Returns its presence after the merge.
     pub fn restore_template(
         &mut self,
         id: &TemplateId,
@@ -280,41 +325,43 @@ impl ScorerState {
         let stats = self.stats.entry(id.clone()).or_insert_with(|| {
             let mut stats = TemplateStats::unseen(
                 counts.first_seen_ms,
-                counts.last_seen_ms,
+                counts.tally.last_seen_ms,
                 0,
                 counts.new_after_warmup,
             );
             stats.novelty = counts.novelty;
             stats
         });
-        let last_seen_ms = stats.last_seen_ms.max(counts.last_seen_ms);
-        stats.count = counts.count;
-        stats.first_seen_ms = stats.first_seen_ms.min(counts.first_seen_ms);
-        stats.last_seen_ms = last_seen_ms;
-        let grew = counts.presence.windows > stats.windows;
-        stats.windows = stats.windows.max(counts.presence.windows);
-        match counts.current_window {
-            Some((window, lines)) => {
-                if created || window > stats.window {
-                    stats.window = window;
-                    stats.window_lines = lines;
-                } else if window == stats.window {
-                    stats.window_lines = stats.window_lines.max(lines);
-                }
-            }
-            None if grew => {
-                let window = last_seen_ms.div_euclid(config.presence_window_ms.max(1));
-                if window > stats.window {
-                    stats.window = window;
-                    stats.window_lines = 0;
-                }
-            }
-            None => {}
+        let mut other = counts.tally;
+        if !counts.window_known {
+            other.window = other
+                .last_seen_ms
+                .div_euclid(config.presence_window_ms.max(1));
+            other.window_lines = 0;
+            other.window_bits = 0;
         }
-        stats.max_window_lines = stats.max_window_lines.max(counts.presence.max_window_lines);
-        stats.episodes = stats.episodes.max(counts.presence.episodes);
-        stats.level_episodes = stats.level_episodes.max(counts.presence.level_episodes);
-        stats.level_last_ms = stats.level_last_ms.max(counts.level_last_ms);
+        let mine = &mut stats.tally;
+        if created || other.count >= mine.count {
+            other.last_seen_ms = other.last_seen_ms.max(mine.last_seen_ms);
+            *mine = other;
+        } else {
+            if other.window > mine.window {
+                mine.window = other.window;
+                mine.window_lines = other.window_lines;
+                mine.window_bits = other.window_bits;
+            } else if other.window == mine.window {
+                mine.window_lines = mine.window_lines.max(other.window_lines);
+                mine.window_bits |= other.window_bits;
+            }
+            mine.windows = mine.windows.max(other.windows);
+            mine.max_window_lines = mine.max_window_lines.max(other.max_window_lines);
+            mine.episodes = mine.episodes.max(other.episodes);
+            mine.level_episodes = mine.level_episodes.max(other.level_episodes);
+            mine.level_last_ms = mine.level_last_ms.max(other.level_last_ms);
+            mine.last_seen_ms = mine.last_seen_ms.max(other.last_seen_ms);
+        }
+        mine.count = counts.count;
+        stats.first_seen_ms = stats.first_seen_ms.min(counts.first_seen_ms);
         stats.presence()
     }
 
@@ -347,16 +394,22 @@ mod tests {
         for i in 0..20 {
             count(&mut stats, i * 2_000, false);
         }
-        assert_eq!((stats.count, stats.windows, stats.episodes), (20, 1, 1));
-        assert_eq!(stats.max_window_lines, 20);
+        assert_eq!(
+            (stats.tally.count, stats.tally.windows, stats.tally.episodes),
+            (20, 1, 1)
+        );
+        assert_eq!(stats.tally.max_window_lines, 20);
         // Two more lines, each more than a minute after the previous one, both in one later
         // window: two arrivals, one window.
         count(&mut stats, 25 * MINUTE, false);
         count(&mut stats, 27 * MINUTE, false);
-        assert_eq!((stats.count, stats.windows, stats.episodes), (22, 2, 3));
+        assert_eq!(
+            (stats.tally.count, stats.tally.windows, stats.tally.episodes),
+            (22, 2, 3)
+        );
         assert_eq!(stats.span_ms(), 27 * MINUTE);
         // None of them was at a level that flags alone.
-        assert_eq!(stats.level_episodes, 0);
+        assert_eq!(stats.tally.level_episodes, 0);
     }
 
     #[test]
@@ -369,10 +422,116 @@ mod tests {
         }
         count(&mut stats, 8 * MINUTE, false);
         count(&mut stats, 8 * MINUTE + 30_000, true);
-        assert_eq!(stats.episodes, 3);
+        assert_eq!(stats.tally.episodes, 3);
         // The second CRITICAL line came 3.5 minutes after the clump: a separate arrival at
         // that level, though only 30 s after the INFO line.
-        assert_eq!(stats.level_episodes, 2);
+        assert_eq!(stats.tally.level_episodes, 2);
         assert_eq!(stats.presence().level_episodes, 2);
+    }
+
+    /// Counts `lines` (minutes, flags alone) into a fresh tally, in the order given.
+    fn tally_of(lines: &[(i64, bool)]) -> PresenceTally {
+        let mut t = PresenceTally::default();
+        for &(m, flags) in lines {
+            t.count_line(m * MINUTE, (m * MINUTE).div_euclid(WINDOW), flags);
+        }
+        t
+    }
+
+    #[test]
+    fn batches_counted_out_of_order_give_the_windows_and_arrivals_of_time_order() {
+        // A routine pattern: clumps of CRITICAL lines and single INFO lines over five
+        // hours, sent as batches of four lines, which two workers commit in any order.
+        let lines: Vec<(i64, bool)> = [
+            0, 1, 25, 26, 27, 48, 70, 71, 95, 120, 121, 122, 150, 151, 180, 200, 230, 231, 260, 290,
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| (m, i % 3 != 0))
+        .collect();
+        let in_order = tally_of(&lines);
+        assert_eq!(
+            (in_order.windows, in_order.episodes, in_order.level_episodes),
+            (12, 12, 11),
+            "{in_order:?}"
+        );
+        let batches: Vec<&[(i64, bool)]> = lines.chunks(4).collect();
+        for order in [[1, 0, 3, 2, 4], [0, 2, 1, 4, 3], [2, 1, 0, 3, 4]] {
+            let shuffled: Vec<(i64, bool)> = order
+                .iter()
+                .flat_map(|&b| batches[b].iter().copied())
+                .collect();
+            let t = tally_of(&shuffled);
+            assert_eq!(
+                (
+                    t.count,
+                    t.windows,
+                    t.episodes,
+                    t.level_episodes,
+                    t.last_seen_ms
+                ),
+                (
+                    in_order.count,
+                    in_order.windows,
+                    in_order.episodes,
+                    in_order.level_episodes,
+                    in_order.last_seen_ms
+                ),
+                "batches in order {order:?}"
+            );
+        }
+        // Every batch in reverse: the windows are all within the latest 64, but arrivals
+        // before the latest ones kept count as lines only (never as more arrivals).
+        let reversed: Vec<(i64, bool)> = batches
+            .iter()
+            .rev()
+            .flat_map(|b| b.iter().copied())
+            .collect();
+        let t = tally_of(&reversed);
+        assert_eq!((t.count, t.windows), (in_order.count, in_order.windows));
+        assert!(
+            t.episodes <= in_order.episodes && t.episodes >= RECENT_ARRIVALS as u32,
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn a_late_line_joins_bridges_or_starts_an_arrival() {
+        let mut t = tally_of(&[(0, false), (10, false)]);
+        assert_eq!((t.windows, t.episodes), (2, 2));
+        // Half a minute after the first line: it joins that arrival (same window too).
+        t.count_line(30_000, 0, false);
+        assert_eq!((t.count, t.windows, t.episodes), (3, 2, 2));
+        // Five minutes in: its own arrival, in the first window.
+        t.count_line(5 * MINUTE, 0, false);
+        assert_eq!((t.windows, t.episodes), (2, 3));
+        // Lines that close the gaps: 5 to 10 minutes, a minute apart, join the two.
+        for m in 6..10 {
+            t.count_line(m * MINUTE, 0, false);
+        }
+        assert_eq!(t.episodes, 2, "{t:?}");
+        assert_eq!(t.last_seen_ms, 10 * MINUTE);
+        // A line in an earlier window (the pattern's third) counts it once.
+        let mut t = tally_of(&[(0, false), (30, false)]);
+        t.count_line(15 * MINUTE, 1, false);
+        t.count_line(16 * MINUTE, 1, false);
+        assert_eq!((t.windows, t.episodes), (3, 3));
+    }
+
+    #[test]
+    fn a_line_older_than_the_arrivals_kept_counts_as_a_line_only() {
+        // Twelve arrivals an hour apart: the first four are no longer kept.
+        let mut t = tally_of(&(0..12).map(|h| (h * 60, false)).collect::<Vec<_>>());
+        assert_eq!((t.episodes, t.arrivals.len()), (12, RECENT_ARRIVALS));
+        // Twenty minutes after the first: it may belong to an arrival let go.
+        t.count_line(20 * MINUTE, 2, false);
+        assert_eq!((t.count, t.episodes), (13, 12));
+        // Between the 10th and 11th arrival: a new one.
+        t.count_line(
+            (9 * 60 + 30) * MINUTE,
+            (9 * 60 + 30) * MINUTE / WINDOW,
+            false,
+        );
+        assert_eq!(t.episodes, 13);
     }
 }

@@ -647,8 +647,11 @@ fn a_label_on_a_template_loaded_without_its_embedding_still_carries() {
         let counts = TemplateCounts {
             count: 40,
             first_seen_ms: 0,
-            last_seen_ms: t,
-            presence: Presence::default(),
+            tally: PresenceTally {
+                count: 40,
+                last_seen_ms: t,
+                ..PresenceTally::default()
+            },
             ..TemplateCounts::default()
         };
         state.restore_template(&id, counts, &ScorerConfig::default());
@@ -758,12 +761,13 @@ fn counts_restored_from_elsewhere_decide_later_lines() {
         TemplateCounts {
             count: 40,
             first_seen_ms: T0 - 3 * 60 * MINUTE,
-            last_seen_ms: T0 + MINUTE,
-            presence: Presence {
+            tally: PresenceTally {
+                count: 40,
+                last_seen_ms: T0 + MINUTE,
                 windows: 5,
                 max_window_lines: 2,
                 episodes: 12,
-                level_episodes: 0,
+                ..PresenceTally::default()
             },
             ..TemplateCounts::default()
         },

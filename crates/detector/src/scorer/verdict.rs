@@ -181,10 +181,10 @@ impl<E: TextEmbedder> Scorer<E> {
         self.stats
             .get(id)
             .map_or_else(relearn::Lifetime::default, |stats| relearn::Lifetime {
-                lines: stats.count,
-                windows: stats.windows,
+                lines: stats.tally.count,
+                windows: stats.tally.windows,
                 first_window: stats.first_seen_ms.div_euclid(window_ms),
-                last_window: stats.last_seen_ms.div_euclid(window_ms),
+                last_window: stats.tally.last_seen_ms.div_euclid(window_ms),
             })
     }
 
@@ -213,18 +213,18 @@ impl<E: TextEmbedder> Scorer<E> {
         let stats = self.stats.entry(id.clone()).or_insert_with(|| {
             TemplateStats::unseen(line.timestamp_ms, line.timestamp_ms, window, !warming_up)
         });
-        let seen_before = stats.count;
+        let seen_before = stats.tally.count;
         let flags_alone = cfg.flags_alone(line.severity);
         let steady_level = cfg.normal_after_windows.max(1);
         let was_learned_normal = stats.learned_normal(cfg, stream_start_ms)
-            && !(flags_alone && stats.level_episodes < steady_level);
+            && !(flags_alone && stats.tally.level_episodes < steady_level);
         let was_learned_by_windows = stats.learned_by_windows(cfg, stream_start_ms);
         let previous_first_seen = stats.first_seen_ms;
         stats.count_line(line.timestamp_ms, window, flags_alone);
         // Steady presence covers a line that its level alone would flag only when the
         // template's lines at that level came steadily too: a CRITICAL burst of a pattern
         // that is otherwise INFO chatter is not what was learned.
-        let level_unproven = flags_alone && stats.level_episodes < steady_level;
+        let level_unproven = flags_alone && stats.tally.level_episodes < steady_level;
         let steady = stats.learned_normal(cfg, stream_start_ms);
         let learned_normal = steady && !level_unproven;
         // Learned from its arrivals before the hour was up, and now the windows agree:
@@ -238,8 +238,8 @@ impl<E: TextEmbedder> Scorer<E> {
             learned_normal,
             learned_by_windows,
             newly_learned_normal: (learned_normal && !was_learned_normal) || windows_confirm,
-            windows: stats.windows,
-            episodes: stats.episodes,
+            windows: stats.tally.windows,
+            episodes: stats.tally.episodes,
             span_ms: stats.span_ms(),
             span_needed_ms: cfg.windows_span_ms(&steadiness),
             late_by_ms: (cfg.late_span_ms(&steadiness) > cfg.normal_min_span_ms)
@@ -247,7 +247,7 @@ impl<E: TextEmbedder> Scorer<E> {
             new_after_warmup: stats.new_after_warmup,
             birth_novelty: stats.novelty,
             learned_below_level: steady && level_unproven,
-            level_episodes: stats.level_episodes,
+            level_episodes: stats.tally.level_episodes,
             level: line.severity,
             level_unproven,
         }
