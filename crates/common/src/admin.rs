@@ -141,6 +141,10 @@ fn describe_metrics() {
         "logcanary_label_applied_at_write_total",
         "Entries given their template's operator label when written, because the worker had not pulled the label yet when it scored them."
     );
+    metrics::describe_counter!(
+        "logcanary_relearn_in_flight_total",
+        "Templates whose learning re-score ran again when a batch was written, because other replicas' lines had taught the template while this worker scored the batch."
+    );
     metrics::describe_gauge!(
         "logcanary_templates_known",
         "Templates the worker's detector holds in memory (at most LOGCANARY_MAX_TEMPLATES)."

@@ -94,6 +94,8 @@ pub struct TemplateDelta {
 pub struct StoredPresence {
     /// Lines counted before (0: none, the rest says nothing).
     pub lines: i64,
+    /// The template's first line (read with the tally; not written from it).
+    pub first_seen: Option<DateTime<Utc>>,
     pub last_seen: Option<DateTime<Utc>>,
     pub windows: i32,
     /// The latest window; none on rows stored before it was.
@@ -118,6 +120,8 @@ struct Locked {
     id: i64,
     #[diesel(sql_type = BigInt)]
     count: i64,
+    #[diesel(sql_type = Timestamptz)]
+    first_seen: DateTime<Utc>,
     #[diesel(sql_type = Timestamptz)]
     last_seen: DateTime<Utc>,
     #[diesel(sql_type = Integer)]
@@ -187,7 +191,7 @@ pub fn upsert(
              first_seen = LEAST(templates.first_seen, EXCLUDED.first_seen), \
              embedding = COALESCE(templates.embedding, EXCLUDED.embedding), \
              updated_at = clock_timestamp() \
-         RETURNING template_key, id, count, last_seen, windows, presence_window, window_lines, \
+         RETURNING template_key, id, count, first_seen, last_seen, windows, presence_window, window_lines, \
                    max_window_lines, episodes, level_episodes, level_last_seen, window_bits, \
                    arrivals, level_arrivals",
     )
@@ -212,6 +216,7 @@ pub fn upsert(
         let lines = row.count - d.count;
         let before = (lines > 0).then_some(StoredPresence {
             lines,
+            first_seen: Some(row.first_seen),
             last_seen: Some(row.last_seen),
             windows: row.windows,
             window: row.presence_window,

@@ -217,6 +217,7 @@ fn template_presence_is_counted_on_from_the_stored_tally() {
         seen.push((d.key.clone(), before));
         StoredPresence {
             lines: 3,
+            first_seen: None,
             last_seen: Some(minutes(20)),
             windows: 3,
             window: Some(2),

@@ -352,10 +352,13 @@ impl ScoringHandler {
         }
 
         let write_started = Instant::now();
-        let relearn = self.relearn.clone();
+        let rules = WriteRules {
+            relearn: self.relearn.clone(),
+            learned: lock(&self.detector).learned_judge(),
+        };
         let (written, stored_keys) = self
             .db
-            .run(move |c| c.transaction(|c| write(c, runnable, &scored, &templates, &relearn)))
+            .run(move |c| c.transaction(|c| write(c, runnable, &scored, &templates, &rules)))
             .await?;
         stage("write", write_started);
         if !stored_keys.is_empty() {
@@ -490,6 +493,13 @@ fn is_critical(severity: &str, score: &EntryScore) -> bool {
     score.is_anomaly && matches!(severity, "ERROR" | "CRITICAL")
 }
 
+/// What the writing transaction re-scores by: the stored entries' learning rule, and the
+/// detector's "learned normal" for a template's stored tally.
+struct WriteRules {
+    relearn: db::templates::RelearnRule,
+    learned: crate::shared::LearnedJudge,
+}
+
 /// The writing transaction of a batch (step 3 of the module docs). Returns the jobs'
 /// outcomes and the keys of templates whose embedding is now stored.
 fn write(
@@ -497,8 +507,9 @@ fn write(
     mut jobs: Vec<Job>,
     scored: &HashMap<i64, (LogEntry, Score)>,
     templates: &HashMap<String, TouchedTemplate>,
-    relearn: &db::templates::RelearnRule,
+    rules: &WriteRules,
 ) -> Result<(Vec<JobResult>, Vec<String>), DbError> {
+    let relearn = &rules.relearn;
     let mut results = Vec::with_capacity(jobs.len());
     // One lock order on task rows for every worker.
     jobs.sort_by_key(|j| j.task_id);
@@ -578,12 +589,22 @@ fn write(
     }
     let deltas: Vec<TemplateDelta> = deltas.into_values().collect();
     let window_ms = relearn.presence_window_ms;
+    // Each template's tally after this batch, and its first line.
+    let mut counted: HashMap<String, (i64, db::templates::StoredPresence)> = HashMap::new();
     let row_ids: HashMap<String, i64> = db::templates::upsert(conn, &deltas, |delta, before| {
         let lines: Vec<(i64, bool)> = lines_of
             .get(delta.key.as_str())
             .map(|ls| ls.iter().map(|&(at_ms, _, flags)| (at_ms, flags)).collect())
             .unwrap_or_default();
-        crate::shared::count_stored_presence(before, &lines, window_ms)
+        let tally = crate::shared::count_stored_presence(before, &lines, window_ms);
+        let first_seen = tally
+            .first_seen
+            .map_or(delta.first_seen, |f| f.min(delta.first_seen));
+        counted.insert(
+            delta.key.clone(),
+            (first_seen.timestamp_millis(), tally.clone()),
+        );
+        tally
     })?
     .into_iter()
     .collect();
@@ -639,6 +660,59 @@ fn write(
         let rescored = db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
         if rescored > 0 {
             tracing::info!(template_id = template, rescored, "Template learned as normal; its recent entries flagged before it was known were re-scored.");
+            metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
+        }
+    }
+    // Learning another replica's lines completed while this one scored: the template's
+    // tally (every replica's lines) is learned as normal, but this replica judged the
+    // batch's latest line of it unknown and flagged it (its view was behind). The
+    // re-score that learning runs ran before these entries were written, so it runs again
+    // as of the tally now. With one worker the tally is the scorer's own and this never
+    // happens.
+    let learned_here: HashSet<&str> = writable
+        .iter()
+        .filter(|id| scored[*id].1.newly_learned_normal)
+        .map(|id| scored[id].1.template_id.0.as_str())
+        .collect();
+    let mut latest: BTreeMap<&str, (&LogEntry, &Score)> = BTreeMap::new();
+    for id in &writable {
+        let (entry, score) = &scored[id];
+        let key = score.template_id.0.as_str();
+        let later = latest
+            .get(key)
+            .is_none_or(|(e, _)| (e.logged_at, e.id) < (entry.logged_at, entry.id));
+        if later {
+            latest.insert(key, (entry, score));
+        }
+    }
+    for (key, (entry, score)) in latest {
+        let behind = score.is_anomaly
+            && score.state == detector::scorer::TemplateState::Unknown
+            && !learned_here.contains(key);
+        let (Some(&template), Some((first_seen_ms, tally))) = (row_ids.get(key), counted.get(key))
+        else {
+            continue;
+        };
+        if !behind
+            || !rules
+                .learned
+                .learned(*first_seen_ms, tally, Severity::parse(&entry.severity))
+        {
+            continue;
+        }
+        let window = |ms: i64| ms.div_euclid(window_ms.max(1));
+        let last_seen = tally.last_seen.unwrap_or(entry.logged_at);
+        let at = db::templates::LearnedAt {
+            lines_after: 0,
+            windows_after: 0,
+            first_window: window(*first_seen_ms),
+            last_window: window(last_seen.timestamp_millis()),
+            at: last_seen,
+        };
+        let rescored = db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
+        metrics::counter!("logcanary_relearn_in_flight_total").increment(1);
+        if rescored > 0 {
+            tracing::info!(template_id = template, rescored, "Template learned as normal from other replicas' lines while this batch was scored; its flagged entries were re-scored.");
             metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
         }
     }

@@ -143,6 +143,14 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         }
     }
 
+    /// What "learned normal" is judged by outside the scorer ([`LearnedJudge`]).
+    pub fn learned_judge(&self) -> LearnedJudge {
+        LearnedJudge {
+            config: self.config.clone(),
+            stream_start_ms: self.scorer.stream_start_ms(),
+        }
+    }
+
     /// Templates known to this replica.
     pub fn templates(&self) -> usize {
         self.known.len()
@@ -597,6 +605,7 @@ pub fn count_stored_presence(
     window_ms: i64,
 ) -> db::templates::StoredPresence {
     let window_ms = window_ms.max(1);
+    let first_seen = before.as_ref().and_then(|b| b.first_seen);
     let mut tally = before.map_or_else(PresenceTally::default, |b| stored_tally(&b, window_ms));
     for &(at_ms, flags_alone) in lines {
         tally.count_line(at_ms, at_ms.div_euclid(window_ms), flags_alone);
@@ -605,6 +614,7 @@ pub fn count_stored_presence(
     let flat = |runs: &[(i64, i64)]| runs.iter().flat_map(|&(a, b)| [a, b]).collect();
     db::templates::StoredPresence {
         lines: i64::try_from(tally.count).unwrap_or(i64::MAX),
+        first_seen,
         last_seen: (tally.count > 0).then(|| at(tally.last_seen_ms)).flatten(),
         windows: i32::try_from(tally.windows).unwrap_or(i32::MAX),
         window: (tally.count > 0).then_some(tally.window),
@@ -650,6 +660,46 @@ fn stored_tally(b: &db::templates::StoredPresence, window_ms: i64) -> PresenceTa
 /// `[a, b, c, d]` as `[(a, b), (c, d)]` (an odd last value is dropped).
 fn pairs(flat: &[i64]) -> Vec<(i64, i64)> {
     flat.chunks_exact(2).map(|p| (p[0], p[1])).collect()
+}
+
+/// The detector's "learned normal" rule, for a template's stored tally: the worker's write
+/// asks it of the tally every replica's lines made, to catch a template another replica's
+/// lines taught while this one scored its batch.
+#[derive(Debug, Clone)]
+pub struct LearnedJudge {
+    config: ScorerConfig,
+    stream_start_ms: i64,
+}
+
+impl LearnedJudge {
+    /// Whether a template first seen at `first_seen_ms` with `tally` is learned as normal
+    /// for a line at `severity`: steady presence, and for a level that flags a line alone,
+    /// its lines at that level arrived steadily too (as the scorer judges a line).
+    pub fn learned(
+        &self,
+        first_seen_ms: i64,
+        tally: &db::templates::StoredPresence,
+        severity: Severity,
+    ) -> bool {
+        let steadiness = detector::scorer::Steadiness {
+            presence: Presence {
+                windows: u32::try_from(tally.windows).unwrap_or(0),
+                max_window_lines: u64::try_from(tally.max_window_lines).unwrap_or(0),
+                episodes: u32::try_from(tally.episodes).unwrap_or(0),
+                level_episodes: u32::try_from(tally.level_episodes).unwrap_or(0),
+            },
+            count: u64::try_from(tally.lines).unwrap_or(0),
+            first_seen_ms,
+            last_seen_ms: tally
+                .last_seen
+                .map_or(first_seen_ms, |t| t.timestamp_millis()),
+            stream_start_ms: self.stream_start_ms,
+        };
+        let level_unproven = self.config.flags_alone(severity)
+            && tally.level_episodes
+                < i32::try_from(self.config.normal_after_windows.max(1)).unwrap_or(i32::MAX);
+        self.config.is_learned_normal(&steadiness) && !level_unproven
+    }
 }
 
 /// A line of the `log_entries` table as the detector sees it.

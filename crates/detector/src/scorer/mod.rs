@@ -718,7 +718,7 @@ impl<E: TextEmbedder> Scorer<E> {
     }
 
     /// When the stream started: its first line's time (none yet: nothing is late).
-    fn stream_start_ms(&self) -> i64 {
+    pub fn stream_start_ms(&self) -> i64 {
         self.first_line_ms.unwrap_or(i64::MAX)
     }
 

@@ -154,3 +154,45 @@ async fn a_template_first_seen_by_another_replica_stays_as_new_as_it_was() {
     );
     assert_eq!(on_a.0, on_b.0, "{on_a:?} / {on_b:?}");
 }
+
+#[tokio::test]
+async fn a_line_scored_on_a_stale_view_follows_learning_another_replica_did_meanwhile() {
+    // Replica A scores a routine CRITICAL pattern's first four lines, 20 minutes apart,
+    // and learns it as normal on the 4th (four windows over an hour): its re-score clears
+    // the first three. Replica B pulled the templates before any of this and scores the
+    // 5th line on that view: to B the pattern is new, and its level flags the line. The
+    // re-score A ran could not see B's entry; B's write finds the template's tally learned
+    // and runs it again, so the 5th line ends as the other four.
+    let config = ScorerConfig {
+        warmup_lines: 0,
+        ..ScorerConfig::default()
+    };
+    let test_db = TestDb::new().await;
+    let a = replica(&test_db, config.clone(), StdDuration::ZERO).await;
+    let b = replica(&test_db, config.clone(), StdDuration::from_secs(3600)).await;
+    let window_ms = config.presence_window_ms;
+    let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
+    let start = DateTime::from_timestamp_millis(six_hours_ago.div_euclid(window_ms) * window_ms)
+        .expect("a time");
+    let line = |k: i64| entry(start + Duration::minutes(20 * k), "CRITICAL", ROUTINE);
+    let mut ids = Vec::new();
+    for k in 0..4 {
+        ids.extend(support::score_entries(&a, vec![line(k)]).await);
+    }
+    let (flagged, _, summary) = verdict(&a, ids[3]).await;
+    assert!(
+        !flagged && summary.contains("learned as normal"),
+        "{summary}"
+    );
+    let on_b = support::score_entries(&b, vec![line(4)]).await[0];
+    let (flagged, _, summary) = verdict(&b, on_b).await;
+    assert!(!flagged, "B's line follows the learning: {summary}");
+    assert!(
+        summary.ends_with(db::templates::LEARNED_NORMAL_NOTE),
+        "{summary}"
+    );
+    for (i, id) in ids.iter().enumerate().take(3) {
+        let (flagged, _, summary) = verdict(&a, *id).await;
+        assert!(!flagged, "line {i}: {summary}");
+    }
+}
