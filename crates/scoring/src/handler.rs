@@ -324,6 +324,8 @@ impl ScoringHandler {
         stage("sync", sync);
         let mut scored: HashMap<i64, (LogEntry, Score)> = HashMap::new();
         let mut templates: HashMap<String, TouchedTemplate> = HashMap::new();
+        // The detector's "learned normal" rule as of this batch (none: nothing scored).
+        let mut learned = None;
         if !to_score.is_empty() {
             let lines: Vec<_> = to_score
                 .iter()
@@ -332,10 +334,14 @@ impl ScoringHandler {
             self.restore_evicted(&lines).await?;
             let detector = self.detector.clone();
             let started = Instant::now();
-            let batch = tokio::task::spawn_blocking(move || lock(&detector).score(&lines))
-                .await
-                .map_err(|_| AnalyseError::Score("the scoring task panicked".into()))?
-                .map_err(|e| AnalyseError::Score(e.to_string()))?;
+            let (batch, judge) = tokio::task::spawn_blocking(move || {
+                let mut d = lock(&detector);
+                (d.score(&lines), d.learned_judge())
+            })
+            .await
+            .map_err(|_| AnalyseError::Score("the scoring task panicked".into()))?;
+            let batch = batch.map_err(|e| AnalyseError::Score(e.to_string()))?;
+            learned = Some(judge);
             metrics::histogram!("logcanary_scoring_seconds")
                 .record(started.elapsed().as_secs_f64());
             stage("score", started);
@@ -354,7 +360,7 @@ impl ScoringHandler {
         let write_started = Instant::now();
         let rules = WriteRules {
             relearn: self.relearn.clone(),
-            learned: lock(&self.detector).learned_judge(),
+            learned,
         };
         let (written, stored_keys) = self
             .db
@@ -497,7 +503,8 @@ fn is_critical(severity: &str, score: &EntryScore) -> bool {
 /// detector's "learned normal" for a template's stored tally.
 struct WriteRules {
     relearn: db::templates::RelearnRule,
-    learned: crate::shared::LearnedJudge,
+    /// Taken with the batch's scores (none when nothing was scored).
+    learned: Option<crate::shared::LearnedJudge>,
 }
 
 /// The writing transaction of a batch (step 3 of the module docs). Returns the jobs'
@@ -693,11 +700,10 @@ fn write(
         else {
             continue;
         };
-        if !behind
-            || !rules
-                .learned
-                .learned(*first_seen_ms, tally, Severity::parse(&entry.severity))
-        {
+        let learned = rules.learned.as_ref().is_some_and(|judge| {
+            judge.learned(*first_seen_ms, tally, Severity::parse(&entry.severity))
+        });
+        if !behind || !learned {
             continue;
         }
         let window = |ms: i64| ms.div_euclid(window_ms.max(1));
