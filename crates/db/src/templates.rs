@@ -589,14 +589,17 @@ pub struct RelearnRule {
 
 /// A template as it was on the line it was learned as normal on, for
 /// [`rescore_learned_normal`]: its lifetime is the `templates` row's count and windows (every
-/// replica's lines) less what the same batch added after that line (this replica's
-/// `relearn::Lifetime` at the batch's end less at that line), so that the verdicts do not
-/// depend on how a client batched its lines, and replicas scoring side by side still count
+/// replica's lines) less what came after that line: what the same batch added after it
+/// (this replica's `relearn::Lifetime` at the batch's end less at that line) or, when more,
+/// the stored entries logged after it and received at most a day before the entries it
+/// re-scores (another replica may have written lines from later in the log first), so that the verdicts do not depend on how a client batched its
+/// lines, nor on which worker wrote first, and replicas scoring side by side still count
 /// each other's lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LearnedAt {
     /// Lines and presence windows of the template that the batch added after the learning
-    /// line.
+    /// line. The stored entries logged after it count too (the larger count is taken):
+    /// another worker may have written lines from later in the log before this batch.
     pub lines_after: i64,
     pub windows_after: i64,
     /// The presence windows (`logged_at div presence_window_ms`) of its first line (as
@@ -637,9 +640,16 @@ pub fn rescore_learned_normal(
              WHERE template_id = $1 AND analyzed_at IS NOT NULL AND logged_at <= $12 \
                AND received_at >= (SELECT at FROM cut)), \
          per_window AS (SELECT win, count(*) AS n FROM lines GROUP BY win), \
+         after AS ( \
+             SELECT count(*) AS n, count(DISTINCT win) FILTER (WHERE win > $16) AS w \
+             FROM (SELECT floor(extract(epoch FROM logged_at) * 1000 / $2)::bigint AS win \
+                   FROM log_entries \
+                   WHERE template_id = $1 AND analyzed_at IS NOT NULL AND logged_at > $12 \
+                     AND received_at >= (SELECT at FROM cut) - interval '1 day') later), \
          life AS ( \
-             SELECT greatest(count - $13::bigint, 1) AS count, \
-                    greatest(windows - $14::bigint - 1, 1) AS others, \
+             SELECT greatest(count - greatest($13::bigint, (SELECT n FROM after)), 1) AS count, \
+                    greatest(windows - greatest($14::bigint, (SELECT w FROM after)) - 1, 1) \
+                        AS others, \
                     greatest($16::bigint - least($15::bigint, \
                              floor(extract(epoch FROM first_seen) * 1000 / $2)::bigint) + 1, 1) \
                         AS spanned \

@@ -196,3 +196,52 @@ async fn a_line_scored_on_a_stale_view_follows_learning_another_replica_did_mean
         assert!(!flagged, "line {i}: {summary}");
     }
 }
+
+#[tokio::test]
+async fn what_learning_re_scores_does_not_depend_on_which_worker_wrote_first() {
+    // The pattern of `relearn.rs`'s batching test: a routine CRITICAL line 3 times in the
+    // first window, 5 in the second, twice an hour in (learned on the 10th line, when the
+    // second window is no burst), then once per window for ten more. Replica B writes the
+    // ten later lines first; replica A, which pulled before B wrote anything, scores the
+    // first ten in one task and learns the pattern on the 10th. Judged with B's lines, the
+    // second window would look like a burst; they came after the learning line, so A's
+    // re-score leaves them out, as one worker would, and clears the first nine.
+    let config = ScorerConfig {
+        warmup_lines: 0,
+        ..ScorerConfig::default()
+    };
+    let test_db = TestDb::new().await;
+    let a = replica(&test_db, config.clone(), StdDuration::from_secs(3600)).await;
+    let b = replica(&test_db, config.clone(), StdDuration::ZERO).await;
+    let window_ms = config.presence_window_ms;
+    let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
+    let start = DateTime::from_timestamp_millis(six_hours_ago.div_euclid(window_ms) * window_ms)
+        .expect("a time");
+    let at = |m: f64| {
+        entry(
+            start + Duration::seconds((m * 60.0) as i64),
+            "CRITICAL",
+            ROUTINE,
+        )
+    };
+    let later: Vec<NewLogEntry> = (0..10).map(|k| at(70.0 + 10.0 * f64::from(k))).collect();
+    support::score_entries(&b, later).await;
+    let first: Vec<NewLogEntry> = [0.0, 2.0, 4.0, 10.0, 11.5, 13.0, 14.5, 16.0, 60.0, 62.0]
+        .into_iter()
+        .map(at)
+        .collect();
+    let ids = support::score_entries(&a, first).await;
+    let (flagged, _, summary) = verdict(&a, ids[9]).await;
+    assert!(
+        !flagged && summary.contains("learned as normal"),
+        "{summary}"
+    );
+    for (i, id) in ids.iter().enumerate().take(9) {
+        let (flagged, _, summary) = verdict(&a, *id).await;
+        assert!(!flagged, "line {i}: {summary}");
+        assert!(
+            summary.ends_with(db::templates::LEARNED_NORMAL_NOTE),
+            "line {i}: {summary}"
+        );
+    }
+}
