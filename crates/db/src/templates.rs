@@ -625,6 +625,33 @@ pub fn rescore_learned_normal(
     rule: &RelearnRule,
     learned: &LearnedAt,
 ) -> Result<usize, DbError> {
+    rescore_learned(conn, id, rule, learned, None)
+}
+
+/// Entries of the template `id` logged after it was learned as normal on the line at
+/// `after` that other writes stored first (another worker, scoring a later part of the log
+/// on a view that had not learned it): they are judged as [`rescore_learned_normal`] judges
+/// the earlier ones, as of the latest line `learned` gives, except the entries `skip` (the
+/// batch's own, which its scorer judged knowing the learning). One worker writing in time
+/// order never has such entries.
+pub fn rescore_learned_later(
+    conn: &mut PgConnection,
+    id: i64,
+    rule: &RelearnRule,
+    learned: &LearnedAt,
+    after: DateTime<Utc>,
+    skip: &[i64],
+) -> Result<usize, DbError> {
+    rescore_learned(conn, id, rule, learned, Some((after, skip)))
+}
+
+fn rescore_learned(
+    conn: &mut PgConnection,
+    id: i64,
+    rule: &RelearnRule,
+    learned: &LearnedAt,
+    later: Option<(DateTime<Utc>, &[i64])>,
+) -> Result<usize, DbError> {
     const NEW_SUMMARY: &str =
         "concat_ws('; ', nullif(regexp_replace(coalesce(e.summary, ''), $7, ''), ''), $8)";
     let sql = format!(
@@ -668,6 +695,7 @@ pub fn rescore_learned_normal(
          WHERE e.id = l.id AND e.received_at = l.received_at \
            AND e.template_id = $1 AND e.received_at >= (SELECT at FROM cut) \
            AND l.is_anomaly \
+           AND ($17::timestamptz IS NULL OR (l.logged_at > $17 AND NOT (l.id = ANY($18)))) \
            AND ((l.severity = ANY($6) AND rule.level_steady) OR rule.continuous) \
            AND w.n <= greatest($4::bigint, \
                                ceil($5 * greatest(rule.count - w.n, 0)::float8 / rule.others)::bigint)"
@@ -689,6 +717,8 @@ pub fn rescore_learned_normal(
         .bind::<BigInt, _>(learned.windows_after)
         .bind::<BigInt, _>(learned.first_window)
         .bind::<BigInt, _>(learned.last_window)
+        .bind::<Nullable<Timestamptz>, _>(later.map(|(after, _)| after))
+        .bind::<Array<BigInt>, _>(later.map_or(&[][..], |(_, skip)| skip))
         .execute(conn)?)
 }
 

@@ -663,11 +663,44 @@ fn write(
             Some((template, learned_at(entry, score, end)))
         })
         .collect();
+    // Each template's first learning line in this batch.
+    let mut first_learned: BTreeMap<i64, DateTime<Utc>> = BTreeMap::new();
     for (template, at) in learned {
+        first_learned.entry(template).or_insert(at.at);
         let rescored = db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
         if rescored > 0 {
             tracing::info!(template_id = template, rescored, "Template learned as normal; its recent entries flagged before it was known were re-scored.");
             metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
+        }
+    }
+    // Entries from later in the log that other workers stored first, judged on views that
+    // had not learned the template: they follow the learning as of its latest line.
+    if !first_learned.is_empty() {
+        let keys: HashMap<i64, &str> = row_ids.iter().map(|(k, id)| (*id, k.as_str())).collect();
+        for (template, after) in first_learned {
+            let Some((first_seen_ms, tally)) = keys.get(&template).and_then(|k| counted.get(*k))
+            else {
+                continue;
+            };
+            let window = |ms: i64| ms.div_euclid(window_ms.max(1));
+            let Some(last_seen) = tally.last_seen.filter(|l| *l > after) else {
+                continue;
+            };
+            let at = db::templates::LearnedAt {
+                lines_after: 0,
+                windows_after: 0,
+                first_window: window(*first_seen_ms),
+                last_window: window(last_seen.timestamp_millis()),
+                at: last_seen,
+            };
+            let rescored = db::templates::rescore_learned_later(
+                conn, template, relearn, &at, after, &writable,
+            )?;
+            if rescored > 0 {
+                tracing::info!(template_id = template, rescored, "Template learned as normal; entries from later in the log that other workers stored first were re-scored.");
+                metrics::counter!("logcanary_relearn_in_flight_total").increment(1);
+                metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
+            }
         }
     }
     // Learning another replica's lines completed while this one scored: the template's

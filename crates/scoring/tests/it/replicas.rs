@@ -245,3 +245,47 @@ async fn what_learning_re_scores_does_not_depend_on_which_worker_wrote_first() {
         );
     }
 }
+
+#[tokio::test]
+async fn lines_from_later_in_the_log_that_another_worker_wrote_first_follow_the_learning() {
+    // A routine CRITICAL pattern, a line every 20 minutes. Replica B takes the 6th to 8th
+    // lines first (a later part of the log, scored side by side): three windows are not
+    // steady presence, so their level flags them. Replica A, on a view from before B wrote,
+    // takes the first five and learns the pattern on the 4th. Its re-score as of that line
+    // leaves out lines logged after it; B's lines are then judged as of the latest line,
+    // as one worker that had read the log in order would have judged them.
+    let config = ScorerConfig {
+        warmup_lines: 0,
+        ..ScorerConfig::default()
+    };
+    let test_db = TestDb::new().await;
+    let a = replica(&test_db, config.clone(), StdDuration::from_secs(3600)).await;
+    let b = replica(&test_db, config.clone(), StdDuration::ZERO).await;
+    let window_ms = config.presence_window_ms;
+    let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
+    let start = DateTime::from_timestamp_millis(six_hours_ago.div_euclid(window_ms) * window_ms)
+        .expect("a time");
+    let line = |k: i64| entry(start + Duration::minutes(20 * k), "CRITICAL", ROUTINE);
+    let on_b = support::score_entries(&b, (5..8).map(line).collect()).await;
+    for id in &on_b {
+        let (flagged, _, summary) = verdict(&b, *id).await;
+        assert!(flagged, "not learned from three windows: {summary}");
+    }
+    let on_a = support::score_entries(&a, (0..5).map(line).collect()).await;
+    let (flagged, _, summary) = verdict(&a, on_a[3]).await;
+    assert!(
+        !flagged && summary.contains("learned as normal"),
+        "{summary}"
+    );
+    for (i, id) in on_a.iter().chain(&on_b).enumerate() {
+        let (flagged, _, summary) = verdict(&a, *id).await;
+        assert!(!flagged, "line {i}: {summary}");
+    }
+    for id in &on_b {
+        let (_, _, summary) = verdict(&a, *id).await;
+        assert!(
+            summary.ends_with(db::templates::LEARNED_NORMAL_NOTE),
+            "{summary}"
+        );
+    }
+}
