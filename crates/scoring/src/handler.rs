@@ -494,6 +494,23 @@ fn learned_at(
     }
 }
 
+/// A template as learned on its latest line (`last_seen`), nothing after it: what the
+/// re-scores that follow learning other workers' lines taught judge by.
+fn learned_on_latest(
+    first_seen_ms: i64,
+    last_seen: DateTime<Utc>,
+    window_ms: i64,
+) -> db::templates::LearnedAt {
+    let window = |ms: i64| ms.div_euclid(window_ms.max(1));
+    db::templates::LearnedAt {
+        lines_after: 0,
+        windows_after: 0,
+        first_window: window(first_seen_ms),
+        last_window: window(last_seen.timestamp_millis()),
+        at: last_seen,
+    }
+}
+
 /// True for an anomaly the notifier must hear about at once.
 fn is_critical(severity: &str, score: &EntryScore) -> bool {
     score.is_anomaly && matches!(severity, "ERROR" | "CRITICAL")
@@ -682,17 +699,10 @@ fn write(
             else {
                 continue;
             };
-            let window = |ms: i64| ms.div_euclid(window_ms.max(1));
             let Some(last_seen) = tally.last_seen.filter(|l| *l > after) else {
                 continue;
             };
-            let at = db::templates::LearnedAt {
-                lines_after: 0,
-                windows_after: 0,
-                first_window: window(*first_seen_ms),
-                last_window: window(last_seen.timestamp_millis()),
-                at: last_seen,
-            };
+            let at = learned_on_latest(*first_seen_ms, last_seen, window_ms);
             let rescored = db::templates::rescore_learned_later(
                 conn, template, relearn, &at, after, &writable,
             )?;
@@ -739,15 +749,8 @@ fn write(
         if !behind || !learned {
             continue;
         }
-        let window = |ms: i64| ms.div_euclid(window_ms.max(1));
         let last_seen = tally.last_seen.unwrap_or(entry.logged_at);
-        let at = db::templates::LearnedAt {
-            lines_after: 0,
-            windows_after: 0,
-            first_window: window(*first_seen_ms),
-            last_window: window(last_seen.timestamp_millis()),
-            at: last_seen,
-        };
+        let at = learned_on_latest(*first_seen_ms, last_seen, window_ms);
         let rescored = db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
         metrics::counter!("logcanary_relearn_in_flight_total").increment(1);
         if rescored > 0 {

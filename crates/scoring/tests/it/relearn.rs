@@ -7,7 +7,7 @@
 //!
 //! Runs the real model (`make setup`) against the real Postgres (`TEST_DATABASE_SERVER`).
 
-use crate::support;
+use crate::support::{self, entry};
 
 use std::collections::HashMap;
 
@@ -43,15 +43,6 @@ fn learned_on_latest_line(
         last_window: window(row.last_seen),
         at: row.last_seen,
     })
-}
-
-fn entry(at: DateTime<Utc>, severity: &str, message: &str) -> NewLogEntry {
-    NewLogEntry {
-        logged_at: at,
-        severity: severity.into(),
-        message: message.into(),
-        source: Some("bgl".into()),
-    }
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 //!
 //! Runs the real model (`make setup`) against the real Postgres (`TEST_DATABASE_SERVER`).
 
-use crate::support;
+use crate::support::{self, entry};
 
 use std::time::Duration as StdDuration;
 
@@ -19,15 +19,6 @@ use logcanary_scoring::handler::ScoringHandler;
 use test_support::TestDb;
 
 const ROUTINE: &str = "Node card on rack R12 was power cycled by the service controller";
-
-fn entry(at: DateTime<Utc>, severity: &str, message: &str) -> NewLogEntry {
-    NewLogEntry {
-        logged_at: at,
-        severity: severity.into(),
-        message: message.into(),
-        source: Some("bgl".into()),
-    }
-}
 
 /// A replica on `test_db` that pulls the shared templates at most every `refresh`, its
 /// templates loaded.
@@ -52,6 +43,27 @@ async fn verdict(h: &ScoringHandler, id: i64) -> (bool, f64, String) {
     )
 }
 
+/// Two replicas without warm-up on one new database (kept alive by the caller), pulling
+/// at most every `a_refresh` and `b_refresh`, and six hours ago aligned on a presence
+/// window.
+async fn two_replicas(
+    a_refresh: StdDuration,
+    b_refresh: StdDuration,
+) -> (TestDb, ScoringHandler, ScoringHandler, DateTime<Utc>) {
+    let config = ScorerConfig {
+        warmup_lines: 0,
+        ..ScorerConfig::default()
+    };
+    let test_db = TestDb::new().await;
+    let a = replica(&test_db, config.clone(), a_refresh).await;
+    let b = replica(&test_db, config.clone(), b_refresh).await;
+    let window_ms = config.presence_window_ms;
+    let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
+    let start = DateTime::from_timestamp_millis(six_hours_ago.div_euclid(window_ms) * window_ms)
+        .expect("a time");
+    (test_db, a, b, start)
+}
+
 async fn template_rows(h: &ScoringHandler) -> Vec<TemplateRow> {
     h.db.run(|c| db::templates::list(c, TemplateOrder::MostFrequent, 100))
         .await
@@ -67,17 +79,7 @@ async fn the_stored_presence_counts_every_replicas_windows() {
     // over an hour). The row counts all six windows whichever replica wrote them, so A
     // learns it from the row on the 5th line; when the row kept the larger of the
     // replicas' own views, it held 3 windows and neither replica ever learned it.
-    let config = ScorerConfig {
-        warmup_lines: 0,
-        ..ScorerConfig::default()
-    };
-    let test_db = TestDb::new().await;
-    let a = replica(&test_db, config.clone(), StdDuration::ZERO).await;
-    let b = replica(&test_db, config.clone(), StdDuration::from_secs(3600)).await;
-    let window_ms = config.presence_window_ms;
-    let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
-    let start = DateTime::from_timestamp_millis(six_hours_ago.div_euclid(window_ms) * window_ms)
-        .expect("a time");
+    let (_db, a, b, start) = two_replicas(StdDuration::ZERO, StdDuration::from_secs(3600)).await;
     let mut ids = Vec::new();
     for k in 0..6 {
         let line = entry(start + Duration::minutes(20 * k), "CRITICAL", ROUTINE);
@@ -163,17 +165,7 @@ async fn a_line_scored_on_a_stale_view_follows_learning_another_replica_did_mean
     // 5th line on that view: to B the pattern is new, and its level flags the line. The
     // re-score A ran could not see B's entry; B's write finds the template's tally learned
     // and runs it again, so the 5th line ends as the other four.
-    let config = ScorerConfig {
-        warmup_lines: 0,
-        ..ScorerConfig::default()
-    };
-    let test_db = TestDb::new().await;
-    let a = replica(&test_db, config.clone(), StdDuration::ZERO).await;
-    let b = replica(&test_db, config.clone(), StdDuration::from_secs(3600)).await;
-    let window_ms = config.presence_window_ms;
-    let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
-    let start = DateTime::from_timestamp_millis(six_hours_ago.div_euclid(window_ms) * window_ms)
-        .expect("a time");
+    let (_db, a, b, start) = two_replicas(StdDuration::ZERO, StdDuration::from_secs(3600)).await;
     let line = |k: i64| entry(start + Duration::minutes(20 * k), "CRITICAL", ROUTINE);
     let mut ids = Vec::new();
     for k in 0..4 {
@@ -206,17 +198,7 @@ async fn what_learning_re_scores_does_not_depend_on_which_worker_wrote_first() {
     // first ten in one task and learns the pattern on the 10th. Judged with B's lines, the
     // second window would look like a burst; they came after the learning line, so A's
     // re-score leaves them out, as one worker would, and clears the first nine.
-    let config = ScorerConfig {
-        warmup_lines: 0,
-        ..ScorerConfig::default()
-    };
-    let test_db = TestDb::new().await;
-    let a = replica(&test_db, config.clone(), StdDuration::from_secs(3600)).await;
-    let b = replica(&test_db, config.clone(), StdDuration::ZERO).await;
-    let window_ms = config.presence_window_ms;
-    let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
-    let start = DateTime::from_timestamp_millis(six_hours_ago.div_euclid(window_ms) * window_ms)
-        .expect("a time");
+    let (_db, a, b, start) = two_replicas(StdDuration::from_secs(3600), StdDuration::ZERO).await;
     let at = |m: f64| {
         entry(
             start + Duration::seconds((m * 60.0) as i64),
@@ -254,17 +236,7 @@ async fn lines_from_later_in_the_log_that_another_worker_wrote_first_follow_the_
     // takes the first five and learns the pattern on the 4th. Its re-score as of that line
     // leaves out lines logged after it; B's lines are then judged as of the latest line,
     // as one worker that had read the log in order would have judged them.
-    let config = ScorerConfig {
-        warmup_lines: 0,
-        ..ScorerConfig::default()
-    };
-    let test_db = TestDb::new().await;
-    let a = replica(&test_db, config.clone(), StdDuration::from_secs(3600)).await;
-    let b = replica(&test_db, config.clone(), StdDuration::ZERO).await;
-    let window_ms = config.presence_window_ms;
-    let six_hours_ago = (Utc::now() - Duration::hours(6)).timestamp_millis();
-    let start = DateTime::from_timestamp_millis(six_hours_ago.div_euclid(window_ms) * window_ms)
-        .expect("a time");
+    let (_db, a, b, start) = two_replicas(StdDuration::from_secs(3600), StdDuration::ZERO).await;
     let line = |k: i64| entry(start + Duration::minutes(20 * k), "CRITICAL", ROUTINE);
     let on_b = support::score_entries(&b, (5..8).map(line).collect()).await;
     for id in &on_b {

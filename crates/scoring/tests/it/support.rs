@@ -22,6 +22,16 @@ use serde_json::json;
 use test_support::TestDb;
 use uuid::Uuid;
 
+/// An entry of source `bgl` logged at `at`.
+pub fn entry(at: chrono::DateTime<chrono::Utc>, severity: &str, message: &str) -> NewLogEntry {
+    NewLogEntry {
+        logged_at: at,
+        severity: severity.into(),
+        message: message.into(),
+        source: Some("bgl".into()),
+    }
+}
+
 /// A handler scoring with `config` (the real model, `make setup`), on `test_db`.
 pub fn handler(test_db: &TestDb, config: ScorerConfig) -> ScoringHandler {
     let embedder = Embedder::start(EmbedderConfig::from_env())
