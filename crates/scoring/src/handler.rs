@@ -511,6 +511,122 @@ fn learned_on_latest(
     }
 }
 
+/// The re-scores that learning runs in a batch's write transaction, after its scores are
+/// written: as of each learning line of the batch, then for the entries from later in the
+/// log that other workers stored first, then for templates the other workers' lines taught
+/// while this worker scored on a view behind theirs. `counted` is each template's tally
+/// after the batch, with its first line.
+fn rescore_learning(
+    conn: &mut diesel::PgConnection,
+    writable: &[i64],
+    scored: &HashMap<i64, (LogEntry, Score)>,
+    row_ids: &HashMap<String, i64>,
+    counted: &HashMap<String, (i64, db::templates::StoredPresence)>,
+    rules: &WriteRules,
+) -> Result<(), DbError> {
+    let relearn = &rules.relearn;
+    let window_ms = relearn.presence_window_ms;
+    // Templates this batch learned as normal: their earlier flags that the level alone
+    // (or being new, for a continuous stream) gave are re-scored
+    // (detector::scorer::relearn), in this transaction, in line order, each as its
+    // template was on the line that learned it (not at the batch's end).
+    // Each template's lifetime after the batch's last line of it (entries in line order).
+    let mut at_end: HashMap<&str, detector::scorer::relearn::Lifetime> = HashMap::new();
+    for id in writable {
+        let score = &scored[id].1;
+        at_end.insert(score.template_id.0.as_str(), score.lifetime);
+    }
+    let learned: Vec<(i64, db::templates::LearnedAt)> = writable
+        .iter()
+        .filter(|id| scored[*id].1.newly_learned_normal)
+        .filter_map(|id| {
+            let (entry, score) = &scored[id];
+            let template = row_ids.get(&score.template_id.0).copied()?;
+            let end = at_end.get(score.template_id.0.as_str()).copied()?;
+            Some((template, learned_at(entry, score, end)))
+        })
+        .collect();
+    // Each template's first learning line in this batch.
+    let mut first_learned: BTreeMap<i64, DateTime<Utc>> = BTreeMap::new();
+    for (template, at) in learned {
+        first_learned.entry(template).or_insert(at.at);
+        let rescored = db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
+        if rescored > 0 {
+            tracing::info!(template_id = template, rescored, "Template learned as normal; its recent entries flagged before it was known were re-scored.");
+            metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
+        }
+    }
+    // Entries from later in the log that other workers stored first, judged on views that
+    // had not learned the template: they follow the learning as of its latest line.
+    if !first_learned.is_empty() {
+        let keys: HashMap<i64, &str> = row_ids.iter().map(|(k, id)| (*id, k.as_str())).collect();
+        for (template, after) in first_learned {
+            let Some((first_seen_ms, tally)) = keys.get(&template).and_then(|k| counted.get(*k))
+            else {
+                continue;
+            };
+            let Some(last_seen) = tally.last_seen.filter(|l| *l > after) else {
+                continue;
+            };
+            let at = learned_on_latest(*first_seen_ms, last_seen, window_ms);
+            let rescored = db::templates::rescore_learned_later(
+                conn, template, relearn, &at, after, writable,
+            )?;
+            if rescored > 0 {
+                tracing::info!(template_id = template, rescored, "Template learned as normal; entries from later in the log that other workers stored first were re-scored.");
+                metrics::counter!("logcanary_relearn_in_flight_total").increment(1);
+                metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
+            }
+        }
+    }
+    // Learning another replica's lines completed while this one scored: the template's
+    // tally (every replica's lines) is learned as normal, but this replica judged the
+    // batch's latest line of it unknown and flagged it (its view was behind). The
+    // re-score that learning runs ran before these entries were written, so it runs again
+    // as of the tally now. With one worker the tally is the scorer's own and this never
+    // happens.
+    let learned_here: HashSet<&str> = writable
+        .iter()
+        .filter(|id| scored[*id].1.newly_learned_normal)
+        .map(|id| scored[id].1.template_id.0.as_str())
+        .collect();
+    let mut latest: BTreeMap<&str, (&LogEntry, &Score)> = BTreeMap::new();
+    for id in writable {
+        let (entry, score) = &scored[id];
+        let key = score.template_id.0.as_str();
+        let later = latest
+            .get(key)
+            .is_none_or(|(e, _)| (e.logged_at, e.id) < (entry.logged_at, entry.id));
+        if later {
+            latest.insert(key, (entry, score));
+        }
+    }
+    for (key, (entry, score)) in latest {
+        let behind = score.is_anomaly
+            && score.state == detector::scorer::TemplateState::Unknown
+            && !learned_here.contains(key);
+        let (Some(&template), Some((first_seen_ms, tally))) = (row_ids.get(key), counted.get(key))
+        else {
+            continue;
+        };
+        let learned = rules.learned.as_ref().is_some_and(|judge| {
+            judge.learned(*first_seen_ms, tally, Severity::parse(&entry.severity))
+        });
+        if !behind || !learned {
+            continue;
+        }
+        let last_seen = tally.last_seen.unwrap_or(entry.logged_at);
+        let at = learned_on_latest(*first_seen_ms, last_seen, window_ms);
+        let rescored = db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
+        metrics::counter!("logcanary_relearn_in_flight_total").increment(1);
+        if rescored > 0 {
+            tracing::info!(template_id = template, rescored, "Template learned as normal from other replicas' lines while this batch was scored; its flagged entries were re-scored.");
+            metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
+        }
+    }
+    Ok(())
+}
+
 /// True for an anomaly the notifier must hear about at once.
 fn is_critical(severity: &str, score: &EntryScore) -> bool {
     score.is_anomaly && matches!(severity, "ERROR" | "CRITICAL")
@@ -660,104 +776,7 @@ fn write(
     let mut to_write: Vec<EntryScore> = new_scores.values().cloned().collect();
     to_write.sort_by_key(|s| s.id);
     db::entries::write_scores(conn, &to_write)?;
-    // Templates this batch learned as normal: their earlier flags that the level alone
-    // (or being new, for a continuous stream) gave are re-scored
-    // (detector::scorer::relearn), in this transaction, in line order, each as its
-    // template was on the line that learned it (not at the batch's end).
-    // Each template's lifetime after the batch's last line of it (entries in line order).
-    let mut at_end: HashMap<&str, detector::scorer::relearn::Lifetime> = HashMap::new();
-    for id in &writable {
-        let score = &scored[id].1;
-        at_end.insert(score.template_id.0.as_str(), score.lifetime);
-    }
-    let learned: Vec<(i64, db::templates::LearnedAt)> = writable
-        .iter()
-        .filter(|id| scored[*id].1.newly_learned_normal)
-        .filter_map(|id| {
-            let (entry, score) = &scored[id];
-            let template = row_ids.get(&score.template_id.0).copied()?;
-            let end = at_end.get(score.template_id.0.as_str()).copied()?;
-            Some((template, learned_at(entry, score, end)))
-        })
-        .collect();
-    // Each template's first learning line in this batch.
-    let mut first_learned: BTreeMap<i64, DateTime<Utc>> = BTreeMap::new();
-    for (template, at) in learned {
-        first_learned.entry(template).or_insert(at.at);
-        let rescored = db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
-        if rescored > 0 {
-            tracing::info!(template_id = template, rescored, "Template learned as normal; its recent entries flagged before it was known were re-scored.");
-            metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
-        }
-    }
-    // Entries from later in the log that other workers stored first, judged on views that
-    // had not learned the template: they follow the learning as of its latest line.
-    if !first_learned.is_empty() {
-        let keys: HashMap<i64, &str> = row_ids.iter().map(|(k, id)| (*id, k.as_str())).collect();
-        for (template, after) in first_learned {
-            let Some((first_seen_ms, tally)) = keys.get(&template).and_then(|k| counted.get(*k))
-            else {
-                continue;
-            };
-            let Some(last_seen) = tally.last_seen.filter(|l| *l > after) else {
-                continue;
-            };
-            let at = learned_on_latest(*first_seen_ms, last_seen, window_ms);
-            let rescored = db::templates::rescore_learned_later(
-                conn, template, relearn, &at, after, &writable,
-            )?;
-            if rescored > 0 {
-                tracing::info!(template_id = template, rescored, "Template learned as normal; entries from later in the log that other workers stored first were re-scored.");
-                metrics::counter!("logcanary_relearn_in_flight_total").increment(1);
-                metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
-            }
-        }
-    }
-    // Learning another replica's lines completed while this one scored: the template's
-    // tally (every replica's lines) is learned as normal, but this replica judged the
-    // batch's latest line of it unknown and flagged it (its view was behind). The
-    // re-score that learning runs ran before these entries were written, so it runs again
-    // as of the tally now. With one worker the tally is the scorer's own and this never
-    // happens.
-    let learned_here: HashSet<&str> = writable
-        .iter()
-        .filter(|id| scored[*id].1.newly_learned_normal)
-        .map(|id| scored[id].1.template_id.0.as_str())
-        .collect();
-    let mut latest: BTreeMap<&str, (&LogEntry, &Score)> = BTreeMap::new();
-    for id in &writable {
-        let (entry, score) = &scored[id];
-        let key = score.template_id.0.as_str();
-        let later = latest
-            .get(key)
-            .is_none_or(|(e, _)| (e.logged_at, e.id) < (entry.logged_at, entry.id));
-        if later {
-            latest.insert(key, (entry, score));
-        }
-    }
-    for (key, (entry, score)) in latest {
-        let behind = score.is_anomaly
-            && score.state == detector::scorer::TemplateState::Unknown
-            && !learned_here.contains(key);
-        let (Some(&template), Some((first_seen_ms, tally))) = (row_ids.get(key), counted.get(key))
-        else {
-            continue;
-        };
-        let learned = rules.learned.as_ref().is_some_and(|judge| {
-            judge.learned(*first_seen_ms, tally, Severity::parse(&entry.severity))
-        });
-        if !behind || !learned {
-            continue;
-        }
-        let last_seen = tally.last_seen.unwrap_or(entry.logged_at);
-        let at = learned_on_latest(*first_seen_ms, last_seen, window_ms);
-        let rescored = db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
-        metrics::counter!("logcanary_relearn_in_flight_total").increment(1);
-        if rescored > 0 {
-            tracing::info!(template_id = template, rescored, "Template learned as normal from other replicas' lines while this batch was scored; its flagged entries were re-scored.");
-            metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
-        }
-    }
+    rescore_learning(conn, &writable, scored, &row_ids, &counted, rules)?;
     // Entries scored before this batch (by another task or replica) keep their score.
     let earlier: Vec<i64> = ids
         .iter()
