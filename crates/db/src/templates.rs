@@ -610,6 +610,39 @@ pub struct LearnedAt {
     pub at: DateTime<Utc>,
 }
 
+#[derive(QueryableByName)]
+struct StoredLine {
+    #[diesel(sql_type = Timestamptz)]
+    logged_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    severity: String,
+}
+
+/// The analysed entries of template `id`, its latest `limit` by `received_at`, as (time
+/// logged, severity) in the order they were logged: the lines a scorer reading the
+/// template's stored stream in time order would count (all of them when the template has
+/// at most `limit`).
+pub fn stored_lines(
+    conn: &mut PgConnection,
+    id: i64,
+    limit: i64,
+) -> Result<Vec<(DateTime<Utc>, String)>, DbError> {
+    let rows: Vec<StoredLine> = diesel::sql_query(
+        "SELECT logged_at, severity FROM ( \
+             SELECT logged_at, severity, id FROM log_entries \
+             WHERE template_id = $1 AND analyzed_at IS NOT NULL \
+             ORDER BY received_at DESC LIMIT $2) latest \
+         ORDER BY logged_at, id",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<BigInt, _>(limit)
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.logged_at, r.severity))
+        .collect())
+}
+
 /// The template `id` was just learned as normal (steady presence), as `learned` says: its
 /// flagged entries among its latest `rule.max_entries` analysed ones logged up to
 /// `learned.at` (whatever their age), at one of `rule.levels` (at any level when it is a

@@ -15,7 +15,7 @@
 //!    here are counted, so a redelivery or a race between replicas counts nothing twice.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
@@ -476,15 +476,14 @@ fn follow_label(score: &mut EntryScore, severity: &str, label: &str, covers: Opt
     }
 }
 
-/// The template as `score`'s line left it, for the re-score its learning runs: what the
-/// batch added after that line (`end`: its lifetime after the batch's last line of it) is
-/// taken off the row's counts.
+/// The template as its learning line `entry` left it (`at`, its lifetime then), for the
+/// re-score its learning runs: what the batch added after that line (`end`: its lifetime
+/// after the batch's last line of it) is taken off the row's counts.
 fn learned_at(
     entry: &LogEntry,
-    score: &Score,
+    at: detector::scorer::relearn::Lifetime,
     end: detector::scorer::relearn::Lifetime,
 ) -> db::templates::LearnedAt {
-    let at = score.lifetime;
     db::templates::LearnedAt {
         lines_after: i64::try_from(end.lines.saturating_sub(at.lines)).unwrap_or(0),
         windows_after: i64::from(end.windows.saturating_sub(at.windows)),
@@ -511,19 +510,33 @@ fn learned_on_latest(
     }
 }
 
+/// What the write counted of a batch's templates, for the re-scores that follow learning.
+struct Learning<'a> {
+    /// Each template's row.
+    row_ids: &'a HashMap<String, i64>,
+    /// Each template's tally after the batch, with its first line.
+    counted: &'a HashMap<String, (i64, db::templates::StoredPresence)>,
+    /// The entries on which a template's tally (every replica's lines) was learned as
+    /// normal.
+    tally_learned: &'a [i64],
+}
+
 /// The re-scores that learning runs in a batch's write transaction, after its scores are
 /// written: as of each learning line of the batch, then for the entries from later in the
 /// log that other workers stored first, then for templates the other workers' lines taught
-/// while this worker scored on a view behind theirs. `counted` is each template's tally
-/// after the batch, with its first line.
+/// while this worker scored on a view behind theirs. A learning line is one the scorer
+/// marked, or one on which the template's stored tally was learned when this worker's view
+/// was behind it and the scorer did not mark it (with one worker the two are the same).
 fn rescore_learning(
     conn: &mut diesel::PgConnection,
     writable: &[i64],
     scored: &HashMap<i64, (LogEntry, Score)>,
-    row_ids: &HashMap<String, i64>,
-    counted: &HashMap<String, (i64, db::templates::StoredPresence)>,
+    learning: &Learning<'_>,
     rules: &WriteRules,
 ) -> Result<(), DbError> {
+    let Learning {
+        row_ids, counted, ..
+    } = *learning;
     let relearn = &rules.relearn;
     let window_ms = relearn.presence_window_ms;
     // Templates this batch learned as normal: their earlier flags that the level alone
@@ -543,7 +556,7 @@ fn rescore_learning(
             let (entry, score) = &scored[id];
             let template = row_ids.get(&score.template_id.0).copied()?;
             let end = at_end.get(score.template_id.0.as_str()).copied()?;
-            Some((template, learned_at(entry, score, end)))
+            Some((template, learned_at(entry, score.lifetime, end)))
         })
         .collect();
     // Each template's first learning line in this batch.
@@ -579,16 +592,27 @@ fn rescore_learning(
             }
         }
     }
-    // Learning another replica's lines completed while this one scored: the template's
-    // tally (every replica's lines) is learned as normal, but this replica judged the
-    // batch's latest line of it unknown and flagged it (its view was behind). The
-    // re-score that learning runs ran before these entries were written, so it runs again
-    // as of the tally now. With one worker the tally is the scorer's own and this never
-    // happens.
+    // Learning that this worker's scorer did not mark, because its view was behind the
+    // other replicas' lines: the template's tally (every replica's lines) was learned on
+    // one of this batch's lines the scorer did not mark, or it is learned and the scorer
+    // judged the batch's latest line of it unknown and flagged it. The re-score that
+    // learning runs is run here: as of each line on which the template's stored lines,
+    // read in the order they were logged, were learned (what one worker reading the whole
+    // stream in time order would have re-scored), and as of the tally now, for the lines
+    // logged after them that were scored on a view behind the learning. With one worker
+    // the tally is the scorer's own and this never happens.
     let learned_here: HashSet<&str> = writable
         .iter()
         .filter(|id| scored[*id].1.newly_learned_normal)
         .map(|id| scored[id].1.template_id.0.as_str())
+        .collect();
+    let mut behind: BTreeSet<&str> = learning
+        .tally_learned
+        .iter()
+        .filter_map(|id| scored.get(id))
+        .filter(|(_, score)| !score.newly_learned_normal)
+        .map(|(_, score)| score.template_id.0.as_str())
+        .filter(|key| !learned_here.contains(key))
         .collect();
     let mut latest: BTreeMap<&str, (&LogEntry, &Score)> = BTreeMap::new();
     for id in writable {
@@ -602,29 +626,73 @@ fn rescore_learning(
         }
     }
     for (key, (entry, score)) in latest {
-        let behind = score.is_anomaly
+        let flagged_unknown = score.is_anomaly
             && score.state == detector::scorer::TemplateState::Unknown
             && !learned_here.contains(key);
+        let learned = counted.get(key).is_some_and(|(first_seen_ms, tally)| {
+            rules.learned.as_ref().is_some_and(|judge| {
+                judge.learned(*first_seen_ms, tally, Severity::parse(&entry.severity))
+            })
+        });
+        if flagged_unknown && learned {
+            behind.insert(key);
+        }
+    }
+    for key in behind {
         let (Some(&template), Some((first_seen_ms, tally))) = (row_ids.get(key), counted.get(key))
         else {
             continue;
         };
-        let learned = rules.learned.as_ref().is_some_and(|judge| {
-            judge.learned(*first_seen_ms, tally, Severity::parse(&entry.severity))
-        });
-        if !behind || !learned {
-            continue;
-        }
-        let last_seen = tally.last_seen.unwrap_or(entry.logged_at);
-        let at = learned_on_latest(*first_seen_ms, last_seen, window_ms);
-        let rescored = db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
         metrics::counter!("logcanary_relearn_in_flight_total").increment(1);
+        let mut rescored = 0;
+        for at in learned_in_log_order(conn, template, *first_seen_ms, tally, rules)? {
+            let at = learned_on_latest(*first_seen_ms, at, window_ms);
+            rescored += db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
+        }
+        let last_seen = tally.last_seen.unwrap_or_else(Utc::now);
+        let at = learned_on_latest(*first_seen_ms, last_seen, window_ms);
+        rescored += db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
         if rescored > 0 {
             tracing::info!(template_id = template, rescored, "Template learned as normal from other replicas' lines while this batch was scored; its flagged entries were re-scored.");
             metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
         }
     }
     Ok(())
+}
+
+/// The times of the lines on which template `template` (first seen at `first_seen_ms`,
+/// its tally `tally`) was learned as normal, reading its stored lines in the order they
+/// were logged, as one scorer reading them in time order would have marked them (the
+/// learning, and the time windows confirming what its arrivals taught). None when its
+/// stored lines are not all of its lines (more than a re-score reads).
+fn learned_in_log_order(
+    conn: &mut diesel::PgConnection,
+    template: i64,
+    first_seen_ms: i64,
+    tally: &db::templates::StoredPresence,
+    rules: &WriteRules,
+) -> Result<Vec<DateTime<Utc>>, DbError> {
+    let Some(judge) = rules.learned.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let relearn = &rules.relearn;
+    let stored = db::templates::stored_lines(conn, template, relearn.max_entries)?;
+    if i64::try_from(stored.len()).unwrap_or(i64::MAX) != tally.lines {
+        return Ok(Vec::new());
+    }
+    let lines: Vec<(i64, bool)> = stored
+        .iter()
+        .map(|(at, severity)| {
+            let level = Severity::parse(severity);
+            let flags_alone = relearn.levels.iter().any(|l| l == level.as_str());
+            (at.timestamp_millis(), flags_alone)
+        })
+        .collect();
+    let judge = Some((judge, first_seen_ms));
+    let window_ms = relearn.presence_window_ms;
+    let (_, learned) =
+        crate::shared::count_stored_presence_learning(None, &lines, window_ms, judge);
+    Ok(learned.into_iter().map(|line| stored[line].0).collect())
 }
 
 /// True for an anomaly the notifier must hear about at once.
@@ -731,19 +799,25 @@ fn write(
     let window_ms = relearn.presence_window_ms;
     // Each template's tally after this batch, and its first line.
     let mut counted: HashMap<String, (i64, db::templates::StoredPresence)> = HashMap::new();
+    // The entries on which a template's tally (every replica's lines) was learned as normal.
+    let mut tally_learned: Vec<i64> = Vec::new();
     let row_ids: HashMap<String, i64> = db::templates::upsert(conn, &deltas, |delta, before| {
-        let lines: Vec<(i64, bool)> = lines_of
-            .get(delta.key.as_str())
-            .map(|ls| ls.iter().map(|&(at_ms, _, flags)| (at_ms, flags)).collect())
-            .unwrap_or_default();
-        let tally = crate::shared::count_stored_presence(before, &lines, window_ms);
-        let first_seen = tally
-            .first_seen
-            .map_or(delta.first_seen, |f| f.min(delta.first_seen));
-        counted.insert(
-            delta.key.clone(),
-            (first_seen.timestamp_millis(), tally.clone()),
-        );
+        let batch_lines: &[(i64, i64, bool)] =
+            lines_of.get(delta.key.as_str()).map_or(&[], Vec::as_slice);
+        let lines: Vec<(i64, bool)> = batch_lines
+            .iter()
+            .map(|&(at_ms, _, flags)| (at_ms, flags))
+            .collect();
+        let first_seen = before
+            .as_ref()
+            .and_then(|b| b.first_seen)
+            .map_or(delta.first_seen, |f| f.min(delta.first_seen))
+            .timestamp_millis();
+        let judge = rules.learned.as_ref().map(|j| (j, first_seen));
+        let (tally, learned) =
+            crate::shared::count_stored_presence_learning(before, &lines, window_ms, judge);
+        tally_learned.extend(learned.into_iter().map(|line| batch_lines[line].1));
+        counted.insert(delta.key.clone(), (first_seen, tally.clone()));
         tally
     })?
     .into_iter()
@@ -776,7 +850,12 @@ fn write(
     let mut to_write: Vec<EntryScore> = new_scores.values().cloned().collect();
     to_write.sort_by_key(|s| s.id);
     db::entries::write_scores(conn, &to_write)?;
-    rescore_learning(conn, &writable, scored, &row_ids, &counted, rules)?;
+    let learning = Learning {
+        row_ids: &row_ids,
+        counted: &counted,
+        tally_learned: &tally_learned,
+    };
+    rescore_learning(conn, &writable, scored, &learning, rules)?;
     // Entries scored before this batch (by another task or replica) keep their score.
     let earlier: Vec<i64> = ids
         .iter()

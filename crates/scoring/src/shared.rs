@@ -604,15 +604,43 @@ pub fn count_stored_presence(
     lines: &[(i64, bool)],
     window_ms: i64,
 ) -> db::templates::StoredPresence {
+    count_stored_presence_learning(before, lines, window_ms, None).0
+}
+
+/// [`count_stored_presence`], and the indices of the lines on which the tally was learned
+/// as normal by `judge`'s rule for a template first seen at `first_seen_ms` (none without
+/// a judge), as the scorer marks a line
+/// ([`Score::newly_learned_normal`](detector::scorer::Score::newly_learned_normal)): the
+/// tally became learned on it, or the time windows confirmed what its arrivals had taught.
+/// With one worker the tally is the scorer's own and those are the lines its scores mark;
+/// with several, a worker whose view was behind the others' does not mark the line that
+/// completed the learning, and the tally does.
+pub fn count_stored_presence_learning(
+    before: Option<db::templates::StoredPresence>,
+    lines: &[(i64, bool)],
+    window_ms: i64,
+    judge: Option<(&LearnedJudge, i64)>,
+) -> (db::templates::StoredPresence, Vec<usize>) {
     let window_ms = window_ms.max(1);
     let first_seen = before.as_ref().and_then(|b| b.first_seen);
     let mut tally = before.map_or_else(PresenceTally::default, |b| stored_tally(&b, window_ms));
-    for &(at_ms, flags_alone) in lines {
+    let mut learned = Vec::new();
+    for (line, &(at_ms, flags_alone)) in lines.iter().enumerate() {
+        let was = judge.map(|(j, first_seen_ms)| j.judge(first_seen_ms, &tally, flags_alone));
         tally.count_line(at_ms, at_ms.div_euclid(window_ms), flags_alone);
+        let Some((judge, first_seen_ms)) = judge else {
+            continue;
+        };
+        let (was_learned, was_by_windows) = was.unwrap_or_default();
+        let (now_learned, by_windows) = judge.judge(first_seen_ms, &tally, flags_alone);
+        let windows_confirm = was_learned && !was_by_windows && by_windows;
+        if (now_learned && !was_learned) || windows_confirm {
+            learned.push(line);
+        }
     }
     let at = |ms: i64| DateTime::from_timestamp_millis(ms);
     let flat = |runs: &[(i64, i64)]| runs.iter().flat_map(|&(a, b)| [a, b]).collect();
-    db::templates::StoredPresence {
+    let stored = db::templates::StoredPresence {
         lines: i64::try_from(tally.count).unwrap_or(i64::MAX),
         first_seen,
         last_seen: (tally.count > 0).then(|| at(tally.last_seen_ms)).flatten(),
@@ -629,7 +657,8 @@ pub fn count_stored_presence(
         window_bits: tally.window_bits as i64,
         arrivals: flat(&tally.arrivals),
         level_arrivals: flat(&tally.level_arrivals),
-    }
+    };
+    (stored, learned)
 }
 
 /// A stored tally as the detector's; a row stored before its latest window was has
@@ -681,24 +710,57 @@ impl LearnedJudge {
         tally: &db::templates::StoredPresence,
         severity: Severity,
     ) -> bool {
-        let steadiness = detector::scorer::Steadiness {
-            presence: Presence {
-                windows: u32::try_from(tally.windows).unwrap_or(0),
-                max_window_lines: u64::try_from(tally.max_window_lines).unwrap_or(0),
-                episodes: u32::try_from(tally.episodes).unwrap_or(0),
-                level_episodes: u32::try_from(tally.level_episodes).unwrap_or(0),
-            },
-            count: u64::try_from(tally.lines).unwrap_or(0),
-            first_seen_ms,
-            last_seen_ms: tally
-                .last_seen
-                .map_or(first_seen_ms, |t| t.timestamp_millis()),
-            stream_start_ms: self.stream_start_ms,
+        let presence = Presence {
+            windows: u32::try_from(tally.windows).unwrap_or(0),
+            max_window_lines: u64::try_from(tally.max_window_lines).unwrap_or(0),
+            episodes: u32::try_from(tally.episodes).unwrap_or(0),
+            level_episodes: u32::try_from(tally.level_episodes).unwrap_or(0),
         };
-        let level_unproven = self.config.flags_alone(severity)
-            && tally.level_episodes
-                < i32::try_from(self.config.normal_after_windows.max(1)).unwrap_or(i32::MAX);
-        self.config.is_learned_normal(&steadiness) && !level_unproven
+        let last_seen_ms = tally
+            .last_seen
+            .map_or(first_seen_ms, |t| t.timestamp_millis());
+        let count = u64::try_from(tally.lines).unwrap_or(0);
+        let steadiness = self.steadiness(presence, count, first_seen_ms, last_seen_ms);
+        self.config.is_learned_normal(&steadiness)
+            && !self.level_unproven(&presence, self.config.flags_alone(severity))
+    }
+
+    /// The scorer's two questions of a tally, for a line whose level flags it alone or
+    /// not: learned as normal (as [`LearnedJudge::learned`]), and learned by the time
+    /// windows alone.
+    fn judge(&self, first_seen_ms: i64, tally: &PresenceTally, flags_alone: bool) -> (bool, bool) {
+        if tally.count == 0 {
+            return (false, false);
+        }
+        let presence = tally.presence();
+        let steadiness = self.steadiness(presence, tally.count, first_seen_ms, tally.last_seen_ms);
+        (
+            self.config.is_learned_normal(&steadiness)
+                && !self.level_unproven(&presence, flags_alone),
+            self.config.is_learned_by_windows(&steadiness),
+        )
+    }
+
+    fn steadiness(
+        &self,
+        presence: Presence,
+        count: u64,
+        first_seen_ms: i64,
+        last_seen_ms: i64,
+    ) -> detector::scorer::Steadiness {
+        detector::scorer::Steadiness {
+            presence,
+            count,
+            first_seen_ms,
+            last_seen_ms,
+            stream_start_ms: self.stream_start_ms,
+        }
+    }
+
+    /// A line whose level flags it alone is covered only once the template's lines at
+    /// those levels arrived steadily too.
+    fn level_unproven(&self, presence: &Presence, flags_alone: bool) -> bool {
+        flags_alone && presence.level_episodes < self.config.normal_after_windows.max(1)
     }
 }
 
@@ -1131,5 +1193,63 @@ mod tests {
         assert_eq!(merge_text("a b c", "a x c"), "a <*> c");
         assert_eq!(merge_text("a <*> c", "a b c"), "a <*> c");
         assert_eq!(merge_text("a b", "a b c"), "a b");
+    }
+
+    #[test]
+    fn the_tally_is_learned_on_the_lines_the_scorer_marks() {
+        // One template's lines in time order, CRITICAL and INFO: 10 arrivals in the first
+        // 20 minutes, most in the second window, then a line every 10 minutes. The scorer
+        // learns it from its arrivals and marks it again when the windows confirm; the
+        // tally counted from no row gives the same lines, so that with one worker the
+        // write finds nothing the scorer did not mark.
+        let mut a = SharedScorer::new(
+            ScorerConfig {
+                warmup_lines: 0,
+                ..ScorerConfig::default()
+            },
+            BagOfWords,
+        );
+        let minutes = [
+            0.0, 2.0, 4.0, 6.0, 10.0, 11.5, 13.0, 14.5, 16.0, 17.5, 30.0, 32.0,
+        ]
+        .into_iter()
+        .chain((4..14).map(|w| f64::from(w) * 10.0));
+        let lines: Vec<LogLine> = minutes
+            .enumerate()
+            .map(|(i, m)| {
+                let sev = if i % 4 == 3 {
+                    Severity::Info
+                } else {
+                    Severity::Critical
+                };
+                line(T0 + (m * 60_000.0) as i64, sev, "fan tray 2 speed adjusted")
+            })
+            .collect();
+        let out = a.score(&lines).expect("scores");
+        let marked: Vec<usize> = out
+            .scores
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.newly_learned_normal)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(marked.len(), 2, "learned, then confirmed: {marked:?}");
+        let judge = a.learned_judge();
+        let config = ScorerConfig::default();
+        let counted: Vec<(i64, bool)> = lines
+            .iter()
+            .map(|l| (l.timestamp_ms, config.flags_alone(l.severity)))
+            .collect();
+        let (tally, learned) = count_stored_presence_learning(
+            None,
+            &counted,
+            config.presence_window_ms,
+            Some((&judge, T0)),
+        );
+        assert_eq!(learned, marked);
+        assert_eq!(tally.lines, lines.len() as i64);
+        let (_, none) =
+            count_stored_presence_learning(None, &counted, config.presence_window_ms, None);
+        assert!(none.is_empty(), "no judge, no learning lines");
     }
 }

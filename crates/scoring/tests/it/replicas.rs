@@ -261,3 +261,56 @@ async fn lines_from_later_in_the_log_that_another_worker_wrote_first_follow_the_
         );
     }
 }
+
+#[tokio::test]
+async fn learning_completed_by_lines_written_out_of_order_is_judged_where_the_log_learned_it() {
+    // A routine CRITICAL pattern: 4 lines in the first window, 6 in the second (more than
+    // half of its lines, and 10 arrivals over less than 20 minutes: not learned), two at
+    // 30 and 32 minutes, then one per window for an hour and a half. Read in time order it
+    // is learned on the line at 32 minutes (12 arrivals over 32 minutes, no window holding
+    // more than half), when the second window's 6 lines are no burst against the 6 others
+    // in two windows, and the re-score clears all of the first twelve.
+    //
+    // Side by side: replica B takes the later part and writes first; replica A, on a view
+    // from before B wrote, scores the first ten lines, which alone are not learned. A's
+    // write completes the learning in the shared tally. Judged as of the latest line
+    // (21 lines in 12 windows) the second window is a burst and its lines stayed flagged;
+    // judged where the log learned the pattern, as one worker reading it in order, they
+    // are cleared.
+    let (_db, a, b, start) = two_replicas(StdDuration::from_secs(3600), StdDuration::ZERO).await;
+    let at = |m: f64| {
+        entry(
+            start + Duration::seconds((m * 60.0) as i64),
+            "CRITICAL",
+            ROUTINE,
+        )
+    };
+    let later: Vec<NewLogEntry> = [30.0, 32.0]
+        .into_iter()
+        .chain((4..13).map(|w| f64::from(w) * 10.0))
+        .map(at)
+        .collect();
+    let on_b = support::score_entries(&b, later).await;
+    let first: Vec<NewLogEntry> = [0.0, 2.0, 4.0, 6.0, 10.0, 11.5, 13.0, 14.5, 16.0, 17.5]
+        .into_iter()
+        .map(at)
+        .collect();
+    let on_a = support::score_entries(&a, first).await;
+    let (_, _, summary) = verdict(&a, on_a[9]).await;
+    assert!(
+        summary.contains("not learned as normal"),
+        "A's view alone had not learned it: {summary}"
+    );
+    for (i, id) in on_a.iter().enumerate() {
+        let (flagged, _, summary) = verdict(&a, *id).await;
+        assert!(!flagged, "line {i}: {summary}");
+        assert!(
+            summary.ends_with(db::templates::LEARNED_NORMAL_NOTE),
+            "line {i}: {summary}"
+        );
+    }
+    for (i, id) in on_b.iter().enumerate() {
+        let (flagged, _, summary) = verdict(&b, *id).await;
+        assert!(!flagged, "B's line {i}: {summary}");
+    }
+}
