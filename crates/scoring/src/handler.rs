@@ -516,6 +516,9 @@ struct Learning<'a> {
     row_ids: &'a HashMap<String, i64>,
     /// Each template's tally after the batch, with its first line.
     counted: &'a HashMap<String, (i64, db::templates::StoredPresence)>,
+    /// Templates whose stored lines had a gap in time (presence windows another worker's
+    /// later lines skipped) that the batch's lines filled.
+    gaps_filled: &'a HashSet<String>,
     /// The entries on which a template's tally (every replica's lines) was learned as
     /// normal.
     tally_learned: &'a [i64],
@@ -592,15 +595,18 @@ fn rescore_learning(
             }
         }
     }
-    // Learning that this worker's scorer did not mark, because its view was behind the
-    // other replicas' lines: the template's tally (every replica's lines) was learned on
-    // one of this batch's lines the scorer did not mark, or it is learned and the scorer
-    // judged the batch's latest line of it unknown and flagged it. The re-score that
-    // learning runs is run here: as of each line on which the template's stored lines,
-    // read in the order they were logged, were learned (what one worker reading the whole
-    // stream in time order would have re-scored), and as of the tally now, for the lines
-    // logged after them that were scored on a view behind the learning. With one worker
-    // the tally is the scorer's own and this never happens.
+    // Learning that this worker's scorer did not see, because its view was behind the
+    // other replicas' lines: (1) the template's tally (every replica's lines) was learned
+    // on one of this batch's lines the scorer did not mark; (2) it is learned and the
+    // scorer judged the batch's latest line of it unknown and flagged it; (3) it shows
+    // steady presence and the batch's lines filled a gap in time its stored lines had
+    // (another worker committed the later part of the log first, and the re-scores run
+    // then judged continuity and bursts without these lines). The re-score that learning
+    // runs is run here: as of each line on which the template's stored lines, read in the
+    // order they were logged, were learned (what one worker reading the whole stream in
+    // time order would have re-scored), and as of the tally now, for the lines logged
+    // after them that were scored on views behind the learning. With one worker reading
+    // in time order none of the three happens.
     let learned_here: HashSet<&str> = writable
         .iter()
         .filter(|id| scored[*id].1.newly_learned_normal)
@@ -636,6 +642,17 @@ fn rescore_learning(
         });
         if flagged_unknown && learned {
             behind.insert(key);
+        }
+    }
+    for key in learning.gaps_filled {
+        let steady = counted.get(key).is_some_and(|(first_seen_ms, tally)| {
+            rules
+                .learned
+                .as_ref()
+                .is_some_and(|judge| judge.steady(*first_seen_ms, tally))
+        });
+        if steady {
+            behind.insert(key.as_str());
         }
     }
     for key in behind {
@@ -690,9 +707,12 @@ fn learned_in_log_order(
         .collect();
     let judge = Some((judge, first_seen_ms));
     let window_ms = relearn.presence_window_ms;
-    let (_, learned) =
-        crate::shared::count_stored_presence_learning(None, &lines, window_ms, judge);
-    Ok(learned.into_iter().map(|line| stored[line].0).collect())
+    let counted = crate::shared::count_stored_presence_learning(None, &lines, window_ms, judge);
+    Ok(counted
+        .learned_on
+        .into_iter()
+        .map(|line| stored[line].0)
+        .collect())
 }
 
 /// True for an anomaly the notifier must hear about at once.
@@ -801,6 +821,8 @@ fn write(
     let mut counted: HashMap<String, (i64, db::templates::StoredPresence)> = HashMap::new();
     // The entries on which a template's tally (every replica's lines) was learned as normal.
     let mut tally_learned: Vec<i64> = Vec::new();
+    // Templates whose stored lines had a gap in time this batch's lines filled.
+    let mut gaps_filled: HashSet<String> = HashSet::new();
     let row_ids: HashMap<String, i64> = db::templates::upsert(conn, &deltas, |delta, before| {
         let batch_lines: &[(i64, i64, bool)] =
             lines_of.get(delta.key.as_str()).map_or(&[], Vec::as_slice);
@@ -814,9 +836,15 @@ fn write(
             .map_or(delta.first_seen, |f| f.min(delta.first_seen))
             .timestamp_millis();
         let judge = rules.learned.as_ref().map(|j| (j, first_seen));
-        let (tally, learned) =
-            crate::shared::count_stored_presence_learning(before, &lines, window_ms, judge);
-        tally_learned.extend(learned.into_iter().map(|line| batch_lines[line].1));
+        let crate::shared::CountedPresence {
+            tally,
+            learned_on,
+            filled_gap,
+        } = crate::shared::count_stored_presence_learning(before, &lines, window_ms, judge);
+        tally_learned.extend(learned_on.into_iter().map(|line| batch_lines[line].1));
+        if filled_gap {
+            gaps_filled.insert(delta.key.clone());
+        }
         counted.insert(delta.key.clone(), (first_seen, tally.clone()));
         tally
     })?
@@ -853,6 +881,7 @@ fn write(
     let learning = Learning {
         row_ids: &row_ids,
         counted: &counted,
+        gaps_filled: &gaps_filled,
         tally_learned: &tally_learned,
     };
     rescore_learning(conn, &writable, scored, &learning, rules)?;

@@ -604,7 +604,21 @@ pub fn count_stored_presence(
     lines: &[(i64, bool)],
     window_ms: i64,
 ) -> db::templates::StoredPresence {
-    count_stored_presence_learning(before, lines, window_ms, None).0
+    count_stored_presence_learning(before, lines, window_ms, None).tally
+}
+
+/// A batch's lines counted on a template's stored tally
+/// ([`count_stored_presence_learning`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountedPresence {
+    /// The tally after the lines.
+    pub tally: db::templates::StoredPresence,
+    /// The indices of the lines on which it was learned as normal.
+    pub learned_on: Vec<usize>,
+    /// A line logged before the tally's latest counted a presence window it had not seen:
+    /// the template's stored lines now fill a gap they had (another worker committed the
+    /// later part of the log first).
+    pub filled_gap: bool,
 }
 
 /// [`count_stored_presence`], and the indices of the lines on which the tally was learned
@@ -620,14 +634,17 @@ pub fn count_stored_presence_learning(
     lines: &[(i64, bool)],
     window_ms: i64,
     judge: Option<(&LearnedJudge, i64)>,
-) -> (db::templates::StoredPresence, Vec<usize>) {
+) -> CountedPresence {
     let window_ms = window_ms.max(1);
     let first_seen = before.as_ref().and_then(|b| b.first_seen);
     let mut tally = before.map_or_else(PresenceTally::default, |b| stored_tally(&b, window_ms));
     let mut learned = Vec::new();
+    let mut filled_gap = false;
     for (line, &(at_ms, flags_alone)) in lines.iter().enumerate() {
         let was = judge.map(|(j, first_seen_ms)| j.judge(first_seen_ms, &tally, flags_alone));
+        let (late, windows) = (tally.count > 0 && at_ms < tally.last_seen_ms, tally.windows);
         tally.count_line(at_ms, at_ms.div_euclid(window_ms), flags_alone);
+        filled_gap |= late && tally.windows > windows;
         let Some((judge, first_seen_ms)) = judge else {
             continue;
         };
@@ -640,7 +657,7 @@ pub fn count_stored_presence_learning(
     }
     let at = |ms: i64| DateTime::from_timestamp_millis(ms);
     let flat = |runs: &[(i64, i64)]| runs.iter().flat_map(|&(a, b)| [a, b]).collect();
-    let stored = db::templates::StoredPresence {
+    let tally = db::templates::StoredPresence {
         lines: i64::try_from(tally.count).unwrap_or(i64::MAX),
         first_seen,
         last_seen: (tally.count > 0).then(|| at(tally.last_seen_ms)).flatten(),
@@ -658,7 +675,11 @@ pub fn count_stored_presence_learning(
         arrivals: flat(&tally.arrivals),
         level_arrivals: flat(&tally.level_arrivals),
     };
-    (stored, learned)
+    CountedPresence {
+        tally,
+        learned_on: learned,
+        filled_gap,
+    }
 }
 
 /// A stored tally as the detector's; a row stored before its latest window was has
@@ -710,6 +731,21 @@ impl LearnedJudge {
         tally: &db::templates::StoredPresence,
         severity: Severity,
     ) -> bool {
+        self.learned_for(first_seen_ms, tally, self.config.flags_alone(severity))
+    }
+
+    /// Whether a template first seen at `first_seen_ms` with `tally` shows steady presence
+    /// (learned as normal for a line whose level does not flag it alone).
+    pub fn steady(&self, first_seen_ms: i64, tally: &db::templates::StoredPresence) -> bool {
+        self.learned_for(first_seen_ms, tally, false)
+    }
+
+    fn learned_for(
+        &self,
+        first_seen_ms: i64,
+        tally: &db::templates::StoredPresence,
+        flags_alone: bool,
+    ) -> bool {
         let presence = Presence {
             windows: u32::try_from(tally.windows).unwrap_or(0),
             max_window_lines: u64::try_from(tally.max_window_lines).unwrap_or(0),
@@ -721,8 +757,7 @@ impl LearnedJudge {
             .map_or(first_seen_ms, |t| t.timestamp_millis());
         let count = u64::try_from(tally.lines).unwrap_or(0);
         let steadiness = self.steadiness(presence, count, first_seen_ms, last_seen_ms);
-        self.config.is_learned_normal(&steadiness)
-            && !self.level_unproven(&presence, self.config.flags_alone(severity))
+        self.config.is_learned_normal(&steadiness) && !self.level_unproven(&presence, flags_alone)
     }
 
     /// The scorer's two questions of a tally, for a line whose level flags it alone or
@@ -1240,7 +1275,11 @@ mod tests {
             .iter()
             .map(|l| (l.timestamp_ms, config.flags_alone(l.severity)))
             .collect();
-        let (tally, learned) = count_stored_presence_learning(
+        let CountedPresence {
+            tally,
+            learned_on: learned,
+            ..
+        } = count_stored_presence_learning(
             None,
             &counted,
             config.presence_window_ms,
@@ -1248,8 +1287,8 @@ mod tests {
         );
         assert_eq!(learned, marked);
         assert_eq!(tally.lines, lines.len() as i64);
-        let (_, none) =
-            count_stored_presence_learning(None, &counted, config.presence_window_ms, None);
-        assert!(none.is_empty(), "no judge, no learning lines");
+        let none = count_stored_presence_learning(None, &counted, config.presence_window_ms, None);
+        assert!(none.learned_on.is_empty(), "no judge, no learning lines");
+        assert!(!none.filled_gap, "in time order no line is late");
     }
 }

@@ -314,3 +314,44 @@ async fn learning_completed_by_lines_written_out_of_order_is_judged_where_the_lo
         assert!(!flagged, "B's line {i}: {summary}");
     }
 }
+
+#[tokio::test]
+async fn lines_that_fill_a_gap_another_worker_left_complete_a_continuous_stream() {
+    // A new ERROR message every 5 minutes for three hours that never stops (a continuous
+    // stream: one worker learns it at 60 minutes and clears its flagged first hour).
+    // Replica B, on a stale view, takes the first, third and fifth half hours and writes
+    // first: it learns the pattern from its own lines at 60 minutes, but with every other
+    // half hour missing the stream is not continuous, so its first six lines stay
+    // flagged. Replica A then takes the half hours in between, scored on the row B left
+    // (learned, so none is flagged). A's lines fill the gaps: the stream's stored lines
+    // are continuous now, and its earlier flags are re-scored as one worker would have.
+    let (_db, a, b, start) = two_replicas(StdDuration::ZERO, StdDuration::from_secs(3600)).await;
+    let lease = "Failed to renew lease for client session, will retry shortly";
+    let at = |m: i64| entry(start + Duration::minutes(m), "ERROR", lease);
+    let half_hours = |from: &[i64]| -> Vec<NewLogEntry> {
+        from.iter()
+            .flat_map(|h| (0..6).map(move |k| h * 30 + 5 * k))
+            .map(at)
+            .collect()
+    };
+    let on_b = support::score_entries(&b, half_hours(&[0, 2, 4])).await;
+    let (flagged, _, summary) = verdict(&b, on_b[0]).await;
+    assert!(
+        flagged,
+        "B's first line stays flagged on B's lines alone: {summary}"
+    );
+    let on_a = support::score_entries(&a, half_hours(&[1, 3, 5])).await;
+    for (i, id) in on_a.iter().enumerate() {
+        let (flagged, _, summary) = verdict(&a, *id).await;
+        assert!(!flagged, "A's line {i}: {summary}");
+    }
+    for (i, id) in on_b.iter().enumerate() {
+        let (flagged, _, summary) = verdict(&b, *id).await;
+        assert!(!flagged, "B's line {i}: {summary}");
+    }
+    let (_, _, summary) = verdict(&b, on_b[0]).await;
+    assert!(
+        summary.ends_with(db::templates::LEARNED_NORMAL_NOTE),
+        "{summary}"
+    );
+}
