@@ -143,7 +143,7 @@ fn describe_metrics() {
     );
     metrics::describe_counter!(
         "logcanary_relearn_in_flight_total",
-        "Templates whose learning re-score ran again when a batch was written, because other replicas' lines had taught the template while this worker scored the batch."
+        "Templates whose learning re-score ran again when a batch was written, because other replicas' lines had taught the template while this worker scored the batch, or the batch's lines filled a gap in time other replicas' lines had left."
     );
     metrics::describe_gauge!(
         "logcanary_templates_known",
