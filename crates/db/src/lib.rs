@@ -20,6 +20,7 @@ pub mod relay;
 pub mod retention;
 pub mod schema;
 pub mod signatures;
+pub mod source_levels;
 pub mod stats;
 pub mod tasks;
 pub mod templates;

@@ -558,3 +558,49 @@ fn embedded_after_migrating_again(
     drop(scratch);
     kept
 }
+
+#[test]
+fn source_level_counts_add_up_and_load_the_stream_and_the_busiest_sources() {
+    use logcanary_db::source_levels::{add, load, SourceLevels, STREAM};
+
+    let scratch = ScratchDb::new("levels");
+    let url = scratch.url.clone();
+    logcanary_db::migrate(&url).expect("migrate");
+    let mut conn = PgConnection::establish(&url).unwrap();
+    let counts = |source: &str, lines: i64, trouble: i64| SourceLevels {
+        source: source.to_owned(),
+        lines,
+        trouble,
+    };
+    assert!(
+        load(&mut conn, 10).unwrap().is_empty(),
+        "nothing written yet"
+    );
+    add(&mut conn, &[]).unwrap();
+    // Two workers' batches, in either order.
+    add(
+        &mut conn,
+        &[
+            counts("hdfs", 40, 4),
+            counts(STREAM, 50, 4),
+            counts("sshd", 10, 0),
+        ],
+    )
+    .unwrap();
+    add(&mut conn, &[counts(STREAM, 30, 1), counts("hdfs", 30, 1)]).unwrap();
+    assert_eq!(
+        load(&mut conn, 10).unwrap(),
+        vec![
+            counts(STREAM, 80, 5),
+            counts("hdfs", 70, 5),
+            counts("sshd", 10, 0)
+        ]
+    );
+    assert_eq!(
+        load(&mut conn, 1).unwrap(),
+        vec![counts(STREAM, 80, 5), counts("hdfs", 70, 5)],
+        "the stream and the busiest source"
+    );
+    drop(conn);
+    drop(scratch);
+}

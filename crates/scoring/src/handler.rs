@@ -191,6 +191,17 @@ impl ScoringHandler {
             .map_err(|e| AnalyseError::Merge(e.to_string()))?;
             metrics::gauge!("logcanary_templates_known").set(templates as f64);
         }
+        // Which sources mark their trouble by level, by every replica's lines.
+        let limit = i64::try_from(detector::scorer::MAX_LEVEL_SOURCES).unwrap_or(i64::MAX);
+        let levels = self
+            .db
+            .run(move |c| db::source_levels::load(c, limit))
+            .await
+            .map_err(AnalyseError::Sync)?;
+        let detector = self.detector.clone();
+        tokio::task::spawn_blocking(move || lock(&detector).set_level_use(&levels))
+            .await
+            .map_err(|_| AnalyseError::Merge("the merge task panicked".into()))?;
         let mut state = lock(&self.refresh);
         let next = read_at - REFRESH_OVERLAP;
         state.since = Some(state.since.map_or(next, |s| s.max(next)));
@@ -715,6 +726,36 @@ fn learned_in_log_order(
         .collect())
 }
 
+/// The lines of `entries` and those at WARNING or above, for the whole stream and per
+/// source, as the detector's `levels` counts them.
+fn level_counts<'a>(
+    entries: impl Iterator<Item = &'a LogEntry>,
+) -> Vec<db::source_levels::SourceLevels> {
+    let mut counts: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for entry in entries {
+        let trouble = i64::from(detector::scorer::marks_trouble(Severity::parse(
+            &entry.severity,
+        )));
+        let source = entry.source.as_deref().filter(|s| !s.is_empty());
+        let sources = std::iter::once(db::source_levels::STREAM).chain(source);
+        for source in sources {
+            let c = counts.entry(source).or_default();
+            c.0 += 1;
+            c.1 += trouble;
+        }
+    }
+    counts
+        .into_iter()
+        .map(
+            |(source, (lines, trouble))| db::source_levels::SourceLevels {
+                source: source.to_owned(),
+                lines,
+                trouble,
+            },
+        )
+        .collect()
+}
+
 /// True for an anomaly the notifier must hear about at once.
 fn is_critical(severity: &str, score: &EntryScore) -> bool {
     score.is_anomaly && matches!(severity, "ERROR" | "CRITICAL")
@@ -978,6 +1019,8 @@ fn write(
         db::tasks::insert(conn, &new_alert_tasks)?;
     }
     db::tasks::mark_success_many(conn, &successes)?;
+    // Last, as every worker's transaction adds to the whole stream's row: held briefly.
+    db::source_levels::add(conn, &level_counts(writable.iter().map(|id| &scored[id].0)))?;
     let stored = deltas
         .into_iter()
         .filter(|d| d.embedding.is_some())

@@ -151,6 +151,25 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         }
     }
 
+    /// Which sources mark their trouble by level, as every replica's written lines say
+    /// (`db::source_levels`, the whole stream's row among them), instead of this
+    /// replica's own count. Nothing changes before any line was written.
+    pub fn set_level_use(&mut self, counts: &[db::source_levels::SourceLevels]) {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let Some(stream) = counts
+            .iter()
+            .find(|c| c.source == db::source_levels::STREAM)
+        else {
+            return;
+        };
+        let sources = counts
+            .iter()
+            .filter(|c| c.source != db::source_levels::STREAM)
+            .map(|c| (c.source.clone(), count(c.lines), count(c.trouble)));
+        self.scorer
+            .set_level_use((count(stream.lines), count(stream.trouble)), sources);
+    }
+
     /// Templates known to this replica.
     pub fn templates(&self) -> usize {
         self.known.len()

@@ -36,10 +36,16 @@ pub(super) struct LevelCounts {
     pub(super) trouble: u64,
 }
 
+/// Whether a line at `severity` counts as a source marking its trouble by level
+/// (WARNING or above).
+pub fn marks_trouble(severity: Severity) -> bool {
+    severity >= Severity::Warning
+}
+
 impl LevelCounts {
     fn add(&mut self, severity: Severity) {
         self.lines += 1;
-        if severity >= Severity::Warning {
+        if marks_trouble(severity) {
             self.trouble += 1;
         }
     }
@@ -71,6 +77,24 @@ impl LevelUse {
                 self.by_source.insert(source.to_owned(), counts);
             }
         }
+    }
+
+    /// Counts kept elsewhere instead of these: the whole stream's `(lines, trouble)` and
+    /// each source's (at most [`MAX_SOURCES`] of them).
+    pub(super) fn replace(
+        &mut self,
+        stream: (u64, u64),
+        sources: impl IntoIterator<Item = (String, u64, u64)>,
+    ) {
+        self.all = LevelCounts {
+            lines: stream.0,
+            trouble: stream.1,
+        };
+        self.by_source = sources
+            .into_iter()
+            .take(MAX_SOURCES)
+            .map(|(source, lines, trouble)| (source, LevelCounts { lines, trouble }))
+            .collect();
     }
 
     /// Whether lines of `source` come from a log that marks trouble by level.
@@ -138,5 +162,17 @@ mod tests {
         }
         assert_eq!(levels.by_source.len(), MAX_SOURCES);
         assert_eq!(levels.all.lines, (MAX_SOURCES + 10) as u64);
+    }
+
+    #[test]
+    fn counts_kept_elsewhere_replace_the_own() {
+        let cfg = ScorerConfig::default();
+        let mut levels = LevelUse::default();
+        feed(&mut levels, Some("app"), 100, 1, Severity::Info);
+        assert!(!levels.uses_levels(Some("app"), &cfg));
+        levels.replace((400, 40), [("app".to_owned(), 200, 20)]);
+        assert!(levels.uses_levels(Some("app"), &cfg));
+        assert!(levels.uses_levels(None, &cfg));
+        assert_eq!(levels.by_source.len(), 1);
     }
 }

@@ -66,6 +66,7 @@ use crate::drain::{TemplateId, TemplateMiner};
 use crate::embedder::{EmbedError, Embedder};
 
 pub use config::{ScorerConfig, Steadiness};
+pub use levels::{marks_trouble, MAX_SOURCES as MAX_LEVEL_SOURCES};
 pub use meaning::{FAILURE_PROTOTYPES, ROUTINE_PROTOTYPES};
 pub use state::{PresenceTally, ScorerState, TemplateCounts};
 
@@ -715,6 +716,17 @@ impl<E: TextEmbedder> Scorer<E> {
             new_after_warmup: s.new_after_warmup,
             novelty: s.novelty,
         })
+    }
+
+    /// Which sources mark their trouble by level, from counts kept elsewhere (every
+    /// replica's lines): the whole stream's `(lines, lines at WARNING or above)` and each
+    /// source's, instead of the lines this scorer counted.
+    pub fn set_level_use(
+        &mut self,
+        stream: (u64, u64),
+        sources: impl IntoIterator<Item = (String, u64, u64)>,
+    ) {
+        self.levels.replace(stream, sources);
     }
 
     /// When the stream started: its first line's time (none yet: nothing is late).

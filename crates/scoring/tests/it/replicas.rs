@@ -355,3 +355,39 @@ async fn lines_that_fill_a_gap_another_worker_left_complete_a_continuous_stream(
         "{summary}"
     );
 }
+
+#[tokio::test]
+async fn a_replica_judges_a_source_by_every_replicas_lines() {
+    // Replica A scores a source's first 60 lines, a WARNING among every ten: the source
+    // marks its trouble by level. Replica B has scored none of them; an INFO line of that
+    // source that reads like a failure counts for less on B too, as on one worker (B
+    // judged the source by its own lines before: none, so the words kept full weight).
+    let (_db, a, b, start) = two_replicas(StdDuration::ZERO, StdDuration::ZERO).await;
+    let lines: Vec<NewLogEntry> = (0..60)
+        .map(|k| {
+            let at = start + Duration::seconds(30 * k);
+            if k % 10 == 9 {
+                entry(
+                    at,
+                    "WARNING",
+                    &format!("Fan speed low on node card R{k}-M0"),
+                )
+            } else {
+                entry(
+                    at,
+                    "INFO",
+                    &format!("Job {k} finished on node card R{k}-M0"),
+                )
+            }
+        })
+        .collect();
+    support::score_entries(&a, lines).await;
+    let failure = "Failed to renew lease for client session, will retry shortly";
+    let on_b = support::score_entries(&b, vec![entry(start + Duration::hours(1), "INFO", failure)])
+        .await[0];
+    let (_, _, summary) = verdict(&b, on_b).await;
+    assert!(
+        summary.contains("this source marks its trouble by level"),
+        "{summary}"
+    );
+}
