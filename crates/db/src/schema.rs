@@ -150,4 +150,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Written with raw SQL (`crate::source_levels`); declared for completeness.
+    source_levels (source) {
+        source -> Text,
+        lines -> Int8,
+        trouble -> Int8,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(log_entries, tasks, templates);

@@ -7,11 +7,13 @@
 //! 1. a short read: the tasks' states (finished tasks are redeliveries: acked, not
 //!    scored) and the entries that still need a score;
 //! 2. scoring with the detector on the blocking pool, after pulling the templates and
-//!    labels other replicas stored since the last pull (at most every refresh interval);
+//!    labels other replicas stored since the last pull (at most every refresh interval)
+//!    and every replica's count of which sources mark their trouble by level;
 //! 3. one transaction that re-checks each task (`STARTED` unless it finished meanwhile),
 //!    locks the entries still unscored, adds their templates to the shared counts (each
 //!    template's presence counted on under its row's lock, line by line), writes
-//!    the scores, queues critical alerts and marks the tasks SUCCESS. Only entries written
+//!    the scores, runs the re-scores learning calls for, queues critical alerts, marks the
+//!    tasks SUCCESS and, last, adds the lines to the sources' level counts. Only entries written
 //!    here are counted, so a redelivery or a race between replicas counts nothing twice.
 
 use std::{
