@@ -675,13 +675,21 @@ fn rescore_learning(
         };
         metrics::counter!("logcanary_relearn_in_flight_total").increment(1);
         let mut rescored = 0;
-        for at in learned_in_log_order(conn, template, *first_seen_ms, tally, rules)? {
+        let learned_at = learned_in_log_order(conn, template, *first_seen_ms, tally, rules)?;
+        for &at in &learned_at {
             let at = learned_on_latest(*first_seen_ms, at, window_ms);
             rescored += db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
         }
+        // The lines after the first learning line (all of them when the stored lines do
+        // not say where it was), as of the latest line.
         let last_seen = tally.last_seen.unwrap_or_else(Utc::now);
         let at = learned_on_latest(*first_seen_ms, last_seen, window_ms);
-        rescored += db::templates::rescore_learned_normal(conn, template, relearn, &at)?;
+        rescored += match learned_at.first() {
+            Some(&first) => {
+                db::templates::rescore_learned_later(conn, template, relearn, &at, first, &[])?
+            }
+            None => db::templates::rescore_learned_normal(conn, template, relearn, &at)?,
+        };
         if rescored > 0 {
             tracing::info!(template_id = template, rescored, "Template learned as normal from other replicas' lines while this batch was scored; its flagged entries were re-scored.");
             metrics::counter!("logcanary_relearn_rescored_total").increment(rescored as u64);
