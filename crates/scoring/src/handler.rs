@@ -12,8 +12,9 @@
 //! 3. one transaction that re-checks each task (`STARTED` unless it finished meanwhile),
 //!    locks the entries still unscored, adds their templates to the shared counts (each
 //!    template's presence counted on under its row's lock, line by line), writes
-//!    the scores, runs the re-scores learning calls for, queues critical alerts, marks the
-//!    tasks SUCCESS and, last, adds the lines to the sources' level counts. Only entries written
+//!    the scores, runs the re-scores learning calls for, queues critical alerts and marks
+//!    the tasks SUCCESS. The written lines' level counts are added to every replica's
+//!    right after, in a statement of their own. Only entries written
 //!    here are counted, so a redelivery or a race between replicas counts nothing twice.
 
 use std::{
@@ -81,12 +82,22 @@ pub fn relearn_rule(config: &detector::scorer::ScorerConfig) -> db::templates::R
     }
 }
 
-/// Where the last pull of shared templates stopped.
+/// Where the last pull of shared templates stopped, and the level counts of written lines
+/// not yet added to `source_levels`.
 #[derive(Debug, Default)]
 pub struct RefreshState {
     since: Option<DateTime<Utc>>,
     last: Option<Instant>,
+    unflushed_levels: Vec<db::source_levels::SourceLevels>,
 }
+
+/// What a batch's write transaction returns: the jobs' outcomes, the keys of templates
+/// whose embedding is now stored, and the level counts of the lines written.
+type Written = (
+    Vec<JobResult>,
+    Vec<String>,
+    Vec<db::source_levels::SourceLevels>,
+);
 
 /// Why a batch could not be analysed.
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +204,9 @@ impl ScoringHandler {
             .map_err(|e| AnalyseError::Merge(e.to_string()))?;
             metrics::gauge!("logcanary_templates_known").set(templates as f64);
         }
-        // Which sources mark their trouble by level, by every replica's lines.
+        // Which sources mark their trouble by level, by every replica's lines (this
+        // replica's own written lines first, should an earlier add have failed).
+        self.flush_levels().await.map_err(AnalyseError::Sync)?;
         let limit = i64::try_from(detector::scorer::MAX_LEVEL_SOURCES).unwrap_or(i64::MAX);
         let levels = self
             .db
@@ -209,6 +222,26 @@ impl ScoringHandler {
         state.since = Some(state.since.map_or(next, |s| s.max(next)));
         state.last = Some(Instant::now());
         Ok(())
+    }
+
+    /// Adds the level counts of the lines this replica wrote to `source_levels`, in one
+    /// statement of its own after the batch's write committed: the whole stream's row is
+    /// every worker's, and a write transaction that updated it would hold every other
+    /// worker's write until it committed. Counts not added stay for the next try.
+    async fn flush_levels(&self) -> Result<(), DbError> {
+        let unflushed = std::mem::take(&mut lock(&self.refresh).unflushed_levels);
+        if unflushed.is_empty() {
+            return Ok(());
+        }
+        let counts = merge_level_counts(unflushed.clone());
+        let added = self
+            .db
+            .run(move |c| db::source_levels::add(c, &counts))
+            .await;
+        if added.is_err() {
+            lock(&self.refresh).unflushed_levels.extend(unflushed);
+        }
+        added
     }
 
     /// The stored embeddings of the templates `keys`, for rows read without theirs.
@@ -375,11 +408,15 @@ impl ScoringHandler {
             relearn: self.relearn.clone(),
             learned,
         };
-        let (written, stored_keys) = self
+        let (written, stored_keys, levels) = self
             .db
             .run(move |c| c.transaction(|c| write(c, runnable, &scored, &templates, &rules)))
             .await?;
         stage("write", write_started);
+        lock(&self.refresh).unflushed_levels.extend(levels);
+        if let Err(e) = self.flush_levels().await {
+            tracing::warn!(error = %e, "Could not add the batch's lines to the sources' level counts; retrying with the next batch.");
+        }
         if !stored_keys.is_empty() {
             let detector = self.detector.clone();
             // Off the runtime: a batch being scored may hold the lock for a while.
@@ -736,6 +773,28 @@ fn learned_in_log_order(
         .collect())
 }
 
+/// Level counts of several batches, one per source.
+fn merge_level_counts(
+    counts: Vec<db::source_levels::SourceLevels>,
+) -> Vec<db::source_levels::SourceLevels> {
+    let mut merged: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for c in counts {
+        let m = merged.entry(c.source).or_default();
+        m.0 += c.lines;
+        m.1 += c.trouble;
+    }
+    merged
+        .into_iter()
+        .map(
+            |(source, (lines, trouble))| db::source_levels::SourceLevels {
+                source,
+                lines,
+                trouble,
+            },
+        )
+        .collect()
+}
+
 /// The lines of `entries` and those at WARNING or above, for the whole stream and per
 /// source, as the detector's `levels` counts them.
 fn level_counts<'a>(
@@ -787,7 +846,7 @@ fn write(
     scored: &HashMap<i64, (LogEntry, Score)>,
     templates: &HashMap<String, TouchedTemplate>,
     rules: &WriteRules,
-) -> Result<(Vec<JobResult>, Vec<String>), DbError> {
+) -> Result<Written, DbError> {
     let relearn = &rules.relearn;
     let mut results = Vec::with_capacity(jobs.len());
     // One lock order on task rows for every worker.
@@ -810,7 +869,7 @@ fn write(
         }
     }
     if started.is_empty() {
-        return Ok((results, Vec::new()));
+        return Ok((results, Vec::new(), Vec::new()));
     }
     let mut ids: Vec<i64> = started
         .iter()
@@ -1029,14 +1088,13 @@ fn write(
         db::tasks::insert(conn, &new_alert_tasks)?;
     }
     db::tasks::mark_success_many(conn, &successes)?;
-    // Last, as every worker's transaction adds to the whole stream's row: held briefly.
-    db::source_levels::add(conn, &level_counts(writable.iter().map(|id| &scored[id].0)))?;
     let stored = deltas
         .into_iter()
         .filter(|d| d.embedding.is_some())
         .map(|d| d.key)
         .collect();
-    Ok((results, stored))
+    let levels = level_counts(writable.iter().map(|id| &scored[id].0));
+    Ok((results, stored, levels))
 }
 
 #[cfg(test)]
