@@ -64,6 +64,27 @@ async fn two_replicas(
     (test_db, a, b, start)
 }
 
+/// The routine CRITICAL line `minutes` after `start`.
+fn routine_at(start: DateTime<Utc>, minutes: f64) -> NewLogEntry {
+    entry(
+        start + Duration::seconds((minutes * 60.0) as i64),
+        "CRITICAL",
+        ROUTINE,
+    )
+}
+
+/// Each entry of `ids` ends normal, re-scored by its template's learning.
+async fn cleared_by_learning(h: &ScoringHandler, ids: &[i64]) {
+    for (i, id) in ids.iter().enumerate() {
+        let (flagged, _, summary) = verdict(h, *id).await;
+        assert!(!flagged, "line {i}: {summary}");
+        assert!(
+            summary.ends_with(db::templates::LEARNED_NORMAL_NOTE),
+            "line {i}: {summary}"
+        );
+    }
+}
+
 async fn template_rows(h: &ScoringHandler) -> Vec<TemplateRow> {
     h.db.run(|c| db::templates::list(c, TemplateOrder::MostFrequent, 100))
         .await
@@ -199,13 +220,7 @@ async fn what_learning_re_scores_does_not_depend_on_which_worker_wrote_first() {
     // second window would look like a burst; they came after the learning line, so A's
     // re-score leaves them out, as one worker would, and clears the first nine.
     let (_db, a, b, start) = two_replicas(StdDuration::from_secs(3600), StdDuration::ZERO).await;
-    let at = |m: f64| {
-        entry(
-            start + Duration::seconds((m * 60.0) as i64),
-            "CRITICAL",
-            ROUTINE,
-        )
-    };
+    let at = |m: f64| routine_at(start, m);
     let later: Vec<NewLogEntry> = (0..10).map(|k| at(70.0 + 10.0 * f64::from(k))).collect();
     support::score_entries(&b, later).await;
     let first: Vec<NewLogEntry> = [0.0, 2.0, 4.0, 10.0, 11.5, 13.0, 14.5, 16.0, 60.0, 62.0]
@@ -218,14 +233,7 @@ async fn what_learning_re_scores_does_not_depend_on_which_worker_wrote_first() {
         !flagged && summary.contains("learned as normal"),
         "{summary}"
     );
-    for (i, id) in ids.iter().enumerate().take(9) {
-        let (flagged, _, summary) = verdict(&a, *id).await;
-        assert!(!flagged, "line {i}: {summary}");
-        assert!(
-            summary.ends_with(db::templates::LEARNED_NORMAL_NOTE),
-            "line {i}: {summary}"
-        );
-    }
+    cleared_by_learning(&a, &ids[..9]).await;
 }
 
 #[tokio::test]
@@ -278,13 +286,7 @@ async fn learning_completed_by_lines_written_out_of_order_is_judged_where_the_lo
     // judged where the log learned the pattern, as one worker reading it in order, they
     // are cleared.
     let (_db, a, b, start) = two_replicas(StdDuration::from_secs(3600), StdDuration::ZERO).await;
-    let at = |m: f64| {
-        entry(
-            start + Duration::seconds((m * 60.0) as i64),
-            "CRITICAL",
-            ROUTINE,
-        )
-    };
+    let at = |m: f64| routine_at(start, m);
     let later: Vec<NewLogEntry> = [30.0, 32.0]
         .into_iter()
         .chain((4..13).map(|w| f64::from(w) * 10.0))
@@ -301,14 +303,7 @@ async fn learning_completed_by_lines_written_out_of_order_is_judged_where_the_lo
         summary.contains("not learned as normal"),
         "A's view alone had not learned it: {summary}"
     );
-    for (i, id) in on_a.iter().enumerate() {
-        let (flagged, _, summary) = verdict(&a, *id).await;
-        assert!(!flagged, "line {i}: {summary}");
-        assert!(
-            summary.ends_with(db::templates::LEARNED_NORMAL_NOTE),
-            "line {i}: {summary}"
-        );
-    }
+    cleared_by_learning(&a, &on_a).await;
     for (i, id) in on_b.iter().enumerate() {
         let (flagged, _, summary) = verdict(&b, *id).await;
         assert!(!flagged, "B's line {i}: {summary}");
