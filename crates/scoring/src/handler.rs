@@ -765,7 +765,7 @@ fn learned_in_log_order(
         .collect();
     let judge = Some((judge, first_seen_ms));
     let window_ms = relearn.presence_window_ms;
-    let counted = crate::shared::count_stored_presence_learning(None, &lines, window_ms, judge);
+    let counted = crate::shared::count_stored_presence(None, &lines, window_ms, judge);
     Ok(counted
         .learned_on
         .into_iter()
@@ -950,7 +950,7 @@ fn write(
             tally,
             learned_on,
             filled_gap,
-        } = crate::shared::count_stored_presence_learning(before, &lines, window_ms, judge);
+        } = crate::shared::count_stored_presence(before, &lines, window_ms, judge);
         tally_learned.extend(learned_on.into_iter().map(|line| batch_lines[line].1));
         if filled_gap {
             gaps_filled.insert(delta.key.clone());

@@ -613,21 +613,8 @@ pub fn merge_text(local: &str, other: &str) -> String {
         .join(" ")
 }
 
-/// A template's stored presence tally (`before`, none for a template with no line stored)
-/// with `lines` counted in: each line's time (milliseconds since the Unix epoch) and
-/// whether its level flags a line alone, in time order. The detector's
-/// [`PresenceTally::count_line`] counts them, as a single scorer would; a row stored before
-/// its latest window was has that window taken as its last line's.
-pub fn count_stored_presence(
-    before: Option<db::templates::StoredPresence>,
-    lines: &[(i64, bool)],
-    window_ms: i64,
-) -> db::templates::StoredPresence {
-    count_stored_presence_learning(before, lines, window_ms, None).tally
-}
-
 /// A batch's lines counted on a template's stored tally
-/// ([`count_stored_presence_learning`]).
+/// ([`count_stored_presence`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CountedPresence {
     /// The tally after the lines.
@@ -640,15 +627,20 @@ pub struct CountedPresence {
     pub filled_gap: bool,
 }
 
-/// [`count_stored_presence`], and the indices of the lines on which the tally was learned
-/// as normal by `judge`'s rule for a template first seen at `first_seen_ms` (none without
-/// a judge), as the scorer marks a line
+/// A template's stored presence tally (`before`, none for a template with no line stored)
+/// with `lines` counted in: each line's time (milliseconds since the Unix epoch) and
+/// whether its level flags a line alone, in time order. The detector's
+/// [`PresenceTally::count_line`] counts them, as a single scorer would; a row stored before
+/// its latest window was has that window taken as its last line's.
+///
+/// With `judge` (and the template's first line), also the indices of the lines on which
+/// the tally was learned as normal by its rule, as the scorer marks a line
 /// ([`Score::newly_learned_normal`](detector::scorer::Score::newly_learned_normal)): the
 /// tally became learned on it, or the time windows confirmed what its arrivals had taught.
 /// With one worker the tally is the scorer's own and those are the lines its scores mark;
 /// with several, a worker whose view was behind the others' does not mark the line that
 /// completed the learning, and the tally does.
-pub fn count_stored_presence_learning(
+pub fn count_stored_presence(
     before: Option<db::templates::StoredPresence>,
     lines: &[(i64, bool)],
     window_ms: i64,
@@ -1298,7 +1290,7 @@ mod tests {
             tally,
             learned_on: learned,
             ..
-        } = count_stored_presence_learning(
+        } = count_stored_presence(
             None,
             &counted,
             config.presence_window_ms,
@@ -1306,7 +1298,7 @@ mod tests {
         );
         assert_eq!(learned, marked);
         assert_eq!(tally.lines, lines.len() as i64);
-        let none = count_stored_presence_learning(None, &counted, config.presence_window_ms, None);
+        let none = count_stored_presence(None, &counted, config.presence_window_ms, None);
         assert!(none.learned_on.is_empty(), "no judge, no learning lines");
         assert!(!none.filled_gap, "in time order no line is late");
     }
