@@ -157,6 +157,10 @@ fn describe_metrics() {
         "logcanary_templates_restored_total",
         "Evicted templates brought back from Postgres because their lines came back."
     );
+    metrics::describe_counter!(
+        "logcanary_templates_twinned_total",
+        "New templates whose lines went to the row of the same pattern another replica had stored first under another id (two workers met one new message at once)."
+    );
     metrics::describe_histogram!(
         "logcanary_scoring_seconds",
         Unit::Seconds,

@@ -369,6 +369,37 @@ pub fn route_candidates(
         .load(conn)?)
 }
 
+/// The rows of `keys` (keys without a row are absent).
+pub fn by_keys(conn: &mut PgConnection, keys: &[String]) -> Result<Vec<TemplateRow>, DbError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(templates::table
+        .filter(templates::template_key.eq_any(keys))
+        .select(TemplateRow::as_select())
+        .order(templates::id.asc())
+        .load(conn)?)
+}
+
+/// Holds, until the transaction ends, the right to store new templates on `routes` (how
+/// the miner routes them, e.g. token count and second token): two workers that mined one
+/// new message under different ids (each from its own first line) take turns, so the
+/// second sees the first's row and can write to it instead of starting another. Locks
+/// are taken in one order, so two workers cannot deadlock on them; a worker takes them
+/// after its task and entry rows and before [`upsert`] locks template rows, as every
+/// worker does.
+pub fn lock_new_templates(conn: &mut PgConnection, routes: &[String]) -> Result<(), DbError> {
+    let mut routes: Vec<&String> = routes.iter().collect();
+    routes.sort_unstable();
+    routes.dedup();
+    for route in routes {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<Text, _>(format!("new-template:{route}"))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
 #[derive(QueryableByName)]
 struct KeyEmbedding {
     #[diesel(sql_type = Text)]

@@ -91,13 +91,19 @@ pub struct RefreshState {
     unflushed_levels: Vec<db::source_levels::SourceLevels>,
 }
 
-/// What a batch's write transaction returns: the jobs' outcomes, the keys of templates
-/// whose embedding is now stored, and the level counts of the lines written.
-type Written = (
-    Vec<JobResult>,
-    Vec<String>,
-    Vec<db::source_levels::SourceLevels>,
-);
+/// What a batch's write transaction returns.
+#[derive(Default)]
+struct Written {
+    /// The jobs' outcomes.
+    results: Vec<JobResult>,
+    /// Keys of templates whose embedding is now stored.
+    stored: Vec<String>,
+    /// The level counts of the lines written.
+    levels: Vec<db::source_levels::SourceLevels>,
+    /// Templates this replica mined under ids of its own whose lines went to the row of
+    /// the same pattern another replica stored first: (own key, the row's key).
+    twins: Vec<(String, String)>,
+}
 
 /// Why a batch could not be analysed.
 #[derive(Debug, thiserror::Error)]
@@ -303,6 +309,31 @@ impl ScoringHandler {
             .map_err(|e| AnalyseError::Merge(e.to_string()))
     }
 
+    /// Replaces this replica's templates that another replica had stored first under
+    /// other ids (the write put their lines in those rows) with those rows, so the next
+    /// lines of the pattern join them without waiting for a pull.
+    async fn adopt_twins(&self, twins: Vec<(String, String)>) -> Result<(), AnalyseError> {
+        let (own, keys): (Vec<String>, Vec<String>) = twins.into_iter().unzip();
+        let rows = self
+            .db
+            .run(move |c| db::templates::by_keys(c, &keys))
+            .await
+            .map_err(AnalyseError::Sync)?;
+        let detector = self.detector.clone();
+        let missing = {
+            let rows = rows.clone();
+            tokio::task::spawn_blocking(move || lock(&detector).missing_embeddings(&rows))
+                .await
+                .map_err(|_| AnalyseError::Merge("the adopt task panicked".into()))?
+        };
+        let embeddings = self.stored_embeddings(missing).await?;
+        let detector = self.detector.clone();
+        tokio::task::spawn_blocking(move || lock(&detector).adopt(&own, &rows, embeddings))
+            .await
+            .map_err(|_| AnalyseError::Merge("the adopt task panicked".into()))?
+            .map_err(|e| AnalyseError::Merge(e.to_string()))
+    }
+
     /// Readiness: the shared templates have been loaded at least once.
     pub fn templates_loaded(&self) -> Result<(), String> {
         if lock(&self.refresh).last.is_some() {
@@ -372,6 +403,7 @@ impl ScoringHandler {
         let mut templates: HashMap<String, TouchedTemplate> = HashMap::new();
         // The detector's "learned normal" rule as of this batch (none: nothing scored).
         let mut learned = None;
+        let mut miner_config = None;
         if !to_score.is_empty() {
             let lines: Vec<_> = to_score
                 .iter()
@@ -380,14 +412,15 @@ impl ScoringHandler {
             self.restore_evicted(&lines).await?;
             let detector = self.detector.clone();
             let started = Instant::now();
-            let (batch, judge) = tokio::task::spawn_blocking(move || {
+            let (batch, judge, miner) = tokio::task::spawn_blocking(move || {
                 let mut d = lock(&detector);
-                (d.score(&lines), d.learned_judge())
+                (d.score(&lines), d.learned_judge(), d.miner_config())
             })
             .await
             .map_err(|_| AnalyseError::Score("the scoring task panicked".into()))?;
             let batch = batch.map_err(|e| AnalyseError::Score(e.to_string()))?;
             learned = Some(judge);
+            miner_config = Some(miner);
             metrics::histogram!("logcanary_scoring_seconds")
                 .record(started.elapsed().as_secs_f64());
             stage("score", started);
@@ -407,12 +440,23 @@ impl ScoringHandler {
         let rules = WriteRules {
             relearn: self.relearn.clone(),
             learned,
+            miner: miner_config,
         };
-        let (written, stored_keys, levels) = self
+        let Written {
+            results: written,
+            stored: stored_keys,
+            levels,
+            twins,
+        } = self
             .db
             .run(move |c| c.transaction(|c| write(c, runnable, &scored, &templates, &rules)))
             .await?;
         stage("write", write_started);
+        if !twins.is_empty() {
+            if let Err(e) = self.adopt_twins(twins).await {
+                tracing::warn!(error = %e, "Could not take the rows another replica stored first for this batch's new templates; they are pulled with the next refresh.");
+            }
+        }
         lock(&self.refresh).unflushed_levels.extend(levels);
         if let Err(e) = self.flush_levels().await {
             tracing::warn!(error = %e, "Could not add the batch's lines to the sources' level counts; retrying with the next batch.");
@@ -836,6 +880,95 @@ struct WriteRules {
     relearn: db::templates::RelearnRule,
     /// Taken with the batch's scores (none when nothing was scored).
     learned: Option<crate::shared::LearnedJudge>,
+    /// How the scoring replica mines lines (none when nothing was scored).
+    miner: Option<detector::drain::MinerConfig>,
+}
+
+/// The rows other replicas stored first for templates this replica mined under ids of
+/// its own, by own key: the templates new to the table (not yet seen as rows here) that a
+/// stored template would have taken ([`crate::shared::stored_twin`]). Storing a new
+/// template waits for other workers storing one of the same route
+/// ([`db::templates::lock_new_templates`]), so of two that meet one new message at once,
+/// the second finds the first's row.
+fn stored_twins(
+    conn: &mut diesel::PgConnection,
+    templates: &HashMap<String, TouchedTemplate>,
+    rules: &WriteRules,
+) -> Result<HashMap<String, db::templates::TemplateRow>, DbError> {
+    let Some(miner) = rules.miner.as_ref() else {
+        return Ok(HashMap::new());
+    };
+    let unseen: Vec<(&String, &TouchedTemplate)> =
+        templates.iter().filter(|(_, t)| !t.row_seen).collect();
+    if unseen.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let texts: Vec<String> = unseen.iter().map(|(_, t)| t.text.clone()).collect();
+    db::templates::lock_new_templates(conn, &crate::shared::route_locks(miner, &texts))?;
+    let keys: Vec<String> = unseen.iter().map(|(k, _)| (*k).clone()).collect();
+    let stored: HashSet<String> = db::templates::by_keys(conn, &keys)?
+        .into_iter()
+        .map(|r| r.template_key)
+        .collect();
+    let new: Vec<(&String, &TouchedTemplate)> = unseen
+        .into_iter()
+        .filter(|(k, _)| !stored.contains(*k))
+        .collect();
+    if new.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let texts: Vec<String> = new.iter().map(|(_, t)| t.text.clone()).collect();
+    let probes = crate::shared::route_probes(miner, &texts);
+    let candidates = db::templates::route_candidates(conn, &probes, ROUTE_CANDIDATES)?;
+    let mut twins = HashMap::new();
+    for (key, t) in new {
+        if let Some(row) = crate::shared::stored_twin(miner, &candidates, &t.text) {
+            tracing::info!(own = %key, stored = %row.template_key, template = %row.template, "A new template of this batch is a pattern another replica stored first; its lines go to that row.");
+            metrics::counter!("logcanary_templates_twinned_total").increment(1);
+            twins.insert(key.clone(), row.clone());
+        }
+    }
+    Ok(twins)
+}
+
+/// The batch's scores and templates with each of `twins`' own keys replaced by its row's
+/// key (the row's text generalised with the own one).
+fn to_twins(
+    scored: &HashMap<i64, (LogEntry, Score)>,
+    templates: &HashMap<String, TouchedTemplate>,
+    twins: &HashMap<String, db::templates::TemplateRow>,
+) -> (
+    HashMap<i64, (LogEntry, Score)>,
+    HashMap<String, TouchedTemplate>,
+) {
+    let scored = scored
+        .iter()
+        .map(|(id, (entry, score))| {
+            let mut score = score.clone();
+            if let Some(row) = twins.get(&score.template_id.0) {
+                score.template_id = detector::drain::TemplateId(row.template_key.clone());
+            }
+            (*id, (entry.clone(), score))
+        })
+        .collect();
+    let mut out: HashMap<String, TouchedTemplate> = templates
+        .iter()
+        .filter(|(key, _)| !twins.contains_key(*key))
+        .map(|(key, t)| (key.clone(), t.clone()))
+        .collect();
+    for (key, row) in twins {
+        let own = &templates[key];
+        let twin = out
+            .entry(row.template_key.clone())
+            .or_insert_with(|| TouchedTemplate {
+                text: row.template.clone(),
+                embedding: None,
+                row_seen: true,
+                ..own.clone()
+            });
+        twin.text = crate::shared::merge_text(&twin.text, &own.text);
+    }
+    (scored, out)
 }
 
 /// The writing transaction of a batch (step 3 of the module docs). Returns the jobs'
@@ -869,7 +1002,10 @@ fn write(
         }
     }
     if started.is_empty() {
-        return Ok((results, Vec::new(), Vec::new()));
+        return Ok(Written {
+            results,
+            ..Written::default()
+        });
     }
     let mut ids: Vec<i64> = started
         .iter()
@@ -887,6 +1023,17 @@ fn write(
         .into_iter()
         .filter(|id| scored.contains_key(id))
         .collect();
+
+    // A template this replica mined under an id of its own, while another replica stored
+    // the same pattern first under another: its lines go to that row.
+    let twins = stored_twins(conn, templates, rules)?;
+    let rekeyed;
+    let (scored, templates) = if twins.is_empty() {
+        (scored, templates)
+    } else {
+        rekeyed = to_twins(scored, templates, &twins);
+        (&rekeyed.0, &rekeyed.1)
+    };
 
     // Count each written entry once in its template; BTreeMap: rows upserted in key order.
     let mut deltas: BTreeMap<&str, TemplateDelta> = BTreeMap::new();
@@ -1094,7 +1241,15 @@ fn write(
         .map(|d| d.key)
         .collect();
     let levels = level_counts(writable.iter().map(|id| &scored[id].0));
-    Ok((results, stored, levels))
+    Ok(Written {
+        results,
+        stored,
+        levels,
+        twins: twins
+            .into_iter()
+            .map(|(own, row)| (own, row.template_key))
+            .collect(),
+    })
 }
 
 #[cfg(test)]

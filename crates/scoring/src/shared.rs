@@ -50,7 +50,9 @@ use chrono::{DateTime, Utc};
 use db::templates::RouteProbe;
 use db::templates::TemplateRow;
 use detector::{
-    drain::{MinerState, TemplateId, TemplateMiner, TemplateRecord, STATE_VERSION, WILDCARD},
+    drain::{
+        MinerConfig, MinerState, TemplateId, TemplateMiner, TemplateRecord, STATE_VERSION, WILDCARD,
+    },
     embedder::{EmbedError, Embedder},
     masking::{is_placeholder_token, mask, PLACEHOLDERS},
     scorer::{
@@ -111,6 +113,9 @@ pub struct TouchedTemplate {
     pub presence: Presence,
     /// How this replica first saw it (stored with a new row).
     pub first_sight: FirstSight,
+    /// This replica has seen the template's row (pulled it, or wrote it): when not, the
+    /// write looks for the same pattern stored by another replica under another id.
+    pub row_seen: bool,
 }
 
 /// Errors from merging the table's templates into the scorer.
@@ -218,55 +223,15 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             .collect()
     }
 
-    /// How the miner routes these masked lines, as probes of the table: token count and,
-    /// when lines are routed by more than their first token, the second token (a
-    /// placeholder routes with every placeholder).
+    /// How the miner routes these masked lines, as probes of the table ([`route_probes`]).
     pub fn route_probes(&self, masked: &[String]) -> Vec<RouteProbe> {
-        let by_second = self.config.miner.prefix_depth >= 2;
-        let mut probes = HashSet::new();
-        for m in masked {
-            let tokens: Vec<&str> = m.split_whitespace().collect();
-            let n = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
-            let second = tokens.get(1).copied().unwrap_or("");
-            if !by_second {
-                probes.insert(RouteProbe {
-                    tokens: n,
-                    second: None,
-                });
-            } else if is_placeholder_token(second) {
-                for p in PLACEHOLDERS {
-                    probes.insert(RouteProbe {
-                        tokens: n,
-                        second: Some((*p).to_owned()),
-                    });
-                }
-            } else {
-                probes.insert(RouteProbe {
-                    tokens: n,
-                    second: Some(second.to_owned()),
-                });
-            }
-        }
-        probes.into_iter().collect()
+        route_probes(&self.config.miner, masked)
     }
 
     /// The rows among `candidates` that one of the masked lines would join, judged as the
     /// miner would with only those templates.
     pub fn matching(&self, candidates: &[TemplateRow], masked: &[String]) -> Vec<TemplateRow> {
-        let state = MinerState {
-            version: STATE_VERSION,
-            config: self.config.miner.clone(),
-            templates: candidates
-                .iter()
-                .map(|r| TemplateRecord {
-                    id: TemplateId(r.template_key.clone()),
-                    template: r.template.clone(),
-                    first_seen: r.template.clone(),
-                    count: r.count.max(0) as u64,
-                })
-                .collect(),
-        };
-        let Ok(scratch) = TemplateMiner::import(state) else {
+        let Some(scratch) = scratch_miner(&self.config.miner, candidates) else {
             return Vec::new();
         };
         let wanted: HashSet<TemplateId> = masked
@@ -278,6 +243,12 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             .filter(|r| wanted.contains(&TemplateId(r.template_key.clone())))
             .cloned()
             .collect()
+    }
+
+    /// How this replica mines lines: what the write judges a template stored by another
+    /// replica under another id by ([`stored_twin`]).
+    pub fn miner_config(&self) -> MinerConfig {
+        self.config.miner.clone()
     }
 
     /// Brings evicted templates back from their rows (with `embeddings` for those this
@@ -295,6 +266,24 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         self.merge(rows, embeddings, true)?;
         metrics::counter!("logcanary_templates_restored_total").increment(fresh as u64);
         Ok(())
+    }
+
+    /// Takes the stored rows `rows` in place of this replica's own templates `own`, which
+    /// were the same patterns under other ids (their lines were written to those rows,
+    /// see [`stored_twin`]): forgets the own and merges the rows in, so later lines join
+    /// them.
+    pub fn adopt(
+        &mut self,
+        own: &[String],
+        rows: &[TemplateRow],
+        embeddings: HashMap<String, Vec<f32>>,
+    ) -> Result<(), MergeError> {
+        let ids: HashSet<TemplateId> = own.iter().map(|k| TemplateId(k.clone())).collect();
+        self.scorer.forget_twins(&ids);
+        for id in &ids {
+            self.known.remove(id);
+        }
+        self.merge(rows, embeddings, true)
     }
 
     /// Forgets what the scorer evicted.
@@ -552,6 +541,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                     },
                     presence,
                     first_sight: self.scorer.first_sight(&s.template_id).unwrap_or_default(),
+                    row_seen: known.embedding_stored,
                 },
             );
         }
@@ -595,6 +585,91 @@ fn parse_label(text: &str) -> Option<Label> {
         "anomaly" => Some(Label::Anomaly),
         _ => None,
     }
+}
+
+/// How the miner routes these masked lines (or templates), as probes of the table: token
+/// count and, when lines are routed by more than their first token, the second token (a
+/// placeholder routes with every placeholder).
+pub fn route_probes(miner: &MinerConfig, masked: &[String]) -> Vec<RouteProbe> {
+    let by_second = miner.prefix_depth >= 2;
+    let mut probes = HashSet::new();
+    for m in masked {
+        let tokens: Vec<&str> = m.split_whitespace().collect();
+        let n = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
+        let second = tokens.get(1).copied().unwrap_or("");
+        if !by_second {
+            probes.insert(RouteProbe {
+                tokens: n,
+                second: None,
+            });
+        } else if is_placeholder_token(second) {
+            for p in PLACEHOLDERS {
+                probes.insert(RouteProbe {
+                    tokens: n,
+                    second: Some((*p).to_owned()),
+                });
+            }
+        } else {
+            probes.insert(RouteProbe {
+                tokens: n,
+                second: Some(second.to_owned()),
+            });
+        }
+    }
+    probes.into_iter().collect()
+}
+
+/// The routes new templates of these texts are stored on, as
+/// `db::templates::lock_new_templates` takes them: what two templates the miner could
+/// merge share (the token count and, when lines are routed by more than their first
+/// token, the second, every placeholder alike).
+pub fn route_locks(miner: &MinerConfig, texts: &[String]) -> Vec<String> {
+    texts
+        .iter()
+        .map(|text| {
+            let tokens: Vec<&str> = text.split_whitespace().collect();
+            let second = tokens.get(1).copied().unwrap_or("");
+            if miner.prefix_depth < 2 {
+                tokens.len().to_string()
+            } else if is_placeholder_token(second) {
+                format!("{} {WILDCARD}", tokens.len())
+            } else {
+                format!("{} {second}", tokens.len())
+            }
+        })
+        .collect()
+}
+
+/// A miner holding only the templates of `rows`, to judge which one a line joins.
+fn scratch_miner(miner: &MinerConfig, rows: &[TemplateRow]) -> Option<TemplateMiner> {
+    let state = MinerState {
+        version: STATE_VERSION,
+        config: miner.clone(),
+        templates: rows
+            .iter()
+            .map(|r| TemplateRecord {
+                id: TemplateId(r.template_key.clone()),
+                template: r.template.clone(),
+                first_seen: r.template.clone(),
+                count: r.count.max(0) as u64,
+            })
+            .collect(),
+    };
+    TemplateMiner::import(state).ok()
+}
+
+/// The stored template among `candidates` that a template this replica mined as `text`,
+/// under an id of its own, would have joined had the replica held it: the miner's rule,
+/// the text taken as a line. Two replicas that meet a new message at the same time each
+/// start a template, keyed by the first line each saw; when those lines differ (in a
+/// word that later lines vary in), one worker would have made one template of them.
+pub fn stored_twin<'a>(
+    miner: &MinerConfig,
+    candidates: &'a [TemplateRow],
+    text: &str,
+) -> Option<&'a TemplateRow> {
+    let id = scratch_miner(miner, candidates)?.peek_masked(text)?;
+    candidates.iter().find(|r| r.template_key == id.0)
 }
 
 /// Two texts of one template, merged: positions where they disagree become wildcards, so
@@ -1301,5 +1376,58 @@ mod tests {
         let none = count_stored_presence(None, &counted, config.presence_window_ms, None);
         assert!(none.learned_on.is_empty(), "no judge, no learning lines");
         assert!(!none.filled_gap, "in time order no line is late");
+    }
+
+    #[test]
+    fn a_new_template_is_the_twin_of_the_stored_one_the_miner_would_have_joined() {
+        let miner = MinerConfig::default();
+        let stored = vec![
+            row(
+                1,
+                "ta",
+                "Storage volume alpha went read-only after repeated write errors",
+                1,
+                None,
+            ),
+            row(
+                2,
+                "tb",
+                "Storage volume <*> was mounted read-write by the operator",
+                4,
+                None,
+            ),
+        ];
+        let twin = stored_twin(
+            &miner,
+            &stored,
+            "Storage volume gamma went read-only after repeated write errors",
+        );
+        assert_eq!(twin.map(|r| r.id), Some(1), "one word differs: one pattern");
+        assert!(
+            stored_twin(
+                &miner,
+                &stored,
+                "Storage volume gamma reported a failed disk in slot"
+            )
+            .is_none(),
+            "same route, another message: a template of its own"
+        );
+        assert!(
+            stored_twin(&miner, &stored, "Storage volume gamma went read-only").is_none(),
+            "another length routes elsewhere"
+        );
+        let locks = route_locks(
+            &miner,
+            &[
+                "Storage volume gamma went read-only after repeated write errors".into(),
+                "Storage <NUM> gamma went read-only after repeated write errors".into(),
+                "Storage <*> gamma went read-only after repeated write errors".into(),
+            ],
+        );
+        assert_eq!(
+            locks,
+            ["9 volume", "9 <*>", "9 <*>"],
+            "placeholders route alike"
+        );
     }
 }

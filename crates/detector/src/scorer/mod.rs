@@ -675,6 +675,15 @@ impl<E: TextEmbedder> Scorer<E> {
         self.evicted.extend(ids.iter().cloned());
     }
 
+    /// Forgets templates whose lines are kept under another id (another replica stored
+    /// the same pattern first, see the scoring crate's `shared::stored_twin`). Unlike
+    /// eviction, they are not listed by [`Scorer::take_evicted`].
+    pub fn forget_twins(&mut self, ids: &HashSet<TemplateId>) {
+        let evicted_before = self.evicted.len();
+        self.forget(ids);
+        self.evicted.truncate(evicted_before);
+    }
+
     /// The templates forgotten past `max_templates` since the last call.
     pub fn take_evicted(&mut self) -> Vec<TemplateId> {
         std::mem::take(&mut self.evicted)

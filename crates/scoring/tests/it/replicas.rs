@@ -386,3 +386,70 @@ async fn a_replica_judges_a_source_by_every_replicas_lines() {
         "{summary}"
     );
 }
+
+/// The line of a new message (one template to one worker) naming storage volume `name`.
+fn volume_line(at: DateTime<Utc>, name: &str) -> NewLogEntry {
+    entry(
+        at,
+        "ERROR",
+        &format!("Storage volume {name} went read-only after repeated write errors"),
+    )
+}
+
+/// Every entry of `ids` is stored under the template row `id`.
+async fn stored_under(h: &ScoringHandler, ids: &[i64], id: i64) {
+    let ids = ids.to_vec();
+    let rows =
+        h.db.run(move |c| db::entries::by_ids(c, &ids))
+            .await
+            .expect("entries");
+    for e in rows {
+        assert_eq!(e.template_id, Some(id), "entry {}: {e:?}", e.id);
+    }
+}
+
+#[tokio::test]
+async fn a_new_message_met_by_two_replicas_is_one_template() {
+    // Replicas A and B pull each other's templates at most every hour. Each meets a new
+    // message that one worker would mine into one template: A in a line naming volume
+    // alpha, B a minute later in one naming volume gamma. Each starts a template keyed by
+    // its own first line. B, writing second, finds A's row of the pattern and writes its
+    // line there, and takes that row in place of its own: its next line (volume delta)
+    // joins the row without a pull. Before, the pattern was two rows, its count and
+    // presence split between them.
+    let (_db, a, b, start) =
+        two_replicas(StdDuration::from_secs(3600), StdDuration::from_secs(3600)).await;
+    let mut ids = support::score_entries(&a, vec![volume_line(start, "alpha")]).await;
+    ids.extend(
+        support::score_entries(&b, vec![volume_line(start + Duration::minutes(1), "gamma")]).await,
+    );
+    ids.extend(
+        support::score_entries(&b, vec![volume_line(start + Duration::minutes(2), "delta")]).await,
+    );
+    let rows = template_rows(&a).await;
+    assert_eq!(rows.len(), 1, "one template: {rows:?}");
+    assert_eq!(rows[0].count, 3, "{rows:?}");
+    assert_eq!(
+        rows[0].template,
+        "Storage volume <*> went read-only after repeated write errors"
+    );
+    stored_under(&a, &ids, rows[0].id).await;
+}
+
+#[tokio::test]
+async fn replicas_storing_one_new_message_at_the_same_moment_store_one_template() {
+    // As above, but both replicas write at once: storing a new template waits for the
+    // other worker storing one of the same route, so the second sees the first's row.
+    for round in 0..3 {
+        let (_db, a, b, start) =
+            two_replicas(StdDuration::from_secs(3600), StdDuration::from_secs(3600)).await;
+        let (on_a, on_b) = tokio::join!(
+            support::score_entries(&a, vec![volume_line(start, "alpha")]),
+            support::score_entries(&b, vec![volume_line(start, "gamma")]),
+        );
+        let rows = template_rows(&a).await;
+        assert_eq!(rows.len(), 1, "round {round}, one template: {rows:?}");
+        assert_eq!(rows[0].count, 2, "{rows:?}");
+        stored_under(&a, &[on_a[0], on_b[0]], rows[0].id).await;
+    }
+}
