@@ -4,7 +4,8 @@
 # 100 000), posted through ingest-api as a mix of single-entry and batch tasks while no
 # worker runs; then one analysis-worker drains the backlog, cold (empty database: every
 # template is new) and warm (the same stream again: templates known, loaded from the table
-# at start-up). Reports lines/s, the share of lines that needed the model, the time per
+# at start-up), then two replicas warm and two cold (an empty database again: both meet
+# the same new messages at once). Reports lines/s, the share of lines that needed the model, the time per
 # stage, the worker's peak resident memory, and POST -> scored latency at 1 000 entries/s.
 # Needs ../shared/data/loghub; skips with a message without it.
 set -euo pipefail
@@ -35,22 +36,27 @@ if [[ ! -d ../shared/data/loghub ]]; then
 fi
 [[ -s .cache/bench/loghub-stream.jsonl ]] || python3 scripts/make-stream.py
 
-psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -qc "CREATE DATABASE $DB"
-"$BIN/ingest-api" migrate
-
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
 trap cleanup EXIT
 
-LOGCANARY_HTTP_ADDR=127.0.0.1:8110 LOGCANARY_ADMIN_ADDR=127.0.0.1:9195 "$BIN/ingest-api" & pids+=($!)
-# The scheduler as in the stack: its relay, and the planner statistics it keeps current.
-LOGCANARY_ADMIN_ADDR=127.0.0.1:9197 "$BIN/scheduler" & pids+=($!)
-for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:9195/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+# An empty database, ingest-api and the scheduler as in the stack (its relay, and the
+# planner statistics it keeps current).
+fresh_stack() {
+  cleanup
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -qc "CREATE DATABASE $DB"
+  "$BIN/ingest-api" migrate
+  LOGCANARY_HTTP_ADDR=127.0.0.1:8110 LOGCANARY_ADMIN_ADDR=127.0.0.1:9195 "$BIN/ingest-api" & pids+=($!)
+  LOGCANARY_ADMIN_ADDR=127.0.0.1:9197 "$BIN/scheduler" & pids+=($!)
+  for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:9195/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+}
+fresh_stack
 
 sql() { psql -h 127.0.0.1 -U postgres -d $DB -Atc "$1"; }
 pending() { sql "SELECT count(*) FROM tasks WHERE status NOT IN ('SUCCESS','FAILURE') AND task_name IN ('logs.tasks.analyze_log_entry','logs.tasks.batch_analyze_logs')"; }
 
-# Drains the backlog with fresh workers; prints one JSON line. $1: cold | warm | warm_2x,
+# Drains the backlog with fresh workers; prints one JSON line. $1: cold | warm | warm_2x |
+# cold_2x,
 # $2: replicas (default 1; stage times and memory are the first replica's).
 drain() {
   local phase=$1 replicas=${2:-1} scored_before templates_before
@@ -135,6 +141,14 @@ sql "SELECT json_build_object('bench', 'consistency', 'templates', count(*), 'di
        'entries', (SELECT count(*) FROM log_entries), 'scored', (SELECT count(*) FROM log_entries WHERE analyzed_at IS NOT NULL),
        'tasks_started_twice', (SELECT count(*) FROM tasks WHERE attempts > 1)) FROM templates" | tee -a "$out"
 
+# Two replicas on one queue, cold (an empty database again): both meet the same new
+# messages at once; the templates stored are the ones one replica stored cold (a message
+# two workers mine under different ids is written to one row).
+fresh_stack
+post
+drain cold_2x 2
+sql "SELECT json_build_object('bench', 'consistency_cold_2x', 'templates', count(*)) FROM templates" | tee -a "$out"
+
 python3 - "$out" <<'PY' | tee target/bench/worker-summary.txt
 import json, sys
 r = {json.loads(l)["bench"] + str(i): json.loads(l) for i, l in enumerate(open(sys.argv[1]))}
@@ -147,6 +161,9 @@ for d in r.values():
         print(f"{'ingest (replay)':22s}: {d['lines_per_second']:.0f} lines/s ({d['requests']} requests, {d['single_entry_requests']} single-entry)")
     elif b == "consistency":
         print(f"after all phases        : {d['templates']} templates ({d['distinct_keys']} distinct keys), {d['scored']} of {d['entries']} entries scored, {d['tasks_started_twice']} tasks started twice")
+    elif b == "consistency_cold_2x":
+        cold = next(x for x in r.values() if x["bench"] == "worker_drain_cold")
+        print(f"after cold_2x           : {d['templates']} templates (one replica cold: {cold['new_templates']})")
     elif b == "post_to_scored":
         print(f"POST -> scored at {d['rate']}/s: p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, max {d['max_ms']} ms ({d['entries']} entries)")
 PY
