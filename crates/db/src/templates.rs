@@ -381,6 +381,22 @@ pub fn by_keys(conn: &mut PgConnection, keys: &[String]) -> Result<Vec<TemplateR
         .load(conn)?)
 }
 
+/// Those of `keys` that have a row.
+pub fn existing_keys(
+    conn: &mut PgConnection,
+    keys: &[String],
+) -> Result<std::collections::HashSet<String>, DbError> {
+    if keys.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    Ok(templates::table
+        .filter(templates::template_key.eq_any(keys))
+        .select(templates::template_key)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect())
+}
+
 /// Holds, until the transaction ends, the right to store new templates on `routes` (how
 /// the miner routes them, e.g. token count and second token): two workers that mined one
 /// new message under different ids (each from its own first line) take turns, so the

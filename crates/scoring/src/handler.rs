@@ -903,17 +903,16 @@ fn stored_twins(
     if unseen.is_empty() {
         return Ok(HashMap::new());
     }
-    let texts: Vec<String> = unseen.iter().map(|(_, t)| t.text.clone()).collect();
+    // Most are stored already (another replica met the same first line, or this one wrote
+    // the row since it last scored the template): only the others wait for the lock.
+    let new = not_stored(conn, unseen)?;
+    if new.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let texts: Vec<String> = new.iter().map(|(_, t)| t.text.clone()).collect();
     db::templates::lock_new_templates(conn, &crate::shared::route_locks(miner, &texts))?;
-    let keys: Vec<String> = unseen.iter().map(|(k, _)| (*k).clone()).collect();
-    let stored: HashSet<String> = db::templates::by_keys(conn, &keys)?
-        .into_iter()
-        .map(|r| r.template_key)
-        .collect();
-    let new: Vec<(&String, &TouchedTemplate)> = unseen
-        .into_iter()
-        .filter(|(k, _)| !stored.contains(*k))
-        .collect();
+    // Another worker may have stored one of them while this one waited.
+    let new = not_stored(conn, new)?;
     if new.is_empty() {
         return Ok(HashMap::new());
     }
@@ -929,6 +928,19 @@ fn stored_twins(
         }
     }
     Ok(twins)
+}
+
+/// Those of `templates` whose key has no row.
+fn not_stored<'a>(
+    conn: &mut diesel::PgConnection,
+    templates: Vec<(&'a String, &'a TouchedTemplate)>,
+) -> Result<Vec<(&'a String, &'a TouchedTemplate)>, DbError> {
+    let keys: Vec<String> = templates.iter().map(|(k, _)| (*k).clone()).collect();
+    let stored = db::templates::existing_keys(conn, &keys)?;
+    Ok(templates
+        .into_iter()
+        .filter(|(k, _)| !stored.contains(*k))
+        .collect())
 }
 
 /// The batch's scores and templates with each of `twins`' own keys replaced by its row's
