@@ -82,7 +82,7 @@ eval-data: ## Build labelled sets from ../shared/data/loghub into .cache/eval/
 	python3 scripts/make-labelled-sets.py
 
 bench-worker: PROFILE = release
-bench-worker: setup build-release ## Worker drain on the 13 Loghub systems interleaved, cold and warm; POST -> scored latency
+bench-worker: setup build-release ## Worker drain on the 13 Loghub systems interleaved, cold and warm, one replica and two; POST -> scored latency
 	bash scripts/bench-worker.sh
 
 bench-detector: ## Detector benchmarks only (embedding ratio, lines/s, memory)
