@@ -10,8 +10,11 @@
 //!    labels other replicas stored since the last pull (at most every refresh interval)
 //!    and every replica's count of which sources mark their trouble by level;
 //! 3. one transaction that re-checks each task (`STARTED` unless it finished meanwhile),
-//!    locks the entries still unscored, adds their templates to the shared counts (each
-//!    template's presence counted on under its row's lock, line by line), writes
+//!    locks the entries still unscored, puts the lines of a template new to the table in
+//!    the row of the same pattern when another replica stored it first under another id
+//!    (and this replica takes that row after the commit), adds their templates to the
+//!    shared counts (each template's presence counted on under its row's lock, line by
+//!    line), writes
 //!    the scores, runs the re-scores learning calls for, queues critical alerts and marks
 //!    the tasks SUCCESS. The written lines' level counts are added to every replica's
 //!    right after, in a statement of their own. Only entries written

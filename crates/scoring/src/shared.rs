@@ -7,6 +7,10 @@
 //! refresh interval, it pulls the rows changed since its last pull ([`SharedScorer::apply`])
 //! — templates mined elsewhere, higher counts, more general text, operators' labels — so
 //! every replica routes lines to the same template ids and honours the same feedback.
+//! Two replicas that meet one new message before either pulled the other's template
+//! each mine it under an id of their own; the write stores the second's lines in the
+//! first's row ([`stored_twin`]) and the second replica takes that row
+//! ([`SharedScorer::adopt`]).
 //!
 //! All methods block (the model runs inside [`SharedScorer::score`]); the handler calls
 //! them on the blocking pool.
