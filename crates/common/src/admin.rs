@@ -155,7 +155,7 @@ fn describe_metrics() {
     );
     metrics::describe_counter!(
         "logcanary_templates_restored_total",
-        "Evicted templates brought back from Postgres because their lines came back."
+        "Templates brought from Postgres before scoring because a batch's lines belong to them: evicted ones whose lines came back, and ones another replica stored since the last pull."
     );
     metrics::describe_counter!(
         "logcanary_templates_twinned_total",

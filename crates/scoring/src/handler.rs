@@ -267,10 +267,13 @@ impl ScoringHandler {
             .collect())
     }
 
-    /// Brings back from the table the evicted templates that lines of this batch belong
-    /// to (see `shared`'s module docs), so they keep their row and id. Nothing to do (and
-    /// no query) while this replica holds every stored template.
-    async fn restore_evicted(&self, lines: &[LogLine]) -> Result<(), AnalyseError> {
+    /// Brings from the table the stored templates that lines of this batch belong to
+    /// and this replica does not hold: evicted here (see `shared`'s module docs), or
+    /// stored by another replica since the last pull. So those lines keep the template's
+    /// row and id, and are scored as lines of a known pattern, with its presence and
+    /// label, as one worker would score them. No query while every line is of a held
+    /// template.
+    async fn restore_from_table(&self, lines: &[LogLine]) -> Result<(), AnalyseError> {
         let detector = self.detector.clone();
         let lines = lines.to_vec();
         let (masked, probes) = tokio::task::spawn_blocking(move || {
@@ -412,7 +415,7 @@ impl ScoringHandler {
                 .iter()
                 .map(|e| log_line(e.logged_at, &e.severity, &e.message, e.source.as_deref()))
                 .collect();
-            self.restore_evicted(&lines).await?;
+            self.restore_from_table(&lines).await?;
             let detector = self.detector.clone();
             let started = Instant::now();
             let (batch, judge, miner) = tokio::task::spawn_blocking(move || {

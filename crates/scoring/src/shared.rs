@@ -212,12 +212,11 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         held
     }
 
-    /// Masked texts of the lines no template held here would take, when the table may
-    /// hold templates this replica does not; none otherwise (the usual case, at no cost).
+    /// Masked texts of the lines no template held here would take: lines of new
+    /// messages, or of templates the table holds and this replica does not (evicted here,
+    /// or stored by another replica since the last pull). Lines of held templates, in a
+    /// warm stream nearly all, cost a look-up in the miner.
     pub fn unmatched(&self, lines: &[LogLine]) -> Vec<String> {
-        if !self.partial {
-            return Vec::new();
-        }
         let mut seen = HashSet::new();
         lines
             .iter()

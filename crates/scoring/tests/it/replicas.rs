@@ -182,15 +182,19 @@ async fn a_template_first_seen_by_another_replica_stays_as_new_as_it_was() {
 async fn a_line_scored_on_a_stale_view_follows_learning_another_replica_did_meanwhile() {
     // Replica A scores a routine CRITICAL pattern's first four lines, 20 minutes apart,
     // and learns it as normal on the 4th (four windows over an hour): its re-score clears
-    // the first three. Replica B pulled the templates before any of this and scores the
-    // 5th line on that view: to B the pattern is new, and its level flags the line. The
-    // re-score A ran could not see B's entry; B's write finds the template's tally learned
-    // and runs it again, so the 5th line ends as the other four.
+    // the first three. Replica B pulled the templates after the first line and scores
+    // the 5th line on that view: to B the pattern is unknown (one line so far), and its
+    // level flags the line. The re-score A ran could not see B's entry; B's write finds
+    // the template's tally learned and runs it again, so the 5th line ends as the other
+    // four.
     let (_db, a, b, start) = two_replicas(StdDuration::ZERO, StdDuration::from_secs(3600)).await;
     let line = |k: i64| entry(start + Duration::minutes(20 * k), "CRITICAL", ROUTINE);
     let mut ids = Vec::new();
     for k in 0..4 {
         ids.extend(support::score_entries(&a, vec![line(k)]).await);
+        if k == 0 {
+            b.refresh_templates(true).await.expect("B pulls");
+        }
     }
     let (flagged, _, summary) = verdict(&a, ids[3]).await;
     assert!(
@@ -215,19 +219,22 @@ async fn what_learning_re_scores_does_not_depend_on_which_worker_wrote_first() {
     // The pattern of `relearn.rs`'s batching test: a routine CRITICAL line 3 times in the
     // first window, 5 in the second, twice an hour in (learned on the 10th line, when the
     // second window is no burst), then once per window for ten more. Replica B writes the
-    // ten later lines first; replica A, which pulled before B wrote anything, scores the
-    // first ten in one task and learns the pattern on the 10th. Judged with B's lines, the
-    // second window would look like a burst; they came after the learning line, so A's
-    // re-score leaves them out, as one worker would, and clears the first nine.
+    // first line, then the ten later lines; replica A, which pulled after B's first line
+    // and before the later ones, scores the other nine of the first ten in one task and
+    // learns the pattern on the 10th. Judged with B's later lines, the second window would
+    // look like a burst; they came after the learning line, so A's re-score leaves them
+    // out, as one worker would, and clears the first nine.
     let (_db, a, b, start) = two_replicas(StdDuration::from_secs(3600), StdDuration::ZERO).await;
     let at = |m: f64| routine_at(start, m);
+    let mut ids = support::score_entries(&b, vec![at(0.0)]).await;
+    a.refresh_templates(true).await.expect("A pulls");
     let later: Vec<NewLogEntry> = (0..10).map(|k| at(70.0 + 10.0 * f64::from(k))).collect();
     support::score_entries(&b, later).await;
-    let first: Vec<NewLogEntry> = [0.0, 2.0, 4.0, 10.0, 11.5, 13.0, 14.5, 16.0, 60.0, 62.0]
+    let first: Vec<NewLogEntry> = [2.0, 4.0, 10.0, 11.5, 13.0, 14.5, 16.0, 60.0, 62.0]
         .into_iter()
         .map(at)
         .collect();
-    let ids = support::score_entries(&a, first).await;
+    ids.extend(support::score_entries(&a, first).await);
     let (flagged, _, summary) = verdict(&a, ids[9]).await;
     assert!(
         !flagged && summary.contains("learned as normal"),
@@ -279,26 +286,29 @@ async fn learning_completed_by_lines_written_out_of_order_is_judged_where_the_lo
     // more than half), when the second window's 6 lines are no burst against the 6 others
     // in two windows, and the re-score clears all of the first twelve.
     //
-    // Side by side: replica B takes the later part and writes first; replica A, on a view
-    // from before B wrote, scores the first ten lines, which alone are not learned. A's
-    // write completes the learning in the shared tally. Judged as of the latest line
+    // Side by side: replica B takes the first line and the later part and writes first;
+    // replica A, on a view from before B wrote the later part (it pulled after the first
+    // line), scores the other nine of the first ten lines, which alone are not learned.
+    // A's write completes the learning in the shared tally. Judged as of the latest line
     // (21 lines in 12 windows) the second window is a burst and its lines stayed flagged;
     // judged where the log learned the pattern, as one worker reading it in order, they
     // are cleared.
     let (_db, a, b, start) = two_replicas(StdDuration::from_secs(3600), StdDuration::ZERO).await;
     let at = |m: f64| routine_at(start, m);
+    let mut on_b = support::score_entries(&b, vec![at(0.0)]).await;
+    a.refresh_templates(true).await.expect("A pulls");
     let later: Vec<NewLogEntry> = [30.0, 32.0]
         .into_iter()
         .chain((4..13).map(|w| f64::from(w) * 10.0))
         .map(at)
         .collect();
-    let on_b = support::score_entries(&b, later).await;
-    let first: Vec<NewLogEntry> = [0.0, 2.0, 4.0, 6.0, 10.0, 11.5, 13.0, 14.5, 16.0, 17.5]
+    on_b.extend(support::score_entries(&b, later).await);
+    let first: Vec<NewLogEntry> = [2.0, 4.0, 6.0, 10.0, 11.5, 13.0, 14.5, 16.0, 17.5]
         .into_iter()
         .map(at)
         .collect();
     let on_a = support::score_entries(&a, first).await;
-    let (_, _, summary) = verdict(&a, on_a[9]).await;
+    let (_, _, summary) = verdict(&a, on_a[8]).await;
     assert!(
         summary.contains("not learned as normal"),
         "A's view alone had not learned it: {summary}"
@@ -409,14 +419,14 @@ async fn stored_under(h: &ScoringHandler, ids: &[i64], id: i64) {
 }
 
 #[tokio::test]
-async fn a_new_message_met_by_two_replicas_is_one_template() {
-    // Replicas A and B pull each other's templates at most every hour. Each meets a new
-    // message that one worker would mine into one template: A in a line naming volume
-    // alpha, B a minute later in one naming volume gamma. Each starts a template keyed by
-    // its own first line. B, writing second, finds A's row of the pattern and writes its
-    // line there, and takes that row in place of its own: its next line (volume delta)
-    // joins the row without a pull. Before, the pattern was two rows, its count and
-    // presence split between them.
+async fn a_line_of_a_pattern_another_replica_stored_since_the_last_pull_joins_its_row() {
+    // Replicas A and B pull each other's templates at most every hour. A meets a new
+    // message in a line naming volume alpha and stores its template. A minute later B
+    // meets it in a line naming volume gamma: B holds no template that would take it, so
+    // before scoring it looks the line up in the table, finds A's row and scores the
+    // line as a line of that pattern ("known", as one worker would), stored under that
+    // row. Before, B started a template of its own, keyed by its own first line, and the
+    // pattern was two rows for good, its count and presence split between them.
     let (_db, a, b, start) =
         two_replicas(StdDuration::from_secs(3600), StdDuration::from_secs(3600)).await;
     let mut ids = support::score_entries(&a, vec![volume_line(start, "alpha")]).await;
@@ -425,6 +435,11 @@ async fn a_new_message_met_by_two_replicas_is_one_template() {
     );
     ids.extend(
         support::score_entries(&b, vec![volume_line(start + Duration::minutes(2), "delta")]).await,
+    );
+    let (_, _, summary) = verdict(&b, ids[1]).await;
+    assert!(
+        summary.starts_with("Known message pattern"),
+        "B scores gamma as a line of A's pattern: {summary}"
     );
     let rows = template_rows(&a).await;
     assert_eq!(rows.len(), 1, "one template: {rows:?}");
@@ -436,6 +451,74 @@ async fn a_new_message_met_by_two_replicas_is_one_template() {
     stored_under(&a, &ids, rows[0].id).await;
 }
 
+#[tokio::test]
+async fn replicas_that_scored_one_new_message_before_either_stored_it_store_one_template() {
+    // Both replicas score a line of a new message (volume alpha on A, gamma on B) before
+    // either has stored it: each starts a template of its own. The test holds the lock
+    // on the messages' route until both writes wait for it, so neither could find the
+    // other's row before scoring. The second to write finds the first's row and writes
+    // its line there: one template, both lines under it, and the second replica holds
+    // that row afterwards (its next line joins it).
+    let (test_db, a, b, start) =
+        two_replicas(StdDuration::from_secs(3600), StdDuration::from_secs(3600)).await;
+    let url = test_db.url.clone();
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        use diesel::{Connection, RunQueryDsl};
+        let mut conn = diesel::PgConnection::establish(&url).expect("a connection");
+        conn.transaction::<_, diesel::result::Error, _>(|c| {
+            diesel::sql_query(
+                "SELECT pg_advisory_xact_lock(hashtextextended('new-template:9 volume', 0))",
+            )
+            .execute(c)?;
+            let _ = held_tx.send(());
+            let _ = release_rx.recv();
+            Ok(())
+        })
+        .expect("the route's lock, held and released");
+    });
+    held_rx.await.expect("the route's lock is held");
+    let release = async {
+        // Both writes wait for the lock (or, should a write not take it, both are done).
+        let waiting_here = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND NOT granted AND database = \
+             (SELECT oid FROM pg_database WHERE datname = current_database())";
+        let written = "SELECT count(*) FROM log_entries WHERE analyzed_at IS NOT NULL";
+        test_support::eventually(
+            "both writes to wait for the route's lock",
+            StdDuration::from_secs(60),
+            || async {
+                let waiting = test_db.count(waiting_here).await;
+                let written = test_db.count(written).await;
+                (waiting == 2 || written == 2).then_some(())
+            },
+        )
+        .await;
+        release_tx.send(()).expect("the holder waits");
+    };
+    let ((on_a, on_b), ()) = tokio::join!(
+        async {
+            tokio::join!(
+                support::score_entries(&a, vec![volume_line(start, "alpha")]),
+                support::score_entries(&b, vec![volume_line(start, "gamma")]),
+            )
+        },
+        release,
+    );
+    holder.join().expect("the holder thread");
+    let rows = template_rows(&a).await;
+    assert_eq!(rows.len(), 1, "one template: {rows:?}");
+    assert_eq!(rows[0].count, 2, "{rows:?}");
+    let mut ids = vec![on_a[0], on_b[0]];
+    for h in [&a, &b] {
+        ids.extend(
+            support::score_entries(h, vec![volume_line(start + Duration::minutes(1), "delta")])
+                .await,
+        );
+    }
+    stored_under(&a, &ids, rows[0].id).await;
+}
 #[tokio::test]
 async fn replicas_storing_one_new_message_at_the_same_moment_store_one_template() {
     // As above, but both replicas write at once: storing a new template waits for the
