@@ -7,9 +7,10 @@
 //! refresh interval, it pulls the rows changed since its last pull ([`SharedScorer::apply`])
 //! — templates mined elsewhere, higher counts, more general text, operators' labels — so
 //! every replica routes lines to the same template ids and honours the same feedback.
-//! Two replicas that meet one new message before either pulled the other's template
-//! each mine it under an id of their own; the write stores the second's lines in the
-//! first's row ([`stored_twin`]) and the second replica takes that row
+//! A line of a template another replica stored since the last pull is brought in before
+//! scoring (see below); two replicas that meet one new message before either stored it
+//! each mine it under an id of their own, and the write stores the second's lines in the
+//! first's row ([`stored_twin`]), which the second replica then takes
 //! ([`SharedScorer::adopt`]).
 //!
 //! All methods block (the model runs inside [`SharedScorer::score`]); the handler calls
@@ -36,14 +37,14 @@
 //! Clients decide how many templates there are, so a replica keeps at most
 //! `ScorerConfig::max_templates` (`LOGCANARY_MAX_TEMPLATES`): past it the scorer evicts the
 //! least recently seen, operator-labelled ones last (`logcanary_templates_evicted_total`).
-//! The table keeps every template, so nothing is lost: once this replica holds fewer
-//! templates than the table (it evicted some, or loaded only the most recent at start),
-//! the lines of a batch that no held template would take ([`SharedScorer::unmatched`])
-//! are looked up in the table by how the miner routes them
-//! ([`SharedScorer::route_probes`], `db::templates::route_candidates`), and the stored
-//! templates they would join ([`SharedScorer::matching`]) are brought back with their
-//! embeddings and labels before scoring ([`SharedScorer::restore`]). A re-seen template
-//! keeps its row and id instead of starting a second one.
+//! The table keeps every template, so nothing is lost: the lines of a batch that no held
+//! template would take ([`SharedScorer::unmatched`]) are looked up in the table by how the
+//! miner routes them ([`SharedScorer::route_probes`], `db::templates::route_candidates`),
+//! and the stored templates they would join ([`SharedScorer::matching`]) are brought in
+//! with their embeddings and labels before scoring ([`SharedScorer::restore`]): templates
+//! this replica evicted (or left out of its first load), and templates another replica
+//! stored since the last pull. A re-seen template keeps its row and id instead of starting
+//! a second one.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -135,9 +136,6 @@ pub struct SharedScorer<E> {
     embedder: E,
     scorer: Scorer<E>,
     known: HashMap<TemplateId, Known>,
-    /// The table may hold templates this replica does not (evicted, or left out of the
-    /// first load): lines no held template takes are looked up there before scoring.
-    partial: bool,
 }
 
 impl<E: TextEmbedder + Clone> SharedScorer<E> {
@@ -148,7 +146,6 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             embedder,
             scorer,
             known: HashMap::new(),
-            partial: false,
         }
     }
 
@@ -186,7 +183,8 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
 
     /// The rows of a pull this replica can hold: every row of a template it holds (their
     /// counts and labels apply), and of the others at most `max_templates`, labelled ones
-    /// first, then the most recently seen. Leaving rows out marks the replica partial.
+    /// first, then the most recently seen (the others are brought in when their lines
+    /// come, see [`SharedScorer::unmatched`]).
     pub fn loadable(&mut self, rows: Vec<TemplateRow>) -> Vec<TemplateRow> {
         let cap = self.config.max_templates.max(1);
         let (mut held, mut new): (Vec<TemplateRow>, Vec<TemplateRow>) = rows
@@ -201,7 +199,6 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             });
             let left_out = new.len() - cap;
             new.truncate(cap);
-            self.partial = true;
             tracing::info!(
                 left_out,
                 max_templates = cap,
@@ -254,9 +251,9 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         self.config.miner.clone()
     }
 
-    /// Brings evicted templates back from their rows (with `embeddings` for those this
-    /// replica lacks), as the most recently seen, so the batch about to be scored routes
-    /// its lines to them.
+    /// Brings stored templates in from their rows (evicted here, or stored by another
+    /// replica since the last pull; with `embeddings` for those this replica lacks), as the
+    /// most recently seen, so the batch about to be scored routes its lines to them.
     pub fn restore(
         &mut self,
         rows: &[TemplateRow],
@@ -295,7 +292,6 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         if evicted.is_empty() {
             return;
         }
-        self.partial = true;
         for id in &evicted {
             self.known.remove(id);
         }
