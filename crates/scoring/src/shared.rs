@@ -136,6 +136,11 @@ pub struct SharedScorer<E> {
     embedder: E,
     scorer: Scorer<E>,
     known: HashMap<TemplateId, Known>,
+    /// The table may hold templates this replica does not: it evicted some, left some out
+    /// of a load, or another replica stores templates (a pull after the first load
+    /// brought one it did not hold, or its write found one). Until then (one worker) no
+    /// line is looked up in the table before scoring.
+    table_has_more: bool,
 }
 
 impl<E: TextEmbedder + Clone> SharedScorer<E> {
@@ -146,6 +151,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             embedder,
             scorer,
             known: HashMap::new(),
+            table_has_more: false,
         }
     }
 
@@ -199,6 +205,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             });
             let left_out = new.len() - cap;
             new.truncate(cap);
+            self.table_has_more = true;
             tracing::info!(
                 left_out,
                 max_templates = cap,
@@ -209,11 +216,13 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         held
     }
 
-    /// Masked texts of the lines no template held here would take: lines of new
-    /// messages, or of templates the table holds and this replica does not (evicted here,
-    /// or stored by another replica since the last pull). Lines of held templates, in a
-    /// warm stream nearly all, cost a look-up in the miner.
+    /// Masked texts of the lines no template held here would take, when the table may
+    /// hold templates this replica does not (evicted here, or stored by another replica
+    /// since the last pull); none otherwise (one worker: no look-up, at no cost).
     pub fn unmatched(&self, lines: &[LogLine]) -> Vec<String> {
+        if !self.table_has_more {
+            return Vec::new();
+        }
         let mut seen = HashSet::new();
         lines
             .iter()
@@ -280,6 +289,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
     ) -> Result<(), MergeError> {
         let ids: HashSet<TemplateId> = own.iter().map(|k| TemplateId(k.clone())).collect();
         self.scorer.forget_twins(&ids);
+        self.table_has_more = true;
         for id in &ids {
             self.known.remove(id);
         }
@@ -292,6 +302,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         if evicted.is_empty() {
             return;
         }
+        self.table_has_more = true;
         for id in &evicted {
             self.known.remove(id);
         }
@@ -407,6 +418,8 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         // Templates new to this replica, by last sighting: they count as seen now, in
         // that order, for eviction.
         let mut arrived: Vec<(DateTime<Utc>, TemplateId)> = Vec::new();
+        // Rows new to a replica that already held templates: another replica stores them.
+        let first_load = self.known.is_empty();
         let mut state = self.scorer.export();
         let mut index: HashMap<TemplateId, usize> = state
             .miner
@@ -426,6 +439,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                     (record.template.clone(), record.count)
                 }
                 None => {
+                    self.table_has_more |= !first_load;
                     arrived.push((row.last_seen, id.clone()));
                     index.insert(id.clone(), state.miner.templates.len());
                     state.miner.templates.push(TemplateRecord {

@@ -421,34 +421,55 @@ async fn stored_under(h: &ScoringHandler, ids: &[i64], id: i64) {
 #[tokio::test]
 async fn a_line_of_a_pattern_another_replica_stored_since_the_last_pull_joins_its_row() {
     // Replicas A and B pull each other's templates at most every hour. A meets a new
-    // message in a line naming volume alpha and stores its template. A minute later B
-    // meets it in a line naming volume gamma: B holds no template that would take it, so
-    // before scoring it looks the line up in the table, finds A's row and scores the
-    // line as a line of that pattern ("known", as one worker would), stored under that
-    // row. Before, B started a template of its own, keyed by its own first line, and the
+    // message in a line naming volume alpha and stores its template; a minute later B,
+    // which has seen no other replica yet, meets it in a line naming volume gamma, starts
+    // a template of its own, and its write finds A's row and puts the line there (B now
+    // knows another replica stores templates). Then A meets a second new message (fan
+    // tray 3) and stores it; B meets it in a line naming fan tray 5. B holds no template
+    // that would take the line, so before scoring it looks the line up in the table,
+    // finds A's row and scores the line as a line of that pattern ("known", as one worker
+    // would), stored under that row. Before, B started a template of its own and the
     // pattern was two rows for good, its count and presence split between them.
     let (_db, a, b, start) =
         two_replicas(StdDuration::from_secs(3600), StdDuration::from_secs(3600)).await;
-    let mut ids = support::score_entries(&a, vec![volume_line(start, "alpha")]).await;
-    ids.extend(
+    let fan = |at: DateTime<Utc>, tray: &str| {
+        entry(
+            at,
+            "ERROR",
+            &format!("Fan tray {tray} in the blade chassis stopped spinning after a power event"),
+        )
+    };
+    let mut volume = support::score_entries(&a, vec![volume_line(start, "alpha")]).await;
+    volume.extend(
         support::score_entries(&b, vec![volume_line(start + Duration::minutes(1), "gamma")]).await,
     );
-    ids.extend(
-        support::score_entries(&b, vec![volume_line(start + Duration::minutes(2), "delta")]).await,
-    );
-    let (_, _, summary) = verdict(&b, ids[1]).await;
+    let mut fans =
+        support::score_entries(&a, vec![fan(start + Duration::minutes(2), "three")]).await;
+    fans.extend(support::score_entries(&b, vec![fan(start + Duration::minutes(3), "five")]).await);
+    let (_, _, summary) = verdict(&b, fans[1]).await;
     assert!(
         summary.starts_with("Known message pattern"),
-        "B scores gamma as a line of A's pattern: {summary}"
+        "B scores fan tray five as a line of A's pattern: {summary}"
     );
     let rows = template_rows(&a).await;
-    assert_eq!(rows.len(), 1, "one template: {rows:?}");
-    assert_eq!(rows[0].count, 3, "{rows:?}");
-    assert_eq!(
-        rows[0].template,
-        "Storage volume <*> went read-only after repeated write errors"
-    );
-    stored_under(&a, &ids, rows[0].id).await;
+    assert_eq!(rows.len(), 2, "two templates: {rows:?}");
+    for (ids, text) in [
+        (
+            &volume,
+            "Storage volume <*> went read-only after repeated write errors",
+        ),
+        (
+            &fans,
+            "Fan tray <*> in the blade chassis stopped spinning after a power event",
+        ),
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r.template == text)
+            .unwrap_or_else(|| panic!("a row {text}: {rows:?}"));
+        assert_eq!(row.count, 2, "{row:?}");
+        stored_under(&a, ids, row.id).await;
+    }
 }
 
 #[tokio::test]
