@@ -65,6 +65,7 @@ diesel::table! {
         window_bits -> Int8,
         arrivals -> Array<Int8>,
         level_arrivals -> Array<Int8>,
+        born_settled -> Float4,
     }
 }
 

@@ -69,6 +69,9 @@ pub struct TemplateRow {
     pub window_bits: i64,
     pub arrivals: Vec<i64>,
     pub level_arrivals: Vec<i64>,
+    /// How settled the stream was when the replica that stored it first saw it (what its
+    /// newness counts for).
+    pub born_settled: f32,
 }
 
 /// What one batch adds to a template.
@@ -86,6 +89,7 @@ pub struct TemplateDelta {
     /// How the reporting replica first saw the template (stored with a new row only).
     pub new_after_warmup: bool,
     pub novelty: f32,
+    pub born_settled: f32,
 }
 
 /// A template's presence tally as stored: what [`upsert`]'s `count` adds this batch's
@@ -170,6 +174,7 @@ pub fn upsert(
     let last: Vec<DateTime<Utc>> = deltas.iter().map(|d| d.last_seen).collect();
     let new_after_warmup: Vec<bool> = deltas.iter().map(|d| d.new_after_warmup).collect();
     let novelty: Vec<f32> = deltas.iter().map(|d| d.novelty).collect();
+    let born_settled: Vec<f32> = deltas.iter().map(|d| d.born_settled).collect();
     // Arrays of arrays do not exist in Postgres: each embedding travels as an array literal.
     let embeddings: Vec<Option<String>> = deltas
         .iter()
@@ -179,11 +184,12 @@ pub fn upsert(
     // reads the tally before this batch (and `count` after it).
     let locked: Vec<Locked> = diesel::sql_query(
         "INSERT INTO templates \
-             (template_key, template, count, first_seen, last_seen, embedding, new_after_warmup, novelty, updated_at) \
-         SELECT k, t, c, f, l, e::real[], n, v, clock_timestamp() \
+             (template_key, template, count, first_seen, last_seen, embedding, new_after_warmup, novelty, \
+              born_settled, updated_at) \
+         SELECT k, t, c, f, l, e::real[], n, v, b, clock_timestamp() \
          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[], \
-                     $7::boolean[], $8::real[]) \
-             AS u(k, t, c, f, l, e, n, v) \
+                     $7::boolean[], $8::real[], $9::real[]) \
+             AS u(k, t, c, f, l, e, n, v, b) \
          ORDER BY k \
          ON CONFLICT (template_key) DO UPDATE SET \
              count = templates.count + EXCLUDED.count, \
@@ -203,6 +209,7 @@ pub fn upsert(
     .bind::<Array<Nullable<Text>>, _>(&embeddings)
     .bind::<Array<Bool>, _>(&new_after_warmup)
     .bind::<Array<Float4>, _>(&novelty)
+    .bind::<Array<Float4>, _>(&born_settled)
     .load(conn)?;
     let by_key: std::collections::HashMap<&str, &Locked> = locked
         .iter()

@@ -210,6 +210,7 @@ fn template_presence_is_counted_on_from_the_stored_tally() {
         embedding: None,
         new_after_warmup: true,
         novelty: 0.25,
+        born_settled: 0.5,
     };
     let mut seen = Vec::new();
     // A new row: no tally before.
@@ -282,6 +283,10 @@ fn template_presence_is_counted_on_from_the_stored_tally() {
     // How it was first seen is the first writer's.
     assert!(r.new_after_warmup);
     assert!((r.novelty - 0.25).abs() < 1e-6);
+    assert!(
+        (r.born_settled - 0.5).abs() < 1e-6,
+        "how settled the stream was is stored with a new row"
+    );
 
     diesel::sql_query(
         "INSERT INTO templates (template_key, template, count) VALUES ('old', 'old', 7)",

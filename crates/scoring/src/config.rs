@@ -36,6 +36,13 @@ pub struct ScoringArgs {
     #[arg(long, env = "LOGCANARY_LEVELLED_MEANING_MAX", value_name = "LOGCANARY_LEVELLED_MEANING_MAX", value_parser = parse_unit)]
     pub levelled_meaning_max: Option<f64>,
 
+    /// How much more a template's newness counts, on its first 10 lines, when it came
+    /// after the stream had settled (none of the latest 300 lines this replica scored
+    /// started a template; nothing once 5 % of them did); 0 turns it off. The detector's default (0.15) when
+    /// unset.
+    #[arg(long, env = "LOGCANARY_SETTLED_WEIGHT", value_name = "LOGCANARY_SETTLED_WEIGHT", value_parser = parse_unit)]
+    pub settled_weight: Option<f64>,
+
     /// How stale this replica's copy of the shared templates and labels may get before a
     /// batch pulls the changes, in milliseconds (0: before every batch).
     #[arg(
@@ -86,6 +93,9 @@ impl ScoringArgs {
             levelled_meaning_max: self
                 .levelled_meaning_max
                 .map_or(defaults.levelled_meaning_max, |m| m as f32),
+            settled_weight: self
+                .settled_weight
+                .map_or(defaults.settled_weight, |w| w as f32),
             max_templates: usize::try_from(self.max_templates).unwrap_or(usize::MAX),
             ..defaults
         }

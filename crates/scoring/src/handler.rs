@@ -1072,6 +1072,7 @@ fn write(
                 embedding: touched.and_then(|t| t.embedding.clone()),
                 new_after_warmup: first_sight.new_after_warmup,
                 novelty: first_sight.novelty,
+                born_settled: first_sight.settled,
             }
         });
         delta.count += 1;

@@ -483,6 +483,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
                 window_known: row.presence_window.is_some(),
                 new_after_warmup: row.new_after_warmup,
                 novelty: row.novelty,
+                settled: row.born_settled,
             };
             let presence = state.restore_template(&id, counts, &self.config);
             if let Some(k) = self.known.get_mut(&id) {
@@ -959,6 +960,7 @@ mod tests {
             window_bits: 0,
             arrivals: Vec::new(),
             level_arrivals: Vec::new(),
+            born_settled: 0.0,
         }
     }
 

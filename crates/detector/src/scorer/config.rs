@@ -21,6 +21,29 @@ pub struct ScorerConfig {
     pub novelty_weight: f32,
     #[serde(default = "default_new_weight")]
     pub new_weight: f32,
+    /// More weight for being new when the stream had settled: up to this much more than
+    /// `new_weight`, for a template first seen when none of the stream's latest
+    /// `settled_lines` lines had started a template, falling linearly to nothing at
+    /// `settled_share` of them. A system that keeps meeting new messages (a chatty
+    /// desktop, a deploy) makes none of them surprising; one that had settled into its
+    /// routine and says something it never said is the classic sign of a change. 0 turns
+    /// it off.
+    #[serde(default = "default_settled_weight")]
+    pub settled_weight: f32,
+    /// How many of the stream's latest lines the share of new templates is counted over
+    /// (none counts until that many were seen).
+    #[serde(default = "default_settled_lines")]
+    pub settled_lines: usize,
+    /// The share of those lines starting a template at which the stream no longer counts
+    /// as settled.
+    #[serde(default = "default_settled_share")]
+    pub settled_share: f32,
+    /// ... for the template's first this many lines: a rare new message is what is
+    /// surprising; one that goes on to flood the stream is a change in its make-up, judged
+    /// by its level and words like any new message (a flood that reads like a failure is
+    /// not flagged line after line for having come when the stream was quiet).
+    #[serde(default = "default_settled_first_lines")]
+    pub settled_first_lines: u64,
     /// Novelty counts in proportion to severity, from this share at severity 0 to all of
     /// it at severity 1: a new kind of routine message is not alarming by itself.
     #[serde(default = "default_novelty_severity_floor")]
@@ -104,6 +127,22 @@ pub struct ScorerConfig {
     #[serde(default = "default_max_templates")]
     pub max_templates: usize,
     pub miner: MinerConfig,
+}
+
+fn default_settled_weight() -> f32 {
+    ScorerConfig::default().settled_weight
+}
+
+fn default_settled_lines() -> usize {
+    ScorerConfig::default().settled_lines
+}
+
+fn default_settled_first_lines() -> u64 {
+    ScorerConfig::default().settled_first_lines
+}
+
+fn default_settled_share() -> f32 {
+    ScorerConfig::default().settled_share
 }
 
 fn default_new_weight() -> f32 {
@@ -265,6 +304,10 @@ impl Default for ScorerConfig {
             severity_weight: 0.6,
             novelty_weight: 0.4,
             new_weight: 0.1,
+            settled_weight: 0.15,
+            settled_lines: 300,
+            settled_share: 0.05,
+            settled_first_lines: 10,
             novelty_severity_floor: 0.5,
             similar_at: 0.85,
             novelty_span: 0.6,

@@ -8,8 +8,10 @@
 //! four states ([`TemplateState`]):
 //!
 //! - **unknown**: judged by its prior, `severity_weight x severity + novelty_weight x
-//!   novelty (+ new_weight when it first appeared after the warm-up)`, where severity is the
-//!   larger of the level's weight and what the words say (the embedding's position between
+//!   novelty (+ new_weight when it first appeared after the warm-up, + up to
+//!   settled_weight on its first lines when the stream had settled then, see `settled`)`,
+//!   where severity is the larger of the level's weight and what the words say (the
+//!   embedding's position between
 //!   [`FAILURE_PROTOTYPES`] and [`ROUTINE_PROTOTYPES`]; worth less for a source that marks
 //!   its trouble by level, see `levels`), and novelty is how far the template's embedding
 //!   is from every other known template;
@@ -54,6 +56,7 @@ mod levels;
 mod meaning;
 mod neighbours;
 pub mod relearn;
+mod settled;
 mod state;
 mod summary;
 mod verdict;
@@ -284,6 +287,9 @@ pub struct FirstSight {
     pub new_after_warmup: bool,
     /// How unlike every template known then it was (0 for templates of the warm-up).
     pub novelty: f32,
+    /// How settled the stream was then (what its newness counts for, see
+    /// [`ScorerConfig::settled_weight`]).
+    pub settled: f32,
 }
 
 /// What the scorer knows about a template.
@@ -371,6 +377,8 @@ pub struct Scorer<E> {
     tick: u64,
     /// Templates forgotten past `max_templates` since the last [`Scorer::take_evicted`].
     evicted: Vec<TemplateId>,
+    /// Which of the stream's latest lines started a template (how settled it is).
+    births: settled::Births,
 }
 
 impl<E: TextEmbedder> Scorer<E> {
@@ -399,6 +407,7 @@ impl<E: TextEmbedder> Scorer<E> {
             recency: HashMap::new(),
             tick: 1,
             evicted: Vec::new(),
+            births: settled::Births::default(),
         }
     }
 
@@ -445,6 +454,7 @@ impl<E: TextEmbedder> Scorer<E> {
             recency: state.recency,
             tick,
             evicted: Vec::new(),
+            births: settled::Births::default(),
         })
     }
 
@@ -724,6 +734,7 @@ impl<E: TextEmbedder> Scorer<E> {
         self.stats.get(id).map(|s| FirstSight {
             new_after_warmup: s.new_after_warmup,
             novelty: s.novelty,
+            settled: s.settled,
         })
     }
 

@@ -28,6 +28,10 @@ pub(super) struct TemplateStats {
     /// templates of the warm-up: they are what normal looks like).
     #[serde(default)]
     pub(super) novelty: f32,
+    /// How settled the stream was when it was first seen (see `settled`): what its
+    /// newness counts for.
+    #[serde(default)]
+    pub(super) settled: f32,
 }
 
 impl TemplateStats {
@@ -49,6 +53,7 @@ impl TemplateStats {
             alerting_since_ms: None,
             new_after_warmup,
             novelty: 0.0,
+            settled: 0.0,
         }
     }
 
@@ -304,6 +309,8 @@ pub struct TemplateCounts {
     /// every template known then. Used for a template new to this scorer.
     pub new_after_warmup: bool,
     pub novelty: f32,
+    /// How settled the stream was when it was first seen.
+    pub settled: f32,
 }
 
 impl ScorerState {
@@ -330,6 +337,7 @@ impl ScorerState {
                 counts.new_after_warmup,
             );
             stats.novelty = counts.novelty;
+            stats.settled = counts.settled;
             stats
         });
         let mut other = counts.tally;

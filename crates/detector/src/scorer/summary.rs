@@ -45,6 +45,17 @@ pub(super) fn explain(
             parts.push(format!("closest known: '{text}' (similarity {sim:.2})"));
         }
     }
+    // Said when it counted for at least half its weight.
+    if prior.settled > 0.0 && sighting.settled >= 0.5 {
+        parts.push(
+            if seen_before == 0 {
+                "new after the stream had settled (few new patterns among its latest lines)"
+            } else {
+                "first seen after the stream had settled"
+            }
+            .to_string(),
+        );
+    }
     parts.push(format!("severity {}", line.severity.as_str()));
     if prior.meaning > prior.level && prior.meaning >= 0.4 {
         parts.push(if prior.levelled {

@@ -111,6 +111,100 @@ fn novel_error_after_warm_up_is_flagged_and_routine_is_not() {
 }
 
 #[test]
+fn a_new_message_counts_for_more_once_the_stream_has_settled() {
+    // Two streams with the same lines, three new messages among them: in one they came
+    // early and the latest 30 lines brought no new template (settled), in the other they
+    // are among the latest 30 (a stream meeting new messages). The same new WARNING line
+    // then scores `settled_weight` higher in the settled stream, and its summary says why,
+    // for its first `settled_first_lines` lines; past them (a flood) it scores as in the
+    // other stream.
+    const EXTRAS: [&str; 3] = [
+        "disk scrubbing started on pool tank",
+        "backup job uploaded archive to bucket",
+        "certificate renewal check completed",
+    ];
+    let config = ScorerConfig {
+        warmup_lines: 60,
+        settled_lines: 30,
+        settled_share: 0.05,
+        ..ScorerConfig::default()
+    };
+    let embedder = || {
+        Embedder::start(EmbedderConfig::from_env())
+            .unwrap_or_else(|e| panic!("embedder did not start: {e}"))
+    };
+    let routine = |s: &mut Scorer<Embedder>, t: &mut i64, rounds: i64| {
+        for round in 0..rounds {
+            for m in ROUTINE {
+                *t += MINUTE;
+                let message = m.replace("10.0.0.", &format!("10.0.{round}."));
+                s.score(&line(*t, Severity::Info, &message))
+                    .expect("scoring works");
+            }
+        }
+    };
+    let extras = |s: &mut Scorer<Embedder>, t: &mut i64| {
+        for m in EXTRAS {
+            *t += MINUTE;
+            s.score(&line(*t, Severity::Info, m))
+                .expect("scoring works");
+        }
+    };
+    let novel = "Fan module 3 speed sensor reading dropped below threshold";
+
+    let mut settled = Scorer::new(config.clone(), embedder());
+    let mut t = 0;
+    routine(&mut settled, &mut t, 12);
+    extras(&mut settled, &mut t);
+    routine(&mut settled, &mut t, 6);
+    let settled_t = t;
+
+    let mut busy = Scorer::new(config.clone(), embedder());
+    let mut t = 0;
+    routine(&mut busy, &mut t, 17);
+    extras(&mut busy, &mut t);
+    routine(&mut busy, &mut t, 1);
+    assert_eq!(t, settled_t, "the same lines, in another order");
+
+    // The new WARNING line, then more of it: the first `settled_first_lines` carry the
+    // settled stream's extra newness, the rest are judged as in the busy stream (a flood).
+    for k in 0..=config.settled_first_lines {
+        let at = t + (k as i64 + 1) * MINUTE;
+        let in_settled = settled
+            .score(&line(at, Severity::Warning, novel))
+            .expect("scoring works");
+        let in_busy = busy
+            .score(&line(at, Severity::Warning, novel))
+            .expect("scoring works");
+        assert_eq!(
+            in_settled.novelty, in_busy.novelty,
+            "the same templates are known"
+        );
+        assert!(!in_busy.summary.contains("settled"), "{}", in_busy.summary);
+        let extra = in_settled.prior - in_busy.prior;
+        if k < config.settled_first_lines {
+            assert!(
+                (extra - config.settled_weight).abs() < 1e-4,
+                "line {k}: settled {in_settled:?} / busy {in_busy:?}"
+            );
+            let says = if k == 0 {
+                "new after the stream had settled"
+            } else {
+                "first seen after the stream had settled"
+            };
+            assert!(in_settled.summary.contains(says), "{}", in_settled.summary);
+        } else {
+            assert!(extra.abs() < 1e-6, "line {k}: {in_settled:?} / {in_busy:?}");
+            assert!(
+                !in_settled.summary.contains("settled"),
+                "{}",
+                in_settled.summary
+            );
+        }
+    }
+}
+
+#[test]
 fn during_warm_up_only_level_and_meaning_count() {
     let mut s = scorer(1000);
     warm_up(&mut s, 2);

@@ -34,6 +34,8 @@ pub(super) struct Sighting {
     pub(super) new_after_warmup: bool,
     /// Its novelty when first seen (0 if this is its first line).
     pub(super) birth_novelty: f32,
+    /// How settled the stream was when it was first seen (what its newness counts for).
+    pub(super) settled: f32,
     /// Steady presence was shown, but not by its lines at this line's level, which flags
     /// a line by itself (CRITICAL): learning does not cover this line.
     pub(super) learned_below_level: bool,
@@ -101,6 +103,8 @@ impl Sighting {
 /// The prior of an unknown template and what it was made of.
 pub(super) struct Prior {
     pub(super) novelty: f32,
+    /// What coming after the stream had settled added to its newness.
+    pub(super) settled: f32,
     pub(super) rarity: f32,
     /// The level's weight.
     pub(super) level: f32,
@@ -210,9 +214,20 @@ impl<E: TextEmbedder> Scorer<E> {
     ) -> Sighting {
         let cfg = &self.config;
         let window = line.timestamp_ms.div_euclid(cfg.presence_window_ms.max(1));
-        let stats = self.stats.entry(id.clone()).or_insert_with(|| {
-            TemplateStats::unseen(line.timestamp_ms, line.timestamp_ms, window, !warming_up)
-        });
+        let born = !self.stats.contains_key(id);
+        let settled = if born {
+            self.births.settled(cfg.settled_lines, cfg.settled_share)
+        } else {
+            0.0
+        };
+        self.births.record(born, cfg.settled_lines);
+        let stats = self
+            .stats
+            .entry(id.clone())
+            .or_insert_with(|| TemplateStats {
+                settled,
+                ..TemplateStats::unseen(line.timestamp_ms, line.timestamp_ms, window, !warming_up)
+            });
         let seen_before = stats.tally.count;
         let flags_alone = cfg.flags_alone(line.severity);
         let steady_level = cfg.normal_after_windows.max(1);
@@ -246,6 +261,7 @@ impl<E: TextEmbedder> Scorer<E> {
                 .then(|| steadiness.watched_before_ms()),
             new_after_warmup: stats.new_after_warmup,
             birth_novelty: stats.novelty,
+            settled: stats.settled,
             learned_below_level: steady && level_unproven,
             level_episodes: stats.tally.level_episodes,
             level: line.severity,
@@ -292,8 +308,16 @@ impl<E: TextEmbedder> Scorer<E> {
         };
         let meaning = meaning_max * failure_likeness;
         let severity = level.max(meaning);
-        let newness = if sighting.new_after_warmup && !warming_up {
-            cfg.new_weight
+        let new_since_warmup = sighting.new_after_warmup && !warming_up;
+        // Newness counts for more when the template came after the stream had settled,
+        // for its first few lines (see `ScorerConfig::settled_weight`).
+        let settled = if new_since_warmup && seen_before < cfg.settled_first_lines {
+            cfg.settled_weight * sighting.settled
+        } else {
+            0.0
+        };
+        let newness = if new_since_warmup {
+            cfg.new_weight + settled
         } else {
             0.0
         };
@@ -302,6 +326,7 @@ impl<E: TextEmbedder> Scorer<E> {
         let score = (cfg.severity_weight * severity + novelty_part + newness).clamp(0.0, 1.0);
         Prior {
             novelty,
+            settled,
             rarity,
             level,
             failure_likeness,

@@ -60,6 +60,7 @@ async fn analysed(
                     embedding: Some(vec![0.6, 0.8]),
                     new_after_warmup: true,
                     novelty: 0.0,
+                    born_settled: 0.0,
                 }],
                 |_, _| db::templates::StoredPresence::default(),
             )?;

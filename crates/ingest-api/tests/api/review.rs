@@ -44,6 +44,7 @@ async fn template_seen(
                     embedding: None,
                     new_after_warmup: true,
                     novelty: 0.0,
+                    born_settled: 0.0,
                 }],
                 // The presence the workers would have counted.
                 |_, _| db::templates::StoredPresence {

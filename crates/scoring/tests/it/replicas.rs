@@ -133,10 +133,14 @@ async fn a_template_first_seen_by_another_replica_stays_as_new_as_it_was() {
     // After the warm-up, replica B sees a message unlike anything before: it is new and
     // novel, and its prior says so. Replica A gets its next line: it knows the template
     // only from the row, and scores it as B did (before, A took a template it had not
-    // seen for one of the warm-up's, with no novelty and no newness).
+    // seen for one of the warm-up's, with no novelty and no newness). B's stream had
+    // settled (its latest 10 lines brought no new template), A's had not (every line of
+    // its warm-up was new to it): A weighs the template's newness as B did when it was
+    // first seen, from the row.
     let config = ScorerConfig {
         warmup_lines: 20,
         warmup_ms: 0,
+        settled_lines: 10,
         ..ScorerConfig::default()
     };
     let test_db = TestDb::new().await;
@@ -156,6 +160,20 @@ async fn a_template_first_seen_by_another_replica_stays_as_new_as_it_was() {
         })
         .collect();
     support::score_entries(&a, warmup).await;
+    b.refresh_templates(true).await.expect("B pulls");
+    let routine: Vec<NewLogEntry> = (20..30)
+        .map(|k| {
+            entry(
+                start + Duration::seconds(30 * k),
+                "INFO",
+                &format!(
+                    "Job {k} finished on node card R{k}-M0 in {} seconds",
+                    10 + k
+                ),
+            )
+        })
+        .collect();
+    support::score_entries(&b, routine).await;
     let novel = "Fan module 3 speed sensor reading dropped below threshold";
     let at = start + Duration::minutes(30);
     let first = support::score_entries(&b, vec![entry(at, "WARNING", novel)]).await[0];
@@ -171,6 +189,7 @@ async fn a_template_first_seen_by_another_replica_stays_as_new_as_it_was() {
         .expect("the novel template's row");
     assert!(row.new_after_warmup, "{row:?}");
     assert!(row.novelty > 0.0, "{row:?}");
+    assert!((row.born_settled - 1.0).abs() < 1e-6, "{row:?}");
     assert!(
         (on_a.1 - on_b.1).abs() < 1e-6,
         "A scores the second line as B scored the first: {on_a:?} / {on_b:?}"
