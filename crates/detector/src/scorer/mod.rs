@@ -454,7 +454,7 @@ impl<E: TextEmbedder> Scorer<E> {
             recency: state.recency,
             tick,
             evicted: Vec::new(),
-            births: settled::Births::default(),
+            births: state.births,
         })
     }
 
@@ -469,6 +469,7 @@ impl<E: TextEmbedder> Scorer<E> {
             first_line_ms: self.first_line_ms,
             levels: self.levels.clone(),
             recency: self.recency.clone(),
+            births: self.births.clone(),
         }
     }
 

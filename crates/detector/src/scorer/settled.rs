@@ -8,8 +8,10 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 /// Which of the stream's latest lines started a template.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub(super) struct Births {
     latest: VecDeque<bool>,
     /// How many of `latest` are `true`.

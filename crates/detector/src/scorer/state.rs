@@ -289,6 +289,11 @@ pub struct ScorerState {
     /// [`ScorerConfig::max_templates`] goes by. Templates without one are the oldest.
     #[serde(default)]
     pub(super) recency: HashMap<TemplateId, u64>,
+    /// Which of the latest lines started a template (how settled the stream is), so a
+    /// scorer rebuilt from its state (a replica merging templates other replicas stored)
+    /// does not start counting afresh.
+    #[serde(default)]
+    pub(super) births: super::settled::Births,
 }
 
 /// A template's counts as known outside this scorer (the `templates` table, where every

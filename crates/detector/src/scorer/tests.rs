@@ -1103,3 +1103,38 @@ fn stamp(t: i64) -> String {
         s % 60
     )
 }
+
+#[test]
+fn a_scorer_rebuilt_from_its_state_still_knows_the_stream_had_settled() {
+    // A replica rebuilds its scorer from its exported state when it merges templates
+    // other replicas stored; the count of which latest lines started a template goes
+    // with the state, so a new message right after the rebuild is judged as it would
+    // have been without it (before, the count started afresh and no stream was ever
+    // settled on a replica that merged before every batch).
+    let config = ScorerConfig {
+        warmup_lines: 5,
+        settled_lines: 10,
+        ..ScorerConfig::default()
+    };
+    let mut kept = Scorer::new(config.clone(), Flat);
+    for k in 0..30 {
+        kept.score(&line(k * MINUTE, Severity::Info, "heartbeat ok"))
+            .expect("scoring works");
+    }
+    let mut rebuilt =
+        Scorer::from_state(config.clone(), Flat, kept.export()).expect("the state loads");
+    let new = line(
+        31 * MINUTE,
+        Severity::Warning,
+        "fan speed dropped below threshold",
+    );
+    let on_kept = kept.score(&new).expect("scoring works");
+    let on_rebuilt = rebuilt.score(&new).expect("scoring works");
+    assert!(
+        on_kept.summary.contains("new after the stream had settled"),
+        "{}",
+        on_kept.summary
+    );
+    assert_eq!(on_rebuilt.prior, on_kept.prior, "{on_rebuilt:?}");
+    assert_eq!(on_rebuilt.summary, on_kept.summary);
+}
