@@ -38,8 +38,8 @@ pub struct ScorerConfig {
     /// as settled.
     #[serde(default = "default_settled_share")]
     pub settled_share: f32,
-    /// ... for the template's first this many lines: a rare new message is what is
-    /// surprising; one that goes on to flood the stream is a change in its make-up, judged
+    /// The extra newness holds for a template's first this many lines: a rare new
+    /// message is what is surprising; one that goes on to flood the stream is a change in its make-up, judged
     /// by its level and words like any new message (a flood that reads like a failure is
     /// not flagged line after line for having come when the stream was quiet).
     #[serde(default = "default_settled_first_lines")]
