@@ -147,8 +147,9 @@ async fn a_template_first_seen_by_another_replica_stays_as_new_as_it_was() {
     let a = replica(&test_db, config.clone(), StdDuration::ZERO).await;
     let b = replica(&test_db, config, StdDuration::ZERO).await;
     let start = Utc::now() - Duration::hours(2);
-    let warmup: Vec<NewLogEntry> = (0..20)
-        .map(|k| {
+    // Routine lines k..k+n of one template: A's warm-up, then B's after its pull.
+    let jobs = |ks: std::ops::Range<i64>| -> Vec<NewLogEntry> {
+        ks.map(|k| {
             entry(
                 start + Duration::seconds(30 * k),
                 "INFO",
@@ -158,22 +159,11 @@ async fn a_template_first_seen_by_another_replica_stays_as_new_as_it_was() {
                 ),
             )
         })
-        .collect();
-    support::score_entries(&a, warmup).await;
+        .collect()
+    };
+    support::score_entries(&a, jobs(0..20)).await;
     b.refresh_templates(true).await.expect("B pulls");
-    let routine: Vec<NewLogEntry> = (20..30)
-        .map(|k| {
-            entry(
-                start + Duration::seconds(30 * k),
-                "INFO",
-                &format!(
-                    "Job {k} finished on node card R{k}-M0 in {} seconds",
-                    10 + k
-                ),
-            )
-        })
-        .collect();
-    support::score_entries(&b, routine).await;
+    support::score_entries(&b, jobs(20..30)).await;
     let novel = "Fan module 3 speed sensor reading dropped below threshold";
     let at = start + Duration::minutes(30);
     let first = support::score_entries(&b, vec![entry(at, "WARNING", novel)]).await[0];
