@@ -22,6 +22,7 @@ pub mod schema;
 pub mod signatures;
 pub mod source_levels;
 pub mod stats;
+pub mod stream_births;
 pub mod tasks;
 pub mod templates;
 

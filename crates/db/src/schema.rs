@@ -160,4 +160,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Written with raw SQL (`crate::stream_births`); declared for completeness.
+    stream_births (id) {
+        id -> Bool,
+        lines -> Int8,
+        births -> Array<Int8>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(log_entries, tasks, templates);

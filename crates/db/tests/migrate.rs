@@ -609,3 +609,53 @@ fn source_level_counts_add_up_and_load_the_stream_and_the_busiest_sources() {
     drop(conn);
     drop(scratch);
 }
+
+#[test]
+fn the_stream_births_count_adds_every_workers_lines_and_keeps_the_latest() {
+    use logcanary_db::stream_births::{add, load, StreamBirths};
+
+    let scratch = ScratchDb::new("births");
+    let url = scratch.url.clone();
+    logcanary_db::migrate(&url).expect("migrate");
+    let mut conn = PgConnection::establish(&url).unwrap();
+    assert_eq!(
+        load(&mut conn).unwrap(),
+        StreamBirths::default(),
+        "nothing scored yet"
+    );
+    add(&mut conn, 0, &[], 10).unwrap();
+    assert_eq!(load(&mut conn).unwrap(), StreamBirths::default());
+    // One worker's 8 lines (births at 1 and 6), another's 5 (a birth at its 3rd line),
+    // keeping the births among the latest 10 lines.
+    add(&mut conn, 8, &[1, 6], 10).unwrap();
+    assert_eq!(
+        load(&mut conn).unwrap(),
+        StreamBirths {
+            lines: 8,
+            births: vec![1, 6]
+        }
+    );
+    add(&mut conn, 5, &[2], 10).unwrap();
+    assert_eq!(
+        load(&mut conn).unwrap(),
+        StreamBirths {
+            lines: 13,
+            births: vec![6, 10]
+        },
+        "line 1 is no longer among the latest 10"
+    );
+    // A first add keeps only the latest `horizon` of its own lines too.
+    let other = ScratchDb::new("births_first");
+    logcanary_db::migrate(&other.url).expect("migrate");
+    let mut fresh = PgConnection::establish(&other.url).unwrap();
+    add(&mut fresh, 20, &[0, 15], 10).unwrap();
+    assert_eq!(
+        load(&mut fresh).unwrap(),
+        StreamBirths {
+            lines: 20,
+            births: vec![15]
+        }
+    );
+    drop((conn, fresh));
+    drop((scratch, other));
+}

@@ -7,8 +7,9 @@
 //! 1. a short read: the tasks' states (finished tasks are redeliveries: acked, not
 //!    scored) and the entries that still need a score;
 //! 2. scoring with the detector on the blocking pool, after pulling the templates and
-//!    labels other replicas stored since the last pull (at most every refresh interval)
-//!    and every replica's count of which sources mark their trouble by level;
+//!    labels other replicas stored since the last pull (at most every refresh interval),
+//!    every replica's count of which sources mark their trouble by level and of which of
+//!    the stream's latest lines started a template (how settled it is);
 //! 3. one transaction that re-checks each task (`STARTED` unless it finished meanwhile),
 //!    locks the entries still unscored, puts the lines of a template new to the table in
 //!    the row of the same pattern when another replica stored it first under another id
@@ -16,8 +17,9 @@
 //!    shared counts (each template's presence counted on under its row's lock, line by
 //!    line), writes
 //!    the scores, runs the re-scores learning calls for, queues critical alerts and marks
-//!    the tasks SUCCESS. The written lines' level counts are added to every replica's
-//!    right after, in a statement of their own. Only entries written
+//!    the tasks SUCCESS. The written lines' level counts, and which of the scored lines
+//!    started a template, are added to every replica's right after, in statements of
+//!    their own. Only entries written
 //!    here are counted, so a redelivery or a race between replicas counts nothing twice.
 
 use std::{
@@ -34,7 +36,7 @@ use db::{
     templates::TemplateDelta,
     DbError,
 };
-use detector::scorer::{LogLine, Score, Severity};
+use detector::scorer::{BirthChunk, LogLine, Score, Severity};
 use diesel::Connection;
 use mq::{Delivery, Outcome};
 use serde_json::json;
@@ -92,6 +94,15 @@ pub struct RefreshState {
     since: Option<DateTime<Utc>>,
     last: Option<Instant>,
     unflushed_levels: Vec<db::source_levels::SourceLevels>,
+    /// Lines scored here, in order, not yet added to `stream_births`.
+    unflushed_births: Vec<BirthChunk>,
+    /// How many of the stream's latest lines `stream_births` keeps (the scorer's
+    /// `settled_lines`).
+    births_horizon: usize,
+    /// The lines `stream_births` holds if no other replica added any since this one
+    /// last took the count (then this replica's own count, in the order it scored, is
+    /// kept as it is).
+    births_expected: Option<i64>,
 }
 
 /// What a batch's write transaction returns.
@@ -222,10 +233,29 @@ impl ScoringHandler {
             .run(move |c| db::source_levels::load(c, limit))
             .await
             .map_err(AnalyseError::Sync)?;
-        let detector = self.detector.clone();
-        tokio::task::spawn_blocking(move || lock(&detector).set_level_use(&levels))
+        // How settled the stream is, by every replica's lines (this replica's own first).
+        self.flush_births().await.map_err(AnalyseError::Sync)?;
+        let births = self
+            .db
+            .run(db::stream_births::load)
             .await
-            .map_err(|_| AnalyseError::Merge("the merge task panicked".into()))?;
+            .map_err(AnalyseError::Sync)?;
+        let (pending, others_added) = {
+            let mut state = lock(&self.refresh);
+            let others_added = state.births_expected != Some(births.lines);
+            state.births_expected = Some(births.lines);
+            (state.unflushed_births.clone(), others_added)
+        };
+        let detector = self.detector.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut d = lock(&detector);
+            d.set_level_use(&levels);
+            if others_added {
+                d.rebase_births(&births, &pending);
+            }
+        })
+        .await
+        .map_err(|_| AnalyseError::Merge("the merge task panicked".into()))?;
         let mut state = lock(&self.refresh);
         let next = read_at - REFRESH_OVERLAP;
         state.since = Some(state.since.map_or(next, |s| s.max(next)));
@@ -251,6 +281,46 @@ impl ScoringHandler {
             lock(&self.refresh).unflushed_levels.extend(unflushed);
         }
         added
+    }
+
+    /// Adds the lines this replica scored to the stream's count of which latest lines
+    /// started a template (`stream_births`), in order, each chunk in a statement of its
+    /// own after the batch's write committed. Chunks not added stay for the next try.
+    async fn flush_births(&self) -> Result<(), DbError> {
+        let (unflushed, horizon) = {
+            let mut state = lock(&self.refresh);
+            (
+                std::mem::take(&mut state.unflushed_births),
+                i64::try_from(state.births_horizon).unwrap_or(i64::MAX),
+            )
+        };
+        let mut left = unflushed.into_iter();
+        while let Some(chunk) = left.next() {
+            let lines = i64::try_from(chunk.lines).unwrap_or(i64::MAX);
+            let births: Vec<i64> = chunk
+                .births
+                .iter()
+                .map(|&b| i64::try_from(b).unwrap_or(i64::MAX))
+                .collect();
+            let added = self
+                .db
+                .run(move |c| db::stream_births::add(c, lines, &births, horizon))
+                .await;
+            if added.is_ok() {
+                if let Some(expected) = lock(&self.refresh).births_expected.as_mut() {
+                    *expected += lines;
+                }
+            }
+            if let Err(e) = added {
+                let mut state = lock(&self.refresh);
+                // Unknown whether it committed: the next pull takes the shared count.
+                state.births_expected = None;
+                let newer = std::mem::take(&mut state.unflushed_births);
+                state.unflushed_births = std::iter::once(chunk).chain(left).chain(newer).collect();
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// The stored embeddings of the templates `keys`, for rows read without theirs.
@@ -410,6 +480,7 @@ impl ScoringHandler {
         // The detector's "learned normal" rule as of this batch (none: nothing scored).
         let mut learned = None;
         let mut miner_config = None;
+        let mut births = None;
         if !to_score.is_empty() {
             let lines: Vec<_> = to_score
                 .iter()
@@ -418,9 +489,14 @@ impl ScoringHandler {
             self.restore_from_table(&lines).await?;
             let detector = self.detector.clone();
             let started = Instant::now();
-            let (batch, judge, miner) = tokio::task::spawn_blocking(move || {
+            let (batch, judge, miner, horizon) = tokio::task::spawn_blocking(move || {
                 let mut d = lock(&detector);
-                (d.score(&lines), d.learned_judge(), d.miner_config())
+                (
+                    d.score(&lines),
+                    d.learned_judge(),
+                    d.miner_config(),
+                    d.settled_lines(),
+                )
             })
             .await
             .map_err(|_| AnalyseError::Score("the scoring task panicked".into()))?;
@@ -430,6 +506,7 @@ impl ScoringHandler {
             metrics::histogram!("logcanary_scoring_seconds")
                 .record(started.elapsed().as_secs_f64());
             stage("score", started);
+            births = Some((batch.births, horizon));
             templates = batch
                 .templates
                 .into_iter()
@@ -466,6 +543,16 @@ impl ScoringHandler {
         lock(&self.refresh).unflushed_levels.extend(levels);
         if let Err(e) = self.flush_levels().await {
             tracing::warn!(error = %e, "Could not add the batch's lines to the sources' level counts; retrying with the next batch.");
+        }
+        if let Some((chunk, horizon)) = births {
+            {
+                let mut state = lock(&self.refresh);
+                state.unflushed_births.push(chunk);
+                state.births_horizon = horizon;
+            }
+            if let Err(e) = self.flush_births().await {
+                tracing::warn!(error = %e, "Could not add the batch's lines to the stream's count of new templates; retrying with the next batch.");
+            }
         }
         if !stored_keys.is_empty() {
             let detector = self.detector.clone();

@@ -61,8 +61,8 @@ use detector::{
     embedder::{EmbedError, Embedder},
     masking::{is_placeholder_token, mask, PLACEHOLDERS},
     scorer::{
-        FirstSight, Label, LogLine, Presence, PresenceTally, Score, ScoreError, Scorer,
-        ScorerConfig, Severity, TemplateCounts, TextEmbedder,
+        BirthChunk, FirstSight, Label, LogLine, Presence, PresenceTally, Score, ScoreError, Scorer,
+        ScorerConfig, Severity, SharedBirths, TemplateCounts, TextEmbedder,
     },
 };
 
@@ -108,6 +108,9 @@ struct Known {
 pub struct ScoredBatch {
     pub scores: Vec<Score>,
     pub templates: HashMap<TemplateId, TouchedTemplate>,
+    /// Which of the lines scored since the last batch started a template, for the
+    /// stream's shared count of how settled it is (`db::stream_births`).
+    pub births: BirthChunk,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +183,28 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
             .map(|c| (c.source.clone(), count(c.lines), count(c.trouble)));
         self.scorer
             .set_level_use((count(stream.lines), count(stream.trouble)), sources);
+    }
+
+    /// How settled the stream is, as every replica's scored lines say (`shared`, from
+    /// `db::stream_births`), followed by `pending` (lines this replica scored that the
+    /// shared count does not hold yet), instead of this replica's own count.
+    pub fn rebase_births(
+        &mut self,
+        shared: &db::stream_births::StreamBirths,
+        pending: &[BirthChunk],
+    ) {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let shared = SharedBirths {
+            lines: count(shared.lines),
+            births: shared.births.iter().map(|&b| count(b)).collect(),
+        };
+        self.scorer.rebase_births(&shared, pending);
+    }
+
+    /// How many of the stream's latest lines the settled count looks at (what the shared
+    /// count must keep).
+    pub fn settled_lines(&self) -> usize {
+        self.config.settled_lines
     }
 
     /// Templates known to this replica.
@@ -564,6 +589,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         Ok(ScoredBatch {
             scores,
             templates: touched,
+            births: self.scorer.take_births(),
         })
     }
 

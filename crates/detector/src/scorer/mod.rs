@@ -57,6 +57,7 @@ mod meaning;
 mod neighbours;
 pub mod relearn;
 mod settled;
+pub use settled::{BirthChunk, SharedBirths};
 mod state;
 mod summary;
 mod verdict;
@@ -698,6 +699,22 @@ impl<E: TextEmbedder> Scorer<E> {
     /// The templates forgotten past `max_templates` since the last call.
     pub fn take_evicted(&mut self) -> Vec<TemplateId> {
         std::mem::take(&mut self.evicted)
+    }
+
+    /// The lines scored since the last call and which of them started a template: this
+    /// scorer's part of the stream's count of how settled it is, for the count replicas
+    /// share (see [`Scorer::rebase_births`]).
+    pub fn take_births(&mut self) -> BirthChunk {
+        self.births.take()
+    }
+
+    /// Takes the stream's shared count of which latest lines started a template (every
+    /// replica's handed-over lines) as this scorer's, followed by `pending` (chunks taken
+    /// here that the shared count does not hold yet) and the lines scored here since the
+    /// last [`Scorer::take_births`].
+    pub fn rebase_births(&mut self, shared: &SharedBirths, pending: &[BirthChunk]) {
+        self.births
+            .rebase(shared, pending, self.config.settled_lines);
     }
 
     /// The template an in-memory template would take `message` to, without changing

@@ -188,6 +188,70 @@ async fn a_template_first_seen_by_another_replica_stays_as_new_as_it_was() {
 }
 
 #[tokio::test]
+async fn how_settled_the_stream_is_is_counted_from_every_replicas_lines() {
+    // Replica A scores 30 lines of one routine pattern: after its first line, the stream
+    // brought no new template. Replica B, which scored nothing yet (a second worker, or
+    // A restarted), then meets a new message. Counted from B's own lines, B would know
+    // nothing of how settled the stream was (fewer than `settled_lines` lines seen) and
+    // weigh the message's newness as in a busy stream; counted from every replica's
+    // lines (`stream_births`), it scores the line as one worker that scored all 31 does.
+    let config = ScorerConfig {
+        warmup_lines: 20,
+        warmup_ms: 0,
+        settled_lines: 10,
+        ..ScorerConfig::default()
+    };
+    let start = Utc::now() - Duration::hours(2);
+    let routine = |ks: std::ops::Range<i64>| -> Vec<NewLogEntry> {
+        ks.map(|k| {
+            entry(
+                start + Duration::seconds(30 * k),
+                "INFO",
+                &format!("Job {k} finished in {} seconds", 10 + k),
+            )
+        })
+        .collect()
+    };
+    let novel = entry(
+        start + Duration::minutes(30),
+        "WARNING",
+        "Fan module 3 speed sensor reading dropped below threshold",
+    );
+
+    let test_db = TestDb::new().await;
+    let a = replica(&test_db, config.clone(), StdDuration::ZERO).await;
+    let b = replica(&test_db, config.clone(), StdDuration::ZERO).await;
+    support::score_entries(&a, routine(0..30)).await;
+    let on_b = support::score_entries(&b, vec![novel.clone()]).await[0];
+    let on_b = verdict(&b, on_b).await;
+
+    let one_db = TestDb::new().await;
+    let one = replica(&one_db, config, StdDuration::ZERO).await;
+    support::score_entries(&one, routine(0..30)).await;
+    let on_one = support::score_entries(&one, vec![novel]).await[0];
+    let on_one = verdict(&one, on_one).await;
+
+    assert!(
+        on_one.2.contains("new after the stream had settled"),
+        "{on_one:?}"
+    );
+    assert!(
+        (on_b.1 - on_one.1).abs() < 1e-6 && on_b.0 == on_one.0,
+        "B scores the line as one worker: {on_b:?} / {on_one:?}"
+    );
+    assert!(
+        on_b.2.contains("new after the stream had settled"),
+        "{on_b:?}"
+    );
+    let rows = template_rows(&b).await;
+    let row = rows
+        .iter()
+        .find(|r| r.count == 1)
+        .expect("the new template's row");
+    assert!((row.born_settled - 1.0).abs() < 1e-6, "{row:?}");
+}
+
+#[tokio::test]
 async fn a_line_scored_on_a_stale_view_follows_learning_another_replica_did_meanwhile() {
     // Replica A scores a routine CRITICAL pattern's first four lines, 20 minutes apart,
     // and learns it as normal on the 4th (four windows over an hour): its re-score clears
