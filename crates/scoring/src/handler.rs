@@ -94,15 +94,26 @@ pub struct RefreshState {
     since: Option<DateTime<Utc>>,
     last: Option<Instant>,
     unflushed_levels: Vec<db::source_levels::SourceLevels>,
-    /// Lines scored here, in order, not yet added to `stream_births`.
-    unflushed_births: Vec<BirthChunk>,
-    /// How many of the stream's latest lines `stream_births` keeps (the scorer's
-    /// `settled_lines`).
-    births_horizon: usize,
-    /// The lines `stream_births` holds if no other replica added any since this one
-    /// last took the count (then this replica's own count, in the order it scored, is
-    /// kept as it is).
-    births_expected: Option<i64>,
+    births: BirthsSync,
+}
+
+/// This replica's part of the stream's count of which latest lines started a template
+/// (`stream_births`). A pull takes the row as the scorer's count only when another replica
+/// added lines since the last time: alone, a replica keeps its own count, in the order it
+/// scored its lines (batches in flight may be added in another order).
+#[derive(Debug, Default)]
+struct BirthsSync {
+    /// Lines scored here, in order, not yet added.
+    unflushed: Vec<BirthChunk>,
+    /// How many of the stream's latest lines the row keeps (the scorer's `settled_lines`).
+    horizon: usize,
+    /// The row's lines when this replica last took it as its count (none: take it at the
+    /// next pull).
+    base: Option<i64>,
+    /// Lines this replica added, or is adding, since.
+    added: i64,
+    /// Lines of adds not returned yet.
+    in_flight: i64,
 }
 
 /// What a batch's write transaction returns.
@@ -241,10 +252,14 @@ impl ScoringHandler {
             .await
             .map_err(AnalyseError::Sync)?;
         let (pending, others_added) = {
-            let mut state = lock(&self.refresh);
-            let others_added = state.births_expected != Some(births.lines);
-            state.births_expected = Some(births.lines);
-            (state.unflushed_births.clone(), others_added)
+            let sync = &mut lock(&self.refresh).births;
+            let others_added = sync.base.is_none_or(|b| births.lines > b + sync.added);
+            if others_added {
+                sync.base = Some(births.lines);
+                // Adds still in flight come on top of what was read.
+                sync.added = sync.in_flight;
+            }
+            (sync.unflushed.clone(), others_added)
         };
         let detector = self.detector.clone();
         tokio::task::spawn_blocking(move || {
@@ -288,10 +303,10 @@ impl ScoringHandler {
     /// own after the batch's write committed. Chunks not added stay for the next try.
     async fn flush_births(&self) -> Result<(), DbError> {
         let (unflushed, horizon) = {
-            let mut state = lock(&self.refresh);
+            let sync = &mut lock(&self.refresh).births;
             (
-                std::mem::take(&mut state.unflushed_births),
-                i64::try_from(state.births_horizon).unwrap_or(i64::MAX),
+                std::mem::take(&mut sync.unflushed),
+                i64::try_from(sync.horizon).unwrap_or(i64::MAX),
             )
         };
         let mut left = unflushed.into_iter();
@@ -302,21 +317,23 @@ impl ScoringHandler {
                 .iter()
                 .map(|&b| i64::try_from(b).unwrap_or(i64::MAX))
                 .collect();
+            {
+                let sync = &mut lock(&self.refresh).births;
+                sync.added += lines;
+                sync.in_flight += lines;
+            }
             let added = self
                 .db
                 .run(move |c| db::stream_births::add(c, lines, &births, horizon))
                 .await;
-            if added.is_ok() {
-                if let Some(expected) = lock(&self.refresh).births_expected.as_mut() {
-                    *expected += lines;
-                }
-            }
+            let sync = &mut lock(&self.refresh).births;
+            sync.in_flight -= lines;
             if let Err(e) = added {
-                let mut state = lock(&self.refresh);
-                // Unknown whether it committed: the next pull takes the shared count.
-                state.births_expected = None;
-                let newer = std::mem::take(&mut state.unflushed_births);
-                state.unflushed_births = std::iter::once(chunk).chain(left).chain(newer).collect();
+                sync.added -= lines;
+                // Unknown whether it committed: the next pull takes the row as it is.
+                sync.base = None;
+                let newer = std::mem::take(&mut sync.unflushed);
+                sync.unflushed = std::iter::once(chunk).chain(left).chain(newer).collect();
                 return Err(e);
             }
         }
@@ -546,9 +563,9 @@ impl ScoringHandler {
         }
         if let Some((chunk, horizon)) = births {
             {
-                let mut state = lock(&self.refresh);
-                state.unflushed_births.push(chunk);
-                state.births_horizon = horizon;
+                let sync = &mut lock(&self.refresh).births;
+                sync.unflushed.push(chunk);
+                sync.horizon = horizon;
             }
             if let Err(e) = self.flush_births().await {
                 tracing::warn!(error = %e, "Could not add the batch's lines to the stream's count of new templates; retrying with the next batch.");
