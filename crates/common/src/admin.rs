@@ -149,6 +149,10 @@ fn describe_metrics() {
         "logcanary_templates_known",
         "Templates the worker's detector holds in memory (at most LOGCANARY_MAX_TEMPLATES)."
     );
+    metrics::describe_gauge!(
+        "logcanary_stream_settled",
+        "How settled the log stream was after the worker's latest batch, by every worker's lines: 1 when none of its latest 300 lines started a template, falling to 0 when 5% did (a pattern first seen then counts for up to LOGCANARY_SETTLED_WEIGHT more for being new)."
+    );
     metrics::describe_counter!(
         "logcanary_templates_evicted_total",
         "Templates the worker's detector evicted to stay within LOGCANARY_MAX_TEMPLATES (least recently seen first)."

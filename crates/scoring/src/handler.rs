@@ -235,20 +235,20 @@ impl ScoringHandler {
             .map_err(|e| AnalyseError::Merge(e.to_string()))?;
             metrics::gauge!("logcanary_templates_known").set(templates as f64);
         }
-        // Which sources mark their trouble by level, by every replica's lines (this
-        // replica's own written lines first, should an earlier add have failed).
+        // Which sources mark their trouble by level, and how settled the stream is, by
+        // every replica's lines (this replica's own written lines first, should an
+        // earlier add have failed), in one round trip.
         self.flush_levels().await.map_err(AnalyseError::Sync)?;
-        let limit = i64::try_from(detector::scorer::MAX_LEVEL_SOURCES).unwrap_or(i64::MAX);
-        let levels = self
-            .db
-            .run(move |c| db::source_levels::load(c, limit))
-            .await
-            .map_err(AnalyseError::Sync)?;
-        // How settled the stream is, by every replica's lines (this replica's own first).
         self.flush_births().await.map_err(AnalyseError::Sync)?;
-        let births = self
+        let limit = i64::try_from(detector::scorer::MAX_LEVEL_SOURCES).unwrap_or(i64::MAX);
+        let (levels, births) = self
             .db
-            .run(db::stream_births::load)
+            .run(move |c| {
+                Ok((
+                    db::source_levels::load(c, limit)?,
+                    db::stream_births::load(c)?,
+                ))
+            })
             .await
             .map_err(AnalyseError::Sync)?;
         let (pending, others_added) = {

@@ -586,6 +586,7 @@ impl<E: TextEmbedder + Clone> SharedScorer<E> {
         }
         #[allow(clippy::cast_precision_loss)] // far below 2^52 templates
         metrics::gauge!("logcanary_templates_known").set(self.known.len() as f64);
+        metrics::gauge!("logcanary_stream_settled").set(f64::from(self.scorer.stream_settled()));
         Ok(ScoredBatch {
             scores,
             templates: touched,

@@ -126,6 +126,7 @@ async fn every_binary_serves_metrics_that_pass_promtool() {
                 "logcanary_inference_batch_size_bucket",
                 "logcanary_scoring_seconds_bucket",
                 "logcanary_embedding_cache_misses_total",
+                "logcanary_stream_settled",
                 "logcanary_mq_deliveries_total{",
             ],
             _ => &[],

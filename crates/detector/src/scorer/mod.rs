@@ -708,6 +708,13 @@ impl<E: TextEmbedder> Scorer<E> {
         self.births.take()
     }
 
+    /// How settled the stream is now, in [0, 1]: what a template first seen on the next
+    /// line would get (see [`ScorerConfig::settled_weight`]).
+    pub fn stream_settled(&self) -> f32 {
+        self.births
+            .settled(self.config.settled_lines, self.config.settled_share)
+    }
+
     /// Takes the stream's shared count of which latest lines started a template (every
     /// replica's handed-over lines) as this scorer's, followed by `pending` (chunks taken
     /// here that the shared count does not hold yet) and the lines scored here since the
